@@ -1,0 +1,38 @@
+"""Fixtures for tests that run real rclpy nodes over DDS (Fast DDS on loopback).
+
+Each pytest process takes its own ROS_DOMAIN_ID so that parallel runs on one machine do not
+hear each other.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+os.environ.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
+os.environ.setdefault("ROS_LOCALHOST_ONLY", "1")
+os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+
+import rclpy  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+
+
+@pytest.fixture
+def ros_context():
+    """An initialised rclpy context, shut down after the test."""
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    yield context
+    context.try_shutdown()
+
+
+def spin_until(executor: SingleThreadedExecutor, predicate, deadline_s: float = 20.0) -> bool:
+    """Spin ``executor`` until ``predicate()`` is true or ``deadline_s`` passes (not a timing test:
+    the deadline only bounds a wait for DDS discovery and delivery)."""
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        executor.spin_once(timeout_sec=0.05)
+        if predicate():
+            return True
+    return predicate()
