@@ -1,0 +1,427 @@
+"""The online calibration node: camera + LiDAR in, T_cam_lidar on tf out.
+
+ROS glue only. The maths lives in core: pairing (``crossi2p_ros.pairing``), the exported graph
+(``crossi2p.runtime``), temporal fusion (``crossi2p.fusion``), overlay drawing and calibration
+I/O. Run: ``ros2 run crossi2p_ros calibration_node --ros-args --params-file config/default.yaml``.
+
+Threads: subscription callbacks only convert and queue; one worker thread runs the graph on the
+newest pair. A pair that arrives while the worker is busy replaces the waiting one (the replaced
+pair is counted as dropped), so a slow CPU never builds a backlog.
+
+Outputs: /tf_static (TRANSIENT_LOCAL) or /tf with parent = LiDAR frame and child = camera optical
+frame (the message carries ``inv(T_cam_lidar)``, docs/conventions.md); ``~/pose``
+(PoseWithCovarianceStamped of T_cam_lidar, i.e. the LiDAR origin in the camera frame, frame_id =
+camera frame); /diagnostics; ``~/overlay`` (rate-limited Image); services ``~/save_calibration``
+and ``~/reset`` (std_srvs/Trigger).
+"""
+from __future__ import annotations
+
+import array
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import PoseWithCovarianceStamped, TransformStamped
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+from std_srvs.srv import Trigger
+from tf2_msgs.msg import TFMessage
+
+from crossi2p.calib_io import save_calibration_yaml, urdf_joint_snippet
+from crossi2p.camera import CameraModel
+from crossi2p.fusion import ExtrinsicFuser
+from crossi2p.geometry import invert_transform, transform_from_tq, transform_to_tq
+from crossi2p.image_encoding import message_to_rgb, rgb_to_image_fields
+from crossi2p.metrics import registration_error
+from crossi2p.overlay import draw_projected_points
+from crossi2p.pointcloud2 import pointcloud2_to_xyzi
+from crossi2p.runtime import CalibrationRuntime, FrameEstimate
+
+from .pairing import StampPairer
+from .parameters import CalibrationNodeParameters, parameter_specs, parameters_from_flat
+
+LATCHED = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
+                     reliability=ReliabilityPolicy.RELIABLE)
+
+
+def default_model_card() -> Path:
+    """The shipped model: the installed share/ folder, else the repository's models/."""
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        share = Path(get_package_share_directory("crossi2p_ros")) / "models" / "crossi2p_cpu.yaml"
+        if share.is_file():
+            return share
+    except Exception:  # not installed with an ament index (editable install in the venv)
+        pass
+    return Path(__file__).resolve().parents[4] / "models" / "crossi2p_cpu.yaml"
+
+
+def stamp_to_s(stamp) -> float:
+    return stamp.sec + 1e-9 * stamp.nanosec
+
+
+@dataclass
+class CameraFrame:
+    image_rgb: np.ndarray
+    camera: CameraModel
+    frame_id: str
+
+
+@dataclass
+class LidarSweep:
+    points: np.ndarray
+    frame_id: str
+
+
+@dataclass
+class NodeCounters:
+    images_in: int = 0
+    clouds_in: int = 0
+    bad_images: int = 0
+    bad_clouds: int = 0
+    pairs_in: int = 0
+    pairs_used: int = 0
+    pairs_dropped_busy: int = 0
+    frames_invalid: int = 0
+    tf_published: int = 0
+    last_error: str = ""
+    last_latency_ms: float = 0.0
+    last_inlier_ratio: float = 0.0
+
+
+class CalibrationNode(Node):
+    """See the module docstring."""
+
+    def __init__(self, **kwargs):
+        super().__init__("crossi2p_calibration", **kwargs)
+        self.params = self._declare_parameters()
+        p = self.params.node
+        card = Path(p.model_card) if p.model_card else default_model_card()
+        self.runtime = CalibrationRuntime(card, self.params.runtime)  # created once
+        self.get_logger().info(f"model {self.runtime.card.name} ({card}) on {self.runtime.providers}")
+        self.pairer: StampPairer[CameraFrame, LidarSweep] = StampPairer(self.params.pairing)
+        self.fuser = ExtrinsicFuser(self.params.fusion)
+        self.counters = NodeCounters()
+        self._lock = threading.Lock()  # guards fuser, counters, pending pair, camera info
+        self._wake = threading.Condition(self._lock)
+        self._pending = None
+        self._stop = False
+        self._camera_info: CameraInfo | None = None
+        self._frames = ("", "")  # (lidar_frame, camera_frame) of the last pair
+        self._published_T: np.ndarray | None = None
+        self._last_overlay_s = 0.0
+        self._prior_from_tf: np.ndarray | None = None
+
+        # Outputs.
+        tf_qos = LATCHED if p.publish_on == "tf_static" else QoSProfile(depth=100)
+        self.tf_pub = self.create_publisher(TFMessage, "/" + p.publish_on, tf_qos)
+        self.pose_pub = self.create_publisher(PoseWithCovarianceStamped, "~/pose", 10)
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.overlay_pub = self.create_publisher(Image, "~/overlay", 1)
+        # Inputs.
+        qos = qos_profile_sensor_data if p.qos == "sensor_data" else QoSProfile(depth=p.queue_depth)
+        if p.qos == "sensor_data":
+            qos = QoSProfile(depth=p.queue_depth, reliability=qos.reliability, durability=qos.durability,
+                             history=qos.history)
+        image_type = CompressedImage if p.compressed_image else Image
+        self.create_subscription(image_type, p.image_topic, self._on_image, qos)
+        self.create_subscription(CameraInfo, p.camera_info_topic, self._on_camera_info, qos)
+        self.create_subscription(PointCloud2, p.points_topic, self._on_points, qos)
+        if p.mode == "refine" and p.prior_source == "tf":
+            self.create_subscription(TFMessage, "/tf_static", self._on_tf_static, LATCHED)
+        self.create_service(Trigger, "~/save_calibration", self._on_save)
+        self.create_service(Trigger, "~/reset", self._on_reset)
+        self.create_timer(1.0 / p.diagnostics_rate_hz, self._publish_diagnostics)
+        if p.publish_on == "tf":
+            self.create_timer(1.0 / p.tf_rate_hz, self._publish_tf_periodic)
+        self._worker = threading.Thread(target=self._work, name="crossi2p_inference", daemon=True)
+        self._worker.start()
+
+    # ------------------------------------------------------------------------ parameters
+    def _declare_parameters(self) -> CalibrationNodeParameters:
+        values = {}
+        for spec in parameter_specs():
+            descriptor = ParameterDescriptor(description=spec.description)
+            if spec.choices:
+                descriptor.additional_constraints = f"one of {list(spec.choices)}"
+            if spec.range is not None and isinstance(spec.default, float):
+                descriptor.floating_point_range = [FloatingPointRange(from_value=float(spec.range[0]),
+                                                                      to_value=float(spec.range[1]))]
+            elif spec.range is not None and isinstance(spec.default, int) and not isinstance(spec.default, bool):
+                descriptor.integer_range = [IntegerRange(from_value=int(spec.range[0]), to_value=int(spec.range[1]),
+                                                         step=0)]
+            self.declare_parameter(spec.name, spec.default, descriptor)
+            values[spec.name] = self.get_parameter(spec.name).value
+        return parameters_from_flat(values)
+
+    # ------------------------------------------------------------------------ inputs
+    def _bad_input(self, kind: str, reason: str) -> None:
+        with self._lock:
+            if kind == "image":
+                self.counters.bad_images += 1
+            else:
+                self.counters.bad_clouds += 1
+            self.counters.last_error = reason
+        self.get_logger().warning(reason, throttle_duration_sec=5.0)
+
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        with self._lock:
+            self._camera_info = msg
+
+    def _on_image(self, msg) -> None:
+        p = self.params.node
+        with self._lock:
+            self.counters.images_in += 1
+            info = self._camera_info
+        if info is None:
+            return self._bad_input("image", f"image dropped: no CameraInfo received yet on {p.camera_info_topic}")
+        try:
+            rgb = message_to_rgb(msg)
+            camera = CameraModel.from_camera_info(info.k, info.d, info.distortion_model, info.width, info.height)
+        except ValueError as exc:
+            return self._bad_input("image", f"image on {p.image_topic}: {exc}")
+        if rgb.shape[:2] != (camera.height, camera.width):
+            return self._bad_input("image", f"image on {p.image_topic} is {rgb.shape[1]}x{rgb.shape[0]} but its "
+                                            f"CameraInfo says {camera.width}x{camera.height}")
+        frame = CameraFrame(rgb, camera, p.camera_frame or msg.header.frame_id)
+        self._offer(self.pairer.add_image(stamp_to_s(msg.header.stamp), frame))
+
+    def _on_points(self, msg: PointCloud2) -> None:
+        p = self.params.node
+        with self._lock:
+            self.counters.clouds_in += 1
+        try:
+            points = pointcloud2_to_xyzi(msg, p.intensity_field)
+        except ValueError as exc:
+            return self._bad_input("cloud", f"cloud on {p.points_topic}: {exc}")
+        if len(points) == 0:
+            return self._bad_input("cloud", f"cloud on {p.points_topic}: no finite points")
+        if len(points) > p.max_points:
+            keep = np.random.default_rng(len(points)).choice(len(points), p.max_points, replace=False)
+            points = points[np.sort(keep)]
+        sweep = LidarSweep(points, p.lidar_frame or msg.header.frame_id)
+        self._offer(self.pairer.add_lidar(stamp_to_s(msg.header.stamp), sweep))
+
+    def _offer(self, pairs) -> None:
+        if not pairs:
+            return
+        with self._lock:
+            self.counters.pairs_in += len(pairs)
+            if self._pending is not None:
+                self.counters.pairs_dropped_busy += 1
+            self.counters.pairs_dropped_busy += len(pairs) - 1
+            self._pending = pairs[-1]
+            self._wake.notify()
+
+    def _on_tf_static(self, msg: TFMessage) -> None:
+        lidar_frame, camera_frame = self._frames
+        for tf in msg.transforms:
+            t = tf.transform
+            T_parent_child = transform_from_tq([t.translation.x, t.translation.y, t.translation.z],
+                                               [t.rotation.x, t.rotation.y, t.rotation.z, t.rotation.w])
+            if (tf.header.frame_id, tf.child_frame_id) == (lidar_frame, camera_frame):
+                self._prior_from_tf = invert_transform(T_parent_child)
+            elif (tf.header.frame_id, tf.child_frame_id) == (camera_frame, lidar_frame):
+                self._prior_from_tf = T_parent_child
+
+    # ------------------------------------------------------------------------ inference worker
+    def _prior(self) -> np.ndarray | None:
+        p = self.params.node
+        if p.mode != "refine":
+            return None
+        if p.prior_source == "tf":
+            return self._prior_from_tf
+        return transform_from_tq(p.prior_xyz, p.prior_quat_xyzw)
+
+    def _work(self) -> None:
+        while True:
+            with self._wake:
+                while self._pending is None and not self._stop:
+                    self._wake.wait()
+                if self._stop:
+                    return
+                pair, self._pending = self._pending, None
+            try:
+                self._process(pair)
+            except Exception as exc:  # never let a frame kill the worker
+                self.get_logger().error(f"frame at {pair.lidar_stamp_s:.3f} s failed: {exc!r}")
+                with self._lock:
+                    self.counters.frames_invalid += 1
+                    self.counters.last_error = f"internal error: {exc!r}"
+
+    def _process(self, pair) -> None:
+        cam: CameraFrame = pair.image
+        sweep: LidarSweep = pair.lidar
+        self._frames = (sweep.frame_id, cam.frame_id)
+        est: FrameEstimate = self.runtime.estimate(cam.image_rgb, sweep.points, cam.camera, self._prior())
+        with self._lock:
+            self.counters.pairs_used += 1
+            self.counters.last_latency_ms = sum(est.latency_ms.values())
+            self.counters.last_inlier_ratio = est.inlier_ratio
+            if not est.valid:
+                self.counters.frames_invalid += 1
+                self.counters.last_error = f"frame rejected: {est.reason}"
+                return
+            self.fuser.add(est.T_cam_lidar, est.confidence, pair.lidar_stamp_s)
+            state = self.fuser.state
+            converged = state.status == "converged"
+            T = None if state.T_cam_lidar is None else state.T_cam_lidar.copy()
+            cov = None if state.covariance is None else state.covariance.copy()
+        if T is None or not (converged or self.params.node.publish_before_convergence):
+            return
+        self._publish_estimate(T, cov, pair.lidar_stamp_s)
+        self._publish_overlay(cam, sweep, T)
+
+    # ------------------------------------------------------------------------ outputs
+    def _publish_estimate(self, T_cam_lidar: np.ndarray, covariance: np.ndarray, stamp_s: float) -> None:
+        p = self.params.node
+        lidar_frame, camera_frame = self._frames
+        stamp = self.get_clock().now().to_msg()
+        pose = PoseWithCovarianceStamped()
+        pose.header.stamp = stamp
+        pose.header.frame_id = camera_frame
+        t, q = transform_to_tq(T_cam_lidar)
+        pose.pose.pose.position.x, pose.pose.pose.position.y, pose.pose.pose.position.z = map(float, t)
+        o = pose.pose.pose.orientation
+        o.x, o.y, o.z, o.w = map(float, q)
+        pose.pose.covariance = [float(c) for c in covariance.reshape(-1)]
+        self.pose_pub.publish(pose)
+        if p.publish_on == "tf_static":
+            if self._published_T is not None:
+                err = registration_error(T_cam_lidar, self._published_T)
+                if err.rre_geodesic_deg < p.republish_rotation_deg and err.rte_m < p.republish_translation_m:
+                    return
+            self.tf_pub.publish(TFMessage(transforms=[self._transform_msg(T_cam_lidar, stamp)]))
+            self.counters.tf_published += 1
+        self._published_T = T_cam_lidar
+
+    def _publish_tf_periodic(self) -> None:
+        if self._published_T is not None:
+            stamp = self.get_clock().now().to_msg()
+            self.tf_pub.publish(TFMessage(transforms=[self._transform_msg(self._published_T, stamp)]))
+            self.counters.tf_published += 1
+
+    def _transform_msg(self, T_cam_lidar: np.ndarray, stamp) -> TransformStamped:
+        """parent = LiDAR frame, child = camera optical frame: carries T_lidar_cam."""
+        lidar_frame, camera_frame = self._frames
+        msg = TransformStamped()
+        msg.header.stamp = stamp
+        msg.header.frame_id = lidar_frame
+        msg.child_frame_id = camera_frame
+        t, q = transform_to_tq(invert_transform(T_cam_lidar))
+        msg.transform.translation.x, msg.transform.translation.y, msg.transform.translation.z = map(float, t)
+        r = msg.transform.rotation
+        r.x, r.y, r.z, r.w = map(float, q)
+        return msg
+
+    def _publish_overlay(self, cam: CameraFrame, sweep: LidarSweep, T_cam_lidar: np.ndarray) -> None:
+        rate = self.params.node.overlay_rate_hz
+        now = time.monotonic()
+        if rate <= 0 or now - self._last_overlay_s < 1.0 / rate or self.overlay_pub.get_subscription_count() == 0:
+            return
+        self._last_overlay_s = now
+        drawn = draw_projected_points(cam.image_rgb, sweep.points, cam.camera, T_cam_lidar)
+        msg = Image(**{k: v for k, v in rgb_to_image_fields(drawn).items() if k != "data"})
+        msg.data = array.array("B", drawn.tobytes())
+        msg.header.frame_id = cam.frame_id
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self.overlay_pub.publish(msg)
+
+    def diagnostics_status(self) -> DiagnosticStatus:
+        with self._lock:
+            c = self.counters
+            st = self.fuser.state
+            pc = self.pairer.counters
+            level = {"converged": DiagnosticStatus.OK}.get(st.status, DiagnosticStatus.WARN)
+            values = {
+                "state": st.status, "converged": str(st.status == "converged").lower(),
+                "images_in": c.images_in, "clouds_in": c.clouds_in, "bad_images": c.bad_images,
+                "bad_clouds": c.bad_clouds, "pairs_in": c.pairs_in, "pairs_used": c.pairs_used,
+                "pairs_dropped_busy": c.pairs_dropped_busy, "frames_invalid": c.frames_invalid,
+                "frames_fused": st.frames_accepted, "frames_gated_out": st.frames_rejected,
+                "lidar_unmatched": pc.lidar_unmatched, "time_resets": pc.time_resets,
+                "latency_ms": f"{c.last_latency_ms:.1f}", "inlier_ratio": f"{c.last_inlier_ratio:.3f}",
+                "fused_inlier_ratio": f"{st.inlier_ratio:.3f}",
+                "rotation_std_deg": f"{st.rotation_std_deg:.4f}", "translation_std_m": f"{st.translation_std_m:.4f}",
+                "converged_at_frame": st.converged_at_frame if st.converged_at_frame is not None else "",
+                "drift_events": st.drift_events, "tf_published": c.tf_published, "last_error": c.last_error,
+                "execution_providers": ",".join(self.runtime.providers),
+            }
+            message = f"{st.status}; {c.pairs_used} frames used, {st.drift_events} drift events"
+            if c.last_error:
+                message += f"; last error: {c.last_error}"
+        return DiagnosticStatus(level=level, name="crossi2p_calibration: camera-LiDAR extrinsic",
+                                hardware_id=self.get_fully_qualified_name(), message=message,
+                                values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
+
+    def _publish_diagnostics(self) -> None:
+        msg = DiagnosticArray(status=[self.diagnostics_status()])
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self.diag_pub.publish(msg)
+
+    # ------------------------------------------------------------------------ services
+    def _on_save(self, request, response):
+        with self._lock:
+            st = self.fuser.state
+            T = None if st.T_cam_lidar is None else st.T_cam_lidar.copy()
+            cov = st.covariance
+            converged = st.status == "converged"
+        if T is None or self._camera_info is None:
+            response.success, response.message = False, "no estimate yet: nothing saved"
+            return response
+        lidar_frame, camera_frame = self._frames
+        path = Path(self.params.node.save_path)
+        try:
+            camera = self._last_camera()
+            save_calibration_yaml(path, T, camera, lidar_frame=lidar_frame, camera_frame=camera_frame,
+                                  covariance=cov, metadata={"converged": converged, "model": self.runtime.card.name})
+            path.with_suffix(".urdf.xacro").write_text(urdf_joint_snippet(T, lidar_frame, camera_frame))
+        except (OSError, ValueError) as exc:
+            response.success, response.message = False, f"could not save to {path}: {exc}"
+            return response
+        response.success = True
+        response.message = f"saved {path} and {path.with_suffix('.urdf.xacro')} (converged: {converged})"
+        return response
+
+    def _last_camera(self) -> CameraModel:
+        info = self._camera_info
+        return CameraModel.from_camera_info(info.k, info.d, info.distortion_model, info.width, info.height)
+
+    def _on_reset(self, request, response):
+        with self._lock:
+            self.fuser.reset()
+            self.pairer.reset()
+            self._published_T = None
+        response.success, response.message = True, "estimator reset"
+        return response
+
+    def destroy_node(self):
+        with self._wake:
+            self._stop = True
+            self._wake.notify()
+        self._worker.join(timeout=5.0)
+        self.runtime.close()
+        return super().destroy_node()
+
+
+def main(args=None) -> None:
+    rclpy.init(args=args)
+    node = CalibrationNode()
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,181 @@
+"""The calibration node's parameters, declared in one place.
+
+ROS parameters map 1:1 onto typed dataclasses: the node's own ``NodeConfig`` (top-level names)
+and the core stages' configs under a prefix (``pairing.*``, ``fusion.*``, ``runtime.*``).
+Descriptions come from the docstring under each dataclass field; ranges from ``RANGES``.
+``docs/parameters.md`` is generated from the same declarations (``parameter_table_markdown``) and
+a test fails when it drifts.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Literal
+
+from crossi2p.config_schema import config_from_dict, field_docs
+from crossi2p.fusion import FusionConfig
+from crossi2p.runtime import RuntimeConfig
+
+from .pairing import PairingConfig
+
+
+@dataclass
+class NodeConfig:
+    """Topics, frames, mode and outputs of the calibration node."""
+
+    image_topic: str = "/camera/image_raw"
+    """Camera image topic (sensor_msgs/Image; with ``compressed_image`` a CompressedImage topic)."""
+    compressed_image: bool = False
+    """Subscribe to sensor_msgs/CompressedImage on ``image_topic`` instead of Image."""
+    camera_info_topic: str = "/camera/camera_info"
+    """sensor_msgs/CameraInfo of the camera; the newest one is used with each image."""
+    points_topic: str = "/lidar/points"
+    """LiDAR sensor_msgs/PointCloud2 topic (any field layout with x, y, z; intensity optional)."""
+    intensity_field: str = "intensity"
+    """PointCloud2 field used as intensity (zeros if the cloud has none)."""
+    qos: Literal["sensor_data", "reliable"] = "sensor_data"
+    """QoS of the sensor subscriptions: ``sensor_data`` (best effort) or ``reliable``."""
+    queue_depth: int = 5
+    """Depth of the sensor subscriptions' QoS history."""
+    camera_frame: str = ""
+    """Camera optical frame published on tf (empty: the image header's frame_id)."""
+    lidar_frame: str = ""
+    """LiDAR frame published on tf (empty: the cloud header's frame_id)."""
+    mode: Literal["global", "refine"] = "global"
+    """``global``: no prior at all; ``refine``: start from a prior (``prior_source``)."""
+    prior_source: Literal["parameter", "tf"] = "parameter"
+    """Where the refine prior comes from: ``prior_xyz`` / ``prior_quat_xyzw``, or /tf_static."""
+    prior_xyz: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    """Refine prior T_cam_lidar translation (x, y, z) in metres."""
+    prior_quat_xyzw: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0, 1.0])
+    """Refine prior T_cam_lidar rotation as a quaternion (x, y, z, w)."""
+    model_card: str = ""
+    """Model card YAML of the ONNX graph (empty: the shipped default model)."""
+    publish_on: Literal["tf_static", "tf"] = "tf_static"
+    """Publish the extrinsic latched on /tf_static (TRANSIENT_LOCAL) or periodically on /tf."""
+    tf_rate_hz: float = 10.0
+    """Rate of /tf publication when ``publish_on`` is ``tf``."""
+    publish_before_convergence: bool = False
+    """Also publish the running estimate before it has converged."""
+    republish_rotation_deg: float = 0.05
+    """After convergence, /tf_static is republished when the fused rotation moves this much."""
+    republish_translation_m: float = 0.005
+    """... or when the fused translation moves this much."""
+    overlay_rate_hz: float = 1.0
+    """Rate limit of the overlay image (points projected with the current estimate); 0: off."""
+    diagnostics_rate_hz: float = 1.0
+    """Rate of /diagnostics messages."""
+    max_points: int = 400000
+    """Clouds with more points are subsampled to this many (bounded memory)."""
+    save_path: str = "crossi2p_calibration.yaml"
+    """Where the save_calibration service writes the YAML (a .urdf.xacro snippet is written beside)."""
+
+
+@dataclass
+class CalibrationNodeParameters:
+    """All parameters of the node: its own and those of the core stages it runs."""
+
+    node: NodeConfig = field(default_factory=NodeConfig)
+    pairing: PairingConfig = field(default_factory=PairingConfig)
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+
+# Allowed ranges of numeric parameters (inclusive), by ROS parameter name.
+RANGES: dict[str, tuple[float, float]] = {
+    "queue_depth": (1, 1000),
+    "tf_rate_hz": (0.1, 1000.0),
+    "republish_rotation_deg": (0.0, 180.0),
+    "republish_translation_m": (0.0, 100.0),
+    "overlay_rate_hz": (0.0, 100.0),
+    "diagnostics_rate_hz": (0.1, 100.0),
+    "max_points": (1000, 10_000_000),
+    "pairing.slop_s": (0.0, 1.0),
+    "pairing.queue_size": (1, 1000),
+    "pairing.time_jump_back_s": (0.0, 3600.0),
+    "fusion.window_size": (1, 10000),
+    "fusion.min_confidence": (0.0, 1.0),
+    "fusion.gate_rotation_deg": (0.0, 180.0),
+    "fusion.gate_translation_m": (0.0, 100.0),
+    "fusion.min_inliers_to_converge": (1, 10000),
+    "fusion.min_inlier_ratio_to_converge": (0.0, 1.0),
+    "fusion.converge_rotation_std_deg": (0.0, 180.0),
+    "fusion.converge_translation_std_m": (0.0, 100.0),
+    "fusion.drift_rotation_deg": (0.0, 180.0),
+    "fusion.drift_translation_m": (0.0, 100.0),
+    "fusion.drift_frames": (1, 10000),
+    "fusion.irls_rounds": (1, 100),
+    "runtime.intra_op_threads": (0, 256),
+    "runtime.min_confidence": (0.0, 1.0),
+    "runtime.min_correspondences": (0, 100000),
+    "runtime.min_weight": (0.0, 1.0),
+    "runtime.min_points_in_range": (0, 10_000_000),
+    "runtime.ransac_reprojection_px": (0.0, 1000.0),
+    "runtime.seed": (0, 2**31 - 1),
+}
+
+_GROUPS = {"node": "", "pairing": "pairing.", "fusion": "fusion.", "runtime": "runtime."}
+
+
+@dataclass(frozen=True)
+class ParameterSpec:
+    """One declared ROS parameter."""
+
+    name: str
+    default: object
+    description: str
+    choices: tuple = ()
+    range: tuple | None = None
+
+
+def parameter_specs() -> list[ParameterSpec]:
+    """Every parameter of the node, in declaration order."""
+    import typing
+
+    specs = []
+    defaults = CalibrationNodeParameters()
+    for group, prefix in _GROUPS.items():
+        config = getattr(defaults, group)
+        docs = field_docs(type(config))
+        hints = typing.get_type_hints(type(config))
+        for f in dataclasses.fields(config):
+            name = prefix + f.name
+            hint = hints[f.name]
+            choices = typing.get_args(hint) if typing.get_origin(hint) is Literal else ()
+            specs.append(ParameterSpec(name, getattr(config, f.name), docs.get(f.name, ""), choices,
+                                       RANGES.get(name)))
+    return specs
+
+
+def parameters_from_flat(values: dict[str, object]) -> CalibrationNodeParameters:
+    """Build the typed parameters from ``{ros parameter name: value}`` (missing: defaults)."""
+    nested: dict[str, dict] = {g: {} for g in _GROUPS}
+    for name, value in values.items():
+        group = next((g for g, p in _GROUPS.items() if p and name.startswith(p)), "node")
+        key = name[len(_GROUPS[group]):]
+        if isinstance(value, tuple):
+            value = list(value)
+        nested[group][key] = value
+    for spec in parameter_specs():
+        if spec.range is not None and spec.name in values:
+            lo, hi = spec.range
+            if not lo <= values[spec.name] <= hi:
+                raise ValueError(f"parameter {spec.name}: {values[spec.name]} outside [{lo}, {hi}]")
+    return config_from_dict(CalibrationNodeParameters, nested, "parameters")
+
+
+def parameter_table_markdown() -> str:
+    """docs/parameters.md: the table of every parameter (generated; tests compare)."""
+    lines = ["# Calibration node parameters", "",
+             "Generated from the declarations in `crossi2p_ros/parameters.py` "
+             "(`python -m crossi2p_ros.parameters > docs/parameters.md`); a test fails if it drifts.", "",
+             "| parameter | default | range / choices | description |", "|---|---|---|---|"]
+    for s in parameter_specs():
+        allowed = ", ".join(map(str, s.choices)) if s.choices else (f"[{s.range[0]}, {s.range[1]}]" if s.range else "")
+        default = f"`{s.default!r}`" if s.default != "" else '`""`'
+        lines.append(f"| `{s.name}` | {default} | {allowed} | {s.description} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(parameter_table_markdown(), end="")
