@@ -1,0 +1,86 @@
+"""``crossi2p-overlay``: PNG of LiDAR points projected on an image with a given extrinsic.
+
+Examples::
+
+    # a frame with its calibration YAML (crossi2p schema; ../shared/data/real/*/calib.yaml)
+    crossi2p-overlay --image 0.png --points 0.pcd --calib calib.yaml --out overlay.png
+    # frame 5 of a KITTI Odometry sequence folder, with its own calibration
+    crossi2p-overlay --kitti sequences/00 --frame 5 --out overlay.png
+    # the same frame with another extrinsic (e.g. an estimate saved by the node)
+    crossi2p-overlay --kitti sequences/00 --frame 5 --extrinsic estimate.yaml --out overlay.png
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..calib_io import load_calibration_yaml
+from ..datasets.kitti import read_kitti_sequence, read_rgb, read_velodyne_bin
+from ..datasets.pcd import read_pcd_xyzi
+from ..overlay import draw_projected_points, project_lidar_points
+
+
+def read_points(path: Path) -> np.ndarray:
+    """KITTI ``.bin`` (float32 x,y,z,i) or ``.pcd`` -> (N, 4) float32."""
+    if path.suffix == ".bin":
+        return read_velodyne_bin(path)
+    if path.suffix == ".pcd":
+        return read_pcd_xyzi(path)
+    raise ValueError(f"{path}: expected a KITTI .bin or a .pcd point cloud")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="crossi2p-overlay", description=__doc__.split("\n\n")[0],
+        epilog="Points are coloured by depth (near red, far blue). Exit code 1 with a one-line reason on bad input.")
+    src = parser.add_argument_group("input (either --image/--points/--calib or --kitti/--frame)")
+    src.add_argument("--image", type=Path, help="image file (PNG/JPEG)")
+    src.add_argument("--points", type=Path, help="point cloud: KITTI .bin or .pcd, LiDAR frame")
+    src.add_argument("--calib", type=Path, help="calibration YAML (camera intrinsics + T_cam_lidar)")
+    src.add_argument("--kitti", type=Path, help="KITTI Odometry sequence folder (sequences/NN)")
+    src.add_argument("--frame", type=int, default=0, help="frame index within --kitti (default 0)")
+    parser.add_argument("--extrinsic", type=Path,
+                        help="calibration YAML whose T_cam_lidar replaces the input's (e.g. an estimate)")
+    parser.add_argument("--out", type=Path, default=Path("overlay.png"), help="output PNG (default overlay.png)")
+    parser.add_argument("--max-depth-m", type=float, default=60.0, help="depth of the far end of the colour map")
+    parser.add_argument("--radius-px", type=int, default=1, help="point radius in pixels (0: single pixels)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.kitti is not None:
+            sample = read_kitti_sequence(args.kitti)[args.frame]
+            image, points, camera, T = sample.image, sample.points, sample.camera, sample.T_cam_lidar
+        else:
+            missing = [n for n in ("image", "points", "calib") if getattr(args, n) is None]
+            if missing:
+                raise ValueError(f"missing --{', --'.join(missing)} (or use --kitti DIR --frame I)")
+            calib = load_calibration_yaml(args.calib)
+            image, points, camera, T = read_rgb(args.image), read_points(args.points), calib.camera, calib.T_cam_lidar
+            if (image.shape[1], image.shape[0]) != (camera.width, camera.height):
+                raise ValueError(f"{args.image}: {image.shape[1]}x{image.shape[0]} but {args.calib} describes a "
+                                 f"{camera.width}x{camera.height} camera")
+        if args.extrinsic is not None:
+            T = load_calibration_yaml(args.extrinsic).T_cam_lidar
+        if T is None:
+            raise ValueError("no extrinsic: the input has no T_cam_lidar and --extrinsic was not given")
+        drawn = draw_projected_points(image, points, camera, T, args.max_depth_m, args.radius_px)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        if not cv2.imwrite(str(args.out), cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR)):
+            raise ValueError(f"{args.out}: could not write the PNG")
+    except (ValueError, FileNotFoundError, IndexError, OSError) as exc:
+        print(f"crossi2p-overlay: error: {exc}", file=sys.stderr)
+        return 1
+    in_view = len(project_lidar_points(points, camera, T)[1])
+    print(f"crossi2p-overlay: {in_view} of {len(points)} points in view -> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""crossi2p-overlay draws real frames with their calibration and refuses bad input in one line."""
+import cv2
+import numpy as np
+
+from crossi2p.cli.overlay import main
+
+
+def test_overlay_of_the_real_kitti_frame(shared_data, tmp_path, capsys):
+    d = shared_data / "real" / "kitti_000000"
+    out = tmp_path / "kitti.png"
+    assert main(["--image", str(d / "000000.png"), "--points", str(d / "000000.bin"),
+                 "--calib", str(d / "calib.yaml"), "--out", str(out)]) == 0
+    img = cv2.imread(str(out))
+    original = cv2.imread(str(d / "000000.png"))
+    assert img.shape == original.shape
+    changed = np.any(img != original, axis=2).mean()
+    # The HDL-64E covers the lower ~2/3 of the image densely.
+    assert 0.2 < changed < 0.9
+    # ~20k of the 115k points of the 360 deg sweep fall in the 1224x370 image.
+    n_in_view = int(capsys.readouterr().out.split()[1])
+    assert 15000 < n_in_view < 25000
+
+
+def test_overlay_of_the_distorted_opencalib_frame(shared_data, tmp_path):
+    d = shared_data / "real" / "opencalib_manual_0"
+    assert main(["--image", str(d / "0.png"), "--points", str(d / "0.pcd"), "--calib", str(d / "calib.yaml"),
+                 "--out", str(tmp_path / "oc.png")]) == 0
+    assert (tmp_path / "oc.png").stat().st_size > 100_000
+
+
+def test_bad_input_exits_1_with_a_one_line_reason(shared_data, tmp_path, capsys):
+    d = shared_data / "real" / "kitti_000000"
+    assert main(["--image", str(d / "000000.png")]) == 1
+    assert "missing --points, --calib" in capsys.readouterr().err
+    # The KITTI image with the opencalib camera: size mismatch.
+    assert main(["--image", str(d / "000000.png"), "--points", str(d / "000000.bin"),
+                 "--calib", str(shared_data / "real" / "opencalib_manual_0" / "calib.yaml"),
+                 "--out", str(tmp_path / "x.png")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "1224x370" in err and "1920x1200" in err and len(err.splitlines()) == 1
+    assert main(["--image", str(d / "000000.png"), "--points", str(d / "000000.txt"),
+                 "--calib", str(d / "calib.yaml")]) == 1
+    assert "expected a KITTI .bin or a .pcd" in capsys.readouterr().err
