@@ -26,7 +26,7 @@ setup(
         ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
         ("share/" + package_name, ["package.xml"]),
         ("share/" + package_name + "/launch", _share("launch", "*.launch.py")),
-        ("share/" + package_name + "/config", _share("config", "*.yaml")),
+        ("share/" + package_name + "/config", _share("config", "*.yaml") + _share("config", "*.rviz")),
         ("share/" + package_name + "/models", _share("models", "*.onnx") + _share("models", "*.yaml")),
     ],
     install_requires=["setuptools", "numpy", "scipy", "opencv-python-headless", "pyyaml", "tqdm",

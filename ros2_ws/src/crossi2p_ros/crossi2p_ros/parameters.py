@@ -156,12 +156,13 @@ def parameters_from_flat(values: dict[str, object]) -> CalibrationNodeParameters
         if isinstance(value, tuple):
             value = list(value)
         nested[group][key] = value
+    params = config_from_dict(CalibrationNodeParameters, nested, "parameters")  # types checked here
     for spec in parameter_specs():
         if spec.range is not None and spec.name in values:
             lo, hi = spec.range
             if not lo <= values[spec.name] <= hi:
                 raise ValueError(f"parameter {spec.name}: {values[spec.name]} outside [{lo}, {hi}]")
-    return config_from_dict(CalibrationNodeParameters, nested, "parameters")
+    return params
 
 
 def parameter_table_markdown() -> str:

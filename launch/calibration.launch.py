@@ -1,0 +1,63 @@
+"""Live camera-LiDAR calibration: ros2 launch crossi2p_ros calibration.launch.py
+
+Arguments (ros2 launch crossi2p_ros calibration.launch.py --show-args):
+  image_topic, camera_info_topic, points_topic, compressed_image, camera_frame, lidar_frame,
+  mode (global|refine), config (parameter YAML), model_card, rviz (true: RViz with the overlay).
+Topic and frame arguments override the parameter file.
+"""
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument
+from launch.conditions import IfCondition
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+from launch_ros.parameter_descriptions import ParameterValue
+
+
+def generate_launch_description():
+    share = get_package_share_directory("crossi2p_ros")
+    args = [
+        DeclareLaunchArgument("image_topic", default_value="/camera/image_raw", description="camera image topic"),
+        DeclareLaunchArgument("camera_info_topic", default_value="/camera/camera_info", description="CameraInfo topic"),
+        DeclareLaunchArgument("points_topic", default_value="/lidar/points", description="PointCloud2 topic"),
+        DeclareLaunchArgument("compressed_image", default_value="false",
+                              description="image_topic carries sensor_msgs/CompressedImage"),
+        DeclareLaunchArgument("camera_frame", default_value="",
+                              description="camera optical frame on tf (empty: from the image header)"),
+        DeclareLaunchArgument("lidar_frame", default_value="", description="LiDAR frame on tf (empty: from the cloud header)"),
+        DeclareLaunchArgument("mode", default_value="global", description="global (no prior) or refine"),
+        DeclareLaunchArgument("config", default_value=os.path.join(share, "config", "default.yaml"),
+                              description="parameter YAML"),
+        DeclareLaunchArgument("model_card", default_value="", description="model card YAML (empty: shipped model)"),
+        DeclareLaunchArgument("use_sim_time", default_value="false", description="use /clock (bag replay)"),
+        DeclareLaunchArgument("rviz", default_value="false", description="start RViz showing the overlay image"),
+    ]
+    calibration = Node(
+        package="crossi2p_ros",
+        executable="calibration_node",
+        name="crossi2p_calibration",
+        output="screen",
+        parameters=[
+            LaunchConfiguration("config"),
+            {
+                "image_topic": LaunchConfiguration("image_topic"),
+                "camera_info_topic": LaunchConfiguration("camera_info_topic"),
+                "points_topic": LaunchConfiguration("points_topic"),
+                "compressed_image": ParameterValue(LaunchConfiguration("compressed_image"), value_type=bool),
+                "camera_frame": LaunchConfiguration("camera_frame"),
+                "lidar_frame": LaunchConfiguration("lidar_frame"),
+                "mode": LaunchConfiguration("mode"),
+                "model_card": LaunchConfiguration("model_card"),
+                "use_sim_time": ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool),
+            },
+        ],
+    )
+    rviz = Node(
+        package="rviz2",
+        executable="rviz2",
+        arguments=["-d", os.path.join(share, "config", "crossi2p.rviz")],
+        condition=IfCondition(LaunchConfiguration("rviz")),
+    )
+    return LaunchDescription(args + [calibration, rviz])
