@@ -35,15 +35,14 @@ from tf2_msgs.msg import TFMessage
 
 from crossi2p.calib_io import save_calibration_yaml, urdf_joint_snippet
 from crossi2p.camera import CameraModel
-from crossi2p.fusion import ExtrinsicFuser
 from crossi2p.geometry import invert_transform, transform_from_tq, transform_to_tq
 from crossi2p.image_encoding import message_to_rgb, rgb_to_image_fields
 from crossi2p.metrics import registration_error
 from crossi2p.overlay import draw_projected_points
 from crossi2p.pointcloud2 import pointcloud2_to_xyzi
-from crossi2p.runtime import CalibrationRuntime, FrameEstimate
+from crossi2p.runtime import CalibrationRuntime
 
-from .pairing import StampPairer
+from .pipeline import CalibrationPipeline, CameraFrame, LidarSweep
 from .parameters import CalibrationNodeParameters, parameter_specs, parameters_from_flat
 
 LATCHED = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
@@ -65,19 +64,6 @@ def default_model_card() -> Path:
 
 def stamp_to_s(stamp) -> float:
     return stamp.sec + 1e-9 * stamp.nanosec
-
-
-@dataclass
-class CameraFrame:
-    image_rgb: np.ndarray
-    camera: CameraModel
-    frame_id: str
-
-
-@dataclass
-class LidarSweep:
-    points: np.ndarray
-    frame_id: str
 
 
 @dataclass
@@ -106,10 +92,9 @@ class CalibrationNode(Node):
         card = Path(p.model_card) if p.model_card else default_model_card()
         self.runtime = CalibrationRuntime(card, self.params.runtime)  # created once
         self.get_logger().info(f"model {self.runtime.card.name} ({card}) on {self.runtime.providers}")
-        self.pairer: StampPairer[CameraFrame, LidarSweep] = StampPairer(self.params.pairing)
-        self.fuser = ExtrinsicFuser(self.params.fusion)
+        self.pipeline = CalibrationPipeline(self.runtime, self.params.pairing, self.params.fusion)
         self.counters = NodeCounters()
-        self._lock = threading.Lock()  # guards fuser, counters, pending pair, camera info
+        self._lock = threading.Lock()  # guards the pipeline, counters, pending pair, camera info
         self._wake = threading.Condition(self._lock)
         self._pending = None
         self._stop = False
@@ -191,7 +176,9 @@ class CalibrationNode(Node):
             return self._bad_input("image", f"image on {p.image_topic} is {rgb.shape[1]}x{rgb.shape[0]} but its "
                                             f"CameraInfo says {camera.width}x{camera.height}")
         frame = CameraFrame(rgb, camera, p.camera_frame or msg.header.frame_id)
-        self._offer(self.pairer.add_image(stamp_to_s(msg.header.stamp), frame))
+        with self._lock:
+            pairs = self.pipeline.offer_image(stamp_to_s(msg.header.stamp), frame)
+        self._offer(pairs)
 
     def _on_points(self, msg: PointCloud2) -> None:
         p = self.params.node
@@ -207,7 +194,9 @@ class CalibrationNode(Node):
             keep = np.random.default_rng(len(points)).choice(len(points), p.max_points, replace=False)
             points = points[np.sort(keep)]
         sweep = LidarSweep(points, p.lidar_frame or msg.header.frame_id)
-        self._offer(self.pairer.add_lidar(stamp_to_s(msg.header.stamp), sweep))
+        with self._lock:
+            pairs = self.pipeline.offer_lidar(stamp_to_s(msg.header.stamp), sweep)
+        self._offer(pairs)
 
     def _offer(self, pairs) -> None:
         if not pairs:
@@ -257,11 +246,10 @@ class CalibrationNode(Node):
                     self.counters.last_error = f"internal error: {exc!r}"
 
     def _process(self, pair) -> None:
-        cam: CameraFrame = pair.image
-        sweep: LidarSweep = pair.lidar
-        self._frames = (sweep.frame_id, cam.frame_id)
-        est: FrameEstimate = self.runtime.estimate(cam.image_rgb, sweep.points, cam.camera, self._prior())
+        self._frames = (pair.lidar.frame_id, pair.image.frame_id)
+        est = self.pipeline.estimate(pair, self._prior())  # outside the lock: callbacks keep flowing
         with self._lock:
+            outcome = self.pipeline.fuse(pair, est)
             self.counters.pairs_used += 1
             self.counters.last_latency_ms = sum(est.latency_ms.values())
             self.counters.last_inlier_ratio = est.inlier_ratio
@@ -269,18 +257,14 @@ class CalibrationNode(Node):
                 self.counters.frames_invalid += 1
                 self.counters.last_error = f"frame rejected: {est.reason}"
                 return
-            self.fuser.add(est.T_cam_lidar, est.confidence, pair.lidar_stamp_s)
-            state = self.fuser.state
-            converged = state.status == "converged"
-            T = None if state.T_cam_lidar is None else state.T_cam_lidar.copy()
-            cov = None if state.covariance is None else state.covariance.copy()
-        if T is None or not (converged or self.params.node.publish_before_convergence):
+        state = outcome.state
+        if state.T_cam_lidar is None or not (state.status == "converged" or self.params.node.publish_before_convergence):
             return
-        self._publish_estimate(T, cov, pair.lidar_stamp_s)
-        self._publish_overlay(cam, sweep, T)
+        self._publish_estimate(state.T_cam_lidar, state.covariance)
+        self._publish_overlay(pair.image, pair.lidar, state.T_cam_lidar)
 
     # ------------------------------------------------------------------------ outputs
-    def _publish_estimate(self, T_cam_lidar: np.ndarray, covariance: np.ndarray, stamp_s: float) -> None:
+    def _publish_estimate(self, T_cam_lidar: np.ndarray, covariance: np.ndarray) -> None:
         p = self.params.node
         lidar_frame, camera_frame = self._frames
         stamp = self.get_clock().now().to_msg()
@@ -337,8 +321,8 @@ class CalibrationNode(Node):
     def diagnostics_status(self) -> DiagnosticStatus:
         with self._lock:
             c = self.counters
-            st = self.fuser.state
-            pc = self.pairer.counters
+            st = self.pipeline.fuser.state
+            pc = self.pipeline.pairer.counters
             level = {"converged": DiagnosticStatus.OK}.get(st.status, DiagnosticStatus.WARN)
             values = {
                 "state": st.status, "converged": str(st.status == "converged").lower(),
@@ -369,7 +353,7 @@ class CalibrationNode(Node):
     # ------------------------------------------------------------------------ services
     def _on_save(self, request, response):
         with self._lock:
-            st = self.fuser.state
+            st = self.pipeline.fuser.state
             T = None if st.T_cam_lidar is None else st.T_cam_lidar.copy()
             cov = st.covariance
             converged = st.status == "converged"
@@ -396,8 +380,7 @@ class CalibrationNode(Node):
 
     def _on_reset(self, request, response):
         with self._lock:
-            self.fuser.reset()
-            self.pairer.reset()
+            self.pipeline.reset()
             self._published_T = None
         response.success, response.message = True, "estimator reset"
         return response
