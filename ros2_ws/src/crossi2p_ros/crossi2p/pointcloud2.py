@@ -155,7 +155,8 @@ def normalise_intensity(intensity: np.ndarray) -> np.ndarray:
     return i
 
 
-def structured_to_xyzi(points: np.ndarray, intensity_field: str = "intensity", source: str = "point cloud") -> np.ndarray:
+def structured_to_xyzi(points: np.ndarray, intensity_field: str = "intensity",
+                       source: str = "point cloud") -> np.ndarray:
     """Structured point array (PointCloud2, PCD) -> (N, 4) float32 ``x, y, z, intensity``.
 
     Rows with a non-finite coordinate are dropped; intensity is 0 where the field is absent

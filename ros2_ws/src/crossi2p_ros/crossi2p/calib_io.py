@@ -1,0 +1,412 @@
+"""Calibration files: the project's YAML record, URDF snippet, KITTI and nuScenes calibration.
+
+The calibration YAML (``save_calibration_yaml`` / ``load_calibration_yaml``)
+-----------------------------------------------------------------------------
+One flat mapping, a superset of the normalised records in ``shared/data/real/*/calib.yaml``
+(which load as they are: no ``version`` and no ``frames`` is fine)::
+
+    version: 1                    # schema version (absent: the normalised record, read as 1)
+    T_cam_lidar:                  # 4x4, maps LiDAR points into the camera optical frame:
+      - [r00, r01, r02, tx]       #   p_cam = T_cam_lidar @ p_lidar
+      - [...]
+      - [0, 0, 0, 1]
+    translation: [tx, ty, tz]     # of T_cam_lidar, metres (informative; checked against the matrix)
+    quaternion_xyzw: [x, y, z, w] # of T_cam_lidar (informative; checked against the matrix)
+    frames:
+      parent: lidar               # LiDAR frame id = the tf parent
+      child: camera_optical       # camera optical frame id (z forward, x right, y down) = tf child;
+                                  # the tf transform parent -> child is inv(T_cam_lidar)
+    width: 1224                   # camera image size, pixels
+    height: 370
+    K: [[fx, 0, cx], [0, fy, cy], [0, 0, 1]]
+    distortion_model: plumb_bob   # none | plumb_bob | rational_polynomial | equidistant
+                                  # (also read: radtan -> plumb_bob, fisheye/kannala_brandt
+                                  #  -> equidistant; text after the first word is ignored)
+    distortion: [k1, k2, p1, p2, k3]   # OpenCV order
+    covariance: [[...6x6...]]     # optional: of the extrinsic, order (x, y, z, rot_x, rot_y, rot_z)
+                                  # as geometry_msgs/PoseWithCovariance, units m^2 / rad^2
+    metadata: {...}               # optional, free-form (tool, model, frames used, date, ...)
+
+``T_cam_lidar`` may be left out when ``translation`` and ``quaternion_xyzw`` are given.
+Keys not listed above (``source``, ``derivation``, ... of the normalised records) are kept in
+``Calibration.metadata`` on loading. A missing required key or a malformed value raises
+``ValueError`` naming the file and the key.
+
+Other formats
+-------------
+- ``urdf_joint_snippet``: a fixed URDF joint LiDAR -> camera optical frame.
+- ``parse_kitti_calib`` / ``kitti_calibration``: KITTI Odometry ``calib.txt`` (``P0..P3``,
+  ``Tr``) and KITTI object-benchmark calibration (``P0..P3``, ``R0_rect``,
+  ``Tr_velo_to_cam``) -> camera of ``image_<i>`` (rectified, no distortion) + ``T_cam_lidar``.
+- ``nuscenes_transform`` / ``nuscenes_camera``: nuScenes ``calibrated_sensor`` and
+  ``ego_pose`` records -> transforms and the camera model.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from scipy.spatial.transform import Rotation
+
+from .camera import CameraModel
+from .geometry import check_transform, invert_transform, make_transform, transform_from_tq, transform_to_tq
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Calibration",
+    "save_calibration_yaml",
+    "load_calibration_yaml",
+    "normalise_distortion_model",
+    "urdf_joint_snippet",
+    "parse_kitti_calib",
+    "kitti_calibration",
+    "kitti_calib_txt",
+    "nuscenes_transform",
+    "nuscenes_camera",
+]
+
+SCHEMA_VERSION = 1
+_KNOWN_KEYS = {"version", "T_cam_lidar", "translation", "quaternion_xyzw", "frames", "width", "height",
+               "K", "distortion_model", "distortion", "covariance", "metadata"}
+_TQ_ATOL = 1e-5  # as check_transform: a saved matrix may be that far from a rotation
+
+
+@dataclass
+class Calibration:
+    """A camera-LiDAR calibration record (the content of the calibration YAML)."""
+
+    T_cam_lidar: np.ndarray
+    """(4, 4) maps LiDAR points into the camera optical frame."""
+    camera: CameraModel
+    """The camera's intrinsics, distortion and image size."""
+    lidar_frame: str = "lidar"
+    """tf frame id of the LiDAR (tf parent)."""
+    camera_frame: str = "camera_optical"
+    """tf frame id of the camera optical frame (tf child)."""
+    covariance: np.ndarray | None = None
+    """Optional (6, 6) covariance of the extrinsic, order (x, y, z, rot_x, rot_y, rot_z), m^2 / rad^2."""
+    metadata: dict = field(default_factory=dict)
+    """Free-form provenance."""
+    version: int = SCHEMA_VERSION
+    """Schema version of the file it was read from."""
+
+
+# --------------------------------------------------------------------------- YAML record
+class _CalibDumper(yaml.SafeDumper):
+    """Lists of numbers in flow style (one matrix row per line), everything else block style."""
+
+
+def _represent_list(dumper: yaml.SafeDumper, data: list):
+    flow = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in data)
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
+
+
+_CalibDumper.add_representer(list, _represent_list)
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars/arrays and tuples -> plain Python for yaml.safe_dump."""
+    if isinstance(value, np.ndarray):
+        return _plain(value.tolist())
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+_HEADER = """\
+# crossi2p calibration record (schema: crossi2p/calib_io.py docstring)
+# T_cam_lidar maps LiDAR points into the camera optical frame: p_cam = T_cam_lidar @ p_lidar.
+# On tf (parent = frames.parent = LiDAR, child = frames.child = camera optical) the transform is
+# inv(T_cam_lidar). translation / quaternion_xyzw are those of T_cam_lidar.
+"""
+
+
+def save_calibration_yaml(path: str | os.PathLike, T_cam_lidar: np.ndarray, camera: CameraModel, *,
+                          lidar_frame: str = "lidar", camera_frame: str = "camera_optical",
+                          covariance: np.ndarray | None = None, metadata: Mapping | None = None) -> Path:
+    """Write the calibration YAML (schema in the module docstring); returns the path written.
+
+    Floats are written with full precision (``load_calibration_yaml`` gives back the same
+    numbers). Parent folders are created.
+    """
+    T = check_transform(T_cam_lidar, "T_cam_lidar")
+    t, q = transform_to_tq(T)
+    record: dict[str, Any] = {
+        "version": SCHEMA_VERSION,
+        "T_cam_lidar": T,
+        "translation": t,
+        "quaternion_xyzw": q,
+        "frames": {"parent": lidar_frame, "child": camera_frame},
+        "width": camera.width,
+        "height": camera.height,
+        "K": camera.K,
+        "distortion_model": camera.distortion_model,
+        "distortion": camera.distortion,
+    }
+    if covariance is not None:
+        record["covariance"] = _check_covariance(covariance, "covariance")
+    if metadata:
+        record["metadata"] = dict(metadata)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = yaml.dump(_plain(record), Dumper=_CalibDumper, sort_keys=False, default_flow_style=False,
+                     width=1000)
+    path.write_text(_HEADER + text)
+    return path
+
+
+def _check_covariance(cov, where: str) -> np.ndarray:
+    C = np.asarray(cov, dtype=np.float64)
+    if C.shape == (36,):
+        C = C.reshape(6, 6)
+    if C.shape != (6, 6) or not np.all(np.isfinite(C)):
+        raise ValueError(f"{where}: expected a finite 6x6 matrix (or 36 values), got shape {C.shape}")
+    return C
+
+
+def normalise_distortion_model(name: str | None) -> str:
+    """Distortion model names seen in the wild -> the CameraInfo name ``CameraModel`` takes.
+
+    Only the first word counts (``"radtan (OpenCV plumb_bob: ...)"`` -> ``plumb_bob``).
+    """
+    word = (str(name).strip().split() or ["none"])[0].strip("(),;:").lower() if name else "none"
+    aliases = {"radtan": "plumb_bob", "radial-tangential": "plumb_bob", "brown": "plumb_bob",
+               "opencv": "plumb_bob", "pinhole": "none", "null": "none", "": "none",
+               "fisheye": "equidistant", "kannala_brandt": "equidistant", "kb4": "equidistant",
+               "equi": "equidistant", "rational": "rational_polynomial"}
+    return aliases.get(word, word)
+
+
+def _matrix(record: Mapping, key: str, shape: tuple[int, int], where: str) -> np.ndarray:
+    try:
+        M = np.asarray(record[key], dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{where}: key {key!r} is not a numeric matrix ({exc})") from None
+    if M.size == shape[0] * shape[1] and M.ndim == 1:
+        M = M.reshape(shape)
+    if M.shape != shape:
+        raise ValueError(f"{where}: key {key!r} expected shape {shape}, got {M.shape}")
+    return M
+
+
+def load_calibration_yaml(path: str | os.PathLike) -> Calibration:
+    """Read a calibration YAML written by ``save_calibration_yaml`` or a normalised record.
+
+    Raises ``ValueError`` naming the file and the key when a required key (``T_cam_lidar``
+    or ``translation`` + ``quaternion_xyzw``, ``K``, ``width``, ``height``) is missing or a
+    value is malformed, and when ``translation``/``quaternion_xyzw`` disagree with the matrix.
+    """
+    path = Path(path)
+    where = str(path)
+    try:
+        record = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{where}: not valid YAML ({exc})") from None
+    if not isinstance(record, dict):
+        raise ValueError(f"{where}: expected a YAML mapping at the top level, got {type(record).__name__}")
+    try:
+        version = int(record.get("version", SCHEMA_VERSION))
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: key 'version' must be an integer, got {record['version']!r}") from None
+    if version > SCHEMA_VERSION:
+        raise ValueError(f"{where}: schema version {version} is newer than this reader's {SCHEMA_VERSION}")
+    for key in ("K", "width", "height"):
+        if key not in record:
+            raise ValueError(f"{where}: missing key {key!r} (keys present: {sorted(record)})")
+
+    has_tq = "translation" in record and "quaternion_xyzw" in record
+    if has_tq:
+        try:
+            T_tq = transform_from_tq(np.asarray(record["translation"], dtype=np.float64).reshape(3),
+                                     np.asarray(record["quaternion_xyzw"], dtype=np.float64).reshape(4))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{where}: keys 'translation' (3 numbers) / 'quaternion_xyzw' (4 numbers): "
+                             f"{exc}") from None
+    if "T_cam_lidar" in record:
+        T = _matrix(record, "T_cam_lidar", (4, 4), where)
+        try:
+            T = check_transform(T, f"{where}: T_cam_lidar")
+        except ValueError as exc:
+            raise ValueError(str(exc)) from None
+        if has_tq and not np.allclose(T, T_tq, atol=_TQ_ATOL):
+            raise ValueError(f"{where}: translation/quaternion_xyzw disagree with T_cam_lidar")
+    elif has_tq:
+        T = T_tq
+    else:
+        raise ValueError(f"{where}: missing key 'T_cam_lidar' (or 'translation' + 'quaternion_xyzw'); "
+                         f"keys present: {sorted(record)}")
+
+    model = normalise_distortion_model(record.get("distortion_model"))
+    dist = record.get("distortion") or []
+    try:
+        camera = CameraModel(_matrix(record, "K", (3, 3), where), int(record["width"]), int(record["height"]),
+                             model, np.asarray(dist, dtype=np.float64).reshape(-1))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{where}: {exc}") from None
+
+    frames = record.get("frames") or {}
+    if not isinstance(frames, dict):
+        raise ValueError(f"{where}: key 'frames' must be a mapping with 'parent' and 'child'")
+    covariance = record.get("covariance")
+    if covariance is not None:
+        covariance = _check_covariance(covariance, f"{where}: key 'covariance'")
+    metadata = dict(record.get("metadata") or {})
+    metadata.update({k: v for k, v in record.items() if k not in _KNOWN_KEYS})
+    return Calibration(T_cam_lidar=T, camera=camera, lidar_frame=str(frames.get("parent", "lidar")),
+                       camera_frame=str(frames.get("child", "camera_optical")), covariance=covariance,
+                       metadata=metadata, version=version)
+
+
+# --------------------------------------------------------------------------- URDF
+def urdf_joint_snippet(T_cam_lidar: np.ndarray, lidar_frame: str = "lidar",
+                       camera_frame: str = "camera_optical", joint_name: str | None = None) -> str:
+    """A fixed URDF joint with parent = ``lidar_frame`` and child = ``camera_frame``.
+
+    Direction: a URDF joint's ``<origin>`` is the pose of the child in the parent frame, i.e.
+    ``T_parent_child`` = ``T_lidar_cam = inv(T_cam_lidar)`` -- the same transform tf carries
+    from parent ``lidar_frame`` to child ``camera_frame``. ``rpy`` is URDF's fixed-axis
+    roll-pitch-yaw (``R = Rz(yaw) @ Ry(pitch) @ Rx(roll)``), radians; ``xyz`` in metres.
+    Both links must exist in the robot description (the camera optical link is usually a
+    child of a camera body link; attach it here only if it has no other parent).
+    """
+    T_lidar_cam = invert_transform(check_transform(T_cam_lidar, "T_cam_lidar"))
+    xyz = T_lidar_cam[:3, 3]
+    rpy = Rotation.from_matrix(T_lidar_cam[:3, :3]).as_euler("xyz")
+    name = joint_name or f"{lidar_frame}_to_{camera_frame}"
+    fmt = " ".join
+    return (f'<!-- crossi2p calibration: origin = T_{lidar_frame}_{camera_frame} = inv(T_cam_lidar) -->\n'
+            f'<joint name="{name}" type="fixed">\n'
+            f'  <parent link="{lidar_frame}"/>\n'
+            f'  <child link="{camera_frame}"/>\n'
+            f'  <origin xyz="{fmt(f"{v:.9g}" for v in xyz)}" rpy="{fmt(f"{v:.9g}" for v in rpy)}"/>\n'
+            f'</joint>\n')
+
+
+# --------------------------------------------------------------------------- KITTI
+def parse_kitti_calib(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """``KEY: v1 v2 ...`` lines of a KITTI calibration text file -> ``{KEY: float64 array}``.
+
+    Lines whose values are not all numbers (``calib_time: 09-Jan-2012 ...``) and blank lines
+    are skipped. Raises ``ValueError`` naming the file when nothing numeric is found.
+    """
+    path = Path(path)
+    out: dict[str, np.ndarray] = {}
+    for line in path.read_text().splitlines():
+        key, sep, values = line.partition(":")
+        if not sep:
+            continue
+        try:
+            out[key.strip()] = np.array([float(v) for v in values.split()], dtype=np.float64)
+        except ValueError:
+            continue
+    if not out:
+        raise ValueError(f"{path}: no 'KEY: numbers' lines found; not a KITTI calibration file")
+    return out
+
+
+def _kitti_get(calib: Mapping[str, np.ndarray], key: str, size: int, where: str) -> np.ndarray:
+    if key not in calib:
+        raise ValueError(f"{where}: missing key {key!r} (keys present: {sorted(calib)})")
+    v = np.asarray(calib[key], dtype=np.float64).reshape(-1)
+    if v.size != size:
+        raise ValueError(f"{where}: key {key!r} has {v.size} values, expected {size}")
+    return v
+
+
+def _homogeneous(M34: np.ndarray) -> np.ndarray:
+    T = np.eye(4)
+    T[:3, :] = M34.reshape(3, 4)
+    return T
+
+
+def kitti_calibration(path: str | os.PathLike, width: int, height: int,
+                      camera_index: int = 2) -> tuple[CameraModel, np.ndarray]:
+    """KITTI calibration file -> ``(camera of image_<camera_index>, T_cam_lidar)``.
+
+    Two layouts, told apart by their keys:
+
+    - Odometry ``calib.txt``: ``P0..P3`` and ``Tr`` (Velodyne -> rectified camera 0);
+    - object benchmark ``calib/XXXXXX.txt``: ``P0..P3``, ``R0_rect`` and ``Tr_velo_to_cam``
+      (Velodyne -> unrectified camera 0; ``R0_rect`` rectifies it).
+
+    ``P_i = K [I | K^-1 P_i[:, 3]]``: the rectified camera ``i`` sits at the translation
+    ``t_i = K^-1 P_i[:, 3]`` from rectified camera 0 (for camera 2 mostly the baseline
+    ``P2[0, 3] / fx``, 6 cm, plus mm in y, z). So
+    ``T_cam_lidar = [I | t_i] @ R0_rect @ Tr_velo_to_cam`` (``R0_rect = I`` for odometry),
+    and ``K @ T_cam_lidar[:3]`` equals ``P_i @ R0_rect @ Tr`` exactly. The images are
+    rectified: the camera has no distortion. KITTI files carry no image size, hence
+    ``width`` and ``height``.
+    """
+    path = Path(path)
+    where = str(path)
+    calib = parse_kitti_calib(path)
+    P = _kitti_get(calib, f"P{camera_index}", 12, where).reshape(3, 4)
+    try:
+        camera = CameraModel(P[:, :3].copy(), int(width), int(height), "none")
+        t = np.linalg.solve(camera.K, P[:, 3])
+    except (ValueError, np.linalg.LinAlgError) as exc:
+        raise ValueError(f"{where}: key 'P{camera_index}' is not K [I | t] with a valid K ({exc})") from None
+    if "Tr" in calib:
+        Tr = _homogeneous(_kitti_get(calib, "Tr", 12, where))
+        R0 = np.eye(4)
+    elif "Tr_velo_to_cam" in calib or "R0_rect" in calib:
+        Tr = _homogeneous(_kitti_get(calib, "Tr_velo_to_cam", 12, where))
+        R0 = np.eye(4)
+        R0[:3, :3] = _kitti_get(calib, "R0_rect", 9, where).reshape(3, 3)
+    else:
+        raise ValueError(f"{where}: missing key 'Tr' (odometry calib.txt) or 'Tr_velo_to_cam' + 'R0_rect' "
+                         f"(object benchmark); keys present: {sorted(calib)}")
+    T_cam_lidar = check_transform(make_transform(np.eye(3), t) @ R0 @ Tr, f"{where}: T_cam_lidar")
+    return camera, T_cam_lidar
+
+
+def kitti_calib_txt(camera: CameraModel, T_cam_lidar: np.ndarray) -> str:
+    """Text of a KITTI Odometry ``calib.txt`` for a single camera written as ``image_2``.
+
+    Rectified camera 0 is taken to coincide with the camera, so ``P0 = P1 = P2 = P3 = K [I | 0]``
+    and ``Tr = T_cam_lidar[:3]``: KITTI tools computing ``P2 @ Tr @ X`` project correctly,
+    and ``kitti_calibration`` gives back ``(K, T_cam_lidar)``. Distortion cannot be expressed
+    (write the calibration YAML beside it).
+    """
+    P = np.hstack([camera.K, np.zeros((3, 1))])
+    Tr = check_transform(T_cam_lidar, "T_cam_lidar")[:3]
+
+    def row(key: str, M: np.ndarray) -> str:
+        return key + ": " + " ".join(f"{v:.12e}" for v in M.reshape(-1)) + "\n"
+
+    return "".join(row(f"P{i}", P) for i in range(4)) + row("Tr", Tr)
+
+
+# --------------------------------------------------------------------------- nuScenes
+def nuscenes_transform(record: Mapping, source: str = "nuScenes record") -> np.ndarray:
+    """A nuScenes ``calibrated_sensor`` or ``ego_pose`` record -> 4x4 transform.
+
+    ``calibrated_sensor`` gives ``T_ego_sensor`` (sensor -> ego body frame), ``ego_pose``
+    gives ``T_global_ego``. ``rotation`` is a quaternion in ``(w, x, y, z)`` order (pyquaternion),
+    ``translation`` in metres.
+    """
+    for key in ("translation", "rotation"):
+        if key not in record:
+            raise ValueError(f"{source}: missing key {key!r} (keys present: {sorted(record)})")
+    w, x, y, z = np.asarray(record["rotation"], dtype=np.float64).reshape(4)
+    return transform_from_tq(np.asarray(record["translation"], dtype=np.float64).reshape(3), [x, y, z, w])
+
+
+def nuscenes_camera(record: Mapping, width: int, height: int, source: str = "nuScenes record") -> CameraModel:
+    """A camera's ``calibrated_sensor`` record (``camera_intrinsic`` 3x3) -> ``CameraModel``.
+
+    nuScenes images are undistorted: the model is an ideal pinhole.
+    """
+    K = record.get("camera_intrinsic")
+    if not K:
+        raise ValueError(f"{source}: missing key 'camera_intrinsic' (not a camera's calibrated_sensor record?)")
+    return CameraModel(np.asarray(K, dtype=np.float64).reshape(3, 3), int(width), int(height), "none")

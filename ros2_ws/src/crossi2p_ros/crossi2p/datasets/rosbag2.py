@@ -1,0 +1,399 @@
+"""rosbag2 drives (MCAP or sqlite3) written and read with ``rosbags``, no ROS install needed.
+
+A drive bag holds, per camera frame, a ``sensor_msgs/msg/Image`` (``rgb8``) or a
+``sensor_msgs/msg/CompressedImage`` (on ``<image_topic>/compressed``) and a
+``sensor_msgs/msg/CameraInfo`` with the same stamp; per LiDAR sweep a
+``sensor_msgs/msg/PointCloud2`` (float32 ``x, y, z, intensity`` and ``t`` when given); and
+one ``tf2_msgs/msg/TFMessage`` on ``/tf_static`` (QoS transient_local) with
+``header.frame_id = lidar_frame`` (parent), ``child_frame_id = camera_frame`` (child), which
+per the tf convention carries ``T_lidar_cam = inv(T_cam_lidar)``.
+
+Each message's bag (log) time is its header stamp; ``/tf_static`` is logged at the first
+stamp. Messages use the ROS 2 Jazzy type definitions (``Stores.ROS2_JAZZY``; sensor_msgs and
+tf2_msgs are unchanged since Humble), metadata version 8 (Jazzy).
+"""
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
+from rosbags.rosbag2 import Reader, StoragePlugin, Writer
+from rosbags.rosbag2.errors import ReaderError
+from rosbags.typesys import Stores, get_typestore
+from tqdm import tqdm
+
+from ..camera import CameraModel
+from ..geometry import check_transform, invert_transform, transform_from_tq, transform_to_tq
+from ..image_encoding import message_to_rgb, rgb_to_compressed, rgb_to_image_fields
+from ..pointcloud2 import pointcloud2_to_xyzi, rosbags_pointcloud2, stamp_to_sec_nanosec
+
+__all__ = [
+    "ImageRecord",
+    "CameraInfoRecord",
+    "PointCloudRecord",
+    "STORAGES",
+    "TF_STATIC_TOPIC",
+    "write_drive_bag",
+    "bag_topics",
+    "read_bag_messages",
+    "read_bag_ground_truth",
+    "read_bag_transforms",
+]
+
+STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
+"""Storage plugin names accepted by ``write_drive_bag``."""
+TF_STATIC_TOPIC = "/tf_static"
+IMAGE = "sensor_msgs/msg/Image"
+COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
+CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
+POINTCLOUD2 = "sensor_msgs/msg/PointCloud2"
+TF_MESSAGE = "tf2_msgs/msg/TFMessage"
+_BAG_VERSION = 8
+_INFINITE = QosTime(2147483647, 4294967295)  # rosbag2's "infinite" duration
+TF_STATIC_QOS = Qos(QosHistory.KEEP_LAST, 1, QosReliability.RELIABLE, QosDurability.TRANSIENT_LOCAL,
+                    _INFINITE, _INFINITE, QosLiveliness.AUTOMATIC, _INFINITE, False)
+"""/tf_static's QoS (as tf2_ros.StaticTransformBroadcaster offers it)."""
+
+
+@cache
+def _typestore():
+    return get_typestore(Stores.ROS2_JAZZY)
+
+
+# --------------------------------------------------------------------------- records
+@dataclass(frozen=True)
+class ImageRecord:
+    """A decoded Image / CompressedImage message."""
+
+    topic: str
+    stamp_s: float
+    """Header stamp (capture time), seconds."""
+    log_time_s: float
+    """Time the bag logged it, seconds."""
+    frame_id: str
+    image: np.ndarray
+    """(H, W, 3) uint8 RGB."""
+
+
+@dataclass(frozen=True)
+class CameraInfoRecord:
+    """A decoded CameraInfo message."""
+
+    topic: str
+    stamp_s: float
+    log_time_s: float
+    frame_id: str
+    camera: CameraModel
+
+
+@dataclass(frozen=True)
+class PointCloudRecord:
+    """A decoded PointCloud2 message."""
+
+    topic: str
+    stamp_s: float
+    log_time_s: float
+    frame_id: str
+    points: np.ndarray
+    """(N, 4) float32 ``x, y, z, intensity`` in ``frame_id`` (NaN points dropped)."""
+
+
+BagRecord = ImageRecord | CameraInfoRecord | PointCloudRecord
+
+
+# --------------------------------------------------------------------------- writing
+def _header(stamp_s: float, frame_id: str):
+    T = _typestore().types
+    sec, nanosec = stamp_to_sec_nanosec(stamp_s)
+    return T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=sec, nanosec=nanosec),
+                                    frame_id=frame_id)
+
+
+def _camera_info(camera: CameraModel, stamp_s: float, frame_id: str):
+    T = _typestore().types
+    P = np.hstack([camera.K, np.zeros((3, 1))])
+    roi = T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
+    return T[CAMERA_INFO](header=_header(stamp_s, frame_id), height=camera.height, width=camera.width,
+                          distortion_model=camera.distortion_model if camera.distortion.size else "plumb_bob",
+                          d=camera.distortion.astype(np.float64), k=camera.K.reshape(-1).astype(np.float64),
+                          r=np.eye(3).reshape(-1), p=P.reshape(-1), binning_x=0, binning_y=0, roi=roi)
+
+
+def _image(rgb: np.ndarray, stamp_s: float, frame_id: str, compressed: bool, fmt: str):
+    T = _typestore().types
+    if compressed:
+        fmt, data = rgb_to_compressed(rgb, fmt)
+        return T[COMPRESSED_IMAGE](header=_header(stamp_s, frame_id), format=fmt,
+                                   data=np.frombuffer(data, dtype=np.uint8))
+    return T[IMAGE](header=_header(stamp_s, frame_id), **rgb_to_image_fields(rgb))
+
+
+def _tf_static(T_cam_lidar: np.ndarray, stamp_s: float, lidar_frame: str, camera_frame: str):
+    T = _typestore().types
+    t, q = transform_to_tq(invert_transform(T_cam_lidar))  # T_lidar_cam: parent lidar -> child camera
+    transform = T["geometry_msgs/msg/Transform"](
+        translation=T["geometry_msgs/msg/Vector3"](x=float(t[0]), y=float(t[1]), z=float(t[2])),
+        rotation=T["geometry_msgs/msg/Quaternion"](x=float(q[0]), y=float(q[1]), z=float(q[2]), w=float(q[3])))
+    stamped = T["geometry_msgs/msg/TransformStamped"](header=_header(stamp_s, lidar_frame),
+                                                      child_frame_id=camera_frame, transform=transform)
+    return T[TF_MESSAGE](transforms=[stamped])
+
+
+def _ns(stamp_s: float) -> int:
+    sec, nanosec = stamp_to_sec_nanosec(stamp_s)
+    return sec * 1_000_000_000 + nanosec
+
+
+def _storage_plugin(storage: str) -> StoragePlugin:
+    if storage not in STORAGES:
+        raise ValueError(f"unknown rosbag2 storage {storage!r}; expected one of {sorted(STORAGES)}")
+    return STORAGES[storage]
+
+
+def write_drive_bag(bag_dir: str | os.PathLike,
+                    camera_frames: Sequence[tuple[float, np.ndarray]],
+                    lidar_sweeps: Sequence[tuple[float, np.ndarray]],
+                    camera: CameraModel,
+                    T_cam_lidar: np.ndarray,
+                    storage: Literal["mcap", "sqlite3"] = "mcap",
+                    compressed: bool = False,
+                    image_topic: str = "/camera/image_raw",
+                    info_topic: str = "/camera/camera_info",
+                    lidar_topic: str = "/lidar/points",
+                    camera_frame: str = "camera_optical",
+                    lidar_frame: str = "lidar",
+                    compressed_format: Literal["jpeg", "png"] = "jpeg",
+                    progress: bool = False) -> Path:
+    """Write a drive as a rosbag2 folder (created; must not exist yet); returns its path.
+
+    Args:
+        camera_frames: ``(stamp_s, image)`` pairs, image (H, W, 3) uint8 RGB of ``camera``'s size.
+        lidar_sweeps: ``(stamp_s, points)`` pairs, points (N, 4) ``x, y, z, intensity`` or
+            (N, 5) with a per-point time offset ``t`` (s), in ``lidar_frame``.
+        camera: intrinsics written in each CameraInfo.
+        T_cam_lidar: (4, 4) ground truth, published on /tf_static as parent ``lidar_frame``,
+            child ``camera_frame`` (i.e. ``inv(T_cam_lidar)``).
+        storage: ``mcap`` or ``sqlite3``.
+        compressed: write CompressedImage (``compressed_format``) on ``<image_topic>/compressed``
+            instead of raw ``rgb8`` Images on ``image_topic``.
+    """
+    plugin = _storage_plugin(storage)
+    T_cam_lidar = check_transform(T_cam_lidar, "T_cam_lidar")
+    bag_dir = Path(bag_dir)
+    ts = _typestore()
+    stamps = [s for s, _ in camera_frames] + [s for s, _ in lidar_sweeps]
+    first = min(stamps) if stamps else 0.0
+    img_topic = image_topic + "/compressed" if compressed else image_topic
+
+    # (log time ns, tie-break, topic, message factory): messages are built while writing.
+    queue: list[tuple[int, int, str, object]] = []
+    for k, (stamp, rgb) in enumerate(camera_frames):
+        if rgb.shape[:2] != (camera.height, camera.width):
+            raise ValueError(f"camera frame {k}: image {rgb.shape[1]}x{rgb.shape[0]} does not match the "
+                             f"camera's {camera.width}x{camera.height}")
+        ns = _ns(stamp)
+        queue.append((ns, 1, img_topic, lambda s=stamp, im=rgb: _image(im, s, camera_frame, compressed,
+                                                                          compressed_format)))
+        queue.append((ns, 2, info_topic, lambda s=stamp: _camera_info(camera, s, camera_frame)))
+    for stamp, pts in lidar_sweeps:
+        queue.append((_ns(stamp), 3, lidar_topic, lambda s=stamp, p=pts: rosbags_pointcloud2(p, s, lidar_frame, ts)))
+    queue.append((_ns(first), 0, TF_STATIC_TOPIC,
+                  lambda: _tf_static(T_cam_lidar, first, lidar_frame, camera_frame)))
+    queue.sort(key=lambda item: item[:2])
+
+    msgtypes = {img_topic: COMPRESSED_IMAGE if compressed else IMAGE, info_topic: CAMERA_INFO,
+                lidar_topic: POINTCLOUD2, TF_STATIC_TOPIC: TF_MESSAGE}
+    if len(msgtypes) != 4:
+        raise ValueError(f"topics must differ: {img_topic}, {info_topic}, {lidar_topic}, {TF_STATIC_TOPIC}")
+    with Writer(bag_dir, version=_BAG_VERSION, storage_plugin=plugin) as writer:
+        connections = {
+            topic: writer.add_connection(topic, msgtype, typestore=ts,
+                                         offered_qos_profiles=[TF_STATIC_QOS] if topic == TF_STATIC_TOPIC else [])
+            for topic, msgtype in msgtypes.items()
+        }
+        for ns, _, topic, make in tqdm(queue, desc=f"writing {bag_dir.name}", disable=not progress):
+            writer.write(connections[topic], ns, ts.serialize_cdr(make(), msgtypes[topic]))
+    return bag_dir
+
+
+# --------------------------------------------------------------------------- reading
+def _open(bag_dir: str | os.PathLike) -> Reader:
+    path = Path(bag_dir)
+    if not path.exists():
+        raise ValueError(f"bag {path}: does not exist")
+    try:
+        reader = Reader(path)
+        reader.open()
+    except (ReaderError, FileNotFoundError) as exc:
+        raise ValueError(f"bag {path}: cannot be opened as a rosbag2 ({exc})") from None
+    return reader
+
+
+def bag_topics(bag_dir: str | os.PathLike) -> dict[str, str]:
+    """``{topic: message type}`` of a bag."""
+    reader = _open(bag_dir)
+    try:
+        return {t: info.msgtype for t, info in reader.topics.items()}
+    finally:
+        reader.close()
+
+
+def _stamp_s(header) -> float:
+    return header.stamp.sec + header.stamp.nanosec * 1e-9
+
+
+def _camera_from_info(msg) -> CameraModel:
+    return CameraModel.from_camera_info(msg.k, msg.d, msg.distortion_model, msg.width, msg.height)
+
+
+def _missing_topic(bag_dir, topic: str, topics: dict[str, str]) -> ValueError:
+    listing = ", ".join(f"{t} ({msgtype})" for t, msgtype in sorted(topics.items())) or "none"
+    return ValueError(f"bag {bag_dir}: topic {topic!r} not found; topics in the bag: {listing}")
+
+
+def read_bag_messages(bag_dir: str | os.PathLike,
+                      image_topic: str | None = "/camera/image_raw",
+                      info_topic: str | None = "/camera/camera_info",
+                      lidar_topic: str | None = "/lidar/points") -> Iterator[BagRecord]:
+    """Decoded camera, camera-info and LiDAR messages of a bag, in log-time order.
+
+    Yields ``ImageRecord`` (images decoded by ``crossi2p.image_encoding``),
+    ``CameraInfoRecord`` and ``PointCloudRecord`` (``crossi2p.pointcloud2.pointcloud2_to_xyzi``).
+    A topic given as ``None`` is skipped. When ``image_topic`` is absent but
+    ``<image_topic>/compressed`` exists, that one is read. Raises ``ValueError`` naming the
+    bag, the topic and the topics present when a topic is missing or has an unexpected type,
+    and naming the bag, topic and time when a message cannot be decoded. Topics are checked
+    when this is called; messages are read as the iterator is consumed.
+    """
+    topics = bag_topics(bag_dir)
+    wanted: dict[str, tuple[str, ...]] = {}
+    if image_topic is not None:
+        if image_topic not in topics and image_topic + "/compressed" in topics:
+            image_topic = image_topic + "/compressed"
+        wanted[image_topic] = (IMAGE, COMPRESSED_IMAGE)
+    if info_topic is not None:
+        wanted[info_topic] = (CAMERA_INFO,)
+    if lidar_topic is not None:
+        wanted[lidar_topic] = (POINTCLOUD2,)
+    for topic, types in wanted.items():
+        if topic not in topics:
+            raise _missing_topic(bag_dir, topic, topics)
+        if topics[topic] not in types:
+            raise ValueError(f"bag {bag_dir}: topic {topic!r} has type {topics[topic]}, "
+                             f"expected {' or '.join(types)}")
+    return _decoded_messages(bag_dir, set(wanted))
+
+
+def _decoded_messages(bag_dir, topics: set[str]) -> Iterator[BagRecord]:
+    reader = _open(bag_dir)
+    ts = _typestore()
+    try:
+        connections = [c for c in reader.connections if c.topic in topics]
+        for conn, log_ns, raw in reader.messages(connections=connections):
+            log_s = log_ns * 1e-9
+            try:
+                msg = ts.deserialize_cdr(raw, conn.msgtype)
+                stamp, frame = _stamp_s(msg.header), msg.header.frame_id
+                if conn.msgtype == CAMERA_INFO:
+                    record = CameraInfoRecord(conn.topic, stamp, log_s, frame, _camera_from_info(msg))
+                elif conn.msgtype == POINTCLOUD2:
+                    record = PointCloudRecord(conn.topic, stamp, log_s, frame, pointcloud2_to_xyzi(msg))
+                else:
+                    record = ImageRecord(conn.topic, stamp, log_s, frame, message_to_rgb(msg))
+            except ValueError as exc:
+                raise ValueError(f"bag {bag_dir}: topic {conn.topic!r}, message at {log_s:.9f} s: {exc}") from None
+            yield record
+    finally:
+        reader.close()
+
+
+def read_bag_transforms(bag_dir: str | os.PathLike, topic: str = TF_STATIC_TOPIC) -> list[tuple[str, str, np.ndarray]]:
+    """All transforms on ``topic`` as ``(parent, child, T_parent_child)``, later ones replacing earlier."""
+    reader = _open(bag_dir)
+    ts = _typestore()
+    try:
+        if topic not in reader.topics:
+            raise _missing_topic(bag_dir, topic, {t: info.msgtype for t, info in reader.topics.items()})
+        edges: dict[str, tuple[str, str, np.ndarray]] = {}
+        connections = [c for c in reader.connections if c.topic == topic]
+        for conn, _, raw in reader.messages(connections=connections):
+            for tf in ts.deserialize_cdr(raw, conn.msgtype).transforms:
+                tr, rot = tf.transform.translation, tf.transform.rotation
+                T = transform_from_tq([tr.x, tr.y, tr.z], [rot.x, rot.y, rot.z, rot.w])
+                parent, child = tf.header.frame_id.lstrip("/"), tf.child_frame_id.lstrip("/")
+                edges[child] = (parent, child, T)  # a frame has one parent on tf
+        return list(edges.values())
+    finally:
+        reader.close()
+
+
+def _first_frame_ids(bag_dir) -> tuple[str | None, str | None]:
+    """frame_id of the first camera message and of the first PointCloud2 in the bag."""
+    reader = _open(bag_dir)
+    ts = _typestore()
+    camera_frame = lidar_frame = None
+    try:
+        for kinds, is_camera in (((IMAGE, COMPRESSED_IMAGE, CAMERA_INFO), True), ((POINTCLOUD2,), False)):
+            conns = [c for c in reader.connections if c.msgtype in kinds]
+            for conn, _, raw in reader.messages(connections=conns) if conns else ():
+                frame = ts.deserialize_cdr(raw, conn.msgtype).header.frame_id.lstrip("/")
+                if is_camera:
+                    camera_frame = frame
+                else:
+                    lidar_frame = frame
+                break
+    finally:
+        reader.close()
+    return camera_frame, lidar_frame
+
+
+def read_bag_ground_truth(bag_dir: str | os.PathLike, camera_frame: str | None = None,
+                          lidar_frame: str | None = None) -> np.ndarray:
+    """``T_cam_lidar`` (4x4) from the bag's ``/tf_static``, composing chains of transforms.
+
+    Frames left ``None`` are taken from the ``frame_id`` of the bag's first camera message
+    (Image, CompressedImage or CameraInfo) and first PointCloud2; failing that, when
+    ``/tf_static`` holds a single transform, its child is the camera and its parent the LiDAR.
+    The two frames may sit anywhere in the tf tree (e.g. ``base_link -> lidar`` and
+    ``base_link -> camera_link -> camera_optical``): the path between them is composed.
+    """
+    edges = read_bag_transforms(bag_dir)
+    if camera_frame is None or lidar_frame is None:
+        cam0, lidar0 = _first_frame_ids(bag_dir)
+        if (cam0 is None or lidar0 is None) and len(edges) == 1:
+            lidar0 = lidar0 or edges[0][0]
+            cam0 = cam0 or edges[0][1]
+        camera_frame = camera_frame or cam0
+        lidar_frame = lidar_frame or lidar0
+        if camera_frame is None or lidar_frame is None:
+            raise ValueError(f"bag {bag_dir}: cannot tell the camera and LiDAR frames apart; pass "
+                             f"camera_frame and lidar_frame (tf frames: {_frames(edges)})")
+    camera_frame, lidar_frame = camera_frame.lstrip("/"), lidar_frame.lstrip("/")
+    # Breadth-first search from the LiDAR frame over the tf tree, both edge directions.
+    neighbours: dict[str, list[tuple[str, np.ndarray]]] = {}
+    for parent, child, T_p_c in edges:
+        neighbours.setdefault(parent, []).append((child, T_p_c))
+        neighbours.setdefault(child, []).append((parent, invert_transform(T_p_c)))
+    T_lidar = {lidar_frame: np.eye(4)}  # frame f -> T_lidar_f
+    todo = deque([lidar_frame])
+    while todo:
+        a = todo.popleft()
+        for b, T_a_b in neighbours.get(a, []):
+            if b not in T_lidar:
+                T_lidar[b] = T_lidar[a] @ T_a_b
+                todo.append(b)
+    if camera_frame not in T_lidar:
+        raise ValueError(f"bag {bag_dir}: no chain of {TF_STATIC_TOPIC} transforms links {lidar_frame!r} to "
+                         f"{camera_frame!r} (tf frames: {_frames(edges)})")
+    return invert_transform(T_lidar[camera_frame])
+
+
+def _frames(edges) -> list[str]:
+    return sorted({f for parent, child, _ in edges for f in (parent, child)})
