@@ -1,0 +1,260 @@
+"""Configuration of the driving-scene simulator: one dataclass per component.
+
+Ranges written as ``(low, high)`` tuples are drawn uniformly per seed (per drive, or per
+independent sample), so one config describes a family of scenes and rigs. Every figure has its
+unit in its name. ``SimConfig.preset(name)`` gives the named configurations (``PRESETS``).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from crossi2p.camera import CameraModel
+
+Range = tuple[float, float]
+
+# KITTI colour camera: 1242x375, fx = fy ~ 720 px (81.6 deg horizontal field of view).
+KITTI_WIDTH, KITTI_HEIGHT, KITTI_FOCAL_PX = 1242, 375, 720.0
+
+
+@dataclass(frozen=True)
+class SceneConfig:
+    """The procedural street: road cross-section, buildings, cars, street furniture, light."""
+
+    lanes_per_direction: tuple[int, ...] = (1, 1, 2)
+    """Choices for the number of driving lanes in each direction (one drawn per seed)."""
+    lane_width_m: Range = (3.0, 3.75)
+    """Width of one driving lane."""
+    parking_lane_probability: float = 0.75
+    """Chance that a side of the road has a parking lane (with parked cars) outside the lanes."""
+    parking_lane_width_m: float = 2.2
+    """Width of a parking lane."""
+    parked_car_occupancy: Range = (0.4, 0.85)
+    """Fraction of parking slots holding a car."""
+    kerb_height_m: float = 0.15
+    """Height of the kerb between road and sidewalk."""
+    sidewalk_width_m: Range = (2.0, 4.5)
+    """Width of the sidewalk on each side."""
+    building_setback_m: Range = (0.0, 4.0)
+    """Distance from the sidewalk's outer edge to a building front (a strip of ground)."""
+    building_length_m: Range = (8.0, 28.0)
+    """Length of a building along the road."""
+    building_depth_m: Range = (8.0, 16.0)
+    """Depth of a building away from the road."""
+    building_floors: tuple[int, int] = (2, 6)
+    """Number of floors (inclusive range)."""
+    floor_height_m: Range = (2.8, 3.5)
+    """Storey height (window rows repeat with it)."""
+    building_gap_probability: float = 0.25
+    """Chance of an open gap (ground, trees) instead of the next building."""
+    tree_spacing_m: Range = (7.0, 16.0)
+    """Spacing of street trees along the sidewalk (when a side has trees)."""
+    street_tree_probability: float = 0.6
+    """Chance that a side of the road has a row of street trees."""
+    lamp_spacing_m: Range = (22.0, 40.0)
+    """Spacing of street lamps along the road."""
+    signs_per_100m: float = 2.0
+    """Mean number of traffic signs per 100 m of road (both sides together)."""
+    moving_cars_per_100m: float = 1.5
+    """Mean number of moving cars per 100 m of road and direction."""
+    zebra_crossings_per_100m: float = 0.3
+    """Mean number of zebra crossings per 100 m of road."""
+    max_curvature_per_m: float = 1.0 / 300.0
+    """Largest road curvature (1/radius): gentle curves."""
+    mesh_step_m: float = 2.0
+    """Length of the road-surface mesh segments along the road."""
+    side_extent_m: float = 180.0
+    """How far the ground extends on each side of the road."""
+    sun_elevation_deg: Range = (25.0, 60.0)
+    """Elevation of the sun (its azimuth is uniform)."""
+
+
+@dataclass(frozen=True)
+class CameraConfig:
+    """The camera: intrinsics, distortion, rate and image formation."""
+
+    width: int = KITTI_WIDTH
+    """Image width in pixels."""
+    height: int = KITTI_HEIGHT
+    """Image height in pixels."""
+    fx_px: float = KITTI_FOCAL_PX
+    """Focal length along x in pixels."""
+    fy_px: float | None = None
+    """Focal length along y in pixels (``None``: same as ``fx_px``)."""
+    cx_px: float | None = None
+    """Principal point x in pixels (``None``: image centre, ``(width - 1) / 2``)."""
+    cy_px: float | None = None
+    """Principal point y in pixels (``None``: image centre, ``(height - 1) / 2``)."""
+    distortion_model: Literal["none", "plumb_bob", "rational_polynomial", "equidistant"] = "none"
+    """Distortion model, as sensor_msgs/CameraInfo (``equidistant`` is OpenCV's fisheye)."""
+    distortion: tuple[float, ...] = ()
+    """Distortion coefficients in OpenCV order for ``distortion_model``."""
+    rate_hz: float = 15.0
+    """Frame rate along a drive."""
+    time_offset_s: float = 0.0
+    """Stamp of the first camera frame relative to the first LiDAR sweep."""
+    antialias: bool = False
+    """Average 4 extra rays per pixel (5x the ray casting cost); the depth and id buffers
+    always come from the ray through the pixel centre."""
+    shadows: bool = True
+    """Cast shadow rays toward the sun (about +25 % render time)."""
+    pixel_noise_sigma: float = 1.5
+    """Standard deviation of the additive sensor noise, in 8-bit grey levels."""
+
+    def camera_model(self) -> CameraModel:
+        """The ``CameraModel`` (intrinsics + distortion) of this configuration."""
+        fx = float(self.fx_px)
+        fy = float(self.fy_px) if self.fy_px is not None else fx
+        cx = float(self.cx_px) if self.cx_px is not None else (self.width - 1) / 2.0
+        cy = float(self.cy_px) if self.cy_px is not None else (self.height - 1) / 2.0
+        K = np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+        return CameraModel(K, self.width, self.height, self.distortion_model, np.asarray(self.distortion, float))
+
+    def scaled_to(self, width: int, height: int) -> "CameraConfig":
+        """The same camera at another image size: focal lengths scale with the width (square
+        pixels kept), the principal point goes to the new image centre."""
+        s = width / self.width
+        return dataclasses.replace(
+            self, width=int(width), height=int(height), fx_px=self.fx_px * s,
+            fy_px=None if self.fy_px is None else self.fy_px * s, cx_px=None, cy_px=None)
+
+
+@dataclass(frozen=True)
+class LidarConfig:
+    """A rotating multi-beam LiDAR (Velodyne-like: spins clockwise seen from above)."""
+
+    beams: int = 64
+    """Number of laser beams (rows)."""
+    elevation_max_deg: float = 2.0
+    """Elevation of the top beam."""
+    elevation_min_deg: float = -24.8
+    """Elevation of the bottom beam (beams are evenly spaced in between)."""
+    azimuth_step_deg: float = 0.2
+    """Horizontal angle between firings (0.08 .. 0.35 for real sensors)."""
+    max_range_m: float = 120.0
+    """No return beyond this range."""
+    min_range_m: float = 1.0
+    """No return closer than this."""
+    range_noise_m: float = 0.02
+    """Standard deviation of the Gaussian range noise."""
+    dropout_probability: float = 0.01
+    """Chance that any return is lost (glass and grazing hits lose more)."""
+    intensity_noise: float = 0.03
+    """Standard deviation of the multiplicative intensity noise."""
+    rate_hz: float = 10.0
+    """Rotation (sweep) rate."""
+    with_time: bool = False
+    """Append a fifth column: each point's firing time relative to the sweep stamp (seconds,
+    in [-0.5 / rate_hz, 0.5 / rate_hz); the stamp is when the beams face forward, +x)."""
+    motion_during_sweep: bool = False
+    """Fire each column from the vehicle pose at its own time (rolling-shutter skew, points in
+    the sensor frame at firing time, as a raw driver outputs them). Off: the whole sweep is
+    taken from the pose at the stamp (as if de-skewed to the stamp). Moving cars are frozen at
+    the sweep stamp either way."""
+
+    @classmethod
+    def preset(cls, beams: int, **overrides) -> "LidarConfig":
+        """Sensor presets: 32 (HDL-32E-like, +10.67 .. -30.67 deg), 64 (HDL-64E-like, +2 ..
+        -24.8 deg, KITTI) and 128 beams (VLS-128-like, +15 .. -25 deg)."""
+        table = {32: (10.67, -30.67), 64: (2.0, -24.8), 128: (15.0, -25.0)}
+        if beams not in table:
+            raise ValueError(f"lidar preset: expected 32, 64 or 128 beams, got {beams}")
+        hi, lo = table[beams]
+        return cls(**{"beams": beams, "elevation_max_deg": hi, "elevation_min_deg": lo, **overrides})
+
+    def elevations_rad(self) -> np.ndarray:
+        """(beams,) elevation of each beam, top first."""
+        return np.radians(np.linspace(self.elevation_max_deg, self.elevation_min_deg, self.beams))
+
+    def azimuths_rad(self) -> np.ndarray:
+        """(columns,) azimuth of each firing column in firing order: from behind (pi) clockwise
+        seen from above (decreasing azimuth, LiDAR frame x forward / y left)."""
+        n = int(round(360.0 / self.azimuth_step_deg))
+        return np.pi - np.arange(n) * (2 * np.pi / n)
+
+
+@dataclass(frozen=True)
+class RigConfig:
+    """Mounting of the sensors on the vehicle, and the per-seed rig variation."""
+
+    lidar_height_m: float = 1.73
+    """Height of the LiDAR above the ground (KITTI: 1.73 m)."""
+    camera_offset_m: tuple[float, float, float] = (0.27, 0.0, -0.08)
+    """Camera position in the LiDAR frame (x forward, y left, z up): ahead of and below the
+    LiDAR, as KITTI's camera 0."""
+    camera_pitch_deg: float = 0.0
+    """Nominal downward tilt of the camera."""
+    rotation_jitter_deg: float = 1.0
+    """Per-seed random rotation of the camera about each axis, uniform in +/- this."""
+    translation_jitter_m: float = 0.05
+    """Per-seed random shift of the camera along each axis, uniform in +/- this."""
+
+
+@dataclass(frozen=True)
+class DriveConfig:
+    """The ego vehicle's drive."""
+
+    speed_mps: Range = (6.0, 12.0)
+    """Constant driving speed."""
+    lane_weave_m: float = 0.25
+    """Amplitude of a slow sideways weave within the lane."""
+    weave_period_s: Range = (6.0, 14.0)
+    """Period of that weave."""
+    start_time_s: float = 0.0
+    """Stamp of the first LiDAR sweep."""
+
+
+PRESETS = ("kitti", "lidar32", "lidar64", "lidar128", "small", "fisheye")
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """Everything the simulator needs; ``SimConfig()`` is the KITTI-like default
+    (1242x375 camera at 15 Hz, 64-beam LiDAR at 10 Hz)."""
+
+    scene: SceneConfig = field(default_factory=SceneConfig)
+    """Procedural street."""
+    camera: CameraConfig = field(default_factory=CameraConfig)
+    """Camera intrinsics, distortion, rate."""
+    lidar: LidarConfig = field(default_factory=LidarConfig)
+    """LiDAR beams, range, noise, rate."""
+    rig: RigConfig = field(default_factory=RigConfig)
+    """Sensor mounting and its per-seed variation."""
+    drive: DriveConfig = field(default_factory=DriveConfig)
+    """Ego vehicle motion."""
+
+    @classmethod
+    def preset(cls, name: str) -> "SimConfig":
+        """Named configurations:
+
+        - ``kitti`` / ``lidar64``: the default (1242x375, 64 beams, 0.2 deg azimuth step);
+        - ``lidar32`` / ``lidar128``: KITTI camera with a 32- / 128-beam LiDAR;
+        - ``small``: fast, for tests and training: 416x128 camera (same field of view),
+          32 beams over the 64-beam elevation span, 0.35 deg step, 80 m range, no shadows;
+        - ``fisheye``: 640x480 equidistant camera (~165 deg diagonal field of view), 64 beams.
+        """
+        if name in ("kitti", "lidar64"):
+            return cls()
+        if name == "lidar32":
+            return cls(lidar=LidarConfig.preset(32))
+        if name == "lidar128":
+            return cls(lidar=LidarConfig.preset(128))
+        if name == "small":
+            return cls(camera=dataclasses.replace(CameraConfig().scaled_to(416, 128), shadows=False),
+                       lidar=LidarConfig(beams=32, azimuth_step_deg=0.35, max_range_m=80.0))
+        if name == "fisheye":
+            return cls(camera=CameraConfig(width=640, height=480, fx_px=280.0,
+                                           distortion_model="equidistant",
+                                           distortion=(0.02, -0.005, 0.001, -0.0002)))
+        raise ValueError(f"SimConfig.preset: unknown preset {name!r}; expected one of {PRESETS}")
+
+    def replace(self, **changes) -> "SimConfig":
+        """Copy with some components replaced (``config.replace(lidar=...)``)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        """Plain nested dict (for provenance in sample metadata and written datasets)."""
+        return dataclasses.asdict(self)
