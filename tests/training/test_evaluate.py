@@ -1,0 +1,95 @@
+"""``crossi2p-evaluate`` on a tiny checkpoint (and on its exported ONNX graph through the runtime):
+the summary JSON has the stable keys, and the CSV, recall curve and overlays are written."""
+from __future__ import annotations
+
+import csv
+import json
+
+import cv2
+import pytest
+import torch
+
+from crossi2p.model_card import GRAPH_INPUTS, ModelCard, TensorSpec, sha256_of_file
+from crossi2p_training.evaluate import main
+from crossi2p_training.sim import SimConfig, simulate_drive
+
+KEYS = ("frames", "acc", "rte_m_median", "rte_m_mean", "rre_euler_sum_deg_median", "rre_euler_sum_deg_mean",
+        "rre_geodesic_deg_median", "latency_ms_median", "rte_m_std", "rre_geodesic_deg_std")
+
+
+@pytest.fixture(scope="module")
+def kitti_seq(tmp_path_factory):
+    from crossi2p.datasets.kitti import write_kitti_sequence
+
+    samples = simulate_drive(SimConfig.preset("small"), 21, 3).paired_samples()
+    seq = tmp_path_factory.mktemp("kitti") / "09"
+    write_kitti_sequence(seq, samples, samples[0].camera, samples[0].T_cam_lidar)
+    return seq
+
+
+def _check_report(out_json, frames):
+    summary = json.loads(out_json.read_text())
+    for key in KEYS:
+        assert key in summary, key
+    assert summary["frames"] == frames and 0.0 <= summary["acc"] <= 1.0
+    stem = out_json.with_suffix("")
+    rows = list(csv.DictReader(open(f"{stem}_frames.csv")))
+    assert len(rows) == frames and {"rte_m", "rre_geodesic_deg", "rre_euler_sum_deg", "latency_ms"} <= set(rows[0])
+    for suffix in ("recall", "overlay_best", "overlay_median", "overlay_worst"):
+        img = cv2.imread(f"{stem}_{suffix}.png")
+        assert img is not None and img.shape[0] > 50, suffix
+    return summary
+
+
+def test_checkpoint_on_a_kitti_folder_global(tmp_path, tiny_checkpoint, kitti_seq, capsys):
+    out = tmp_path / "eval" / "kitti.json"
+    assert main(["--model", str(tiny_checkpoint), "--kitti", str(kitti_seq), "--protocol", "global",
+                 "--seed", "0", "--json", str(out), "--quiet"]) == 0
+    summary = _check_report(out, 3)
+    assert summary["protocol"] == "global" and summary["latency_ms_median"] > 0
+    assert "rre_geodesic_deg_median" in capsys.readouterr().out
+    again = tmp_path / "again.json"
+    main(["--model", str(tiny_checkpoint), "--kitti", str(kitti_seq), "--protocol", "global", "--seed", "0",
+          "--json", str(again), "--quiet", "--no-overlays"])
+    a, b = json.loads(out.read_text()), json.loads(again.read_text())
+    assert a["rte_m_mean"] == b["rte_m_mean"]                          # same seed, same perturbations
+
+
+def test_checkpoint_on_a_simulated_drive_refine(tmp_path, tiny_checkpoint):
+    out = tmp_path / "sim.json"
+    assert main(["--model", str(tiny_checkpoint), "--sim-seed", "4", "--frames", "2", "--protocol", "refine",
+                 "--json", str(out), "--quiet"]) == 0
+    _check_report(out, 2)
+
+
+def test_exported_onnx_runs_through_the_runtime(tmp_path, tiny_checkpoint, kitti_seq):
+    from crossi2p_training.model.onnx_graph import export_onnx
+    from crossi2p_training.train import load_checkpoint, model_from_checkpoint
+
+    ckpt = load_checkpoint(tiny_checkpoint)
+    net = model_from_checkpoint(ckpt).eval()
+    pre = ckpt["config"]["preprocess"]
+    onnx_path = tmp_path / "tiny.onnx"
+    hw = (pre["image_height"], pre["image_width"])
+    outputs = export_onnx(net, onnx_path, hw, pre["num_points"])
+    shapes = {"image": [1, 3, *hw], "points": [1, "num_points", 4], "K": [1, 3, 3], "T_prior": [1, 4, 4],
+              "prior_weight": [1]}
+    ModelCard(name="tiny", onnx_file=onnx_path.name, onnx_sha256=sha256_of_file(onnx_path), preprocess=pre,
+              inputs=[TensorSpec(n, shapes[n]) for n in GRAPH_INPUTS],
+              outputs=[TensorSpec(n, [1]) for n in outputs]).save(tmp_path / "tiny.yaml")
+    out = tmp_path / "onnx.json"
+    assert main(["--model", str(onnx_path), "--kitti", str(kitti_seq), "--protocol", "refine", "--json", str(out),
+                 "--quiet", "--no-overlays"]) == 0
+    summary = json.loads(out.read_text())
+    assert summary["frames"] == 3 and summary["latency_ms_median"] > 0
+    # the checkpoint in torch and its graph in onnxruntime see the same frames the same way (the
+    # untrained tiny net's PnP amplifies float differences, so only roughly equal figures)
+    ref = tmp_path / "torch.json"
+    main(["--model", str(tiny_checkpoint), "--kitti", str(kitti_seq), "--protocol", "refine", "--json", str(ref),
+          "--quiet", "--no-overlays"])
+    assert json.loads(ref.read_text())["rte_m_mean"] == pytest.approx(summary["rte_m_mean"], rel=0.05)
+
+
+def test_exactly_one_data_source_is_required(tmp_path, tiny_checkpoint):
+    with pytest.raises(SystemExit, match="exactly one data source"):
+        main(["--model", str(tiny_checkpoint), "--json", str(tmp_path / "x.json")])

@@ -1,0 +1,100 @@
+"""The real training loop runs on CPU on the tiny config: steps, logs, checkpoints that load with
+``torch.load(weights_only=True)``, and a resume that continues exactly where it stopped."""
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+
+from crossi2p_training.config import CONFIG_DIR, load_train_config, parse_overrides
+from crossi2p_training.train import lr_at, main
+
+
+def _args(out, overrides, *extra):
+    args = ["--config", "tiny", "--out", str(out), *extra]
+    for k, v in overrides.items():
+        args += ["--set", f"{k}={v}"]
+    return args
+
+
+def test_two_steps_then_resume_continues_like_an_uninterrupted_run(tmp_path, tiny_overrides):
+    out = tmp_path / "run"
+    assert main(_args(out, tiny_overrides, "--steps", "2")) == 0
+    for name in ("config.yaml", "train_log.csv", "val_log.csv", "summary.json", "checkpoints/last.pt"):
+        assert (out / name).is_file(), name
+    assert any((out / "tensorboard").iterdir())
+    ckpt = torch.load(out / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)
+    assert ckpt["step"] == 2 and ckpt["config"]["name"] == "tiny"
+    assert {"state_dict", "optimizer", "loss", "model_config", "format"} <= set(ckpt)
+    assert ckpt["loss"]["gradnorm"]["weights"].shape == (3,)
+
+    # resume to step 4 ...
+    assert main(_args(out, tiny_overrides, "--steps", "4", "--resume", str(out / "checkpoints" / "last.pt"))) == 0
+    rows = list(csv.DictReader((out / "train_log.csv").open()))
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4]
+    for key in ("loss/total", "loss/cross_modal", "loss/pose", "gradnorm/w_alignment", "lr", "pose/rte_m"):
+        assert key in rows[0], key
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] == 4 and summary["val"]["frames"] == 2
+    resumed = torch.load(out / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)
+
+    # ... equals 4 steps in one go (same data order, augmentations, loss sampling, GradNorm state)
+    straight = tmp_path / "straight"
+    assert main(_args(straight, tiny_overrides, "--steps", "4")) == 0
+    ref = torch.load(straight / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)
+    for name, t in ref["state_dict"].items():
+        assert torch.allclose(t.float(), resumed["state_dict"][name].float(), atol=1e-6), name
+    assert torch.allclose(ref["loss"]["gradnorm"]["weights"], resumed["loss"]["gradnorm"]["weights"], atol=1e-6)
+
+
+def test_ablation_switches_drop_the_pose_group(tmp_path, tiny_overrides):
+    out = tmp_path / "ablate"
+    assert main(_args(out, tiny_overrides, "--steps", "1", "--set", "ablation.pose_loss=false",
+                      "--set", "ablation.fine_stage=false", "--set", "log.tensorboard=false")) == 0
+    row = next(csv.DictReader((out / "train_log.csv").open()))
+    assert "gradnorm/w_pose" not in row and "gradnorm/w_correspondence" in row
+
+
+def test_help_lists_every_config_key(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    for key in ("--resume", "--steps", "optim.lr", "loss.gradnorm_alpha", "ablation.pose_loss", "data.val_seed"):
+        assert key in text, key
+
+
+def test_unknown_config_key_is_an_error_naming_it(tmp_path, capsys):
+    assert main(["--config", "tiny", "--out", str(tmp_path), "--set", "optim.learning_rate=1"]) == 2
+    assert "learning_rate" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="overlap"):
+        load_train_config("tiny", {"data.val_seed": 2})
+
+
+def test_shipped_configs_load_and_paper_is_paper_sized():
+    names = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+    assert {"cpu", "paper", "tiny"} <= set(names)
+    for name in names:
+        load_train_config(name)
+    paper = load_train_config("paper")
+    assert (paper.preprocess.image_height, paper.preprocess.image_width, paper.preprocess.num_points) == (160, 512, 40960)
+    assert paper.model.dim == 256 and paper.data.source == "kitti"
+    assert [p[-2:] for p in paper.data.train_paths] == [f"{i:02d}" for i in range(9)]
+    assert [p[-2:] for p in paper.data.val_paths] == ["09", "10"]
+    cpu = load_train_config("cpu")
+    assert 64 <= cpu.model.dim <= 128 and cpu.data.source == "sim_cache"
+
+
+def test_overrides_parse_yaml_values():
+    assert parse_overrides(["optim.lr=1e-4", "loss.gradnorm=false", "data.train_paths=[a, b]", "name=x"]) == {
+        "optim.lr": 1e-4, "loss.gradnorm": False, "data.train_paths": ["a", "b"], "name": "x"}
+
+
+def test_learning_rate_warms_up_then_decays(tiny_train_config):
+    o = tiny_train_config.optim
+    o = type(o)(**{**o.__dict__, "lr": 1.0, "warmup_steps": 10, "schedule": "cosine", "min_lr_ratio": 0.1})
+    lrs = [lr_at(s, o, 100) for s in range(100)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(lrs[9:], lrs[10:])) and lrs[-1] == pytest.approx(0.1, abs=0.01)

@@ -1,0 +1,332 @@
+"""Typed configuration of a training run (``crossi2p-train --config YAML``).
+
+One dataclass per component, a docstring under every field (units in the names), loaded
+strictly from YAML by ``crossi2p.config_schema`` (unknown keys and wrong types are errors that
+name the key). Experiments and ablations are config overrides only
+(``--set loss.pose_loss=false``), never copies of the code. The sections mirror the run:
+data -> preprocess -> model -> loss/ablation -> optim -> log/checkpoint.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import yaml
+
+from crossi2p.config_schema import config_from_dict, config_to_dict, field_docs
+from crossi2p.preprocess import PreprocessConfig
+from crossi2p_training.losses import LossConfig
+from crossi2p_training.model.crossi2p_net import ModelConfig
+
+__all__ = [
+    "DataConfig",
+    "OptimConfig",
+    "LossConfig",
+    "AblationConfig",
+    "LogConfig",
+    "CheckpointConfig",
+    "TrainConfig",
+    "load_train_config",
+    "train_config_from_dict",
+    "preset_defaults",
+    "parse_overrides",
+    "config_help",
+    "CONFIG_DIR",
+]
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+"""``training/configs``: the shipped YAML configurations (cpu, paper, tiny)."""
+
+SourceType = Literal["sim", "sim_cache", "kitti", "nuscenes", "rosbag2"]
+
+
+@dataclass
+class DataConfig:
+    """Where frames come from, how they are augmented, and which frames validate."""
+
+    source: SourceType = "sim_cache"
+    """``sim``: the simulator on the fly; ``sim_cache``: simulated once into ``cache_dir`` and
+    reused; ``kitti``: KITTI Odometry sequence folders; ``nuscenes``: nuScenes-format folders;
+    ``rosbag2``: rosbag2 recordings (pairs decoded into memory)."""
+    protocol: Literal["global", "refine"] = "global"
+    """Perturbation of the point clouds (``crossi2p.metrics``): ``global`` (no prior, yaw in
+    [-2 pi, 2 pi), 10 m) or ``refine`` (prior off by <= 20 deg / 1.5 m)."""
+    sim_preset: str = "small"
+    """Simulator configuration (``SimConfig.preset``: kitti, small, lidar32, lidar128, fisheye)."""
+    train_seed: int = 0
+    """Simulator seed of training frame 0; frame i has seed ``train_seed + i``."""
+    train_frames: int = 2000
+    """Number of simulated training frames (the cache size for ``sim_cache``)."""
+    val_seed: int = 1_000_000
+    """Simulator seed of validation frame 0; the range ``[val_seed, val_seed + val_frames)``
+    must not overlap the training seeds (checked)."""
+    val_frames: int = 32
+    """Validation frames: the simulated count, or at most this many evenly spaced frames of
+    ``val_paths`` (0: all of them)."""
+    cache_dir: str = "runs/sim_cache"
+    """Folder of the simulator cache (a sub-folder per simulator configuration)."""
+    cache_workers: int = 1
+    """Processes that build the simulator cache (1: the training process itself)."""
+    root: str = ""
+    """Folder that relative ``train_paths`` / ``val_paths`` are resolved against."""
+    train_paths: list[str] = field(default_factory=list)
+    """Recorded training data: KITTI sequence folders, nuScenes roots or rosbag2 folders."""
+    val_paths: list[str] = field(default_factory=list)
+    """Recorded validation data (same kind as ``train_paths``; never the same folders)."""
+    photometric: bool = True
+    """Random brightness/contrast of the training images (never of validation images)."""
+    brightness_max: float = 0.15
+    """Largest brightness shift as a fraction of 255."""
+    contrast_range: tuple[float, float] = (0.8, 1.2)
+    """Range of the random contrast factor."""
+    num_workers: int = 0
+    """DataLoader worker processes per training process (0: load in the training process)."""
+
+    def resolve(self, path: str) -> str:
+        """``path`` resolved against ``root`` (absolute paths are kept)."""
+        return str(Path(self.root) / path) if self.root and not Path(path).is_absolute() else path
+
+
+@dataclass
+class OptimConfig:
+    """Optimiser, learning-rate schedule, batch and length of the run."""
+
+    optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
+    """Optimiser of the network weights."""
+    lr: float = 1e-3
+    """Peak learning rate (after warm-up)."""
+    weight_decay: float = 1e-4
+    """Weight decay (decoupled for AdamW)."""
+    schedule: Literal["constant", "cosine", "step"] = "cosine"
+    """Learning-rate schedule after warm-up: constant, cosine to ``min_lr_ratio * lr``, or
+    multiplied by ``step_gamma`` at each of ``step_milestones``."""
+    warmup_steps: int = 200
+    """Linear warm-up from 0 to ``lr`` over this many steps."""
+    min_lr_ratio: float = 0.02
+    """Final learning rate of the cosine schedule as a fraction of ``lr``."""
+    step_milestones: list[int] = field(default_factory=list)
+    """Steps at which the ``step`` schedule multiplies the learning rate by ``step_gamma``."""
+    step_gamma: float = 0.1
+    """Factor of the ``step`` schedule."""
+    batch_size: int = 8
+    """Frames per step and process (the global batch is ``batch_size * world size``)."""
+    steps: int = 10000
+    """Optimiser steps of the run (overridden by ``epochs`` when that is > 0)."""
+    epochs: int = 0
+    """If > 0: train this many passes over the training frames instead of ``steps``."""
+    grad_clip_norm: float = 10.0
+    """Clip the global gradient norm of the network to this (0: no clipping)."""
+
+
+@dataclass
+class AblationConfig:
+    """Switches of the ablation studies (each ``true`` in the full model)."""
+
+    fine_stage: bool = True
+    """The fine (point-to-pixel) stage: ``false`` drops the fine loss (``loss.fine_weight`` is
+    taken as 0) so only coarse matching and alignment are trained."""
+    pose_loss: bool = True
+    """The pose loss through the differentiable PnP: ``false`` drops the ``pose`` group from the
+    total loss and from GradNorm (matching losses only)."""
+
+
+@dataclass
+class LogConfig:
+    """Progress, logs and validation."""
+
+    every_steps: int = 10
+    """Write the CSV/TensorBoard scalars every this many steps."""
+    tensorboard: bool = True
+    """Also write TensorBoard event files (``<out>/tensorboard``)."""
+    val_every_steps: int = 500
+    """Validate (pose errors on the validation frames) every this many steps (0: only at the end)."""
+    val_batch_size: int = 4
+    """Frames per validation forward pass."""
+    progress: bool = True
+    """Show tqdm bars (rank 0 only)."""
+
+
+@dataclass
+class CheckpointConfig:
+    """Checkpoints (``<out>/checkpoints/step_<N>.pt`` and ``last.pt``)."""
+
+    every_steps: int = 1000
+    """Save every this many steps (and always at the end)."""
+    keep_last: int = 3
+    """Keep this many periodic checkpoints (older ones are deleted; ``last.pt`` always stays)."""
+
+
+@dataclass
+class TrainConfig:
+    """A training run. Sections: data, preprocess, model, loss, ablation, optim, log, checkpoint."""
+
+    name: str = "crossi2p"
+    """Run name (default output folder ``runs/<name>``; the exported model's name)."""
+    preset: Literal["cpu", "paper", "none"] = "cpu"
+    """Starting point of the ``preprocess`` and ``model`` sections: ``cpu`` / ``paper``
+    (``PreprocessConfig.cpu()`` + ``ModelConfig.cpu()``, or the ``paper()`` pair), ``none``
+    (the dataclass defaults). Keys given in those sections override the preset's values."""
+    seed: int = 0
+    """Seed of the weights' initialisation and of every augmentation."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """``auto``: CUDA when available, else CPU. Under torchrun each process takes GPU
+    ``LOCAL_RANK``; DDP uses NCCL on GPUs, gloo on CPU."""
+    threads: int = 0
+    """torch intra-op threads per process (0: cores / processes on this machine)."""
+    data: DataConfig = field(default_factory=DataConfig)
+    """1. Data sources and augmentation."""
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig.cpu)
+    """2. Input contract (``crossi2p.preprocess``: image size, point count, ranges,
+    normalisation): applied by the data pipeline, recorded in checkpoints and the model card."""
+    model: ModelConfig = field(default_factory=ModelConfig.cpu)
+    """3. Network (``crossi2p_training.model``)."""
+    loss: LossConfig = field(default_factory=LossConfig)
+    """4. Loss terms and their weighting (``crossi2p_training.losses``: GradNorm on/off, alpha,
+    fixed weights)."""
+    ablation: AblationConfig = field(default_factory=AblationConfig)
+    """4b. Ablation switches (fine stage, pose loss)."""
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    """5. Optimisation."""
+    log: LogConfig = field(default_factory=LogConfig)
+    """6. Logging and validation."""
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    """7. Checkpoints."""
+
+    def check(self) -> "TrainConfig":
+        """Cross-field checks (raise ValueError naming the keys); returns self."""
+        d = self.data
+        if d.source in ("sim", "sim_cache"):
+            train = range(d.train_seed, d.train_seed + d.train_frames)
+            val = range(d.val_seed, d.val_seed + d.val_frames)
+            if d.train_frames <= 0 or d.val_frames < 0:
+                raise ValueError("data.train_frames must be > 0 and data.val_frames >= 0")
+            if val and max(train.start, val.start) < min(train.stop, val.stop):
+                raise ValueError(f"data: validation seeds {val.start}..{val.stop - 1} overlap the training "
+                                 f"seeds {train.start}..{train.stop - 1}")
+        else:
+            if not d.train_paths:
+                raise ValueError(f"data.train_paths: empty, but data.source is {d.source!r}")
+            shared = sorted(set(map(d.resolve, d.train_paths)) & set(map(d.resolve, d.val_paths)))
+            if shared:
+                raise ValueError(f"data: {shared} used for both training and validation")
+        p, stride = self.preprocess, self.model.image.coarse_stride
+        if p.image_height % stride or p.image_width % stride:
+            raise ValueError(f"preprocess: image {p.image_width}x{p.image_height} must be a multiple of "
+                             f"model.image.coarse_stride {stride} on both sides")
+        if p.num_points < self.model.point.num_fine_points:
+            raise ValueError(f"preprocess.num_points {p.num_points} < model.point.num_fine_points "
+                             f"{self.model.point.num_fine_points}")
+        if self.optim.batch_size <= 0 or (self.optim.steps <= 0 and self.optim.epochs <= 0):
+            raise ValueError("optim: batch_size and steps (or epochs) must be positive")
+        return self
+
+    def to_dict(self) -> dict:
+        """Plain nested dict (YAML/checkpoint-safe)."""
+        return config_to_dict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = "config") -> "TrainConfig":
+        """Strict inverse of ``to_dict`` (unknown keys are errors; missing keys from the preset)."""
+        return train_config_from_dict(d, where)
+
+
+def _parse_value(text: str):
+    """A ``--set`` value: parsed as YAML (numbers, booleans, lists), else kept as a string.
+    ``1e-4`` is a number too (YAML 1.1 reads it as a string)."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def parse_overrides(items: list[str] | None) -> dict:
+    """``["optim.lr=1e-4", "data.train_paths=[a, b]"]`` -> ``{"optim.lr": 0.0001, ...}``."""
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set {item!r}: expected key=value (e.g. optim.lr=1e-4)")
+        out[key.strip()] = _parse_value(value)
+    return out
+
+
+def _set_dotted(d: dict, dotted: str, value) -> None:
+    *parents, leaf = dotted.split(".")
+    for p in parents:
+        nxt = d.setdefault(p, {})
+        if not isinstance(nxt, dict):
+            raise ValueError(f"--set {dotted}: {p!r} is not a section")
+        d = nxt
+    d[leaf] = value
+
+
+def _merge(base: dict, top: dict) -> dict:
+    """``top`` over ``base``, recursively for sections (dicts); lists and values are replaced."""
+    out = dict(base)
+    for k, v in top.items():
+        out[k] = _merge(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+    return out
+
+
+def preset_defaults(preset: str) -> dict:
+    """The full config dict a ``preset`` starts from."""
+    if preset == "none":
+        return config_to_dict(TrainConfig(preset="none", preprocess=PreprocessConfig(), model=ModelConfig()))
+    if preset not in ("cpu", "paper"):
+        raise ValueError(f"preset: expected one of ['cpu', 'paper', 'none'], got {preset!r}")
+    return config_to_dict(TrainConfig(preset=preset, preprocess=getattr(PreprocessConfig, preset)(),
+                                      model=getattr(ModelConfig, preset)()))
+
+
+def train_config_from_dict(data: dict, where: str = "config") -> TrainConfig:
+    """Strictly build a TrainConfig from a (partial) dict: the preset's values, overridden by
+    ``data`` (unknown keys and wrong types are errors naming the key); checked."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: expected a mapping at the top level")
+    merged = _merge(preset_defaults(data.get("preset", "cpu")), data)
+    return config_from_dict(TrainConfig, merged, where).check()
+
+
+def load_train_config(path: str | Path, overrides: dict | None = None) -> TrainConfig:
+    """Load a YAML training config strictly, apply dotted ``overrides``, check it.
+
+    A name without a folder that is not a file (``cpu``, ``paper.yaml``) is looked up in
+    ``training/configs``.
+    """
+    p = Path(path)
+    if not p.is_file() and p.parent == Path("."):
+        candidate = CONFIG_DIR / (p.name if p.suffix else p.name + ".yaml")
+        if candidate.is_file():
+            p = candidate
+    if not p.is_file():
+        raise FileNotFoundError(f"config {p}: file not found")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ValueError(f"config {p}: not valid YAML ({exc})") from None
+    for dotted, value in (overrides or {}).items():
+        _set_dotted(data, dotted, value)
+    return train_config_from_dict(data, str(p))
+
+
+def config_help(cls: type = TrainConfig, prefix: str = "") -> str:
+    """Every key of the config with its docstring (nested sections expanded), for ``--help``."""
+    hints = typing.get_type_hints(cls)
+    docs = field_docs(cls)
+    lines = []
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            lines.append(f"{prefix}{f.name}: {docs.get(f.name, '')}")
+            lines.append(config_help(hints[f.name], prefix + f.name + "."))
+        else:
+            lines.append(f"  {prefix}{f.name}: {docs.get(f.name, '')}")
+    return "\n".join(lines)

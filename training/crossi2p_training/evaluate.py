@@ -1,0 +1,388 @@
+"""``crossi2p-evaluate``: a trained model (checkpoint or exported ONNX) on a dataset under a protocol.
+
+Examples::
+
+    # a checkpoint on KITTI Odometry sequence 09 under the global protocol
+    crossi2p-evaluate --model runs/crossi2p_cpu/checkpoints/last.pt --kitti data/sequences/09 \\
+        --protocol global --seed 0 --json out/eval_09.json
+    # the exported graph (its model card models/<name>.yaml lies beside it) on a simulated drive
+    crossi2p-evaluate --model models/crossi2p_cpu.onnx --sim-seed 7 --frames 50 --protocol refine \\
+        --json out/eval_sim.json
+    # nuScenes-format folder / rosbag2 recording
+    crossi2p-evaluate --model last.pt --nuscenes data/nuscenes --json out/eval_nus.json
+    crossi2p-evaluate --model last.pt --bag drive_bag --json out/eval_bag.json
+
+Per frame ``i`` the protocol perturbation is drawn from ``numpy.random.default_rng([seed, i])``
+(``crossi2p.metrics.sample_perturbation``) and applied to the captured cloud
+(``points' = T_pert @ points``, ground truth ``T_cam_lidar @ inv(T_pert)``); the estimator then
+preprocesses the frame itself, exactly as the deployed runtime does (``CalibrationRuntime`` for
+ONNX; the same steps in torch for a checkpoint), and its estimate is scored with
+``crossi2p.metrics``.
+
+Written beside ``--json OUT`` (``OUT`` = ``<dir>/<stem>.json``):
+
+- ``<stem>.json``: ``summarize_errors`` keys (``frames``, ``acc``, ``rte_m_median``,
+  ``rte_m_mean``, ``rte_m_std``, ``rre_euler_sum_deg_*``, ``rre_geodesic_deg_*``) plus
+  ``latency_ms_median`` and the provenance (model, data, protocol, seed, command);
+- ``<stem>_frames.csv``: one row per frame (errors, latency, validity, confidence);
+- ``<stem>_recall.png``: registration recall against the RRE threshold (RTE < 2 m) and against
+  the RTE threshold (RRE < 5 deg);
+- ``<stem>_overlay_{best,median,worst}.png``: those frames' points projected with the estimate
+  (top) and with the ground truth (bottom).
+"""
+from __future__ import annotations
+
+import os
+
+# OpenMP threads that spin while waiting collapse when the cores are shared: on 2 cores with one
+# other busy process, a cpu-config training step took 15-50 s instead of ~3.3 s. A short spin
+# (GNU OpenMP, torch's runtime on Linux) keeps the idle speed (2.3 s/step vs 2.1 s spinning
+# fully, 2.55 s with OMP_WAIT_POLICY=PASSIVE) and the shared one (3.5 s). Set before torch loads
+# its OpenMP runtime; explicit GOMP_SPINCOUNT / OMP_WAIT_POLICY settings are kept.
+if "OMP_WAIT_POLICY" not in os.environ:
+    os.environ.setdefault("GOMP_SPINCOUNT", "1000")
+
+import argparse
+import csv
+import json
+import shlex
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from crossi2p.camera import CameraModel
+from crossi2p.geometry import invert_transform, transform_points
+from crossi2p.metrics import (ACC_RRE_DEG, ACC_RTE_M, RegistrationError, registration_error,
+                              registration_recall, sample_perturbation, summarize_errors)
+from crossi2p.sample import Sample
+
+__all__ = ["Estimate", "CheckpointEstimator", "OnnxEstimator", "load_estimator", "evaluate_source",
+           "write_report", "main"]
+
+
+@dataclass
+class Estimate:
+    """One frame's result from an estimator."""
+
+    T_cam_lidar: np.ndarray | None
+    """(4, 4) estimate, or None when the estimator could not process the frame."""
+    valid: bool = True
+    """The estimator's own validity flag (confidence/correspondence checks)."""
+    confidence: float = 0.0
+    """The estimator's confidence in [0, 1]."""
+    latency_ms: float = 0.0
+    """Preprocessing + graph + post-processing, milliseconds."""
+    reason: str = ""
+    """Why the frame is invalid (empty when valid)."""
+
+
+# ================================================================================ estimators
+class CheckpointEstimator:
+    """A training checkpoint, run in torch with the runtime's steps: preprocess (fixed seed)
+    -> network -> re-orthonormalised ``T_cam_lidar``."""
+
+    def __init__(self, path: str | Path, device: str = "cpu", seed: int = 0):
+        import torch
+
+        from crossi2p.preprocess import PreprocessConfig
+        from crossi2p_training.train import load_checkpoint, model_from_checkpoint
+
+        self.torch = torch
+        ckpt = load_checkpoint(path)
+        self.config_dict = ckpt["config"]
+        self.model = model_from_checkpoint(ckpt).to(device).eval()
+        self.preprocess_config = PreprocessConfig.from_dict(self.config_dict["preprocess"])
+        self.device, self.seed = device, seed
+        self.step = int(ckpt.get("step", 0))
+        self.name = str(self.config_dict.get("name", Path(path).stem))
+
+    def estimate(self, image: np.ndarray, points: np.ndarray, camera: CameraModel,
+                 T_prior: np.ndarray | None = None) -> Estimate:
+        from crossi2p.preprocess import preprocess_frame
+
+        torch = self.torch
+        t0 = time.perf_counter()
+        try:
+            frame = preprocess_frame(image, points, camera, self.preprocess_config,
+                                     np.random.default_rng(self.seed))
+        except ValueError as exc:
+            return Estimate(None, valid=False, reason=f"bad input: {exc}")
+        dev = self.device
+        prior = np.eye(4) if T_prior is None else T_prior
+        with torch.no_grad():
+            out = self.model(torch.from_numpy(frame.image)[None].to(dev), torch.from_numpy(frame.points)[None].to(dev),
+                             torch.from_numpy(frame.K)[None].to(dev),
+                             torch.from_numpy(prior.astype(np.float32))[None].to(dev),
+                             torch.tensor([0.0 if T_prior is None else 1.0], device=dev))
+        T = _orthonormalise(out.T_cam_lidar[0].double().cpu().numpy())
+        conf = float(out.confidence.reshape(-1)[0])
+        return Estimate(T, valid=T is not None, confidence=conf, latency_ms=1e3 * (time.perf_counter() - t0),
+                        reason="" if T is not None else "non-finite estimate")
+
+
+class OnnxEstimator:
+    """An exported graph through the runtime (``crossi2p.runtime.CalibrationRuntime``), which
+    loads the model card ``<name>.yaml`` beside ``<name>.onnx`` and checks the graph's sha256."""
+
+    def __init__(self, path: str | Path, seed: int = 0):
+        from crossi2p.runtime import CalibrationRuntime, RuntimeConfig
+
+        path = Path(path)
+        card = path if path.suffix in (".yaml", ".yml") else path.with_suffix(".yaml")
+        self.runtime = CalibrationRuntime(card, RuntimeConfig(execution_provider="cpu", seed=seed))
+        self.preprocess_config = self.runtime.preprocess_config
+        self.name = self.runtime.card.name
+
+    def estimate(self, image, points, camera, T_prior=None) -> Estimate:
+        r = self.runtime.estimate(image, points, camera, T_prior)
+        return Estimate(r.T_cam_lidar, valid=r.valid, confidence=r.confidence,
+                        latency_ms=float(sum(r.latency_ms.values())), reason=r.reason)
+
+
+def _orthonormalise(T: np.ndarray) -> np.ndarray | None:
+    if not np.all(np.isfinite(T)):
+        return None
+    U, _, Vt = np.linalg.svd(T[:3, :3])
+    out = np.eye(4)
+    out[:3, :3] = U @ np.diag([1.0, 1.0, np.linalg.det(U @ Vt)]) @ Vt
+    out[:3, 3] = T[:3, 3]
+    return out
+
+
+def load_estimator(path: str | Path, device: str = "cpu"):
+    """``.pt``/``.pth`` checkpoint -> CheckpointEstimator; ``.onnx`` (or its ``.yaml`` card) -> OnnxEstimator."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"--model {path}: file not found")
+    if path.suffix in (".onnx", ".yaml", ".yml"):
+        return OnnxEstimator(path)
+    return CheckpointEstimator(path, device=device)
+
+
+# ================================================================================ evaluation
+@dataclass
+class FrameResult:
+    """One evaluated frame (kept for the CSV and the overlays)."""
+
+    index: int
+    frame_id: str
+    error: RegistrationError
+    estimate: Estimate
+    T_gt: np.ndarray
+    T_pert: np.ndarray
+    extra: dict = field(default_factory=dict)
+
+
+
+
+def evaluate_source(estimator, source, protocol: str, seed: int, progress: bool = True) -> list[FrameResult]:
+    """Run the estimator on every frame of ``source`` under ``protocol`` (module docstring)."""
+    from tqdm import tqdm
+
+    results = []
+    for i in tqdm(range(len(source)), desc=f"evaluating ({protocol})", disable=not progress, unit="frame"):
+        sample: Sample = source[i]
+        if sample.T_cam_lidar is None:
+            raise ValueError(f"frame {i} ({sample.frame_id}): the source has no ground truth")
+        pert = sample_perturbation(protocol, np.random.default_rng([seed, i]), sample.T_cam_lidar)
+        points = sample.points.copy()
+        points[:, :3] = transform_points(pert.T_pert, sample.points[:, :3].astype(np.float64)).astype(np.float32)
+        T_gt = sample.T_cam_lidar @ invert_transform(pert.T_pert)
+        est = estimator.estimate(sample.image, points, sample.camera, pert.T_prior)
+        # A frame the estimator cannot process is scored with its starting point (the prior, or
+        # the identity without one): it stays in the figures as a failure.
+        fallback = pert.T_prior if pert.T_prior is not None else np.eye(4)
+        err = registration_error(est.T_cam_lidar if est.T_cam_lidar is not None else fallback, T_gt)
+        results.append(FrameResult(i, sample.frame_id, err, est, T_gt, pert.T_pert))
+    return results
+
+
+def summarize_results(results: list[FrameResult]) -> dict:
+    """``summarize_errors`` + ``latency_ms_median`` + ``failed_frames`` (no estimate) + ``valid_fraction``."""
+    summary = summarize_errors([r.error for r in results])
+    lat = [r.estimate.latency_ms for r in results if r.estimate.T_cam_lidar is not None]
+    summary["latency_ms_median"] = float(np.median(lat)) if lat else None
+    summary["failed_frames"] = int(sum(r.estimate.T_cam_lidar is None for r in results))
+    summary["valid_fraction"] = float(np.mean([r.estimate.valid for r in results])) if results else 0.0
+    return summary
+
+
+def _rank_score(r: FrameResult) -> float:
+    """Ordering for best/median/worst: the larger of RTE and RRE relative to the Acc thresholds."""
+    return max(r.error.rte_m / ACC_RTE_M, r.error.rre_euler_sum_deg / ACC_RRE_DEG)
+
+
+def write_report(results: list[FrameResult], summary: dict, json_path: str | Path, source=None) -> dict:
+    """Write the JSON summary, per-frame CSV, recall PNG and best/median/worst overlays; returns
+    ``{kind: path}`` of what was written."""
+    json_path = Path(json_path)
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    stem = json_path.with_suffix("")
+    written = {"json": json_path}
+    json_path.write_text(json.dumps(summary, indent=2, sort_keys=False) + "\n")
+
+    csv_path = Path(f"{stem}_frames.csv")
+    with csv_path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["index", "frame_id", "rte_m", "rre_geodesic_deg", "rre_euler_sum_deg", "success", "valid",
+                    "confidence", "latency_ms", "reason"])
+        for r in results:
+            e = r.error
+            w.writerow([r.index, r.frame_id, f"{e.rte_m:.6g}", f"{e.rre_geodesic_deg:.6g}",
+                        f"{e.rre_euler_sum_deg:.6g}", int(e.success), int(r.estimate.valid),
+                        f"{r.estimate.confidence:.4g}", f"{r.estimate.latency_ms:.3f}", r.estimate.reason])
+    written["csv"] = csv_path
+    written["recall"] = _plot_recall(results, Path(f"{stem}_recall.png"), summary)
+    if source is not None and results:
+        written.update(_write_overlays(results, source, stem))
+    return written
+
+
+def _plot_recall(results: list[FrameResult], path: Path, summary: dict) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    errors = [r.error for r in results]
+    rre_t = np.linspace(0.0, 20.0, 201)
+    rte_t = np.linspace(0.0, 5.0, 201)
+    rte = np.array([e.rte_m for e in errors])
+    eul = np.array([e.rre_euler_sum_deg for e in errors])
+    fig, ax = plt.subplots(1, 2, figsize=(10, 4))
+    ax[0].plot(rre_t, registration_recall(errors, rre_t), lw=2)
+    ax[0].axvline(ACC_RRE_DEG, color="grey", ls="--", lw=1)
+    ax[0].set_xlabel("RRE threshold (Euler sum, deg)")
+    ax[0].set_ylabel(f"registration recall (RTE < {ACC_RTE_M:g} m)")
+    ax[1].plot(rte_t, [np.mean((rte < t) & (eul < ACC_RRE_DEG)) if len(errors) else 0 for t in rte_t], lw=2)
+    ax[1].axvline(ACC_RTE_M, color="grey", ls="--", lw=1)
+    ax[1].set_xlabel("RTE threshold (m)")
+    ax[1].set_ylabel(f"registration recall (RRE < {ACC_RRE_DEG:g} deg)")
+    for a in ax:
+        a.set_ylim(0, 1.02)
+        a.grid(alpha=0.3)
+    fig.suptitle(f"{summary.get('model', '')} {summary.get('protocol', '')}: {summary.get('frames', 0)} frames, "
+                 f"Acc {summary.get('acc', 0.0):.3f}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _banner(width: int, text: str):
+    import cv2
+
+    scale = max(0.4, min(0.7, width / 1400))
+    h = int(28 * scale / 0.5)
+    bar = np.zeros((h, width, 3), np.uint8)
+    cv2.putText(bar, text, (6, int(h * 0.72)), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+    return bar
+
+
+def _write_overlays(results: list[FrameResult], source, stem: Path) -> dict:
+    import cv2
+
+    from crossi2p.overlay import draw_projected_points
+
+    order = sorted(range(len(results)), key=lambda k: _rank_score(results[k]))
+    picks = {"best": order[0], "median": order[len(order) // 2], "worst": order[-1]}
+    out = {}
+    for kind, k in picks.items():
+        r = results[k]
+        sample = source[r.index]
+        pts = sample.points.copy()
+        pts[:, :3] = transform_points(r.T_pert, sample.points[:, :3].astype(np.float64)).astype(np.float32)
+        image, camera = sample.image, sample.camera
+        if camera.width < 800:  # small images: draw at twice the size so the points stay visible
+            image = cv2.resize(image, (2 * camera.width, 2 * camera.height), interpolation=cv2.INTER_LINEAR)
+            camera = camera.resized(2 * camera.width, 2 * camera.height)
+        T_est = r.estimate.T_cam_lidar
+        top = draw_projected_points(image, pts, camera, T_est) if T_est is not None else image.copy()
+        bottom = draw_projected_points(image, pts, camera, r.T_gt)
+        e, w = r.error, image.shape[1]
+        canvas = np.vstack([
+            _banner(w, f"{kind} frame {r.frame_id}: estimate  RTE {e.rte_m:.2f} m  RRE {e.rre_geodesic_deg:.2f} deg "
+                       f"(Euler sum {e.rre_euler_sum_deg:.2f})" + ("" if T_est is not None else "  [no estimate]")),
+            top, _banner(w, "ground truth"), bottom])
+        path = Path(f"{stem}_overlay_{kind}.png")
+        cv2.imwrite(str(path), cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
+        out[f"overlay_{kind}"] = path
+    return out
+
+
+# ================================================================================ CLI
+def _build_source(args, estimator):
+    from crossi2p_training.data import KittiSource, NuScenesSource, Rosbag2Source, SubsetSource
+
+    chosen = [n for n, v in (("--kitti", args.kitti), ("--nuscenes", args.nuscenes), ("--bag", args.bag),
+                             ("--sim-seed", args.sim_seed)) if v not in (None, [])]
+    if len(chosen) != 1:
+        raise SystemExit(f"crossi2p-evaluate: give exactly one data source (--kitti, --nuscenes, --bag or "
+                         f"--sim-seed); got {chosen or 'none'}")
+    if args.sim_seed is not None:
+        from crossi2p_training.sim import SimConfig, simulate_drive
+
+        preset = args.sim_preset or getattr(estimator, "config_dict", {}).get("data", {}).get("sim_preset", "small")
+        drive = simulate_drive(SimConfig.preset(preset), args.sim_seed, args.frames or 20)
+        samples = list(drive.paired_samples())
+        return samples, f"simulated drive preset={preset} seed={args.sim_seed} frames={len(samples)}"
+    if args.kitti:
+        src, what = KittiSource(args.kitti), "KITTI " + " ".join(args.kitti)
+    elif args.nuscenes:
+        src, what = NuScenesSource(args.nuscenes), "nuScenes " + " ".join(args.nuscenes)
+    else:
+        src, what = Rosbag2Source(args.bag, slop_s=args.slop_s, progress=True), "rosbag2 " + " ".join(args.bag)
+    return SubsetSource(src, args.frames or 0), what
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="crossi2p-evaluate",
+        description="Evaluate a checkpoint (.pt) or an exported model (.onnx + model card .yaml beside it) "
+                    "on a dataset under the global or refine protocol; prints and writes RRE/RTE "
+                    "(mean, std, median), Acc and latency, a recall curve, a per-frame CSV and overlays.",
+        epilog=__doc__.split("Per frame")[0].split("Examples::")[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help="checkpoint .pt, or exported .onnx (its card <name>.yaml beside it)")
+    p.add_argument("--kitti", nargs="+", metavar="DIR", help="KITTI Odometry sequence folder(s) (.../sequences/NN)")
+    p.add_argument("--nuscenes", nargs="+", metavar="DIR", help="nuScenes-format folder(s)")
+    p.add_argument("--bag", nargs="+", metavar="DIR", help="rosbag2 recording(s) (ground truth from /tf_static)")
+    p.add_argument("--sim-seed", type=int, metavar="S", help="simulate a drive with this seed")
+    p.add_argument("--sim-preset", help="simulator preset for --sim-seed (default: the checkpoint's, else small)")
+    p.add_argument("--frames", type=int, default=0, metavar="N",
+                   help="simulated frames (default 20), or at most N evenly spaced frames of a dataset (0: all)")
+    p.add_argument("--protocol", choices=("global", "refine"), default="global", help="perturbation protocol")
+    p.add_argument("--seed", type=int, default=0, help="seed of the per-frame perturbations")
+    p.add_argument("--json", required=True, metavar="OUT", help="summary JSON; CSV and PNGs are written beside it")
+    p.add_argument("--slop-s", type=float, default=0.05, help="--bag: largest camera/LiDAR stamp difference")
+    p.add_argument("--device", default="cpu", help="torch device for checkpoints (cpu, cuda)")
+    p.add_argument("--no-overlays", action="store_true", help="skip the overlay PNGs")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    estimator = load_estimator(args.model, device=args.device)
+    source, what = _build_source(args, estimator)
+    results = evaluate_source(estimator, source, args.protocol, args.seed, progress=not args.quiet)
+    summary = summarize_results(results)
+    summary.update({
+        "protocol": args.protocol, "seed": args.seed, "model": str(args.model), "data": what,
+        "command": "crossi2p-evaluate " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)),
+    })
+    written = write_report(results, summary, args.json, None if args.no_overlays else source)
+    print(f"crossi2p-evaluate: {summary['frames']} frames of {what}, protocol {args.protocol}, seed {args.seed}")
+    for key in ("acc", "rte_m_mean", "rte_m_std", "rte_m_median", "rre_euler_sum_deg_mean", "rre_euler_sum_deg_std",
+                "rre_euler_sum_deg_median", "rre_geodesic_deg_mean", "rre_geodesic_deg_std",
+                "rre_geodesic_deg_median", "latency_ms_median", "failed_frames"):
+        if key in summary:
+            print(f"  {key:28s} {summary[key]:.4g}")
+    print("  wrote " + ", ".join(str(p) for p in written.values()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
