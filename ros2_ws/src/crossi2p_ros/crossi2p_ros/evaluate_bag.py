@@ -151,7 +151,8 @@ def summarize_replay(result: ReplayResult) -> dict:
     if frames and frames[-1].T_fused is not None:
         final = registration_error(frames[-1].T_fused, frames[-1].T_gt)
         summary.update(fused_rte_m=final.rte_m, fused_rre_geodesic_deg=final.rre_geodesic_deg,
-                       fused_rre_euler_sum_deg=final.rre_euler_sum_deg)
+                       fused_rre_euler_sum_deg=final.rre_euler_sum_deg,
+                       fused_T_cam_lidar=frames[-1].T_fused.round(6).tolist())
     else:
         summary.update(fused_rte_m=None, fused_rre_geodesic_deg=None, fused_rre_euler_sum_deg=None)
     if result.knock is not None:
@@ -261,6 +262,9 @@ def _print_summary(s: dict, report_md: Path) -> None:
     print(f"per-frame: median RTE {fmt(s.get('rte_m_median'), ' m')}, median RRE "
           f"{fmt(s.get('rre_geodesic_deg_median'), ' deg')}, acc {fmt(s.get('acc'))}, "
           f"latency {fmt(s['latency_ms_median'], ' ms')}")
+    if s.get("fused_T_cam_lidar") is not None:
+        print("fused T_cam_lidar:\n" + "\n".join("  " + " ".join(f"{v:+.4f}" for v in row)
+                                                for row in s["fused_T_cam_lidar"]))
     print(f"fused: RTE {fmt(s['fused_rte_m'], ' m')}, RRE {fmt(s['fused_rre_geodesic_deg'], ' deg')}")
     if "drift_detection_delay_s" in s:
         print(f"knock at {s['knock_at_s']:.2f} s: drift detected after {fmt(s['drift_detection_delay_s'], ' s')}")
