@@ -39,7 +39,8 @@ def plot_errors(result, path: Path) -> None:
         ax.grid(alpha=0.3)
         if result.knock is not None:
             ax.axvline(result.knock.at_s - t0, color="k", ls="--", label="knock")
-    axes[0].legend(loc="upper right")
+    if axes[0].get_legend_handles_labels()[0]:
+        axes[0].legend(loc="upper right")
     axes[1].set_xlabel("bag time [s]")
     fig.suptitle("Extrinsic error against ground truth")
     fig.tight_layout()

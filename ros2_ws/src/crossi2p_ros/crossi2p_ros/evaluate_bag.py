@@ -140,7 +140,9 @@ def summarize_replay(result: ReplayResult) -> dict:
     frames = result.frames
     valid = [f for f in frames if f.valid]
     per_frame = [registration_error(f.T_frame, f.T_gt) for f in valid]
-    summary = {**summarize_errors(per_frame), "frames": len(frames), "frames_valid": len(valid)}
+    no_valid = dict.fromkeys(("rte_m_median", "rte_m_mean", "rre_euler_sum_deg_median", "rre_euler_sum_deg_mean",
+                              "rre_geodesic_deg_median"))  # stable keys even when no frame was valid
+    summary = {**no_valid, **summarize_errors(per_frame), "frames": len(frames), "frames_valid": len(valid)}
     if per_frame:
         summary["acc"] = float(np.mean([e.success for e in per_frame] + [False] * (len(frames) - len(valid))))
     summary["latency_ms_median"] = float(np.median([f.latency_ms for f in frames])) if frames else None
@@ -218,6 +220,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not args.bag.exists():
             raise ValueError(f"bag {args.bag}: not found")
+        present = bag_topics(args.bag)
+        missing = [t for t in topics if t not in present and not (t == args.image_topic and t + "/compressed" in present)]
+        if missing:
+            raise ValueError(f"bag {args.bag}: topics {missing} not found; topics in the bag: {sorted(present)}")
         T_gt = (load_calibration_yaml(args.ground_truth).T_cam_lidar if args.ground_truth
                 else read_bag_ground_truth(args.bag))
         runtime = CalibrationRuntime(resolve_model_card(args.model), RuntimeConfig(execution_provider=args.execution_provider))
@@ -257,8 +263,8 @@ def _print_summary(s: dict, report_md: Path) -> None:
     def fmt(v, unit=""):
         return "n/a" if v is None else f"{v:.3f}{unit}"
 
-    print(f"frames: {s['frames']} ({s['frames_valid']} valid), converged after "
-          f"{s['frames_to_converge'] if s['frames_to_converge'] else 'never'} frames")
+    converged = f"converged after {s['frames_to_converge']} frames" if s["frames_to_converge"] else "did not converge"
+    print(f"frames: {s['frames']} ({s['frames_valid']} valid), {converged}")
     print(f"per-frame: median RTE {fmt(s.get('rte_m_median'), ' m')}, median RRE "
           f"{fmt(s.get('rre_geodesic_deg_median'), ' deg')}, acc {fmt(s.get('acc'))}, "
           f"latency {fmt(s['latency_ms_median'], ' ms')}")
