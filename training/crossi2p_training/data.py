@@ -123,13 +123,12 @@ def _simulate_sample(config, seed: int) -> Sample:
     return simulate_sample(config, seed)
 
 
-class SimulatorSource:
-    """Simulated frames on the fly: ``source[i] = simulate_sample(config, base_seed + i)``."""
+class _SeededSimFrames:
+    """Frames indexed by simulator seed: ``source[i]`` is the frame of seed ``base_seed + i``.
+    Subclasses say how a seed's frame is obtained (``_frame``)."""
 
-    def __init__(self, config, base_seed: int, frames: int):
-        if frames <= 0:
-            raise ValueError(f"SimulatorSource: frames must be positive, got {frames}")
-        self.config, self.base_seed, self.frames = config, int(base_seed), int(frames)
+    base_seed: int
+    frames: int
 
     def seed(self, index: int) -> int:
         """Simulator seed of frame ``index``."""
@@ -140,10 +139,25 @@ class SimulatorSource:
 
     def __getitem__(self, index: int) -> Sample:
         if not 0 <= index < self.frames:
-            raise IndexError(f"SimulatorSource: index {index} out of range for {self.frames} frames")
-        sample = _simulate_sample(self.config, self.seed(index))
+            raise IndexError(f"{type(self).__name__}: index {index} out of range for {self.frames} frames")
+        sample = self._frame(self.seed(index))
         sample.meta = {**sample.meta, "sim_seed": self.seed(index)}
         return sample
+
+    def _frame(self, seed: int) -> Sample:
+        raise NotImplementedError
+
+
+class SimulatorSource(_SeededSimFrames):
+    """Simulated frames on the fly: ``source[i] = simulate_sample(config, base_seed + i)``."""
+
+    def __init__(self, config, base_seed: int, frames: int):
+        if frames <= 0:
+            raise ValueError(f"SimulatorSource: frames must be positive, got {frames}")
+        self.config, self.base_seed, self.frames = config, int(base_seed), int(frames)
+
+    def _frame(self, seed: int) -> Sample:
+        return _simulate_sample(self.config, seed)
 
     def __repr__(self) -> str:
         return f"SimulatorSource(seeds {self.base_seed}..{self.base_seed + self.frames - 1})"
@@ -218,7 +232,7 @@ def build_sim_cache(cache_dir: str | os.PathLike, config, seeds: Iterable[int], 
     return folder
 
 
-class SimCacheSource:
+class SimCacheSource(_SeededSimFrames):
     """Simulated frames cached on disk: ``source[i]`` is the frame of seed ``base_seed + i``
     (identical to ``SimulatorSource``'s), read from ``.npz``; missing frames are simulated first."""
 
@@ -237,18 +251,8 @@ class SimCacheSource:
                 raise ValueError(f"{self.folder}: {len(missing)} of {self.frames} frames missing "
                                  f"(first seed {missing[0]}); build the cache first")
 
-    def seed(self, index: int) -> int:
-        return self.base_seed + index
-
-    def __len__(self) -> int:
-        return self.frames
-
-    def __getitem__(self, index: int) -> Sample:
-        if not 0 <= index < self.frames:
-            raise IndexError(f"SimCacheSource: index {index} out of range for {self.frames} frames")
-        sample = load_sample_npz(_cache_file(self.folder, self.seed(index)))
-        sample.meta = {**sample.meta, "sim_seed": self.seed(index)}
-        return sample
+    def _frame(self, seed: int) -> Sample:
+        return load_sample_npz(_cache_file(self.folder, seed))
 
     def __repr__(self) -> str:
         return f"SimCacheSource({str(self.folder)!r}, seeds {self.base_seed}..{self.base_seed + self.frames - 1})"
