@@ -28,7 +28,7 @@ from crossi2p.model_card import GRAPH_INPUTS, GRAPH_OUTPUTS
 
 from .crossi2p_net import CrossI2PNet
 
-__all__ = ["CrossI2PGraph", "export_onnx", "FEATURE_OUTPUTS", "ONNX_OPSET"]
+__all__ = ["CrossI2PGraph", "export_onnx", "example_inputs", "FEATURE_OUTPUTS", "ONNX_OPSET"]
 
 FEATURE_OUTPUTS = ("point_fine_feat", "pixel_fine_feat")
 ONNX_OPSET = 17
@@ -53,9 +53,10 @@ class CrossI2PGraph(nn.Module):
         return out + ((o.point_fine_feat, o.pixel_fine_feat) if self.with_features else ())
 
 
-def example_inputs(net: CrossI2PNet, image_hw: tuple[int, int], num_points: int,
+def example_inputs(net: CrossI2PNet | None, image_hw: tuple[int, int], num_points: int,
                    batch: int = 1, seed: int = 0) -> tuple[Tensor, ...]:
-    """Plausible random inputs (for tracing and tests): points within 30 m, a pinhole K."""
+    """Plausible random inputs ``(image, points, K, T_prior, prior_weight)`` for tracing and
+    tests: points within 30 m, a pinhole K, no prior. On ``net``'s device (CPU if None)."""
     g = torch.Generator().manual_seed(seed)
     H, W = image_hw
     image = torch.randn(batch, 3, H, W, generator=g)
@@ -65,7 +66,8 @@ def example_inputs(net: CrossI2PNet, image_hw: tuple[int, int], num_points: int,
     K = torch.tensor([[f, 0.0, (W - 1) / 2], [0.0, f, (H - 1) / 2], [0.0, 0.0, 1.0]]).expand(batch, 3, 3).clone()
     T_prior = torch.eye(4).expand(batch, 4, 4).clone()
     prior_weight = torch.zeros(batch)
-    return image, points, K, T_prior, prior_weight
+    dev = next(net.parameters()).device if net is not None else torch.device("cpu")
+    return tuple(x.to(dev) for x in (image, points, K, T_prior, prior_weight))
 
 
 def export_onnx(net: CrossI2PNet, path: str | Path, image_hw: tuple[int, int], num_points: int,
