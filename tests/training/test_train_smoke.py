@@ -55,6 +55,9 @@ def test_ablation_switches_drop_the_pose_group(tmp_path, tiny_overrides):
                       "--set", "ablation.fine_stage=false", "--set", "log.tensorboard=false")) == 0
     row = next(csv.DictReader((out / "train_log.csv").open()))
     assert "gradnorm/w_pose" not in row and "gradnorm/w_correspondence" in row
+    # the coarse-only model is what was trained, and its checkpoint says so
+    ckpt = torch.load(sorted((out / "checkpoints").glob("*.pt"))[-1], map_location="cpu", weights_only=True)
+    assert ckpt["model_config"]["fine"]["enabled"] is False
 
 
 def test_help_lists_every_config_key(capsys):

@@ -126,8 +126,9 @@ class AblationConfig:
     """Switches of the ablation studies (each ``true`` in the full model)."""
 
     fine_stage: bool = True
-    """The fine (point-to-pixel) stage: ``false`` drops the fine loss (``loss.fine_weight`` is
-    taken as 0) so only coarse matching and alignment are trained."""
+    """The fine (point-to-pixel) stage: ``false`` builds the coarse-only model
+    (``model.fine.enabled=false``: one correspondence per coarse match, superpoint centre at its
+    superpixel's centre, into the PnP) and drops the fine loss (``loss.fine_weight`` taken as 0)."""
     pose_loss: bool = True
     """The pose loss through the differentiable PnP: ``false`` drops the ``pose`` group from the
     total loss and from GradNorm (matching losses only)."""

@@ -185,7 +185,12 @@ class ResumableDistributedSampler(DistributedSampler):
 
 # ================================================================================ model, optimiser
 def build_model(cfg: TrainConfig) -> CrossI2PNet:
-    return CrossI2PNet(cfg.model)
+    """The network of ``cfg.model`` with the ablation switches that change the model applied
+    (``ablation.fine_stage=false`` -> ``model.fine.enabled=false``; the checkpoint records it)."""
+    model_cfg = cfg.model
+    if not cfg.ablation.fine_stage:
+        model_cfg = dataclasses.replace(model_cfg, fine=dataclasses.replace(model_cfg.fine, enabled=False))
+    return CrossI2PNet(model_cfg)
 
 
 def build_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:

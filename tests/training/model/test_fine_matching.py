@@ -40,3 +40,22 @@ def test_pixels_outside_the_window_are_never_chosen():
              torch.tensor([[0]]), torch.tensor([[3]]), torch.tensor([[0.0]]), torch.zeros(1, 1), coarse_width=3)
     u, v = out.uv[0, 0].tolist()
     assert -0.5 <= u <= 5 * 4 and 2 * 4 <= v <= 8 * 4       # window of cell (1, 0): cols 0..4, rows 3..8
+
+
+def test_disabled_fine_stage_gives_one_coarse_correspondence_per_match():
+    """The coarse-only ablation: superpoint centre at its superpixel's centre pixel."""
+    D, Hf, Wf = 16, 8, 12
+    torch.manual_seed(0)
+    fine_map = F.normalize(torch.randn(1, D, Hf, Wf), dim=1)
+    fine_feat = F.normalize(torch.randn(1, 3, D), dim=-1)
+    fine_xyz = torch.randn(1, 3, 3)
+    members = torch.tensor([[[0, 1], [2, 1]]])
+    fm = FineMatcher(FineMatchingConfig(points_per_match=2, enabled=False), 16, 4)
+    out = fm(fine_map, fine_feat, fine_xyz, members, torch.tensor([[0, 1]]), torch.tensor([[4, 2]]),
+             torch.log(torch.tensor([[0.5, 1.0]])), torch.zeros(1, 3), coarse_width=3)
+    assert out.point_index.tolist() == [[0, 2]]                         # the centres only
+    torch.testing.assert_close(out.xyz[0], fine_xyz[0, [0, 2]])
+    # cell 4 = (row 1, col 1) -> centre (23.5, 23.5); cell 2 = (row 0, col 2) -> (39.5, 7.5)
+    torch.testing.assert_close(out.uv[0], torch.tensor([[23.5, 23.5], [39.5, 7.5]]))
+    torch.testing.assert_close(out.weight[0], torch.tensor([0.25, 0.5]))  # exp(score) * sigmoid(0)
+    torch.testing.assert_close(out.fine_conf, torch.ones(1, 2))

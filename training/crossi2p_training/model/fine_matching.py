@@ -36,6 +36,10 @@ class FineMatchingConfig:
     """Extra fine cells on each side of the matched superpixel's cells."""
     temperature: float = 0.1
     """Softmax temperature on cosine similarities inside the window."""
+    enabled: bool = True
+    """``false``: the coarse-only ablation (``ablation.fine_stage=false``): no point-to-pixel
+    refinement; each coarse match gives one correspondence, its superpoint centre at the
+    centre pixel of its superpixel (``C = Kc``), weighted ``exp(coarse score) * sigmoid(in-view)``."""
 
 
 class FineMatches(NamedTuple):
@@ -77,7 +81,20 @@ class FineMatcher(nn.Module):
         c = self.config
         B, D, Hf, Wf = fine_map.shape
         Kc = match_superpoint.shape[1]
-        pts = ops.gather_points(members, match_superpoint)[..., :c.points_per_match]    # (B, Kc, kf)
+        kf = c.points_per_match if c.enabled else 1
+        pts = ops.gather_points(members, match_superpoint)[..., :kf]                   # (B, Kc, kf)
+        # window centre = centre of the matched superpixel
+        qi = torch.div(match_superpixel, coarse_width, rounding_mode="floor")
+        qj = match_superpixel - qi * coarse_width
+        centre = (torch.stack([qj, qi], -1).to(fine_map.dtype) + 0.5) * self.coarse_stride - 0.5  # (B, Kc, 2)
+        p_in = torch.sigmoid(ops.gather_points(point_logit[..., None], pts)[..., 0])    # (B, Kc, kf)
+        C = Kc * kf
+        centre_c = centre[:, :, None, :].expand(-1, -1, kf, -1).reshape(B, C, 2)
+        xyz = ops.gather_points(fine_xyz, pts).reshape(B, C, 3)
+        if not c.enabled:                                   # coarse-only ablation
+            weight = torch.exp(match_score)[..., None] * p_in
+            return FineMatches(pts.reshape(B, C), xyz, centre_c, weight.reshape(B, C),
+                               torch.ones_like(weight).reshape(B, C), centre_c)
         pf = ops.gather_points(fine_feat, pts)                                         # (B, Kc, kf, D)
         flat, xy, inside = ops.window_indices(match_superpixel, coarse_width, self.ratio,
                                               c.window_margin, Hf, Wf)                 # (B, Kc, w2)
@@ -91,13 +108,6 @@ class FineMatcher(nn.Module):
         std = torch.sqrt(var + 1e-6)
         fine_conf = torch.exp(-std / (self.ratio / 2))
         uv = (mu + 0.5) * self.fine_stride - 0.5
-        p_in = torch.sigmoid(ops.gather_points(point_logit[..., None], pts)[..., 0])    # (B, Kc, kf)
         weight = torch.exp(match_score)[..., None] * p_in * fine_conf
-        # window centre = centre of the matched superpixel
-        qi = torch.div(match_superpixel, coarse_width, rounding_mode="floor")
-        qj = match_superpixel - qi * coarse_width
-        centre = (torch.stack([qj, qi], -1).to(uv.dtype) + 0.5) * self.coarse_stride - 0.5  # (B, Kc, 2)
-        C = Kc * c.points_per_match
-        return FineMatches(pts.reshape(B, C), ops.gather_points(fine_xyz, pts).reshape(B, C, 3),
-                           uv.reshape(B, C, 2), weight.reshape(B, C), fine_conf.reshape(B, C),
-                           centre[:, :, None, :].expand(-1, -1, c.points_per_match, -1).reshape(B, C, 2))
+        return FineMatches(pts.reshape(B, C), xyz, uv.reshape(B, C, 2), weight.reshape(B, C),
+                           fine_conf.reshape(B, C), centre_c)
