@@ -11,8 +11,9 @@ pair is counted as dropped), so a slow CPU never builds a backlog.
 Outputs: /tf_static (TRANSIENT_LOCAL) or /tf with parent = LiDAR frame and child = camera optical
 frame (the message carries ``inv(T_cam_lidar)``, docs/conventions.md); ``~/pose``
 (PoseWithCovarianceStamped of T_cam_lidar, i.e. the LiDAR origin in the camera frame, frame_id =
-camera frame); /diagnostics; ``~/overlay`` (rate-limited Image); services ``~/save_calibration``
-and ``~/reset`` (std_srvs/Trigger).
+camera frame, stamp = the LiDAR stamp of the newest pair in the estimate, so a consumer can
+measure the end-to-end latency); /diagnostics; ``~/overlay`` (rate-limited Image); services
+``~/save_calibration`` and ``~/reset`` (std_srvs/Trigger).
 """
 from __future__ import annotations
 
@@ -39,8 +40,9 @@ from crossi2p.geometry import invert_transform, transform_from_tq, transform_to_
 from crossi2p.image_encoding import message_to_rgb, rgb_to_image_fields
 from crossi2p.metrics import registration_error
 from crossi2p.overlay import draw_projected_points
-from crossi2p.pointcloud2 import pointcloud2_to_xyzi
+from crossi2p.pointcloud2 import pointcloud2_to_xyzi, stamp_to_sec_nanosec
 from crossi2p.runtime import CalibrationRuntime
+from crossi2p.tf_tree import StaticTransformTree
 
 from .pipeline import CalibrationPipeline, CameraFrame, LidarSweep
 from .parameters import CalibrationNodeParameters, parameter_specs, parameters_from_flat
@@ -102,6 +104,7 @@ class CalibrationNode(Node):
         self._frames = ("", "")  # (lidar_frame, camera_frame) of the last pair
         self._published_T: np.ndarray | None = None
         self._last_overlay_s = 0.0
+        self._tf_tree = StaticTransformTree()  # /tf_static edges (refine prior from tf)
         self._prior_from_tf: np.ndarray | None = None
 
         # Outputs.
@@ -210,24 +213,47 @@ class CalibrationNode(Node):
             self._wake.notify()
 
     def _on_tf_static(self, msg: TFMessage) -> None:
-        lidar_frame, camera_frame = self._frames
-        for tf in msg.transforms:
-            t = tf.transform
-            T_parent_child = transform_from_tq([t.translation.x, t.translation.y, t.translation.z],
-                                               [t.rotation.x, t.rotation.y, t.rotation.z, t.rotation.w])
-            if (tf.header.frame_id, tf.child_frame_id) == (lidar_frame, camera_frame):
-                self._prior_from_tf = invert_transform(T_parent_child)
-            elif (tf.header.frame_id, tf.child_frame_id) == (camera_frame, lidar_frame):
-                self._prior_from_tf = T_parent_child
+        """Collect the static tf tree (for the refine prior); a bad edge is skipped and reported."""
+        with self._lock:
+            for tf in msg.transforms:
+                t, r = tf.transform.translation, tf.transform.rotation
+                try:
+                    self._tf_tree.set_transform(tf.header.frame_id, tf.child_frame_id,
+                                                transform_from_tq([t.x, t.y, t.z], [r.x, r.y, r.z, r.w]))
+                except ValueError as exc:
+                    self.counters.last_error = f"/tf_static: {exc}"
 
     # ------------------------------------------------------------------------ inference worker
     def _prior(self) -> np.ndarray | None:
+        """The refine prior T_cam_lidar, or None (global mode; tf prior not available yet).
+
+        From tf: looked up through the static tree (any chain, e.g. base_link -> lidar and
+        base_link -> camera_link -> camera_optical) the first time the two frames connect, then
+        kept: once this node publishes its own lidar -> camera edge the tree would otherwise
+        feed the estimate back as its own prior."""
         p = self.params.node
         if p.mode != "refine":
             return None
-        if p.prior_source == "tf":
-            return self._prior_from_tf
-        return transform_from_tq(p.prior_xyz, p.prior_quat_xyzw)
+        if p.prior_source == "parameter":
+            return transform_from_tq(p.prior_xyz, p.prior_quat_xyzw)
+        if self._prior_from_tf is None:
+            lidar_frame, camera_frame = self._frames
+            with self._lock:
+                if self._tf_tree.can_lookup(camera_frame, lidar_frame):
+                    self._prior_from_tf = self._tf_tree.lookup(camera_frame, lidar_frame)
+        return self._prior_from_tf
+
+    def _prior_state(self) -> str:
+        """One line for diagnostics: where the refine prior comes from, or what it waits for."""
+        p = self.params.node
+        if p.mode != "refine":
+            return "none (global mode)"
+        if p.prior_source == "parameter":
+            return "parameter (prior_xyz, prior_quat_xyzw)"
+        lidar_frame, camera_frame = self._frames
+        if self._prior_from_tf is not None:
+            return f"tf: {camera_frame} <- {lidar_frame} from /tf_static"
+        return f"tf: waiting for a /tf_static path {camera_frame or '(camera frame)'} <- {lidar_frame or '(lidar frame)'}"
 
     def _work(self) -> None:
         while True:
@@ -260,16 +286,16 @@ class CalibrationNode(Node):
         state = outcome.state
         if state.T_cam_lidar is None or not (state.status == "converged" or self.params.node.publish_before_convergence):
             return
-        self._publish_estimate(state.T_cam_lidar, state.covariance)
+        self._publish_estimate(state.T_cam_lidar, state.covariance, pair.lidar_stamp_s)
         self._publish_overlay(pair.image, pair.lidar, state.T_cam_lidar)
 
     # ------------------------------------------------------------------------ outputs
-    def _publish_estimate(self, T_cam_lidar: np.ndarray, covariance: np.ndarray) -> None:
+    def _publish_estimate(self, T_cam_lidar: np.ndarray, covariance: np.ndarray, data_stamp_s: float) -> None:
         p = self.params.node
         lidar_frame, camera_frame = self._frames
         stamp = self.get_clock().now().to_msg()
         pose = PoseWithCovarianceStamped()
-        pose.header.stamp = stamp
+        pose.header.stamp.sec, pose.header.stamp.nanosec = stamp_to_sec_nanosec(data_stamp_s)
         pose.header.frame_id = camera_frame
         t, q = transform_to_tq(T_cam_lidar)
         pose.pose.pose.position.x, pose.pose.pose.position.y, pose.pose.pose.position.z = map(float, t)
@@ -337,6 +363,7 @@ class CalibrationNode(Node):
                 "converged_at_frame": st.converged_at_frame if st.converged_at_frame is not None else "",
                 "drift_events": st.drift_events, "tf_published": c.tf_published, "last_error": c.last_error,
                 "execution_providers": ",".join(self.runtime.providers),
+                "prior": self._prior_state(),
             }
             message = f"{st.status}; {c.pairs_used} frames used, {st.drift_events} drift events"
             if c.last_error:

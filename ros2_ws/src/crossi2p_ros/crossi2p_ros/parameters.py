@@ -44,7 +44,9 @@ class NodeConfig:
     mode: Literal["global", "refine"] = "global"
     """``global``: no prior at all; ``refine``: start from a prior (``prior_source``)."""
     prior_source: Literal["parameter", "tf"] = "parameter"
-    """Where the refine prior comes from: ``prior_xyz`` / ``prior_quat_xyzw``, or /tf_static."""
+    """Where the refine prior comes from: ``prior_xyz`` / ``prior_quat_xyzw``, or /tf_static (any
+    chain of static transforms between the LiDAR and camera frames, e.g. through base_link; looked
+    up once, when the two frames first connect)."""
     prior_xyz: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
     """Refine prior T_cam_lidar translation (x, y, z) in metres."""
     prior_quat_xyzw: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0, 1.0])
