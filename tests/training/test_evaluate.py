@@ -57,9 +57,9 @@ def test_checkpoint_on_a_kitti_folder_global(tmp_path, tiny_checkpoint, kitti_se
 
 def test_checkpoint_on_a_simulated_drive_refine(tmp_path, tiny_checkpoint):
     out = tmp_path / "sim.json"
-    assert main(["--model", str(tiny_checkpoint), "--sim-seed", "4", "--frames", "2", "--protocol", "refine",
-                 "--json", str(out), "--quiet"]) == 0
-    _check_report(out, 2)
+    assert main(["--model", str(tiny_checkpoint), "--sim-seed", "4", "--sim-drives", "2", "--frames", "2",
+                 "--protocol", "refine", "--json", str(out), "--quiet"]) == 0
+    _check_report(out, 4)                                 # 2 drives x 2 frames
 
 
 def test_exported_onnx_runs_through_the_runtime(tmp_path, tiny_checkpoint, kitti_seq):

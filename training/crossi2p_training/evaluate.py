@@ -326,9 +326,13 @@ def _build_source(args, estimator):
         from crossi2p_training.sim import SimConfig, simulate_drive
 
         preset = args.sim_preset or getattr(estimator, "config_dict", {}).get("data", {}).get("sim_preset", "small")
-        drive = simulate_drive(SimConfig.preset(preset), args.sim_seed, args.frames or 20)
-        samples = list(drive.paired_samples())
-        return samples, f"simulated drive preset={preset} seed={args.sim_seed} frames={len(samples)}"
+        if args.sim_drives < 1:
+            raise SystemExit(f"crossi2p-evaluate: --sim-drives: expected >= 1, got {args.sim_drives}")
+        seeds = range(args.sim_seed, args.sim_seed + args.sim_drives)
+        samples = [s for seed in seeds
+                   for s in simulate_drive(SimConfig.preset(preset), seed, args.frames or 20).paired_samples()]
+        return samples, (f"{args.sim_drives} simulated drive(s) preset={preset} seeds={seeds.start}..{seeds.stop - 1} "
+                         f"frames={len(samples)}")
     if args.kitti:
         src, what = KittiSource(args.kitti), "KITTI " + " ".join(args.kitti)
     elif args.nuscenes:
@@ -350,9 +354,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nuscenes", nargs="+", metavar="DIR", help="nuScenes-format folder(s)")
     p.add_argument("--bag", nargs="+", metavar="DIR", help="rosbag2 recording(s) (ground truth from /tf_static)")
     p.add_argument("--sim-seed", type=int, metavar="S", help="simulate a drive with this seed")
+    p.add_argument("--sim-drives", type=int, default=1, metavar="K",
+                   help="with --sim-seed: K independent drives (seeds S .. S+K-1), --frames N each")
     p.add_argument("--sim-preset", help="simulator preset for --sim-seed (default: the checkpoint's, else small)")
     p.add_argument("--frames", type=int, default=0, metavar="N",
-                   help="simulated frames (default 20), or at most N evenly spaced frames of a dataset (0: all)")
+                   help="simulated frames per drive (default 20), or at most N evenly spaced frames of a dataset (0: all)")
     p.add_argument("--protocol", choices=("global", "refine"), default="global", help="perturbation protocol")
     p.add_argument("--seed", type=int, default=0, help="seed of the per-frame perturbations")
     p.add_argument("--json", required=True, metavar="OUT", help="summary JSON; CSV and PNGs are written beside it")
