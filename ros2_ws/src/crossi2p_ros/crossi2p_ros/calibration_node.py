@@ -12,8 +12,12 @@ Outputs: /tf_static (TRANSIENT_LOCAL) or /tf with parent = LiDAR frame and child
 frame (the message carries ``inv(T_cam_lidar)``, docs/conventions.md); ``~/pose``
 (PoseWithCovarianceStamped of T_cam_lidar, i.e. the LiDAR origin in the camera frame, frame_id =
 camera frame, stamp = the LiDAR stamp of the newest pair in the estimate, so a consumer can
-measure the end-to-end latency); /diagnostics; ``~/overlay`` (rate-limited Image); services
-``~/save_calibration`` and ``~/reset`` (std_srvs/Trigger).
+measure the end-to-end latency); /diagnostics; ``~/overlay`` (rate-limited Image); with
+``publish_frame_estimates``, ``~/frame_estimates`` (one DiagnosticArray per processed pair,
+``crossi2p_ros.frame_report``); services ``~/save_calibration`` and ``~/reset`` (std_srvs/Trigger).
+
+Replay pacing: ``wait_until_idle`` blocks until the node has handled a number of sensor messages
+and finished every pair they produced (``crossi2p-evaluate-bag --mode live --pacing node``).
 """
 from __future__ import annotations
 
@@ -44,6 +48,7 @@ from crossi2p.pointcloud2 import pointcloud2_to_xyzi, stamp_to_sec_nanosec
 from crossi2p.runtime import CalibrationRuntime
 from crossi2p.tf_tree import StaticTransformTree
 
+from .frame_report import FRAME_STATUS_NAME, FrameReport
 from .pipeline import CalibrationPipeline, CameraFrame, LidarSweep
 from .parameters import CalibrationNodeParameters, parameter_specs, parameters_from_flat
 
@@ -72,11 +77,16 @@ def stamp_to_s(stamp) -> float:
 class NodeCounters:
     images_in: int = 0
     clouds_in: int = 0
+    camera_infos_in: int = 0
+    inputs_handled: int = 0
+    """Sensor messages (images, camera infos, clouds) whose callback has returned."""
     bad_images: int = 0
     bad_clouds: int = 0
     pairs_in: int = 0
     pairs_used: int = 0
     pairs_dropped_busy: int = 0
+    frames_done: int = 0
+    """Pairs the worker has finished (estimate, fusion and publishing; failed ones included)."""
     frames_invalid: int = 0
     tf_published: int = 0
     last_error: str = ""
@@ -87,17 +97,26 @@ class NodeCounters:
 class CalibrationNode(Node):
     """See the module docstring."""
 
-    def __init__(self, **kwargs):
+    def __init__(self, runtime: CalibrationRuntime | None = None, **kwargs):
+        """``runtime``: an already loaded runtime to use instead of loading ``model_card`` (its own
+        RuntimeConfig applies, the ``runtime.*`` parameters do not; the caller keeps it and closes
+        it). ``kwargs`` go to rclpy's Node (context, parameter_overrides, ...)."""
         super().__init__("crossi2p_calibration", **kwargs)
         self.params = self._declare_parameters()
         p = self.params.node
-        card = Path(p.model_card) if p.model_card else default_model_card()
-        self.runtime = CalibrationRuntime(card, self.params.runtime)  # created once
-        self.get_logger().info(f"model {self.runtime.card.name} ({card}) on {self.runtime.providers}")
+        self._owns_runtime = runtime is None
+        if runtime is None:
+            card = Path(p.model_card) if p.model_card else default_model_card()
+            runtime = CalibrationRuntime(card, self.params.runtime)  # created once
+            self.get_logger().info(f"model {runtime.card.name} ({card}) on {runtime.providers}")
+        else:
+            self.get_logger().info(f"model {runtime.card.name} (runtime given) on {runtime.providers}")
+        self.runtime = runtime
         self.pipeline = CalibrationPipeline(self.runtime, self.params.pairing, self.params.fusion)
         self.counters = NodeCounters()
         self._lock = threading.Lock()  # guards the pipeline, counters, pending pair, camera info
         self._wake = threading.Condition(self._lock)
+        self._progress = threading.Condition(self._lock)  # inputs handled / frames done
         self._pending = None
         self._stop = False
         self._camera_info: CameraInfo | None = None
@@ -113,15 +132,18 @@ class CalibrationNode(Node):
         self.pose_pub = self.create_publisher(PoseWithCovarianceStamped, "~/pose", 10)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.overlay_pub = self.create_publisher(Image, "~/overlay", 1)
+        self.frame_pub = (self.create_publisher(DiagnosticArray, "~/frame_estimates",
+                                                QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
+                          if p.publish_frame_estimates else None)
         # Inputs.
         qos = qos_profile_sensor_data if p.qos == "sensor_data" else QoSProfile(depth=p.queue_depth)
         if p.qos == "sensor_data":
             qos = QoSProfile(depth=p.queue_depth, reliability=qos.reliability, durability=qos.durability,
                              history=qos.history)
         image_type = CompressedImage if p.compressed_image else Image
-        self.create_subscription(image_type, p.image_topic, self._on_image, qos)
-        self.create_subscription(CameraInfo, p.camera_info_topic, self._on_camera_info, qos)
-        self.create_subscription(PointCloud2, p.points_topic, self._on_points, qos)
+        self.create_subscription(image_type, p.image_topic, self._counted(self._on_image), qos)
+        self.create_subscription(CameraInfo, p.camera_info_topic, self._counted(self._on_camera_info), qos)
+        self.create_subscription(PointCloud2, p.points_topic, self._counted(self._on_points), qos)
         if p.mode == "refine" and p.prior_source == "tf":
             self.create_subscription(TFMessage, "/tf_static", self._on_tf_static, LATCHED)
         self.create_service(Trigger, "~/save_calibration", self._on_save)
@@ -150,6 +172,26 @@ class CalibrationNode(Node):
         return parameters_from_flat(values)
 
     # ------------------------------------------------------------------------ inputs
+    def _counted(self, callback):
+        """``callback`` that counts itself in ``inputs_handled`` when it returns (replay pacing)."""
+        def handle(msg) -> None:
+            try:
+                callback(msg)
+            finally:
+                with self._progress:
+                    self.counters.inputs_handled += 1
+                    self._progress.notify_all()
+        return handle
+
+    def wait_until_idle(self, inputs_handled: int, timeout_s: float) -> bool:
+        """Block until at least ``inputs_handled`` sensor messages have been handled and every pair
+        they produced is finished (or was dropped as busy); False when ``timeout_s`` passes first."""
+        c = self.counters
+        with self._progress:
+            return self._progress.wait_for(
+                lambda: (c.inputs_handled >= inputs_handled and self._pending is None
+                         and c.frames_done + c.pairs_dropped_busy >= c.pairs_in), timeout_s)
+
     def _bad_input(self, kind: str, reason: str) -> None:
         with self._lock:
             if kind == "image":
@@ -161,6 +203,7 @@ class CalibrationNode(Node):
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         with self._lock:
+            self.counters.camera_infos_in += 1
             self._camera_info = msg
 
     def _on_image(self, msg) -> None:
@@ -270,6 +313,10 @@ class CalibrationNode(Node):
                 with self._lock:
                     self.counters.frames_invalid += 1
                     self.counters.last_error = f"internal error: {exc!r}"
+            finally:
+                with self._progress:
+                    self.counters.frames_done += 1
+                    self._progress.notify_all()
 
     def _process(self, pair) -> None:
         self._frames = (pair.lidar.frame_id, pair.image.frame_id)
@@ -282,7 +329,10 @@ class CalibrationNode(Node):
             if not est.valid:
                 self.counters.frames_invalid += 1
                 self.counters.last_error = f"frame rejected: {est.reason}"
-                return
+        if self.frame_pub is not None:
+            self._publish_frame_estimate(FrameReport.from_outcome(outcome))
+        if not est.valid:
+            return
         state = outcome.state
         if state.T_cam_lidar is None or not (state.status == "converged" or self.params.node.publish_before_convergence):
             return
@@ -311,6 +361,15 @@ class CalibrationNode(Node):
             self.tf_pub.publish(TFMessage(transforms=[self._transform_msg(T_cam_lidar, stamp)]))
             self.counters.tf_published += 1
         self._published_T = T_cam_lidar
+
+    def _publish_frame_estimate(self, report: FrameReport) -> None:
+        msg = DiagnosticArray(status=[DiagnosticStatus(
+            level=DiagnosticStatus.OK if report.valid else DiagnosticStatus.WARN, name=FRAME_STATUS_NAME,
+            hardware_id=self.get_fully_qualified_name(),
+            message=f"frame at {report.lidar_stamp_s:.3f} s: {'valid' if report.valid else report.reason}",
+            values=[KeyValue(key=k, value=v) for k, v in report.to_values()])])
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self.frame_pub.publish(msg)
 
     def _publish_tf_periodic(self) -> None:
         if self._published_T is not None:
@@ -352,9 +411,11 @@ class CalibrationNode(Node):
             level = {"converged": DiagnosticStatus.OK}.get(st.status, DiagnosticStatus.WARN)
             values = {
                 "state": st.status, "converged": str(st.status == "converged").lower(),
-                "images_in": c.images_in, "clouds_in": c.clouds_in, "bad_images": c.bad_images,
+                "images_in": c.images_in, "clouds_in": c.clouds_in, "camera_infos_in": c.camera_infos_in,
+                "bad_images": c.bad_images,
                 "bad_clouds": c.bad_clouds, "pairs_in": c.pairs_in, "pairs_used": c.pairs_used,
-                "pairs_dropped_busy": c.pairs_dropped_busy, "frames_invalid": c.frames_invalid,
+                "pairs_dropped_busy": c.pairs_dropped_busy, "frames_done": c.frames_done,
+                "frames_invalid": c.frames_invalid,
                 "frames_fused": st.frames_accepted, "frames_gated_out": st.frames_rejected,
                 "lidar_unmatched": pc.lidar_unmatched, "time_resets": pc.time_resets,
                 "latency_ms": f"{c.last_latency_ms:.1f}", "inlier_ratio": f"{c.last_inlier_ratio:.3f}",
@@ -413,11 +474,13 @@ class CalibrationNode(Node):
         return response
 
     def destroy_node(self):
-        with self._wake:
-            self._stop = True
-            self._wake.notify()
-        self._worker.join(timeout=5.0)
-        self.runtime.close()
+        if hasattr(self, "_worker"):  # not when __init__ failed (a bad parameter) before starting it
+            with self._wake:
+                self._stop = True
+                self._wake.notify()
+            self._worker.join(timeout=5.0)
+            if self._owns_runtime:
+                self.runtime.close()
         return super().destroy_node()
 
 

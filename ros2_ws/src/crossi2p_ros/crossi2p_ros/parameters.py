@@ -67,6 +67,9 @@ class NodeConfig:
     """Rate limit of the overlay image (points projected with the current estimate); 0: off."""
     diagnostics_rate_hz: float = 1.0
     """Rate of /diagnostics messages."""
+    publish_frame_estimates: bool = False
+    """Also publish every processed pair's per-frame estimate, validity and fusion state on
+    ``~/frame_estimates`` (diagnostic_msgs/DiagnosticArray; replay evaluation, debugging)."""
     max_points: int = 400000
     """Clouds with more points are subsampled to this many (bounded memory)."""
     save_path: str = "crossi2p_calibration.yaml"
