@@ -93,3 +93,12 @@ def test_exported_onnx_runs_through_the_runtime(tmp_path, tiny_checkpoint, kitti
 def test_exactly_one_data_source_is_required(tmp_path, tiny_checkpoint):
     with pytest.raises(SystemExit, match="exactly one data source"):
         main(["--model", str(tiny_checkpoint), "--json", str(tmp_path / "x.json")])
+
+
+def test_bad_data_folder_or_model_is_a_one_line_error(tmp_path, tiny_checkpoint, capsys):
+    assert main(["--model", str(tiny_checkpoint), "--nuscenes", str(tmp_path / "missing"),
+                 "--json", str(tmp_path / "x.json")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "missing" in err and "v1.0-*" in err
+    assert main(["--model", str(tmp_path / "nope.pt"), "--sim-seed", "1", "--json", str(tmp_path / "x.json")]) == 1
+    assert "nope.pt" in capsys.readouterr().err

@@ -371,8 +371,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    estimator = load_estimator(args.model, device=args.device)
-    source, what = _build_source(args, estimator)
+    try:
+        estimator = load_estimator(args.model, device=args.device)
+        source, what = _build_source(args, estimator)
+    except (ValueError, OSError, KeyError, RuntimeError) as exc:  # bad model or data: one line, exit 1
+        print(f"crossi2p-evaluate: error: {exc}", file=sys.stderr)
+        return 1
     results = evaluate_source(estimator, source, args.protocol, args.seed, progress=not args.quiet)
     summary = summarize_results(results)
     summary.update({
