@@ -1,0 +1,179 @@
+"""Play a rosbag2 over DDS with /clock, without ``ros2 bag`` (which the PyPI wheels lack).
+
+The bag is read with rosbags (as the offline evaluator reads it) and each message is published,
+in log-time order, on its own topic with its own type (``sensor_msgs/msg/Image`` ->
+``sensor_msgs.msg.Image``), as the CDR bytes stored in the bag (no decode / re-encode), unless
+a caller replaces it. Before each message, ``rosgraph_msgs/msg/Clock`` carrying the message's
+log time is published on /clock, so nodes with ``use_sim_time`` see bag time.
+
+Pacing is the caller's: ``play`` sleeps to keep ``rate`` x bag speed (``rate`` 0: no sleeping)
+and calls ``after_publish`` after each message, which may block (the evaluator waits there
+until the calibration node has handled the message, ``crossi2p-evaluate-bag --pacing node``).
+
+Run alone (a small ``ros2 bag play --clock``):
+``python -m crossi2p_ros.bag_player BAG [--rate R] [--topics T ...]``.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rosbags.rosbag2 import Reader
+from rosbags.rosbag2.errors import ReaderError
+from rosgraph_msgs.msg import Clock
+from tqdm import tqdm
+
+DEFAULT_EXCLUDED = ("/tf_static", "/tf")
+"""Not played by default: a recorded tf tree (the ground truth) would collide with the node's output."""
+
+
+@dataclass(frozen=True)
+class BagMessage:
+    """One stored message."""
+
+    topic: str
+    msgtype: str
+    """ROS type name, ``package/msg/Name``."""
+    log_time_ns: int
+    raw: bytes
+    """CDR bytes as stored (with the encapsulation header), publishable as they are."""
+
+
+def message_class(msgtype: str):
+    """The rclpy message class of a ROS type name (``sensor_msgs/msg/Image``); ValueError if absent."""
+    package, kind, name = (msgtype.split("/") + ["", ""])[:3]
+    try:
+        return getattr(importlib.import_module(f"{package}.{kind}"), name)
+    except (ImportError, AttributeError, ValueError):
+        raise ValueError(f"message type {msgtype}: no Python module {package}.{kind} with {name} "
+                         f"is installed") from None
+
+
+class BagPlayer:
+    """Publishes a bag's messages from ``node`` (see module docstring).
+
+    Args:
+        node: the node that owns the publishers (it needs no spinning to publish).
+        bag: rosbag2 folder (MCAP or sqlite3).
+        topics: topics to play (default: every topic except ``DEFAULT_EXCLUDED``).
+        qos: QoS of the data publishers (default reliable, depth 100).
+    """
+
+    def __init__(self, node: Node, bag: str | Path, topics: Sequence[str] | None = None,
+                 qos: QoSProfile | None = None):
+        self.bag = Path(bag)
+        try:
+            reader = Reader(self.bag)
+            reader.open()
+        except (ReaderError, FileNotFoundError) as exc:
+            raise ValueError(f"bag {self.bag}: cannot be opened as a rosbag2 ({exc})") from None
+        try:
+            present = {c.topic: c.msgtype for c in reader.connections}
+            self.message_counts = {t: info.msgcount for t, info in reader.topics.items()}
+        finally:
+            reader.close()
+        if topics is None:
+            topics = [t for t in present if t not in DEFAULT_EXCLUDED]
+        missing = [t for t in topics if t not in present]
+        if missing:
+            raise ValueError(f"bag {self.bag}: topics {missing} not found; topics in the bag: {sorted(present)}")
+        self.topics = {t: present[t] for t in topics}
+        qos = qos or QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+        self.node = node
+        self.publishers = {t: node.create_publisher(message_class(msgtype), t, qos)
+                           for t, msgtype in self.topics.items()}
+        self.clock_pub = node.create_publisher(Clock, "/clock", QoSProfile(depth=10))
+        self.published = dict.fromkeys(self.topics, 0)
+        """Messages published so far, per topic."""
+
+    def __len__(self) -> int:
+        return sum(self.message_counts.get(t, 0) for t in self.topics)
+
+    def messages(self) -> Iterator[BagMessage]:
+        """The played topics' messages in log-time order (read lazily)."""
+        reader = Reader(self.bag)
+        reader.open()
+        try:
+            connections = [c for c in reader.connections if c.topic in self.topics]
+            for conn, log_ns, raw in reader.messages(connections=connections):
+                yield BagMessage(conn.topic, conn.msgtype, log_ns, bytes(raw))
+        finally:
+            reader.close()
+
+    def publish_clock(self, time_ns: int) -> None:
+        msg = Clock()
+        msg.clock.sec, msg.clock.nanosec = divmod(int(time_ns), 1_000_000_000)
+        self.clock_pub.publish(msg)
+
+    def publish(self, message: BagMessage, replacement=None) -> None:
+        """/clock at the message's log time, then the message (or ``replacement``: an rclpy message
+        of the topic's type, or CDR bytes)."""
+        self.publish_clock(message.log_time_ns)
+        self.publishers[message.topic].publish(message.raw if replacement is None else replacement)
+        self.published[message.topic] += 1
+
+    def play(self, rate: float = 1.0,
+             rewrite: Callable[[BagMessage], object] | None = None,
+             after_publish: Callable[[BagMessage], bool | None] | None = None,
+             progress: bool = True) -> int:
+        """Publish every message; returns how many were published.
+
+        Args:
+            rate: bag seconds per wall second (0: as fast as ``after_publish`` lets it).
+            rewrite: ``rewrite(message)`` returns a replacement to publish, or None to keep it.
+            after_publish: called after each message; may block (pacing); returning False stops.
+        """
+        count = 0
+        last_log_ns = last_wall = None
+        bar = tqdm(total=len(self), desc="play", unit="msg", disable=not progress)
+        try:
+            for message in self.messages():
+                if rate > 0 and last_log_ns is not None:
+                    wait = (message.log_time_ns - last_log_ns) * 1e-9 / rate - (time.monotonic() - last_wall)
+                    if wait > 0:
+                        time.sleep(wait)  # playback speed, not a synchronisation
+                self.publish(message, rewrite(message) if rewrite is not None else None)
+                last_log_ns, last_wall = message.log_time_ns, time.monotonic()
+                count += 1
+                bar.update(1)
+                if after_publish is not None and after_publish(message) is False:
+                    break
+        finally:
+            bar.close()
+        return count
+
+
+def main(argv: list[str] | None = None) -> int:
+    import rclpy
+
+    p = argparse.ArgumentParser(prog="python -m crossi2p_ros.bag_player", description=__doc__.split("\n\n")[0])
+    p.add_argument("bag", type=Path, help="rosbag2 folder")
+    p.add_argument("--rate", type=float, default=1.0, help="playback speed factor (0: as fast as possible)")
+    p.add_argument("--topics", nargs="+", help=f"topics to play (default: all but {' '.join(DEFAULT_EXCLUDED)})")
+    args = p.parse_args(argv)
+    rclpy.init()
+    node = rclpy.create_node("crossi2p_bag_player")
+    try:
+        player = BagPlayer(node, args.bag, args.topics)
+        n = player.play(args.rate)
+    except ValueError as exc:
+        print(f"bag_player: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    print(f"published {n} messages from {args.bag}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

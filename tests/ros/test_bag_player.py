@@ -1,0 +1,96 @@
+"""crossi2p_ros.bag_player publishes a rosbag2's stored messages over DDS, each after /clock at its
+log time, and leaves the recorded tf tree out unless asked."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+
+from crossi2p.camera import CameraModel
+from crossi2p.datasets.rosbag2 import CameraInfoRecord, ImageRecord, PointCloudRecord, read_bag_messages, write_drive_bag
+from crossi2p.geometry import make_transform
+from crossi2p.image_encoding import message_to_rgb
+from crossi2p.pointcloud2 import pointcloud2_to_xyzi
+from crossi2p_ros.bag_player import BagPlayer, message_class
+
+from .conftest import spin_until
+
+TOPICS = ("/camera/image_raw", "/camera/camera_info", "/lidar/points")
+
+
+@pytest.fixture(scope="module")
+def small_bag(tmp_path_factory):
+    rng = np.random.default_rng(5)
+    camera = CameraModel(np.array([[40.0, 0, 16], [0, 40.0, 12], [0, 0, 1]]), 32, 24)
+    images = [(0.1 * k, rng.integers(0, 255, (24, 32, 3), dtype=np.uint8)) for k in range(4)]
+    sweeps = [(0.1 * k + 0.02, rng.normal(size=(200, 4)).astype(np.float32)) for k in range(3)]
+    bag = tmp_path_factory.mktemp("player") / "bag"
+    write_drive_bag(bag, images, sweeps, camera, make_transform(np.eye(3), [0.1, 0.2, 0.3]))
+    return bag
+
+
+def test_message_class_maps_ros_type_names():
+    assert message_class("sensor_msgs/msg/PointCloud2") is PointCloud2
+    with pytest.raises(ValueError, match="no_such_msgs"):
+        message_class("no_such_msgs/msg/Thing")
+
+
+def test_plays_stored_messages_unchanged_in_log_time_order_after_their_clock(ros_context, small_bag):
+    listener = rclpy.create_node("player_listener", context=ros_context)
+    qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+    got: list[tuple[str, object]] = []
+    lock = threading.Lock()
+
+    def keep(kind):
+        def cb(msg):
+            with lock:
+                got.append((kind, msg))
+        return cb
+
+    for kind, msg_type, topic in (("image", Image, TOPICS[0]), ("info", CameraInfo, TOPICS[1]),
+                                  ("points", PointCloud2, TOPICS[2]), ("clock", Clock, "/clock")):
+        listener.create_subscription(msg_type, topic, keep(kind), qos)
+    player_node = rclpy.create_node("player_under_test", context=ros_context)
+    player = BagPlayer(player_node, small_bag)
+    assert set(player.topics) == set(TOPICS)  # /tf_static (the ground truth) is not played by default
+    assert len(player) == 4 + 4 + 3
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(listener)
+    executor.add_node(player_node)
+    assert spin_until(executor, lambda: all(p.get_subscription_count() > 0 for p in player.publishers.values()))
+
+    # One message at a time, each waited for, so the received order is the played order.
+    def wait_for_message(_):
+        n = sum(player.published.values())
+        assert spin_until(executor, lambda: sum(k != "clock" for k, _ in got) >= n)
+
+    assert player.play(rate=0, after_publish=wait_for_message, progress=False) == 11
+    assert spin_until(executor, lambda: sum(k == "clock" for k, _ in got) >= 11)
+
+    expected = list(read_bag_messages(small_bag, *TOPICS))
+    data = [(k, m) for k, m in got if k != "clock"]
+    assert [k for k, _ in data] == [{ImageRecord: "image", CameraInfoRecord: "info", PointCloudRecord: "points"}[type(r)]
+                                    for r in expected]
+    for (kind, msg), rec in zip(data, expected):
+        assert msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec == pytest.approx(rec.stamp_s, abs=1e-9)
+        if kind == "image":
+            assert np.array_equal(message_to_rgb(msg), rec.image)
+        elif kind == "points":
+            assert np.array_equal(pointcloud2_to_xyzi(msg), rec.points)
+    clocks = [m.clock.sec + 1e-9 * m.clock.nanosec for k, m in got if k == "clock"]
+    assert clocks == pytest.approx([r.log_time_s for r in expected], abs=1e-9)
+    executor.shutdown()
+
+
+def test_missing_topic_is_refused_naming_the_topics_present(ros_context, small_bag):
+    node = rclpy.create_node("player_bad_topic", context=ros_context)
+    with pytest.raises(ValueError, match="/velodyne_points.*topics in the bag"):
+        BagPlayer(node, small_bag, ["/velodyne_points"])
+    with pytest.raises(ValueError, match="cannot be opened"):
+        BagPlayer(node, small_bag.parent / "nope")
