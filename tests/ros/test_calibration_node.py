@@ -180,6 +180,9 @@ def test_node_publishes_tf_static_as_the_inverse_of_its_pose_estimate(harness, d
     T_cam_lidar = transform_from_tq([p.x, p.y, p.z], [o.x, o.y, o.z, o.w])
     # tf (parent lidar, child camera) carries inv(T_cam_lidar); the pose carries T_cam_lidar.
     assert np.allclose(T_lidar_cam, invert_transform(T_cam_lidar), atol=1e-6)
+    # The pose is stamped with the LiDAR stamp of the pair it includes (end-to-end latency).
+    stamp = h.poses[-1].header.stamp.sec + 1e-9 * h.poses[-1].header.stamp.nanosec
+    assert min(abs(stamp - (t + 100.0)) for t, _ in drive.lidar_sweeps) < 1e-6
     cov = np.array(h.poses[-1].pose.covariance).reshape(6, 6)
     assert np.all(np.isfinite(cov)) and np.all(np.diag(cov) >= 0)
     # Diagnostics are a periodic snapshot: wait for one that counts the whole drive.
