@@ -1,12 +1,17 @@
-"""crossi2p-evaluate-bag replays a rosbag2 through the node's pipeline and writes its report."""
+"""crossi2p-evaluate-bag replays a rosbag2, a KITTI Odometry sequence or a nuScenes folder through the
+node's pipeline and writes its report."""
 import json
+import shutil
 
+import numpy as np
 import pytest
 
+from crossi2p.calib_io import kitti_calibration, load_calibration_yaml
+from crossi2p.datasets.nuscenes import read_nuscenes
 from crossi2p.datasets.rosbag2 import write_drive_bag
 from crossi2p_ros.evaluate_bag import main
 
-from .test_calibration_node import MODEL_CARD
+from .test_calibration_node import MODEL_CARD, REPO
 
 
 @pytest.fixture(scope="module")
@@ -47,3 +52,86 @@ def test_bad_input_exits_1_with_one_line(drive_bag, tmp_path, capsys):
     assert "/velodyne_points" in err and "/lidar/points" in err and len(err.splitlines()) == 1
     assert main([str(drive_bag), "--model", str(tmp_path / "missing.yaml")]) == 1
     assert "model card" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- other recordings
+SHARED_KITTI = REPO.parent / "shared" / "data" / "real" / "kitti_000000"
+NUSCENES_MINI = REPO / "tests" / "fixtures" / "nuscenes_mini"
+
+
+@pytest.fixture(scope="module")
+def kitti_sequence(tmp_path_factory):
+    """The real KITTI frame of ../shared/data laid out as a one-frame KITTI Odometry sequence
+    (image_2/, velodyne/, calib.txt = the frame's own KITTI calibration text)."""
+    if not SHARED_KITTI.is_dir():
+        pytest.skip(f"real KITTI sample not present at {SHARED_KITTI}")
+    seq = tmp_path_factory.mktemp("kitti") / "sequences" / "00"
+    (seq / "image_2").mkdir(parents=True)
+    (seq / "velodyne").mkdir()
+    shutil.copy(SHARED_KITTI / "000000.png", seq / "image_2" / "000000.png")
+    shutil.copy(SHARED_KITTI / "000000.bin", seq / "velodyne" / "000000.bin")
+    shutil.copy(SHARED_KITTI / "000000.txt", seq / "calib.txt")
+    return seq
+
+
+def test_kitti_sequence_runs_offline_with_its_calibration_as_ground_truth(kitti_sequence, tmp_path):
+    rc = main([str(kitti_sequence), "--model", str(MODEL_CARD), "--json", str(tmp_path / "s.json"),
+               "--report", str(tmp_path / "report"), "--execution-provider", "cpu"])
+    assert rc == 0
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["source"] == "kitti" and summary["mode"] == "offline" and summary["frames"] == 1
+    assert summary["ground_truth"] == "KITTI calib.txt"
+    _, T_calib = kitti_calibration(SHARED_KITTI / "000000.txt", 1224, 370, 2)
+    T_yaml = load_calibration_yaml(SHARED_KITTI / "calib.yaml").T_cam_lidar  # the sample's normalised record
+    assert np.abs(np.array(summary["ground_truth_T_cam_lidar"]) - T_calib).max() < 1e-6
+    assert np.abs(np.array(summary["ground_truth_T_cam_lidar"]) - T_yaml).max() < 1e-6
+    assert (tmp_path / "report" / "report.md").is_file()
+
+
+def test_nuscenes_folder_runs_offline_with_per_pair_ground_truth(tmp_path):
+    dataset = read_nuscenes(NUSCENES_MINI)
+    rc = main([str(NUSCENES_MINI), "--model", str(MODEL_CARD), "--json", str(tmp_path / "s.json"),
+               "--report", str(tmp_path / "report"), "--execution-provider", "cpu"])
+    assert rc == 0
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["source"] == "nuscenes" and summary["frames"] == len(dataset) == 2
+    # The ground truth of the last pair, ego-motion compensated, as the dataset gives it.
+    assert np.abs(np.array(summary["ground_truth_T_cam_lidar"]) - dataset.T_cam_lidar(1)).max() < 1e-6
+    rows = (tmp_path / "report" / "frames.csv").read_text().splitlines()
+    assert len(rows) == 1 + 2
+
+
+def test_dataset_replay_uses_each_pairs_own_ground_truth():
+    from crossi2p_ros.evaluate_bag import load_runtime, replay_samples
+
+    dataset = read_nuscenes(NUSCENES_MINI)
+    result = replay_samples(dataset, load_runtime(MODEL_CARD, "cpu"), total=len(dataset), progress=False)
+    assert len(result.frames) == 2
+    for i, frame in enumerate(result.frames):
+        assert np.abs(frame.T_gt - dataset.T_cam_lidar(i)).max() < 1e-6
+        assert frame.lidar_stamp_s == dataset[i].lidar_stamp_s and frame.image_stamp_s == dataset[i].stamp_s
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+def test_bad_folders_exit_1_with_one_line(tmp_path, capsys):
+    model = ["--model", str(MODEL_CARD)]
+    (tmp_path / "empty").mkdir()
+    assert main([str(tmp_path / "empty"), *model]) == 1
+    assert "not a rosbag2 folder" in _one_line_error(capsys)
+    if SHARED_KITTI.is_dir():  # an object-benchmark frame is not an Odometry sequence
+        assert main([str(SHARED_KITTI), "--source", "kitti", *model]) == 1
+        assert "not a KITTI Odometry sequence folder" in _one_line_error(capsys)
+    broken = tmp_path / "nuscenes"
+    shutil.copytree(NUSCENES_MINI, broken)
+    (broken / "v1.0-mini" / "sample_data.json").unlink()
+    assert main([str(broken), *model]) == 1
+    assert "sample_data.json: missing nuScenes table" in _one_line_error(capsys)
+    assert main([str(NUSCENES_MINI), "--mode", "live", *model]) == 1
+    assert "live mode plays a rosbag2" in _one_line_error(capsys)
+    assert main([str(NUSCENES_MINI), "--source", "rosbag2", *model]) == 1
+    assert "cannot be opened as a rosbag2" in _one_line_error(capsys)

@@ -98,6 +98,10 @@ def _write_overlay(sample, T, path: Path) -> None:
     cv2.imwrite(str(path), cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
 
 
+def _fmt(v) -> str:
+    return "n/a" if v is None else f"{v:.4f}"
+
+
 def write_report(result, summary: dict, out_dir: Path) -> Path:
     """Write plots, overlays and report.md into ``out_dir``; returns the markdown path."""
     out_dir = Path(out_dir)
@@ -127,12 +131,30 @@ def write_report(result, summary: dict, out_dir: Path) -> Path:
             "rre_geodesic_deg_median", "rre_euler_sum_deg_median", "latency_ms_median"]
     if "drift_detection_delay_s" in summary:
         keys += ["knock_at_s", "drift_detection_delay_s"]
-    lines = [f"# Bag replay report: {summary.get('bag', '')}", "", f"Model: `{summary.get('model', '')}`", "",
+    mode = summary.get("mode", "offline")
+    if "live" in summary:
+        mode += f" ({summary['live']['pacing']} pacing)"
+    lines = [f"# Bag replay report: {summary.get('bag', '')}", "", f"Model: `{summary.get('model', '')}`; "
+             f"source: {summary.get('source', 'rosbag2')}; mode: {mode}; ground truth: "
+             f"{summary.get('ground_truth', '')}.", "",
              "| figure | value |", "|---|---|", *[row(k) for k in keys], "",
+             f"Newest estimate ({summary.get('estimate_kind')}): RTE {_fmt(summary.get('estimate_rte_m'))} m, "
+             f"RRE {_fmt(summary.get('estimate_rre_geodesic_deg'))} deg.", "",
              "Per-frame rows: [frames.csv](frames.csv); all figures: [summary.json](summary.json).", "",
              "![errors](errors.png)", "", "![components](components.png)", "", "![inliers](inliers.png)", ""]
     for title, name in images:
         lines += [f"## {title}", "", f"![{name}]({name})", ""]
+    if "live" in summary:
+        lv = summary["live"]
+        lines += ["## Live replay: what the node published", "",
+                  f"{lv['messages_published']} messages played with /clock ({lv['pacing']} pacing, rate "
+                  f"{lv['rate']}); the node published {lv['frame_estimates']} frame estimates, "
+                  f"{lv['pose_messages']} poses, {lv['tf_static_messages']} /tf_static and "
+                  f"{lv['diagnostics_messages']} /diagnostics messages.", "",
+                  f"Last /tf_static against the ground truth: RTE {_fmt(lv.get('tf_static_rte_m'))} m, "
+                  f"RRE {_fmt(lv.get('tf_static_rre_geodesic_deg'))} deg.", "",
+                  "| node counter | value |", "|---|---|",
+                  *[f"| `{k}` | {v} |" for k, v in lv["node_counters"].items()], ""]
     if summary.get("read_errors"):
         lines += ["## Reading stopped early", "", *[f"- {e}" for e in summary["read_errors"]], ""]
     md = out_dir / "report.md"

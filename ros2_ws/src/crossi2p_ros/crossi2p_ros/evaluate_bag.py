@@ -1,9 +1,25 @@
-"""``crossi2p-evaluate-bag``: replay evaluation of a rosbag2 through the node's own code path.
+"""``crossi2p-evaluate-bag``: replay evaluation of a recording through the node's own code path.
 
-Offline mode (default): the bag is read with rosbags and fed, in log-time order, through the
-node's pairing -> runtime -> fusion pipeline (``crossi2p_ros.pipeline``), every pair processed,
-as fast as the CPU allows. The per-frame and fused estimates are compared with the ground truth
-(the bag's /tf_static, or ``--ground-truth YAML``).
+Offline mode (``--mode offline``, default): the bag is read with rosbags and fed, in log-time
+order, through the node's pairing -> runtime -> fusion pipeline (``crossi2p_ros.pipeline``), every
+pair processed, as fast as the CPU allows. The per-frame and fused estimates are compared with the
+ground truth (the bag's /tf_static, or ``--ground-truth YAML``).
+
+Live mode (``--mode live``, rosbag2 only): the bag is played over DDS with /clock into the real
+calibration node (use_sim_time) running in this process, and what the node publishes
+(``~/frame_estimates``, ``~/pose``, /tf_static, /diagnostics) is recorded and compared with the
+ground truth; same report, same JSON keys, plus a ``live`` section. ``--pacing node`` (default):
+each message is published once the node has handled the previous one and finished its pair, so
+nothing is dropped and the figures equal offline mode's (deterministic); ``--pacing clock``: the
+bag plays at ``--rate`` x real time and the node drops pairs that arrive while it is busy, as on
+a vehicle (figures depend on the CPU; ``live.node_counters.pairs_dropped_busy``).
+
+Other recordings (offline mode): a KITTI Odometry sequence folder (``image_2/``, ``velodyne/``,
+``calib.txt`` or ``calib.yaml``; ``--kitti-camera``) or a nuScenes-format folder (``v1.0-*/``
+tables, ``samples/``; ``--camera-channel``, ``--lidar-channel``), detected from the folder or
+named with ``--source``. Pairs come from the dataset (KITTI frame index, nuScenes sample), so
+``--slop-s`` does not apply; the ground truth is the dataset's calibration (nuScenes: per pair,
+ego-motion compensated), unless ``--ground-truth YAML``.
 
 Decalibration injection (``--knock-at-s T --knock-rot-deg A [--knock-trans-m D]``): from bag
 time T on, the LiDAR points are moved as if the camera had been knocked by a rotation A about its
@@ -11,7 +27,7 @@ optical axis (and D metres along x): the ground truth becomes ``E @ T_cam_lidar`
 gives the drift detection delay.
 
 Output (``--report DIR``): summary.json (also ``--json PATH``), frames.csv, PNG plots, overlay
-PNGs before/after, report.md linking them. Exit code: 0 when the final fused error is within
+PNGs before/after, report.md linking them (docs/evaluation.md). Exit code: 0 when the final fused error is within
 ``--max-rte-m`` / ``--max-rre-deg``, 3 when it is not (for CI gating), 1 on bad input (one line).
 """
 from __future__ import annotations
@@ -20,8 +36,10 @@ import argparse
 import csv
 import json
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from scipy.spatial.transform import Rotation
@@ -34,9 +52,13 @@ from crossi2p.fusion import FusionConfig
 from crossi2p.geometry import invert_transform, make_transform, transform_points
 from crossi2p.metrics import registration_error, summarize_errors
 from crossi2p.runtime import CalibrationRuntime, ModelLoadError, RuntimeConfig
+from crossi2p.sample import Sample
 
-from .pairing import PairingConfig
-from .pipeline import CalibrationPipeline, CameraFrame, FrameOutcome, LidarSweep
+from .frame_report import FrameReport
+from .pairing import PairingConfig, StampedPair
+from .pipeline import CalibrationPipeline, CameraFrame, LidarSweep
+
+Source = Literal["rosbag2", "kitti", "nuscenes"]
 
 
 @dataclass
@@ -51,6 +73,12 @@ class Knock:
         """(4, 4) camera-frame change: T_cam_lidar after = E @ T_cam_lidar before."""
         return make_transform(Rotation.from_euler("z", self.rotation_deg, degrees=True),
                               [self.translation_m, 0.0, 0.0])
+
+
+def knocked_points(points: np.ndarray, knock: Knock, T_gt: np.ndarray) -> np.ndarray:
+    """(N, 4) points as the knocked camera sees them: the same pixels, p' = inv(E T) T p."""
+    M = invert_transform(knock.E() @ T_gt) @ T_gt
+    return np.hstack([transform_points(M, points), points[:, 3:]]).astype(np.float32)
 
 
 @dataclass
@@ -75,11 +103,18 @@ class FrameRecord:
 @dataclass
 class ReplayResult:
     frames: list[FrameRecord] = field(default_factory=list)
+    reports: list[FrameReport] = field(default_factory=list)
+    """Per processed pair, everything the pipeline (offline) or the node (live) gave, one per frame."""
     errors: list[str] = field(default_factory=list)
     """Problems met while reading (partial results are kept)."""
     first_sample: tuple | None = None
     last_sample: tuple | None = None
     knock: Knock | None = None
+
+    def add(self, report: FrameReport, T_gt: np.ndarray) -> None:
+        """Append a processed pair (its ground truth before any knock)."""
+        self.reports.append(report)
+        self.frames.append(record_from_report(report, T_gt, self.knock))
 
 
 def replay_bag(bag: Path, runtime: CalibrationRuntime, T_gt: np.ndarray, topics: tuple[str, str, str],
@@ -106,13 +141,10 @@ def replay_bag(bag: Path, runtime: CalibrationRuntime, T_gt: np.ndarray, topics:
                 bar.update(1)
                 points = rec.points
                 if knock is not None and rec.stamp_s >= knock.at_s:
-                    # Same pixels for the moved camera: p' = inv(E T) T p.
-                    M = invert_transform(knock.E() @ T_gt) @ T_gt
-                    points = np.hstack([transform_points(M, points), points[:, 3:]]).astype(np.float32)
+                    points = knocked_points(points, knock, T_gt)
                 pairs = pipeline.offer_lidar(rec.stamp_s, LidarSweep(points, rec.frame_id))
             for pair in pairs:
-                outcome = pipeline.process(pair)
-                result.frames.append(_record(outcome, T_gt, knock))
+                result.add(FrameReport.from_outcome(pipeline.process(pair)), T_gt)
                 if result.first_sample is None:
                     result.first_sample = (pair.image, pair.lidar)
                 result.last_sample = (pair.image, pair.lidar)
@@ -125,14 +157,52 @@ def replay_bag(bag: Path, runtime: CalibrationRuntime, T_gt: np.ndarray, topics:
     return result
 
 
-def _record(outcome: FrameOutcome, T_gt: np.ndarray, knock: Knock | None) -> FrameRecord:
-    est, st, pair = outcome.estimate, outcome.state, outcome.pair
-    gt = knock.E() @ T_gt if knock is not None and pair.lidar_stamp_s >= knock.at_s else T_gt
-    return FrameRecord(pair.lidar_stamp_s, pair.image_stamp_s, est.valid, est.reason, est.confidence,
-                       est.inlier_ratio, sum(est.latency_ms.values()), st.status, gt,
-                       est.T_cam_lidar if est.valid else None,
-                       st.T_cam_lidar if st.status == "converged" else None,
-                       st.covariance, st.drift_events)
+def record_from_report(report: FrameReport, T_gt: np.ndarray, knock: Knock | None) -> FrameRecord:
+    """The frames.csv row of one processed pair (offline: from the pipeline; live: as the node
+    published it), with its ground truth (``knock`` applied from ``knock.at_s`` on)."""
+    gt = knock.E() @ T_gt if knock is not None and report.lidar_stamp_s >= knock.at_s else T_gt
+    return FrameRecord(report.lidar_stamp_s, report.image_stamp_s, report.valid, report.reason, report.confidence,
+                       report.inlier_ratio, report.latency_ms, report.status, gt,
+                       report.T_cam_lidar if report.valid else None,
+                       report.fused_T_cam_lidar if report.status == "converged" else None,
+                       report.covariance, report.drift_events)
+
+
+def replay_samples(samples: Iterable[Sample], runtime: CalibrationRuntime, fusion: FusionConfig | None = None,
+                   knock: Knock | None = None, T_gt: np.ndarray | None = None, max_frames: int | None = None,
+                   total: int | None = None, progress: bool = True) -> ReplayResult:
+    """Feed already paired dataset samples through the node's runtime -> fusion pipeline.
+
+    Each sample is one pair (its ``stamp_s`` the image's, ``lidar_stamp_s`` the sweep's); the
+    ground truth is the sample's own ``T_cam_lidar`` unless ``T_gt`` is given.
+    """
+    pipeline = CalibrationPipeline(runtime, None, fusion)
+    result = ReplayResult(knock=knock)
+    bar = tqdm(total=total if max_frames is None else min(total or max_frames, max_frames),
+               desc="replay", unit="frame", disable=not progress)
+    try:
+        for sample in samples:
+            gt = T_gt if T_gt is not None else sample.T_cam_lidar
+            if gt is None:
+                raise ValueError(f"sample {sample.frame_id}: no ground-truth calibration; pass --ground-truth YAML")
+            lidar_stamp = sample.stamp_s if sample.lidar_stamp_s is None else sample.lidar_stamp_s
+            points = sample.points
+            if knock is not None and lidar_stamp >= knock.at_s:
+                points = knocked_points(points, knock, gt)
+            pair = StampedPair(sample.stamp_s, CameraFrame(sample.image, sample.camera, "camera"),
+                               lidar_stamp, LidarSweep(points, "lidar"))
+            result.add(FrameReport.from_outcome(pipeline.process(pair)), gt)
+            if result.first_sample is None:
+                result.first_sample = (pair.image, pair.lidar)
+            result.last_sample = (pair.image, pair.lidar)
+            bar.update(1)
+            if max_frames is not None and len(result.frames) >= max_frames:
+                break
+    except ValueError as exc:  # a corrupt file: keep what was read
+        result.errors.append(str(exc))
+    finally:
+        bar.close()
+    return result
 
 
 def summarize_replay(result: ReplayResult) -> dict:
@@ -157,6 +227,7 @@ def summarize_replay(result: ReplayResult) -> dict:
                        fused_T_cam_lidar=frames[-1].T_fused.round(6).tolist())
     else:
         summary.update(fused_rte_m=None, fused_rre_geodesic_deg=None, fused_rre_euler_sum_deg=None)
+    summary.update(_latest_estimate(result))
     if result.knock is not None:
         after = [f for f in frames if f.lidar_stamp_s >= result.knock.at_s]
         before_events = next((f.drift_events for f in reversed(frames) if f.lidar_stamp_s < result.knock.at_s), 0)
@@ -165,6 +236,31 @@ def summarize_replay(result: ReplayResult) -> dict:
         summary["drift_detection_delay_s"] = (detected.lidar_stamp_s - result.knock.at_s) if detected else None
     summary["read_errors"] = result.errors
     return summary
+
+
+def _latest_estimate(result: ReplayResult) -> dict:
+    """The newest estimate there is, said what it is: the converged fused extrinsic, else the
+    fused one before convergence, else the last per-frame estimate (even a rejected one)."""
+    out = dict(estimate_kind=None, estimate_T_cam_lidar=None, estimate_rte_m=None, estimate_rre_geodesic_deg=None)
+    if not result.frames:
+        return out
+    last, T, kind = result.frames[-1], None, None
+    if last.T_fused is not None:
+        T, kind, gt = last.T_fused, "fused, converged", last.T_gt
+    elif result.reports and result.reports[-1].fused_T_cam_lidar is not None:
+        rep = result.reports[-1]
+        T, kind, gt = rep.fused_T_cam_lidar, f"fused, NOT converged ({rep.status})", last.T_gt
+    else:
+        k = next((i for i in reversed(range(len(result.reports))) if result.reports[i].T_cam_lidar is not None), None)
+        if k is not None:
+            rep = result.reports[k]
+            T, gt = rep.T_cam_lidar, result.frames[k].T_gt
+            kind = f"frame {k + 1} per-frame estimate" + ("" if rep.valid else f", REJECTED ({rep.reason})")
+    if T is not None:
+        err = registration_error(T, gt)
+        out.update(estimate_kind=kind, estimate_T_cam_lidar=np.asarray(T).round(6).tolist(), estimate_rte_m=err.rte_m,
+                   estimate_rre_geodesic_deg=err.rre_geodesic_deg)
+    return out
 
 
 def write_frames_csv(result: ReplayResult, path: Path) -> None:
@@ -188,16 +284,37 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="crossi2p-evaluate-bag", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="\n\n".join(__doc__.split("\n\n")[1:]))
-    p.add_argument("bag", type=Path, help="rosbag2 folder (MCAP or sqlite3)")
+    p.add_argument("bag", type=Path, help="rosbag2 folder (MCAP or sqlite3), KITTI Odometry sequence folder "
+                                          "or nuScenes-format folder")
     p.add_argument("--model", type=Path, required=True, help="model card YAML (or the .onnx with its card beside it)")
     p.add_argument("--json", type=Path, help="write the summary figures here too")
     p.add_argument("--report", type=Path, default=Path("out/bag_report"), help="report folder (default out/bag_report)")
-    p.add_argument("--ground-truth", type=Path, help="calibration YAML (default: the bag's /tf_static)")
+    p.add_argument("--source", choices=["auto", "rosbag2", "kitti", "nuscenes"], default="auto",
+                   help="what BAG is (default auto: metadata.yaml -> rosbag2, image_2/ + velodyne/ -> kitti, "
+                        "v1.0-*/ -> nuscenes)")
+    p.add_argument("--mode", choices=["offline", "live"], default="offline",
+                   help="offline: the node's pipeline read straight from the bag (default); live: the bag "
+                        "played over DDS with /clock into the real node (rosbag2 only)")
+    p.add_argument("--pacing", choices=["node", "clock"], default="node",
+                   help="live mode: node = publish each message once the node has handled the previous one "
+                        "and finished its pair (deterministic, equals offline; default); clock = play at "
+                        "--rate regardless of the node, which drops pairs while busy (as on a vehicle)")
+    p.add_argument("--rate", type=float,
+                   help="live mode: bag seconds per wall second, 0 = no limit (default: 0 with --pacing node, "
+                        "1.0 with --pacing clock)")
+    p.add_argument("--node-timeout-s", type=float, default=120.0,
+                   help="live mode: longest wait for the node to handle one message / finish at the end (s)")
+    p.add_argument("--ros-domain-id", type=int, help="live mode: ROS domain (default: ROS_DOMAIN_ID)")
+    p.add_argument("--ground-truth", type=Path, help="calibration YAML (default: the bag's /tf_static, the "
+                                                     "dataset's calibration)")
     p.add_argument("--image-topic", default="/camera/image_raw")
     p.add_argument("--camera-info-topic", default="/camera/camera_info")
     p.add_argument("--points-topic", default="/lidar/points")
+    p.add_argument("--kitti-camera", type=int, default=2, help="KITTI: camera index of image_N/ (default 2)")
+    p.add_argument("--camera-channel", default="CAM_FRONT", help="nuScenes camera channel (default CAM_FRONT)")
+    p.add_argument("--lidar-channel", default="LIDAR_TOP", help="nuScenes LiDAR channel (default LIDAR_TOP)")
     p.add_argument("--max-frames", type=int, help="stop after this many pairs")
-    p.add_argument("--slop-s", type=float, default=PairingConfig.slop_s, help="pairing slop (s)")
+    p.add_argument("--slop-s", type=float, default=PairingConfig.slop_s, help="pairing slop (s), rosbag2 only")
     p.add_argument("--knock-at-s", type=float, help="inject a decalibration at this bag time (s)")
     p.add_argument("--knock-rot-deg", type=float, default=3.0, help="knock rotation about the optical axis (deg)")
     p.add_argument("--knock-trans-m", type=float, default=0.0, help="knock translation along camera x (m)")
@@ -214,31 +331,102 @@ def resolve_model_card(path: Path) -> Path:
     return path
 
 
+_RUNTIMES: dict[tuple[Path, str], CalibrationRuntime] = {}
+
+
+def load_runtime(card: Path, execution_provider: str = "auto") -> CalibrationRuntime:
+    """The runtime of ``card``, loaded once per process (creating the session takes 17-60 s;
+    successive evaluations in one process, e.g. tests, share it)."""
+    key = (resolve_model_card(card).resolve(), execution_provider)
+    if key not in _RUNTIMES:
+        _RUNTIMES[key] = CalibrationRuntime(key[0], RuntimeConfig(execution_provider=execution_provider))
+    return _RUNTIMES[key]
+
+
+def detect_source(path: Path) -> Source:
+    """rosbag2, kitti or nuscenes from a folder's layout; ValueError naming what was looked for."""
+    if not path.exists():
+        raise ValueError(f"bag {path}: not found")
+    if path.is_file() and path.suffix in (".mcap", ".db3"):
+        raise ValueError(f"{path}: a storage file; pass the rosbag2 folder holding it and metadata.yaml")
+    if (path / "metadata.yaml").is_file():
+        return "rosbag2"
+    if (path / "velodyne").is_dir() and any(path.glob("image_[0-9]")):
+        return "kitti"
+    if any(p.is_dir() for p in path.glob("v1.0-*")):
+        return "nuscenes"
+    raise ValueError(f"{path}: not a rosbag2 folder (no metadata.yaml), KITTI Odometry sequence (no image_N/ + "
+                     "velodyne/) or nuScenes folder (no v1.0-*/); check the path or pass --source")
+
+
+def _open_dataset(args, source: Source):
+    """(samples, count, ground-truth description, ground truth of the first pair) of a dataset folder."""
+    if source == "kitti":
+        from crossi2p.datasets.kitti import read_kitti_sequence
+
+        seq = read_kitti_sequence(args.bag, args.kitti_camera)
+        calib = "calib.yaml" if (args.bag / "calib.yaml").is_file() else "calib.txt"
+        return seq, len(seq), f"KITTI {calib}", seq.T_cam_lidar
+    from crossi2p.datasets.nuscenes import read_nuscenes
+
+    ds = read_nuscenes(args.bag, camera_channel=args.camera_channel, lidar_channel=args.lidar_channel)
+    return ds, len(ds), "nuScenes calibrated_sensor + ego_pose (per pair)", ds.T_cam_lidar(0)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     topics = (args.image_topic, args.camera_info_topic, args.points_topic)
+    knock = Knock(args.knock_at_s, args.knock_rot_deg, args.knock_trans_m) if args.knock_at_s is not None else None
     try:
         if not args.bag.exists():
             raise ValueError(f"bag {args.bag}: not found")
-        present = bag_topics(args.bag)
-        missing = [t for t in topics if t not in present and not (t == args.image_topic and t + "/compressed" in present)]
-        if missing:
-            raise ValueError(f"bag {args.bag}: topics {missing} not found; topics in the bag: {sorted(present)}")
-        T_gt = (load_calibration_yaml(args.ground_truth).T_cam_lidar if args.ground_truth
-                else read_bag_ground_truth(args.bag))
-        runtime = CalibrationRuntime(resolve_model_card(args.model), RuntimeConfig(execution_provider=args.execution_provider))
-        knock = Knock(args.knock_at_s, args.knock_rot_deg, args.knock_trans_m) if args.knock_at_s is not None else None
-        result = replay_bag(args.bag, runtime, T_gt, topics, PairingConfig(slop_s=args.slop_s), knock=knock,
-                            max_frames=args.max_frames)
+        source = detect_source(args.bag) if args.source == "auto" else args.source
+        if args.mode == "live" and source != "rosbag2":
+            raise ValueError(f"{args.bag}: live mode plays a rosbag2; a {source} folder is evaluated with "
+                             "--mode offline")
+        T_override = load_calibration_yaml(args.ground_truth).T_cam_lidar if args.ground_truth else None
+        if source == "rosbag2":
+            present = bag_topics(args.bag)
+            missing = [t for t in topics
+                       if t not in present and not (t == args.image_topic and t + "/compressed" in present)]
+            if missing:
+                raise ValueError(f"bag {args.bag}: topics {missing} not found; topics in the bag: {sorted(present)}")
+            T_gt = T_override if T_override is not None else read_bag_ground_truth(args.bag)
+            gt_source = "--ground-truth YAML" if T_override is not None else "the bag's /tf_static"
+        else:  # dataset folders are checked (tables, calibration) before the model is loaded
+            samples, count, gt_source, _ = _open_dataset(args, source)
+            if T_override is not None:
+                gt_source = "--ground-truth YAML"
+        runtime = load_runtime(args.model, args.execution_provider)
+        if source == "rosbag2" and args.mode == "live":
+            from .live_replay import LiveReplayConfig, replay_bag_live  # rclpy only in live mode
+
+            config = LiveReplayConfig(args.pacing, args.rate, args.node_timeout_s, args.slop_s,
+                                      domain_id=args.ros_domain_id)
+            result = replay_bag_live(args.bag, runtime, T_gt, topics, config, knock, args.max_frames)
+        elif source == "rosbag2":
+            result = replay_bag(args.bag, runtime, T_gt, topics, PairingConfig(slop_s=args.slop_s), knock=knock,
+                                max_frames=args.max_frames)
+        else:
+            result = replay_samples(samples, runtime, knock=knock, T_gt=T_override, max_frames=args.max_frames,
+                                    total=count)
     except (ValueError, FileNotFoundError, ModelLoadError, OSError) as exc:
         print(f"crossi2p-evaluate-bag: error: {exc}", file=sys.stderr)
+        return 1
+    except RuntimeError as exc:  # live mode: the node did not keep up (LiveReplayError)
+        print(f"crossi2p-evaluate-bag: error: live replay: {exc}", file=sys.stderr)
         return 1
     if not result.frames:
         print(f"crossi2p-evaluate-bag: error: no camera/LiDAR pairs in {args.bag} "
               f"({'; '.join(result.errors) or 'check topics and --slop-s'})", file=sys.stderr)
         return 1
     summary = summarize_replay(result)
-    summary.update(bag=str(args.bag), model=runtime.card.name)
+    summary.update(bag=str(args.bag), model=runtime.card.name, source=source, mode=args.mode,
+                   ground_truth=gt_source, ground_truth_T_cam_lidar=result.frames[-1].T_gt.tolist())
+    if args.mode == "live":
+        from .live_replay import live_summary
+
+        summary["live"] = live_summary(result)
     from .bag_report import write_report  # matplotlib only when reporting
 
     report_md = write_report(result, summary, args.report)
@@ -268,10 +456,20 @@ def _print_summary(s: dict, report_md: Path) -> None:
     print(f"per-frame: median RTE {fmt(s.get('rte_m_median'), ' m')}, median RRE "
           f"{fmt(s.get('rre_geodesic_deg_median'), ' deg')}, acc {fmt(s.get('acc'))}, "
           f"latency {fmt(s['latency_ms_median'], ' ms')}")
-    if s.get("fused_T_cam_lidar") is not None:
-        print("fused T_cam_lidar:\n" + "\n".join("  " + " ".join(f"{v:+.4f}" for v in row)
-                                                for row in s["fused_T_cam_lidar"]))
-    print(f"fused: RTE {fmt(s['fused_rte_m'], ' m')}, RRE {fmt(s['fused_rre_geodesic_deg'], ' deg')}")
+    if s.get("estimate_T_cam_lidar") is not None:
+        print(f"estimated T_cam_lidar ({s['estimate_kind']}):\n"
+              + "\n".join("  " + " ".join(f"{v:+.4f}" for v in row) for row in s["estimate_T_cam_lidar"]))
+        print(f"its error against the ground truth ({s.get('ground_truth', 'ground truth')}): "
+              f"RTE {fmt(s['estimate_rte_m'], ' m')}, RRE {fmt(s['estimate_rre_geodesic_deg'], ' deg')}")
+    else:
+        print("no estimate: no frame could be processed")
+    print(f"fused (converged): RTE {fmt(s['fused_rte_m'], ' m')}, RRE {fmt(s['fused_rre_geodesic_deg'], ' deg')}")
+    if "live" in s:
+        lv = s["live"]
+        print(f"live: {lv['messages_published']} messages played ({lv['pacing']} pacing), "
+              f"{lv['frame_estimates']} frame estimates, {lv['pose_messages']} poses and "
+              f"{lv['tf_static_messages']} /tf_static from the node, "
+              f"{lv['node_counters'].get('pairs_dropped_busy')} pairs dropped as busy")
     if "drift_detection_delay_s" in s:
         print(f"knock at {s['knock_at_s']:.2f} s: drift detected after {fmt(s['drift_detection_delay_s'], ' s')}")
     print(f"report: {report_md}")

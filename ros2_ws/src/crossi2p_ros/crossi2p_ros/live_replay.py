@@ -1,0 +1,308 @@
+"""Live replay evaluation: a rosbag2 played over DDS into the real calibration node.
+
+``crossi2p-evaluate-bag --mode live``. In one process, on one rclpy context:
+
+- the calibration node (``CalibrationNode``, ``use_sim_time: true``, ``qos: reliable``,
+  ``publish_frame_estimates: true``) spins in its own executor thread;
+- a replay node plays the bag's camera, CameraInfo and LiDAR topics with /clock
+  (``crossi2p_ros.bag_player``) and records what the node publishes: ``~/frame_estimates``
+  (per pair), ``~/pose``, /tf_static and /diagnostics, spun in a second executor thread.
+
+In-process rather than a subprocess of the ``calibration_node`` console script: the node can use
+an onnxruntime session that is already loaded (creating one takes 17-60 s), and pacing reads the
+node's own counters (``CalibrationNode.wait_until_idle``) instead of a side channel; the data
+still goes over DDS, serialised, as between two processes.
+
+Pacing:
+
+- ``node`` (default, deterministic): after each message the player waits until the node has
+  handled it and finished every pair it produced. The node then sees the bag's messages in the
+  order the offline evaluator reads them and never drops a pair as busy, so its per-frame and fused
+  estimates equal the offline ones (the parity test pins this to 1e-9). ``rate`` > 0 also caps the
+  speed at ``rate`` x bag time.
+- ``clock``: the bag is played at ``rate`` x real time regardless of the node, as ``ros2 bag play``
+  would; the node drops pairs that arrive while it is busy (counted as ``pairs_dropped_busy``), so
+  results depend on the CPU.
+
+The bag's /tf_static (the ground truth) is not played: it would collide with the node's output.
+"""
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import PoseWithCovarianceStamped
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.parameter import Parameter
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.serialization import deserialize_message
+from sensor_msgs.msg import PointCloud2
+from tf2_msgs.msg import TFMessage
+
+from crossi2p.datasets.rosbag2 import CameraInfoRecord, ImageRecord, bag_topics, read_bag_messages
+from crossi2p.fusion import FusionConfig
+from crossi2p.geometry import invert_transform, transform_from_tq
+from crossi2p.metrics import registration_error
+from crossi2p.pointcloud2 import pointcloud2_to_xyzi, rclpy_pointcloud2
+from crossi2p.runtime import CalibrationRuntime
+
+from .bag_player import BagMessage, BagPlayer
+from .calibration_node import LATCHED, CalibrationNode
+from .evaluate_bag import Knock, ReplayResult, knocked_points
+from .frame_report import FRAME_STATUS_NAME, FrameReport
+from .pipeline import CameraFrame, LidarSweep
+
+Pacing = Literal["node", "clock"]
+NODE_NAME = "crossi2p_calibration"
+
+
+class LiveReplayError(RuntimeError):
+    """The node did not keep up with the replay (a wait for it timed out)."""
+
+
+@dataclass
+class LiveReplayConfig:
+    """How the bag is played into the node."""
+
+    pacing: Pacing = "node"
+    """``node``: wait for the node after each message (deterministic); ``clock``: play at ``rate``."""
+    rate: float | None = None
+    """Bag seconds per wall second; 0: no limit. None: 0 with ``node`` pacing, 1.0 with ``clock``."""
+    timeout_s: float = 120.0
+    """Longest wait for the node to handle one message (``node``) or to drain at the end."""
+    slop_s: float = 0.05
+    """The node's ``pairing.slop_s``."""
+    discovery_timeout_s: float = 30.0
+    """Longest wait for the player and the node to discover each other over DDS."""
+    domain_id: int | None = None
+    """ROS domain of the replay (None: ROS_DOMAIN_ID of the environment)."""
+
+    @property
+    def effective_rate(self) -> float:
+        return self.rate if self.rate is not None else (0.0 if self.pacing == "node" else 1.0)
+
+
+@dataclass
+class LiveRecording:
+    """What the node published during the replay."""
+
+    frame_reports: list[FrameReport] = field(default_factory=list)
+    frame_report_stamps_s: list[float] = field(default_factory=list)
+    """Header stamps of the frame reports: the node's clock (bag time with use_sim_time)."""
+    poses: list[PoseWithCovarianceStamped] = field(default_factory=list)
+    tf_static: list[TFMessage] = field(default_factory=list)
+    diagnostics: list[DiagnosticArray] = field(default_factory=list)
+    final_status: dict[str, str] = field(default_factory=dict)
+    """The node's diagnostics values after the replay."""
+    messages_published: int = 0
+
+    def tf_static_T_cam_lidar(self) -> np.ndarray | None:
+        """T_cam_lidar of the node's last /tf_static message (parent LiDAR, child camera: inverted)."""
+        for msg in reversed(self.tf_static):
+            for tf in msg.transforms:
+                t, r = tf.transform.translation, tf.transform.rotation
+                return invert_transform(transform_from_tq([t.x, t.y, t.z], [r.x, r.y, r.z, r.w]))
+        return None
+
+    def pose_T_cam_lidar(self) -> np.ndarray | None:
+        """T_cam_lidar of the node's last ~/pose message."""
+        if not self.poses:
+            return None
+        p, o = self.poses[-1].pose.pose.position, self.poses[-1].pose.pose.orientation
+        return transform_from_tq([p.x, p.y, p.z], [o.x, o.y, o.z, o.w])
+
+
+@dataclass
+class LiveReplayResult(ReplayResult):
+    recording: LiveRecording = field(default_factory=LiveRecording)
+    config: LiveReplayConfig = field(default_factory=LiveReplayConfig)
+
+
+class _Recorder:
+    """Subscriptions to the node's outputs; ``wait_for_frames`` blocks until n reports arrived."""
+
+    def __init__(self, node, recording: LiveRecording):
+        self.recording = recording
+        self._cond = threading.Condition()
+        reliable = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
+        self.frame_sub = node.create_subscription(DiagnosticArray, f"/{NODE_NAME}/frame_estimates",
+                                                  self._on_frame, reliable)
+        node.create_subscription(PoseWithCovarianceStamped, f"/{NODE_NAME}/pose", recording.poses.append, reliable)
+        node.create_subscription(TFMessage, "/tf_static", recording.tf_static.append, LATCHED)
+        node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, reliable)
+
+    def _on_frame(self, msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            if status.name == FRAME_STATUS_NAME:
+                report = FrameReport.from_values({kv.key: kv.value for kv in status.values})
+                with self._cond:
+                    self.recording.frame_reports.append(report)
+                    self.recording.frame_report_stamps_s.append(msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec)
+                    self._cond.notify_all()
+
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        if any(s.name.startswith(NODE_NAME) for s in msg.status):
+            self.recording.diagnostics.append(msg)
+
+    def wait_for_frames(self, n: int, timeout_s: float) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: len(self.recording.frame_reports) >= n, timeout_s)
+
+
+def _node_parameters(topics: tuple[str, str, str], compressed: bool, slop_s: float,
+                     fusion: FusionConfig | None) -> list[Parameter]:
+    image_topic, info_topic, points_topic = topics
+    fusion = fusion or FusionConfig()
+    defaults = FusionConfig()  # values typed as declared (an int given for a float parameter is refused)
+    return [Parameter(f"fusion.{f.name}", value=type(getattr(defaults, f.name))(getattr(fusion, f.name)))
+            for f in dataclasses.fields(fusion)] + [Parameter("use_sim_time", value=True),
+            Parameter("image_topic", value=image_topic), Parameter("compressed_image", value=compressed),
+            Parameter("camera_info_topic", value=info_topic), Parameter("points_topic", value=points_topic),
+            Parameter("qos", value="reliable"), Parameter("queue_depth", value=100),
+            Parameter("pairing.slop_s", value=float(slop_s)),
+            Parameter("max_points", value=10_000_000),  # the offline path keeps every point too
+            Parameter("publish_frame_estimates", value=True)]
+
+
+def _wait_discovery(predicate, timeout_s: float, what: str) -> None:
+    end = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > end:
+            raise LiveReplayError(f"DDS discovery: {what} not matched within {timeout_s:.0f} s "
+                                  "(ROS_DOMAIN_ID / ROS_LOCALHOST_ONLY / firewall?)")
+        time.sleep(0.02)  # discovery polling, not a synchronisation of data
+
+
+def replay_bag_live(bag: Path, runtime: CalibrationRuntime, T_gt: np.ndarray, topics: tuple[str, str, str],
+                    config: LiveReplayConfig | None = None, knock: Knock | None = None,
+                    max_frames: int | None = None, progress: bool = True,
+                    fusion: FusionConfig | None = None) -> LiveReplayResult:
+    """Play ``bag`` into the calibration node and turn what it publishes into a ``ReplayResult``
+    (the same records as ``evaluate_bag.replay_bag``; see the module docstring).
+
+    ``runtime`` is used by the node as it is (its RuntimeConfig applies); ``fusion`` becomes the
+    node's ``fusion.*`` parameters (default: FusionConfig's defaults, as offline)."""
+    config = config or LiveReplayConfig()
+    image_topic, info_topic, points_topic = topics
+    present = bag_topics(bag)
+    compressed = image_topic not in present and image_topic + "/compressed" in present
+    if compressed:
+        image_topic += "/compressed"
+    play_topics = (image_topic, info_topic, points_topic)
+    result = LiveReplayResult(knock=knock, config=config)
+    rec = result.recording
+
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=config.domain_id)
+    node = io = None
+    executors: list[SingleThreadedExecutor] = []
+    threads: list[threading.Thread] = []
+    try:
+        node = CalibrationNode(runtime=runtime, context=context,
+                               parameter_overrides=_node_parameters(play_topics, compressed, config.slop_s, fusion))
+        io = rclpy.create_node("crossi2p_bag_replay", context=context)
+        recorder = _Recorder(io, rec)
+        player = BagPlayer(io, bag, play_topics,
+                           qos=QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
+        for n in (node, io):
+            ex = SingleThreadedExecutor(context=context)
+            ex.add_node(n)
+            executors.append(ex)
+            threads.append(threading.Thread(target=ex.spin, name=f"spin_{n.get_name()}", daemon=True))
+            threads[-1].start()
+        _wait_discovery(lambda: all(p.get_subscription_count() > 0 for p in player.publishers.values())
+                        and player.clock_pub.get_subscription_count() > 0
+                        and recorder.frame_sub.get_publisher_count() > 0,
+                        config.discovery_timeout_s, "the player and the calibration node")
+
+        rewrite = None
+        if knock is not None:
+            def rewrite(message: BagMessage):
+                if message.topic != points_topic:
+                    return None
+                msg = deserialize_message(message.raw, PointCloud2)
+                stamp_s = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+                if stamp_s < knock.at_s:
+                    return None
+                out = rclpy_pointcloud2(knocked_points(pointcloud2_to_xyzi(msg), knock, T_gt), 0.0, "")
+                out.header = msg.header
+                return out
+
+        def after_publish(message: BagMessage) -> bool:
+            handled = sum(player.published.values())
+            if config.pacing == "node" and not node.wait_until_idle(handled, config.timeout_s):
+                raise LiveReplayError(f"the calibration node did not handle message {handled} ({message.topic} "
+                                      f"at {message.log_time_ns * 1e-9:.3f} s) within {config.timeout_s:.0f} s")
+            return max_frames is None or node.counters.frames_done < max_frames
+
+        rec.messages_published = player.play(config.effective_rate, rewrite, after_publish, progress)
+        if not node.wait_until_idle(rec.messages_published, config.timeout_s):
+            raise LiveReplayError(f"the calibration node did not finish within {config.timeout_s:.0f} s "
+                                  f"of the end of the bag")
+        frames_done = node.counters.frames_done
+        if not recorder.wait_for_frames(frames_done, config.timeout_s):
+            raise LiveReplayError(f"received {len(rec.frame_reports)} of the node's {frames_done} frame "
+                                  f"estimates within {config.timeout_s:.0f} s")
+        rec.final_status = {kv.key: kv.value for kv in node.diagnostics_status().values}
+    finally:
+        for ex in executors:
+            ex.shutdown()
+        for th in threads:
+            th.join(timeout=10.0)
+        for n in (node, io):
+            if n is not None:
+                n.destroy_node()
+        context.try_shutdown()
+
+    for report in rec.frame_reports[:max_frames] if max_frames is not None else rec.frame_reports:
+        result.add(report, T_gt)
+    if result.frames:
+        result.first_sample, result.last_sample = _samples_at(
+            bag, topics, [result.frames[0], result.frames[-1]], knock, T_gt)
+    return result
+
+
+def _samples_at(bag: Path, topics, frames, knock: Knock | None, T_gt: np.ndarray) -> list[tuple | None]:
+    """(CameraFrame, LidarSweep) of the given frame records, read back from the bag (report overlays)."""
+    wanted = {(f.image_stamp_s, f.lidar_stamp_s) for f in frames}
+    images, sweeps = {}, {}
+    camera = None
+    for r in read_bag_messages(bag, *topics):
+        if isinstance(r, CameraInfoRecord):
+            camera = r.camera
+        elif isinstance(r, ImageRecord):
+            if camera is not None and any(r.stamp_s == w[0] for w in wanted):
+                images[r.stamp_s] = CameraFrame(r.image, camera, r.frame_id)
+        elif any(r.stamp_s == w[1] for w in wanted):
+            points = knocked_points(r.points, knock, T_gt) if knock is not None and r.stamp_s >= knock.at_s \
+                else r.points
+            sweeps[r.stamp_s] = LidarSweep(points, r.frame_id)
+    return [(images[f.image_stamp_s], sweeps[f.lidar_stamp_s])
+            if f.image_stamp_s in images and f.lidar_stamp_s in sweeps else None for f in frames]
+
+
+def live_summary(result: LiveReplayResult) -> dict:
+    """Figures only live mode has: what the node published, its counters, the pacing."""
+    rec = result.recording
+    out: dict = {"pacing": result.config.pacing, "rate": result.config.effective_rate,
+                 "messages_published": rec.messages_published, "frame_estimates": len(rec.frame_reports),
+                 "pose_messages": len(rec.poses), "tf_static_messages": len(rec.tf_static),
+                 "diagnostics_messages": len(rec.diagnostics),
+                 "node_counters": {k: rec.final_status.get(k) for k in (
+                     "images_in", "camera_infos_in", "clouds_in", "bad_images", "bad_clouds", "pairs_in",
+                     "pairs_used", "pairs_dropped_busy", "lidar_unmatched", "frames_invalid", "state")}}
+    T_tf = rec.tf_static_T_cam_lidar()
+    if T_tf is not None and result.frames:
+        err = registration_error(T_tf, result.frames[-1].T_gt)
+        out.update(tf_static_T_cam_lidar=T_tf.round(6).tolist(), tf_static_rte_m=err.rte_m,
+                   tf_static_rre_geodesic_deg=err.rre_geodesic_deg)
+    else:
+        out.update(tf_static_T_cam_lidar=None, tf_static_rte_m=None, tf_static_rre_geodesic_deg=None)
+    return out
