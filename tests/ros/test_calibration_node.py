@@ -115,10 +115,27 @@ def harness():
     context = rclpy.Context()
     rclpy.init(context=context)
     h = Harness(context, publish_before_convergence=True, fusion__min_confidence=0.0,
-                runtime__min_confidence=0.0, runtime__min_correspondences=0)
+                runtime__min_confidence=0.0, runtime__min_correspondences=0, max_points=40000)
     yield h
     h.close()
     context.try_shutdown()
+
+
+def test_image_before_any_camera_info_is_dropped_with_a_reason(harness, drive):
+    h = harness                                          # first test: no CameraInfo was ever sent
+    h.pub_image.publish(image_msg(drive.camera_frames[0][1], 1.0))
+    assert spin_until(h.executor, lambda: h.count("bad_images") == 1, 20.0)
+    assert "no CameraInfo received yet on /camera/camera_info" in h.last_status()["last_error"]
+    assert not h.tf and not h.poses
+
+
+def test_huge_cloud_is_subsampled_to_max_points(harness):
+    h = harness
+    before_sub, before_bad = h.count("clouds_subsampled"), h.count("bad_clouds")
+    pts = np.random.default_rng(0).uniform(-30, 30, (100_000, 4)).astype(np.float32)  # > max_points 40000
+    h.pub_points.publish(rclpy_pointcloud2(pts, 5.0, "lidar"))
+    assert spin_until(h.executor, lambda: h.count("clouds_subsampled") == before_sub + 1, 30.0)
+    assert h.count("bad_clouds") == before_bad and not h.tf
 
 
 def bad_cloud(kind):
@@ -192,6 +209,14 @@ def test_node_publishes_tf_static_as_the_inverse_of_its_pose_estimate(harness, d
     assert h.last_status()["execution_providers"] == "CPUExecutionProvider"
 
 
+def test_stamps_going_backwards_restart_pairing_without_a_crash(harness, drive):
+    h = harness                                           # after the drive at t = 100 s: a bag loop
+    resets, pairs = h.count("time_resets"), h.count("pairs_in")
+    h.play(drive, offset_s=60.0)
+    assert spin_until(h.executor, lambda: h.count("time_resets") >= resets + 1 and h.count("pairs_in") >= pairs + 4, 30.0)
+    assert h.node._worker.is_alive()
+
+
 def test_reset_service_forgets_the_estimate(harness):
     from std_srvs.srv import Trigger
 
@@ -205,3 +230,4 @@ def test_reset_service_forgets_the_estimate(harness):
     assert spin_until(h.executor, future.done, 20.0)
     assert future.result().success
     assert spin_until(h.executor, lambda: h.last_status()["state"] == "waiting", 10.0)
+

@@ -52,6 +52,16 @@ def test_stamps_jumping_back_reset_pairing_and_small_reorders_are_dropped():
     assert pairs == [(0.0, 0.01)]
 
 
+def test_a_loop_is_detected_after_every_queued_message_was_paired():
+    pairer = StampPairer(PairingConfig(slop_s=0.05, time_jump_back_s=1.0))
+    assert feed(pairer, [(10.0, "image"), (10.01, "lidar"), (10.02, "image")]) == [(10.0, 10.01)]
+    assert feed(pairer, [(10.1, "lidar"), (10.12, "image")]) == [(10.12, 10.1)]  # LiDAR queue now empty
+    # a stale sweep (older than one already paired) must not pair; a loop back to 0 resets
+    assert feed(pairer, [(10.05, "lidar")]) == [] and pairer.counters.out_of_order == 1
+    assert feed(pairer, [(0.0, "lidar"), (0.01, "image")]) == [(0.01, 0.0)]
+    assert pairer.counters.time_resets == 1
+
+
 @pytest.mark.parametrize("queue_size", [1, 5])
 def test_queues_stay_bounded(queue_size):
     pairer = StampPairer(PairingConfig(queue_size=queue_size))

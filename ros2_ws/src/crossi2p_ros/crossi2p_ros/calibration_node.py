@@ -82,6 +82,8 @@ class NodeCounters:
     """Sensor messages (images, camera infos, clouds) whose callback has returned."""
     bad_images: int = 0
     bad_clouds: int = 0
+    clouds_subsampled: int = 0
+    """Clouds larger than ``max_points``, randomly subsampled to it (bounded memory and time)."""
     pairs_in: int = 0
     pairs_used: int = 0
     pairs_dropped_busy: int = 0
@@ -237,6 +239,8 @@ class CalibrationNode(Node):
         if len(points) == 0:
             return self._bad_input("cloud", f"cloud on {p.points_topic}: no finite points")
         if len(points) > p.max_points:
+            with self._lock:
+                self.counters.clouds_subsampled += 1
             keep = np.random.default_rng(len(points)).choice(len(points), p.max_points, replace=False)
             points = points[np.sort(keep)]
         sweep = LidarSweep(points, p.lidar_frame or msg.header.frame_id)
@@ -413,7 +417,7 @@ class CalibrationNode(Node):
                 "state": st.status, "converged": str(st.status == "converged").lower(),
                 "images_in": c.images_in, "clouds_in": c.clouds_in, "camera_infos_in": c.camera_infos_in,
                 "bad_images": c.bad_images,
-                "bad_clouds": c.bad_clouds, "pairs_in": c.pairs_in, "pairs_used": c.pairs_used,
+                "bad_clouds": c.bad_clouds, "clouds_subsampled": c.clouds_subsampled, "pairs_in": c.pairs_in, "pairs_used": c.pairs_used,
                 "pairs_dropped_busy": c.pairs_dropped_busy, "frames_done": c.frames_done,
                 "frames_invalid": c.frames_invalid,
                 "frames_fused": st.frames_accepted, "frames_gated_out": st.frames_rejected,

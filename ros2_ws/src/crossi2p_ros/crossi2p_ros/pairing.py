@@ -66,11 +66,14 @@ class StampPairer(Generic[ImageT, LidarT]):
         self.counters = PairingCounters()
         self._images: deque[tuple[float, Any]] = deque()
         self._lidars: deque[tuple[float, Any]] = deque()
+        # newest stamp seen per stream (queues empty out as pairs are made, so they cannot tell)
+        self._newest: dict[int, float] = {}
 
     def reset(self) -> None:
-        """Drop everything queued (the counters stay)."""
+        """Drop everything queued and the newest stamps seen (the counters stay)."""
         self._images.clear()
         self._lidars.clear()
+        self._newest.clear()
 
     def add_image(self, stamp_s: float, image: ImageT) -> list[StampedPair[ImageT, LidarT]]:
         """Queue an image; return the pairs that became final."""
@@ -86,13 +89,15 @@ class StampPairer(Generic[ImageT, LidarT]):
 
     # ----------------------------------------------------------------------------- internals
     def _enqueue(self, queue: deque, stamp_s: float, item) -> bool:
-        if queue and stamp_s <= queue[-1][0]:
-            if queue[-1][0] - stamp_s > self.config.time_jump_back_s:
+        newest = self._newest.get(id(queue))
+        if newest is not None and stamp_s <= newest:
+            if newest - stamp_s > self.config.time_jump_back_s:
                 self.counters.time_resets += 1
                 self.reset()
             else:
                 self.counters.out_of_order += 1
                 return False
+        self._newest[id(queue)] = float(stamp_s)
         queue.append((float(stamp_s), item))
         while len(queue) > self.config.queue_size:
             queue.popleft()
