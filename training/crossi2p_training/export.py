@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         for i, path in enumerate(args.evaluation):
             entry = json.loads(Path(path).read_text())
             if args.evaluation_command:
-                entry = {"command": args.evaluation_command[i], **entry}
+                entry = {**entry, "command": args.evaluation_command[i]}  # the given command wins
             evaluation.append(entry)
     except (ValueError, FileNotFoundError, KeyError, RuntimeError, onnx.checker.ValidationError) as exc:
         print(f"crossi2p-export: error: {exc}", file=sys.stderr)
