@@ -36,3 +36,15 @@ def spin_until(executor: SingleThreadedExecutor, predicate, deadline_s: float = 
         if predicate():
             return True
     return predicate()
+
+
+def write_simulated_bag(folder, seed: int, frames: int, preset: str = "small"):
+    """A deterministic simulated drive written as a rosbag2 ``folder/drive`` (ground truth on
+    /tf_static); returns ``(bag_path, drive)``."""
+    from crossi2p.datasets.rosbag2 import write_drive_bag
+    from crossi2p_training.sim import SimConfig, simulate_drive
+
+    drive = simulate_drive(SimConfig.preset(preset), seed=seed, frames=frames)
+    bag = folder / "drive"
+    write_drive_bag(bag, drive.camera_frames, drive.lidar_sweeps, drive.camera, drive.T_cam_lidar)
+    return bag, drive

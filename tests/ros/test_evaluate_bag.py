@@ -8,20 +8,15 @@ import pytest
 
 from crossi2p.calib_io import kitti_calibration, load_calibration_yaml
 from crossi2p.datasets.nuscenes import read_nuscenes
-from crossi2p.datasets.rosbag2 import write_drive_bag
 from crossi2p_ros.evaluate_bag import main
 
+from .conftest import write_simulated_bag
 from .test_calibration_node import MODEL_CARD, REPO
 
 
 @pytest.fixture(scope="module")
 def drive_bag(tmp_path_factory):
-    from crossi2p_training.sim import SimConfig, simulate_drive
-
-    drive = simulate_drive(SimConfig.preset("small"), seed=21, frames=5)
-    bag = tmp_path_factory.mktemp("bag") / "drive"
-    write_drive_bag(bag, drive.camera_frames, drive.lidar_sweeps, drive.camera, drive.T_cam_lidar)
-    return bag
+    return write_simulated_bag(tmp_path_factory.mktemp("bag"), seed=21, frames=5)[0]
 
 
 def test_replay_writes_summary_csv_plots_and_report(drive_bag, tmp_path, capsys):

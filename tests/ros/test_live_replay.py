@@ -18,11 +18,12 @@ import json
 import numpy as np
 import pytest
 
-from crossi2p.datasets.rosbag2 import read_bag_ground_truth, read_bag_messages, write_drive_bag
+from crossi2p.datasets.rosbag2 import read_bag_ground_truth, read_bag_messages
 from crossi2p.fusion import FusionConfig
 from crossi2p_ros.evaluate_bag import Knock, load_runtime, main, replay_bag, summarize_replay
 from crossi2p_ros.live_replay import LiveReplayConfig, replay_bag_live
 
+from .conftest import write_simulated_bag
 from .test_calibration_node import MODEL_CARD
 
 TOPICS = ("/camera/image_raw", "/camera/camera_info", "/lidar/points")
@@ -35,12 +36,7 @@ FUSION = FusionConfig(min_confidence=0.0, gate_rotation_deg=180.0, gate_translat
 
 @pytest.fixture(scope="module")
 def drive_bag(tmp_path_factory):
-    from crossi2p_training.sim import SimConfig, simulate_drive
-
-    drive = simulate_drive(SimConfig.preset("small"), seed=31, frames=8)
-    bag = tmp_path_factory.mktemp("live") / "drive"
-    write_drive_bag(bag, drive.camera_frames, drive.lidar_sweeps, drive.camera, drive.T_cam_lidar)
-    return bag
+    return write_simulated_bag(tmp_path_factory.mktemp("live"), seed=31, frames=8)[0]
 
 
 @pytest.fixture(scope="module")
