@@ -24,23 +24,44 @@ import torch
 from crossi2p.model_card import GRAPH_INPUTS, ModelCard, TensorSpec, sha256_of_file
 from crossi2p.preprocess import PreprocessConfig
 
-from .model.onnx_graph import ONNX_OPSET, CrossI2PGraph, example_inputs, export_onnx
+from .model.onnx_graph import ONNX_OPSET, CrossI2PGraph, export_onnx
 from .train import load_checkpoint, model_from_checkpoint
 
 
-def check_parity(net, onnx_path: Path, image_hw: tuple[int, int], num_points: int, seed: int = 0) -> dict:
-    """Run the same inputs through PyTorch and onnxruntime; return the largest differences."""
+PARITY_SIM_SEEDS = (900301, 900302, 900303)
+"""Simulated frames (``small`` preset, seeds never used in training) the parity check runs on."""
+
+
+def check_parity(net, onnx_path: Path, pre: PreprocessConfig, sim_seeds=PARITY_SIM_SEEDS) -> dict:
+    """Run the same real inputs through PyTorch and onnxruntime; return the largest differences.
+
+    The inputs are simulated frames through the product's own preprocessing (crossi2p.preprocess),
+    not random tensors: on noise a trained network's top-k coarse matches are near-ties that a
+    float rounding difference flips, which says nothing about the graph."""
+    from crossi2p.preprocess import preprocess_frame
+    from crossi2p_training.sim import SimConfig, simulate_sample
+
     graph = CrossI2PGraph(net).eval()
-    inputs = example_inputs(net, image_hw, num_points, seed=seed)
-    with torch.no_grad():
-        ref = [t.numpy() for t in graph(*inputs)]
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    got = sess.run(None, {n: t.numpy() for n, t in zip(GRAPH_INPUTS, inputs)})
-    R_ref, R_got = ref[0][0, :3, :3], got[0][0, :3, :3]
-    cos = np.clip((np.trace(R_ref.T @ R_got) - 1) / 2, -1, 1)
-    return {"rotation_rad": float(np.arccos(cos)),
-            "translation_m": float(np.linalg.norm(ref[0][0, :3, 3] - got[0][0, :3, 3])),
-            "corr_uv_px_max": float(np.abs(ref[4] - got[4]).max()) if ref[4].size else 0.0}
+    worst = {"rotation_rad": 0.0, "translation_m": 0.0, "corr_uv_px_max": 0.0}
+    dev = next(net.parameters()).device
+    for seed in sim_seeds:
+        s = simulate_sample(SimConfig.preset("small"), seed)
+        f = preprocess_frame(s.image, s.points, s.camera, pre, np.random.default_rng(0))
+        inputs = (torch.from_numpy(f.image)[None], torch.from_numpy(f.points)[None], torch.from_numpy(f.K)[None],
+                  torch.eye(4)[None], torch.zeros(1))
+        with torch.no_grad():
+            ref = [t.cpu().numpy() for t in graph(*(x.to(dev) for x in inputs))]
+        got = sess.run(None, {n: t.numpy() for n, t in zip(GRAPH_INPUTS, inputs)})
+        R_ref, R_got = ref[0][0, :3, :3].astype(np.float64), got[0][0, :3, :3].astype(np.float64)
+        # angle from the chordal distance, ||R1 - R2||_F = 2 sqrt(2) sin(angle / 2): well conditioned
+        # for small angles, unlike arccos of the trace (float32 rounding alone reads as ~5e-4 rad there)
+        chord = np.linalg.norm(R_ref - R_got) / (2 * np.sqrt(2))
+        diff = {"rotation_rad": float(2 * np.arcsin(min(chord, 1.0))),
+                "translation_m": float(np.linalg.norm(ref[0][0, :3, 3] - got[0][0, :3, 3])),
+                "corr_uv_px_max": float(np.abs(ref[4] - got[4]).max()) if ref[4].size else 0.0}
+        worst = {k: max(worst[k], diff[k]) for k in worst}
+    return {**worst, "frames": [f"sim small seed {s}" for s in sim_seeds]}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         custom = sorted({n.domain for n in model.graph.node if n.domain not in ("", "ai.onnx")})
         if custom:
             raise ValueError(f"{out}: custom op domains {custom} in the graph")
-        parity = check_parity(net, out, image_hw, pre.num_points)
+        parity = check_parity(net, out, pre)
         if parity["rotation_rad"] > 1e-3 or parity["translation_m"] > 1e-3:
             raise ValueError(f"{out}: PyTorch/onnxruntime parity failed: {parity}")
         if len(args.evaluation_command) not in (0, len(args.evaluation)):

@@ -36,9 +36,15 @@ class RuntimeConfig:
     min_confidence: float = 0.05
     """A frame whose graph confidence is below this is flagged invalid."""
     min_correspondences: int = 12
-    """A frame with fewer weighted correspondences (weight > ``min_weight``) is invalid."""
-    min_weight: float = 0.1
-    """Correspondence weight above which a correspondence counts."""
+    """A frame with fewer consistent correspondences is invalid: weight at least
+    ``min_relative_weight`` x the frame's largest weight, and reprojection error under the
+    estimate at most ``inlier_reprojection_px``."""
+    min_relative_weight: float = 0.1
+    """Correspondence weight, relative to the frame's largest, from which a correspondence counts
+    (the graph's weights are products of match probabilities: their scale is the model's own)."""
+    inlier_reprojection_px: float = 4.0
+    """Reprojection error (preprocessed-image pixels) within which a correspondence agrees with the
+    estimate (the graph's PnP inlier threshold)."""
     min_points_in_range: int = 100
     """Clouds with fewer finite points within the card's range crop are invalid input."""
     ransac_cross_check: bool = False
@@ -221,15 +227,31 @@ class CalibrationRuntime:
         except ValueError as exc:
             est.valid, est.reason = False, str(exc)
             return est
-        n_good = int((weight > cfg.min_weight).sum())
+        n_good = self._consistent_correspondences(est.T_cam_lidar, corr_points, corr_uv_pre, weight, frame.K)
         if n_good < cfg.min_correspondences:
-            est.valid, est.reason = False, (f"{n_good} correspondences with weight > {cfg.min_weight}, "
+            est.valid, est.reason = False, (f"{n_good} correspondences consistent with the estimate (weight >= "
+                                            f"{cfg.min_relative_weight} x max, within {cfg.inlier_reprojection_px} px), "
                                             f"need {cfg.min_correspondences}")
         elif conf < cfg.min_confidence:
             est.valid, est.reason = False, f"confidence {conf:.3f} below {cfg.min_confidence}"
         if cfg.ransac_cross_check:
             est.T_cam_lidar_ransac = self._ransac(corr_points, corr_uv_pre, weight, frame.K)
         return est
+
+    def _weighted(self, weight: np.ndarray) -> np.ndarray:
+        """(M,) bool: correspondences whose weight counts (relative to the frame's largest)."""
+        if weight.size == 0 or not np.isfinite(weight).all() or weight.max() <= 0:
+            return np.zeros(weight.shape, bool)
+        return weight >= self.config.min_relative_weight * weight.max()
+
+    def _consistent_correspondences(self, T_cam_lidar, points, uv, weight, K) -> int:
+        """Weighted correspondences that reproject within ``inlier_reprojection_px`` under the estimate."""
+        keep = self._weighted(weight)
+        p_cam = points[keep].astype(np.float64) @ T_cam_lidar[:3, :3].T + T_cam_lidar[:3, 3]
+        in_front = p_cam[:, 2] > 1e-3
+        proj = (p_cam[in_front] @ K.astype(np.float64).T)
+        err = np.linalg.norm(proj[:, :2] / proj[:, 2:3] - uv[keep][in_front], axis=1)
+        return int((err <= self.config.inlier_reprojection_px).sum())
 
     @staticmethod
     def _to_original_pixels(uv_pre: np.ndarray, pinhole: CameraModel, camera: CameraModel) -> np.ndarray:
@@ -243,7 +265,7 @@ class CalibrationRuntime:
         return uv.astype(np.float32)
 
     def _ransac(self, points, uv, weight, K) -> np.ndarray | None:
-        keep = weight > self.config.min_weight
+        keep = self._weighted(weight)
         if keep.sum() < 6:
             return None
         ok, rvec, tvec, _ = cv2.solvePnPRansac(points[keep].astype(np.float64), uv[keep].astype(np.float64),
