@@ -27,7 +27,8 @@ def test_export_writes_a_valid_opset17_graph_with_the_runtime_interface(exported
     assert {n.domain for n in model.graph.node} <= {"", "ai.onnx"}
     card = ModelCard.load(exported.with_suffix(".yaml"))
     parity = card.training["parity_torch_vs_onnxruntime"]
-    assert parity["rotation_rad"] < 1e-3 and parity["translation_m"] < 1e-3
+    assert parity["rotation_rad"] < 1e-3 and parity["translation_m"] < 1e-3 and parity["corr_uv_px_max"] < 0.05
+    assert parity["frames"] and 0 <= parity["pose_frames"] <= len(parity["frames"])
     assert card.preprocess["num_points"] > 0
 
 
