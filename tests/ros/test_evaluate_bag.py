@@ -49,6 +49,27 @@ def test_bad_input_exits_1_with_one_line(drive_bag, tmp_path, capsys):
     assert "model card" in capsys.readouterr().err
 
 
+def test_corrupt_bags_and_foreign_ground_truth_exit_1_with_one_line(drive_bag, tmp_path, capsys):
+    from crossi2p.calib_io import save_calibration_yaml
+    from crossi2p.datasets.rosbag2 import read_bag_ground_truth
+    from crossi2p_training.sim import SimConfig
+
+    truncated = shutil.copytree(drive_bag, tmp_path / "truncated")
+    storage = next(truncated.glob("*.mcap"))
+    storage.write_bytes(storage.read_bytes()[: storage.stat().st_size // 2])
+    plugin = shutil.copytree(drive_bag, tmp_path / "plugin")
+    meta = plugin / "metadata.yaml"
+    meta.write_text(meta.read_text().replace("storage_identifier: mcap", "storage_identifier: foo"))
+    other_rig = save_calibration_yaml(tmp_path / "other_rig.yaml", read_bag_ground_truth(drive_bag),
+                                      SimConfig.preset("small").camera.camera_model(), lidar_frame="velodyne",
+                                      camera_frame="cam0")
+    for args, expected in (([str(truncated)], "cannot be opened"), ([str(plugin)], "'foo'"),
+                           ([str(drive_bag), "--ground-truth", str(other_rig)], "'velodyne'")):
+        assert main([*args, "--model", str(MODEL_CARD), "--report", str(tmp_path / "r")]) == 1
+        err = capsys.readouterr().err.strip()
+        assert expected in err and len(err.splitlines()) == 1, err
+
+
 # ----------------------------------------------------------------------------- other recordings
 SHARED_KITTI = REPO.parent / "shared" / "data" / "real" / "kitti_000000"
 NUSCENES_MINI = REPO / "tests" / "fixtures" / "nuscenes_mini"

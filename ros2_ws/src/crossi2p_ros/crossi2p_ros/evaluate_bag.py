@@ -343,6 +343,22 @@ def load_runtime(card: Path, execution_provider: str = "auto") -> CalibrationRun
     return _RUNTIMES[key]
 
 
+def check_ground_truth_frames(bag: Path, topics: tuple[str, str, str], calib, where: Path) -> None:
+    """ValueError when the calibration YAML's frames are not the bag's (a calibration of another rig)."""
+    frames: dict[str, str] = {}
+    for rec in read_bag_messages(bag, *topics):
+        if isinstance(rec, ImageRecord):
+            frames.setdefault("camera", rec.frame_id)
+        elif isinstance(rec, PointCloudRecord):
+            frames.setdefault("lidar", rec.frame_id)
+        if len(frames) == 2:
+            break
+    want = {"lidar": calib.lidar_frame, "camera": calib.camera_frame}
+    wrong = [f"{k} '{want[k]}' but the bag's {k} messages are in '{v}'" for k, v in frames.items() if v != want[k]]
+    if wrong:
+        raise ValueError(f"--ground-truth {where}: calibration frames do not match the bag: " + "; ".join(wrong))
+
+
 def detect_source(path: Path) -> Source:
     """rosbag2, kitti or nuscenes from a folder's layout; ValueError naming what was looked for."""
     if not path.exists():
@@ -384,13 +400,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.mode == "live" and source != "rosbag2":
             raise ValueError(f"{args.bag}: live mode plays a rosbag2; a {source} folder is evaluated with "
                              "--mode offline")
-        T_override = load_calibration_yaml(args.ground_truth).T_cam_lidar if args.ground_truth else None
+        calib = load_calibration_yaml(args.ground_truth) if args.ground_truth else None
+        T_override = calib.T_cam_lidar if calib is not None else None
         if source == "rosbag2":
             present = bag_topics(args.bag)
             missing = [t for t in topics
                        if t not in present and not (t == args.image_topic and t + "/compressed" in present)]
             if missing:
                 raise ValueError(f"bag {args.bag}: topics {missing} not found; topics in the bag: {sorted(present)}")
+            if calib is not None:
+                check_ground_truth_frames(args.bag, topics, calib, args.ground_truth)
             T_gt = T_override if T_override is not None else read_bag_ground_truth(args.bag)
             gt_source = "--ground-truth YAML" if T_override is not None else "the bag's /tf_static"
         else:  # dataset folders are checked (tables, calibration) before the model is loaded
