@@ -83,38 +83,47 @@ def knocked_points(points: np.ndarray, knock: Knock, T_gt: np.ndarray) -> np.nda
 
 @dataclass
 class FrameRecord:
-    """One processed pair, as written to frames.csv."""
+    """One processed pair with its ground truth, as written to frames.csv: the ``FrameReport``
+    (offline: from the pipeline; live: as the node published it) and ``T_gt``, the ground truth of
+    that pair (a knock already applied). The report's fields read through (``record.confidence``)."""
 
-    lidar_stamp_s: float
-    image_stamp_s: float
-    valid: bool
-    reason: str
-    confidence: float
-    inlier_ratio: float
-    latency_ms: float
-    status: str
+    report: FrameReport
     T_gt: np.ndarray
-    T_frame: np.ndarray | None
-    T_fused: np.ndarray | None
-    covariance: np.ndarray | None
-    drift_events: int
+
+    def __getattr__(self, name: str):  # only called for names not defined here: the report's fields
+        if name == "report":  # not yet set (copy / unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.report, name)
+
+    @property
+    def T_frame(self) -> np.ndarray | None:
+        """(4, 4) the per-frame estimate, None when the frame was rejected."""
+        return self.report.T_cam_lidar if self.report.valid else None
+
+    @property
+    def T_fused(self) -> np.ndarray | None:
+        """(4, 4) the fused estimate once converged, else None."""
+        return self.report.fused_T_cam_lidar if self.report.status == "converged" else None
 
 
 @dataclass
 class ReplayResult:
     frames: list[FrameRecord] = field(default_factory=list)
-    reports: list[FrameReport] = field(default_factory=list)
-    """Per processed pair, everything the pipeline (offline) or the node (live) gave, one per frame."""
     errors: list[str] = field(default_factory=list)
     """Problems met while reading (partial results are kept)."""
     first_sample: tuple | None = None
     last_sample: tuple | None = None
     knock: Knock | None = None
 
+    @property
+    def reports(self) -> list[FrameReport]:
+        """Per processed pair, everything the pipeline (offline) or the node (live) gave."""
+        return [f.report for f in self.frames]
+
     def add(self, report: FrameReport, T_gt: np.ndarray) -> None:
-        """Append a processed pair (its ground truth before any knock)."""
-        self.reports.append(report)
-        self.frames.append(record_from_report(report, T_gt, self.knock))
+        """Append a processed pair with its ground truth before any knock (applied here)."""
+        knocked = self.knock is not None and report.lidar_stamp_s >= self.knock.at_s
+        self.frames.append(FrameRecord(report, self.knock.E() @ T_gt if knocked else T_gt))
 
 
 def replay_bag(bag: Path, runtime: CalibrationRuntime, T_gt: np.ndarray, topics: tuple[str, str, str],
@@ -155,17 +164,6 @@ def replay_bag(bag: Path, runtime: CalibrationRuntime, T_gt: np.ndarray, topics:
     finally:
         bar.close()
     return result
-
-
-def record_from_report(report: FrameReport, T_gt: np.ndarray, knock: Knock | None) -> FrameRecord:
-    """The frames.csv row of one processed pair (offline: from the pipeline; live: as the node
-    published it), with its ground truth (``knock`` applied from ``knock.at_s`` on)."""
-    gt = knock.E() @ T_gt if knock is not None and report.lidar_stamp_s >= knock.at_s else T_gt
-    return FrameRecord(report.lidar_stamp_s, report.image_stamp_s, report.valid, report.reason, report.confidence,
-                       report.inlier_ratio, report.latency_ms, report.status, gt,
-                       report.T_cam_lidar if report.valid else None,
-                       report.fused_T_cam_lidar if report.status == "converged" else None,
-                       report.covariance, report.drift_events)
 
 
 def replay_samples(samples: Iterable[Sample], runtime: CalibrationRuntime, fusion: FusionConfig | None = None,
@@ -247,15 +245,14 @@ def _latest_estimate(result: ReplayResult) -> dict:
     last, T, kind = result.frames[-1], None, None
     if last.T_fused is not None:
         T, kind, gt = last.T_fused, "fused, converged", last.T_gt
-    elif result.reports and result.reports[-1].fused_T_cam_lidar is not None:
-        rep = result.reports[-1]
-        T, kind, gt = rep.fused_T_cam_lidar, f"fused, NOT converged ({rep.status})", last.T_gt
+    elif last.fused_T_cam_lidar is not None:
+        T, kind, gt = last.fused_T_cam_lidar, f"fused, NOT converged ({last.status})", last.T_gt
     else:
-        k = next((i for i in reversed(range(len(result.reports))) if result.reports[i].T_cam_lidar is not None), None)
+        k = next((i for i in reversed(range(len(result.frames))) if result.frames[i].T_cam_lidar is not None), None)
         if k is not None:
-            rep = result.reports[k]
-            T, gt = rep.T_cam_lidar, result.frames[k].T_gt
-            kind = f"frame {k + 1} per-frame estimate" + ("" if rep.valid else f", REJECTED ({rep.reason})")
+            rec = result.frames[k]
+            T, gt = rec.T_cam_lidar, rec.T_gt
+            kind = f"frame {k + 1} per-frame estimate" + ("" if rec.valid else f", REJECTED ({rec.reason})")
     if T is not None:
         err = registration_error(T, gt)
         out.update(estimate_kind=kind, estimate_T_cam_lidar=np.asarray(T).round(6).tolist(), estimate_rte_m=err.rte_m,
