@@ -11,6 +11,7 @@ card's fused RTE + 0.02 m and fused geodesic RRE + 0.1 deg (room for another onn
 """
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from crossi2p.metrics import registration_error
@@ -18,7 +19,7 @@ from crossi2p.model_card import ModelCard
 from crossi2p_ros.evaluate_bag import load_runtime
 from crossi2p_ros.live_replay import LiveReplayConfig, replay_bag_live
 
-from .conftest import write_simulated_bag
+from .conftest import pose_T_cam_lidar, write_simulated_bag
 from .test_calibration_node import MODEL_CARD
 
 TOPICS = ("/camera/image_raw", "/camera/camera_info", "/lidar/points")
@@ -49,7 +50,7 @@ def test_node_converges_to_the_ground_truth_within_the_cards_fused_figures(tmp_p
     err = registration_error(T_tf, drive.T_cam_lidar)
     assert err.rte_m <= stated["fused_rte_m"] + 0.02, (err, stated["fused_rte_m"])
     assert err.rre_geodesic_deg <= stated["fused_rre_geodesic_deg"] + 0.1, (err, stated["fused_rre_geodesic_deg"])
-    # ~/pose carries the newest fused estimate; /tf_static is only re-sent when that moved by more
-    # than republish_rotation_deg (0.05) / republish_translation_m (0.005): they agree within those
-    gap = registration_error(rec.pose_T_cam_lidar(), T_tf)
-    assert gap.rre_geodesic_deg <= 0.05 + 1e-6 and gap.rte_m <= 0.005 + 1e-6, gap
+    # ~/pose goes out on every fused frame, /tf_static only when the estimate moved (republish_*):
+    # the extrinsic on tf is one of the fused estimates the node published as a pose
+    poses = [pose_T_cam_lidar(m) for m in rec.poses]
+    assert any(np.allclose(T_pose, T_tf, atol=1e-6) for T_pose in poses)
