@@ -29,6 +29,8 @@ def test_two_steps_then_resume_continues_like_an_uninterrupted_run(tmp_path, tin
     assert ckpt["step"] == 2 and ckpt["config"]["name"] == "tiny"
     assert {"state_dict", "optimizer", "loss", "model_config", "format"} <= set(ckpt)
     assert ckpt["loss"]["gradnorm"]["weights"].shape == (3,)
+    first_seconds = ckpt["train_seconds"]
+    assert first_seconds > 0
 
     # resume to step 4 ...
     assert main(_args(out, tiny_overrides, "--steps", "4", "--resume", str(out / "checkpoints" / "last.pt"))) == 0
@@ -39,6 +41,9 @@ def test_two_steps_then_resume_continues_like_an_uninterrupted_run(tmp_path, tin
     summary = json.loads((out / "summary.json").read_text())
     assert summary["steps"] == 4 and summary["val"]["frames"] == 2
     resumed = torch.load(out / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)
+    # the training time of a resumed run counts from step 0
+    assert summary["wall_time_total_s"] == pytest.approx(first_seconds + summary["wall_time_s"])
+    assert resumed["train_seconds"] > first_seconds
 
     # ... equals 4 steps in one go (same data order, augmentations, loss sampling, GradNorm state)
     straight = tmp_path / "straight"
@@ -101,3 +106,15 @@ def test_learning_rate_warms_up_then_decays(tiny_train_config):
     lrs = [lr_at(s, o, 100) for s in range(100)]
     assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
     assert all(a >= b for a, b in zip(lrs[9:], lrs[10:])) and lrs[-1] == pytest.approx(0.1, abs=0.01)
+
+
+def test_warm_restart_keeps_the_first_cycle_and_restarts_lower(tiny_train_config):
+    o = tiny_train_config.optim
+    base = type(o)(**{**o.__dict__, "lr": 1.0, "warmup_steps": 10, "schedule": "cosine", "min_lr_ratio": 0.1})
+    sgdr = type(o)(**{**base.__dict__, "restart_steps": [100], "restart_decay": 0.3})
+    # steps before the restart follow the schedule of the 100-step run exactly
+    assert [lr_at(s, sgdr, 160) for s in range(100)] == pytest.approx([lr_at(s, base, 100) for s in range(100)])
+    # the restart jumps to 0.3 * lr and anneals to the floor by the end
+    after = [lr_at(s, sgdr, 160) for s in range(100, 160)]
+    assert after[0] == pytest.approx(0.3) and after[-1] == pytest.approx(0.1, abs=0.01)
+    assert all(a >= b for a, b in zip(after, after[1:]))

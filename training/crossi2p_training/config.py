@@ -111,6 +111,13 @@ class OptimConfig:
     """Steps at which the ``step`` schedule multiplies the learning rate by ``step_gamma``."""
     step_gamma: float = 0.1
     """Factor of the ``step`` schedule."""
+    restart_steps: list[int] = field(default_factory=list)
+    """Cosine with warm restarts (SGDR, Loshchilov & Hutter 2017): steps at which the cosine
+    starts a new cycle. Cycle ``i`` (0 = the first, after warm-up) anneals from
+    ``lr * restart_decay**i`` to ``min_lr_ratio * lr`` by the next restart (or the end of the
+    run). Adding a restart at a run's old last step extends it without changing its first part."""
+    restart_decay: float = 0.5
+    """Peak of each restarted cosine cycle relative to the one before."""
     batch_size: int = 8
     """Frames per step and process (the global batch is ``batch_size * world size``)."""
     steps: int = 10000

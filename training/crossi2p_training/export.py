@@ -143,7 +143,9 @@ def main(argv: list[str] | None = None) -> int:
         name=args.name or out.stem, onnx_file=out.name, onnx_sha256=sha256_of_file(out), opset=ONNX_OPSET,
         preprocess=pre.to_dict(), inputs=inputs, outputs=outputs,
         training={"checkpoint": str(args.checkpoint), "step": int(ckpt.get("step", 0)),
-                  "command": args.training_command, "data": train_cfg.get("data", {}),
+                  "command": args.training_command,
+                  "wall_time_s": ckpt.get("train_seconds"),  # steps 0..step, resumed runs summed
+                  "data": train_cfg.get("data", {}), "optim": train_cfg.get("optim", {}),
                   "loss": train_cfg.get("loss", {}), "model_config": ckpt.get("model_config", {}),
                   "parity_torch_vs_onnxruntime": parity},
         evaluation=evaluation)

@@ -215,9 +215,14 @@ def lr_at(step: int, o, total_steps: int) -> float:
         return o.lr
     if o.schedule == "step":
         return o.lr * o.step_gamma ** sum(step >= m for m in o.step_milestones)
-    span = max(1, total_steps - o.warmup_steps)
-    progress = min(1.0, (step - o.warmup_steps) / span)
-    return o.lr * (o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+    # cosine, in cycles [warmup, r1), [r1, r2), ... [rn, total) (one cycle without restarts)
+    bounds = [o.warmup_steps, *sorted(r for r in o.restart_steps if o.warmup_steps < r < total_steps), total_steps]
+    cycle = max(i for i in range(len(bounds) - 1) if step >= bounds[i]) if step >= bounds[0] else 0
+    start, end = bounds[cycle], bounds[cycle + 1]
+    peak = o.lr * o.restart_decay ** cycle
+    floor = o.lr * o.min_lr_ratio
+    progress = min(1.0, (step - start) / max(1, end - start))
+    return floor + (peak - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 # ================================================================================ checkpoints
@@ -416,6 +421,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: str | Path | None = Non
     optimizer = build_optimizer(cfg, model)
     loss = LossComputer(cfg, model, ctx.device)
     step = 0
+    seconds_before: float | None = 0.0  # training time of the steps before this run (resume)
     if resume is not None:
         ckpt = load_checkpoint(resume, map_location=ctx.device)
         model.load_state_dict(ckpt["state_dict"])
@@ -425,6 +431,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: str | Path | None = Non
         step = int(ckpt["step"])
         if "torch_rng_state" in ckpt:
             torch.set_rng_state(ckpt["torch_rng_state"].cpu())
+        seconds_before = ckpt.get("train_seconds")  # absent in checkpoints older than this field
     net = model
     if ctx.distributed:
         net = torch.nn.parallel.DistributedDataParallel(
@@ -526,7 +533,9 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: str | Path | None = Non
                             writer.add_scalar(f"val/{k}", v, step)
             if ctx.is_main and (step % cfg.checkpoint.every_steps == 0 or step == total_steps):
                 ckdir = out_dir / "checkpoints"
-                save_checkpoint(ckdir / f"step_{step:07d}.pt", model, optimizer, loss.state_dict(), step, epoch, cfg)
+                elapsed = None if seconds_before is None else seconds_before + time.perf_counter() - t_start
+                save_checkpoint(ckdir / f"step_{step:07d}.pt", model, optimizer, loss.state_dict(), step, epoch, cfg,
+                                extra={"train_seconds": elapsed})
                 shutil.copyfile(ckdir / f"step_{step:07d}.pt", ckdir / "last.pt.tmp")
                 os.replace(ckdir / "last.pt.tmp", ckdir / "last.pt")
                 periodic = sorted(ckdir.glob("step_*.pt"))
@@ -546,6 +555,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: str | Path | None = Non
 
     summary = {
         "name": cfg.name, "steps": step, "steps_this_run": step - start_step, "wall_time_s": wall,
+        "wall_time_total_s": None if seconds_before is None else seconds_before + wall,
         "s_per_step": wall / max(1, step - start_step), "world_size": ctx.world_size,
         "frames_seen_this_run": (step - start_step) * bs * ctx.world_size,
         "final_losses": {k.split("/", 1)[1]: float(np.mean(v)) for k, v in recent.items()},
@@ -562,7 +572,9 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: str | Path | None = Non
 
 def _print_summary(s: dict) -> None:
     print(f"\ncrossi2p-train: {s['name']}: {s['steps_this_run']} steps (to step {s['steps']}) in "
-          f"{s['wall_time_s']:.1f} s ({s['s_per_step']:.3f} s/step, {s['world_size']} process(es))")
+          f"{s['wall_time_s']:.1f} s ({s['s_per_step']:.3f} s/step, {s['world_size']} process(es))"
+          + (f"; {s['wall_time_total_s'] / 60:.1f} min of training from step 0"
+             if s.get("wall_time_total_s") is not None and s["steps"] != s["steps_this_run"] else ""))
     print("  final losses (mean of the last logged steps): " +
           ", ".join(f"{k} {v:.4f}" for k, v in s["final_losses"].items()))
     print("  loss weights: " + ", ".join(f"{k} {v:.3f}" for k, v in s["loss_weights"].items()))
