@@ -17,8 +17,11 @@ out=out/release/$name
 bin=.venv/bin
 mkdir -p "$out"
 train_cmd="crossi2p-train --config cpu"
+# fine matching: mean around each window's peak (radius 2 fine cells) instead of the whole window;
+# an inference setting (no weights), chosen on tuning drives 900401-900405 (docs/benchmarks.md 1.1)
+peak=(--fine-peak-radius 2)
 
-$bin/crossi2p-export --checkpoint "$ckpt" --out "models/$name.onnx" --training-command "$train_cmd"
+$bin/crossi2p-export --checkpoint "$ckpt" --out "models/$name.onnx" --training-command "$train_cmd" "${peak[@]}"
 sha_before=$(sha256sum "models/$name.onnx" | cut -d' ' -f1)
 
 eval_global="crossi2p-evaluate --model models/$name.onnx --sim-seed 900001 --sim-drives 10 --frames 10 --protocol global --seed 0 --json $out/eval_global.json"
@@ -31,7 +34,7 @@ rm -rf "$out/bag"
 $bin/$sim_bag
 $bin/$eval_bag || [ $? -eq 3 ]   # 3: a threshold was exceeded (none is given here)
 
-$bin/crossi2p-export --checkpoint "$ckpt" --out "models/$name.onnx" --training-command "$train_cmd" \
+$bin/crossi2p-export --checkpoint "$ckpt" --out "models/$name.onnx" --training-command "$train_cmd" "${peak[@]}" \
   --evaluation "$out/eval_global.json" --evaluation-command "$eval_global" \
   --evaluation "$out/eval_refine.json" --evaluation-command "$eval_refine" \
   --evaluation "$out/eval_bag.json" --evaluation-command "$sim_bag && $eval_bag"

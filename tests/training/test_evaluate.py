@@ -58,7 +58,7 @@ def test_checkpoint_on_a_kitti_folder_global(tmp_path, tiny_checkpoint, kitti_se
 def test_checkpoint_on_a_simulated_drive_refine(tmp_path, tiny_checkpoint):
     out = tmp_path / "sim.json"
     assert main(["--model", str(tiny_checkpoint), "--sim-seed", "4", "--sim-drives", "2", "--frames", "2",
-                 "--protocol", "refine", "--json", str(out), "--quiet"]) == 0
+                 "--protocol", "refine", "--json", str(out), "--quiet", "--fine-peak-radius", "2"]) == 0
     _check_report(out, 4)                                 # 2 drives x 2 frames
 
 
@@ -102,3 +102,6 @@ def test_bad_data_folder_or_model_is_a_one_line_error(tmp_path, tiny_checkpoint,
     assert err.count("\n") == 0 and "missing" in err and "v1.0-*" in err
     assert main(["--model", str(tmp_path / "nope.pt"), "--sim-seed", "1", "--json", str(tmp_path / "x.json")]) == 1
     assert "nope.pt" in capsys.readouterr().err
+    assert main(["--model", str(tiny_checkpoint), "--fine-peak-radius", "-1", "--sim-seed", "1",
+                 "--json", str(tmp_path / "x.json")]) == 1
+    assert "expected >= 0" in capsys.readouterr().err

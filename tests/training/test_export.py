@@ -14,7 +14,8 @@ from crossi2p_training.sim import SimConfig, simulate_sample
 @pytest.fixture(scope="module")
 def exported(tiny_checkpoint, tmp_path_factory):
     out = tmp_path_factory.mktemp("export") / "tiny.onnx"
-    assert export_main(["--checkpoint", str(tiny_checkpoint), "--out", str(out)]) == 0
+    # --fine-peak-radius: the inference setting the shipped model uses (argmax + gather in the graph)
+    assert export_main(["--checkpoint", str(tiny_checkpoint), "--out", str(out), "--fine-peak-radius", "1"]) == 0
     return out
 
 
@@ -30,6 +31,7 @@ def test_export_writes_a_valid_opset17_graph_with_the_runtime_interface(exported
     assert parity["rotation_rad"] < 1e-3 and parity["translation_m"] < 1e-3 and parity["corr_uv_px_max"] < 0.05
     assert parity["frames"] and 0 <= parity["pose_frames"] <= len(parity["frames"])
     assert card.preprocess["num_points"] > 0
+    assert card.training["model_config"]["fine"]["peak_radius"] == 1   # recorded as the graph runs it
 
 
 def test_runtime_runs_the_exported_graph_on_a_simulated_frame(exported):

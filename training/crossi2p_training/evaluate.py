@@ -84,7 +84,7 @@ class CheckpointEstimator:
     """A training checkpoint, run in torch with the runtime's steps: preprocess (fixed seed)
     -> network -> re-orthonormalised ``T_cam_lidar``."""
 
-    def __init__(self, path: str | Path, device: str = "cpu", seed: int = 0):
+    def __init__(self, path: str | Path, device: str = "cpu", seed: int = 0, fine_peak_radius: int | None = None):
         import torch
 
         from crossi2p.preprocess import PreprocessConfig
@@ -93,7 +93,7 @@ class CheckpointEstimator:
         self.torch = torch
         ckpt = load_checkpoint(path)
         self.config_dict = ckpt["config"]
-        self.model = model_from_checkpoint(ckpt).to(device).eval()
+        self.model = model_from_checkpoint(ckpt, fine_peak_radius).to(device).eval()
         self.preprocess_config = PreprocessConfig.from_dict(self.config_dict["preprocess"])
         self.device, self.seed = device, seed
         self.step = int(ckpt.get("step", 0))
@@ -152,14 +152,18 @@ def _orthonormalise(T: np.ndarray) -> np.ndarray | None:
     return out
 
 
-def load_estimator(path: str | Path, device: str = "cpu"):
-    """``.pt``/``.pth`` checkpoint -> CheckpointEstimator; ``.onnx`` (or its ``.yaml`` card) -> OnnxEstimator."""
+def load_estimator(path: str | Path, device: str = "cpu", fine_peak_radius: int | None = None):
+    """``.pt``/``.pth`` checkpoint -> CheckpointEstimator; ``.onnx`` (or its ``.yaml`` card) -> OnnxEstimator.
+    ``fine_peak_radius`` applies to checkpoints only (an exported graph has its value built in)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"--model {path}: file not found")
     if path.suffix in (".onnx", ".yaml", ".yml"):
+        if fine_peak_radius is not None:
+            raise ValueError(f"--fine-peak-radius: applies to checkpoints; {path} has its value built in "
+                             "(crossi2p-export --fine-peak-radius)")
         return OnnxEstimator(path)
-    return CheckpointEstimator(path, device=device)
+    return CheckpointEstimator(path, device=device, fine_peak_radius=fine_peak_radius)
 
 
 # ================================================================================ evaluation
@@ -364,6 +368,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", required=True, metavar="OUT", help="summary JSON; CSV and PNGs are written beside it")
     p.add_argument("--slop-s", type=float, default=0.05, help="--bag: largest camera/LiDAR stamp difference")
     p.add_argument("--device", default="cpu", help="torch device for checkpoints (cpu, cuda)")
+    p.add_argument("--fine-peak-radius", type=int, metavar="R",
+                   help="checkpoints: fine matching mean over the (2R+1)^2 cells around each window's peak "
+                        "(model.fine.peak_radius; default: the checkpoint's)")
     p.add_argument("--no-overlays", action="store_true", help="skip the overlay PNGs")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
@@ -372,7 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        estimator = load_estimator(args.model, device=args.device)
+        estimator = load_estimator(args.model, device=args.device, fine_peak_radius=args.fine_peak_radius)
         source, what = _build_source(args, estimator)
     except (ValueError, OSError, KeyError, RuntimeError) as exc:  # bad model or data: one line, exit 1
         print(f"crossi2p-evaluate: error: {exc}", file=sys.stderr)

@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--evaluation-command", action="append", default=[],
                    help="the command that made each --evaluation JSON (same order)")
     p.add_argument("--training-command", default="", help="the command that trained the checkpoint")
+    p.add_argument("--fine-peak-radius", type=int, metavar="R",
+                   help="fine matching: mean over the (2R+1)^2 cells around each window's peak instead of the "
+                        "whole window (model.fine.peak_radius, an inference setting; default: the checkpoint's)")
     return p
 
 
@@ -104,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         ckpt = load_checkpoint(args.checkpoint)
-        net = model_from_checkpoint(ckpt).eval()
+        net = model_from_checkpoint(ckpt, args.fine_peak_radius).eval()
         train_cfg = ckpt.get("config") or {}
         if "preprocess" not in train_cfg:
             raise ValueError(f"checkpoint {args.checkpoint}: has no training config with a preprocess section")

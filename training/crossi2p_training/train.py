@@ -251,8 +251,17 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     return torch.load(path, map_location=map_location, weights_only=True)
 
 
-def model_from_checkpoint(ckpt: dict) -> CrossI2PNet:
-    """The network of a checkpoint dict (``load_checkpoint``)."""
+def model_from_checkpoint(ckpt: dict, fine_peak_radius: int | None = None) -> CrossI2PNet:
+    """The network of a checkpoint dict (``load_checkpoint``).
+
+    ``fine_peak_radius``: the fine matcher's ``peak_radius`` (an inference setting, no weights)
+    instead of the checkpoint's; written into ``ckpt["model_config"]`` so that what reads the
+    config afterwards (the model card) records the value the network runs with."""
+    if fine_peak_radius is not None:
+        if int(fine_peak_radius) < 0:
+            raise ValueError(f"fine peak radius: expected >= 0 fine cells, got {fine_peak_radius}")
+        fine = ckpt.setdefault("model_config", {}).setdefault("fine", {})
+        fine["peak_radius"] = int(fine_peak_radius)
     return CrossI2PNet.from_checkpoint(ckpt)
 
 

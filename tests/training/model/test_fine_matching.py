@@ -59,3 +59,27 @@ def test_disabled_fine_stage_gives_one_coarse_correspondence_per_match():
     torch.testing.assert_close(out.uv[0], torch.tensor([[23.5, 23.5], [39.5, 7.5]]))
     torch.testing.assert_close(out.weight[0], torch.tensor([0.25, 0.5]))  # exp(score) * sigmoid(0)
     torch.testing.assert_close(out.fine_conf, torch.ones(1, 2))
+
+
+def test_peak_radius_mean_ignores_the_tail_that_pulls_the_whole_window_mean():
+    """A point matching fine pixel (row 6, col 5) exactly and (row 3, col 3) almost: the
+    whole-window mean is pulled towards the second match; the mean around the peak (radius 1)
+    stays within a fraction of a cell of the peak."""
+    D, Hf, Wf = 8, 8, 12
+    fine_map = torch.zeros(1, D, Hf, Wf)
+    fine_map[0, 0] = 1.0                                         # background: unlike the point (cos 0)
+    fine_map[0, :2, 6, 5] = torch.tensor([0.0, 1.0])             # the peak (cos 1)
+    fine_map[0, :2, 3, 3] = torch.tensor([0.45, 0.89])           # the tail (cos 0.89), same window
+    fine_map = F.normalize(fine_map, dim=1)
+    fine_feat = F.normalize(torch.eye(D)[1:2][None], dim=-1)     # the point: feature channel 1
+    args = (fine_map, fine_feat, torch.zeros(1, 1, 3), torch.zeros(1, 1, 1, dtype=torch.long),
+            torch.tensor([[0]]), torch.tensor([[4]]), torch.tensor([[0.0]]), torch.zeros(1, 1))
+    peak_uv = torch.tensor([5 * 4 + 1.5, 6 * 4 + 1.5])
+    whole = FineMatcher(FineMatchingConfig(points_per_match=1, window_margin=2, temperature=0.1), 16, 4)(
+        *args, coarse_width=3)
+    local = FineMatcher(FineMatchingConfig(points_per_match=1, window_margin=2, temperature=0.1, peak_radius=1),
+                        16, 4)(*args, coarse_width=3)
+    assert float((whole.uv[0, 0] - peak_uv).norm()) > 2.0        # pulled by more than half a fine cell
+    assert float((local.uv[0, 0] - peak_uv).norm()) < 0.5
+    # the spread (confidence) is the whole window's in both
+    torch.testing.assert_close(local.fine_conf, whole.fine_conf)

@@ -36,6 +36,13 @@ class FineMatchingConfig:
     """Extra fine cells on each side of the matched superpixel's cells."""
     temperature: float = 0.1
     """Softmax temperature on cosine similarities inside the window."""
+    peak_radius: int = 0
+    """0: the expectation over the whole window (LoFTR). ``r > 0``: the expectation over the
+    ``(2r+1)^2`` cells around the window's most probable cell (re-normalised), the spread still
+    over the whole window. A whole-window mean is pulled towards the window's inside wherever the
+    window is cut by the image border or the distribution has a tail, which shrinks the matched
+    pixels towards the image centre and biases the translation along the optical axis; the
+    local mean around the peak does not have that pull."""
     enabled: bool = True
     """``false``: the coarse-only ablation (``ablation.fine_stage=false``): no point-to-pixel
     refinement; each coarse match gives one correspondence, its superpoint centre at the
@@ -105,6 +112,12 @@ class FineMatcher(nn.Module):
         xy = xy.to(p.dtype)[:, :, None]                                                # (B, Kc, 1, w2, 2)
         mu = (p[..., None] * xy).sum(-2)                                               # (B, Kc, kf, 2)
         var = (p[..., None] * (xy - mu[..., None, :]) ** 2).sum(-2).sum(-1)            # (B, Kc, kf)
+        if c.peak_radius > 0:                               # local expectation around the peak
+            peak = torch.gather(xy.expand(-1, -1, kf, -1, -1), 3,
+                                p.argmax(-1)[..., None, None].expand(-1, -1, -1, 1, 2))  # (B, Kc, kf, 1, 2)
+            near = ((xy - peak).abs() <= c.peak_radius).all(-1)                        # (B, Kc, kf, w2)
+            p_near = p * near.to(p.dtype)
+            mu = (p_near[..., None] * xy).sum(-2) / p_near.sum(-1, keepdim=True).clamp_min(1e-12)
         std = torch.sqrt(var + 1e-6)
         fine_conf = torch.exp(-std / (self.ratio / 2))
         uv = (mu + 0.5) * self.fine_stride - 0.5
