@@ -40,9 +40,8 @@ class FineMatchingConfig:
     """0: the expectation over the whole window (LoFTR). ``r > 0``: the expectation over the
     ``(2r+1)^2`` cells around the window's most probable cell (re-normalised), the spread still
     over the whole window. A whole-window mean is pulled towards the window's inside wherever the
-    window is cut by the image border or the distribution has a tail, which shrinks the matched
-    pixels towards the image centre and biases the translation along the optical axis; the
-    local mean around the peak has less of that pull (docs/benchmarks.md, section 1.1)."""
+    window is cut by the image border or the distribution has a second mode; the local mean
+    around the peak is not. Measured effect on the shipped model: docs/benchmarks.md, section 1.1."""
     enabled: bool = True
     """``false``: the coarse-only ablation (``ablation.fine_stage=false``): no point-to-pixel
     refinement; each coarse match gives one correspondence, its superpoint centre at the
