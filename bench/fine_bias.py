@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from crossi2p.geometry import transform_points
 from crossi2p.preprocess import PreprocessConfig, preprocess_frame
 from crossi2p_training.sim import SimConfig, simulate_drive
 from crossi2p_training.train import load_checkpoint, model_from_checkpoint
@@ -56,15 +57,13 @@ def measure(net, pre: PreprocessConfig, samples) -> tuple[np.ndarray, np.ndarray
         f = preprocess_frame(s.image, s.points, s.camera, pre, np.random.default_rng(0))
         with torch.no_grad():
             out = net(torch.from_numpy(f.image)[None], torch.from_numpy(f.points)[None], torch.from_numpy(f.K)[None])
-        T, K = s.T_cam_lidar, f.K.astype(np.float64)
-        X = out.corr_xyz[0].double().numpy()
-        P = (X @ T[:3, :3].T + T[:3, 3]) @ K.T
-        true_uv.append(P[:, :2] / P[:, 2:3])
+        T = s.T_cam_lidar
+        true_uv.append(f.camera.project(transform_points(T, out.corr_xyz[0].double().numpy()))[0])
         uv.append(out.corr_uv[0].double().numpy())
         w = out.corr_weight[0].double().numpy()
         weight.append(w > np.median(w))
         dt.append(out.T_cam_lidar[0].double().numpy()[:3, 3] - T[:3, 3])
-    return np.array(dt), np.concatenate(true_uv), np.concatenate(uv), np.concatenate(weight), K[:2, 2]
+    return np.array(dt), np.concatenate(true_uv), np.concatenate(uv), np.concatenate(weight), f.K[:2, 2].astype(float)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from .camera import CameraModel
-from .geometry import check_transform, make_transform
+from .geometry import check_transform, make_transform, transform_points
 from .model_card import GRAPH_INPUTS, GRAPH_OUTPUTS, ModelCard, sha256_of_file
 from .preprocess import PreprocessConfig, preprocess_frame
 
@@ -227,7 +227,7 @@ class CalibrationRuntime:
         except ValueError as exc:
             est.valid, est.reason = False, str(exc)
             return est
-        n_good = self._consistent_correspondences(est.T_cam_lidar, corr_points, corr_uv_pre, weight, frame.K)
+        n_good = self._consistent_correspondences(est.T_cam_lidar, corr_points, corr_uv_pre, weight, frame.camera)
         if n_good < cfg.min_correspondences:
             est.valid, est.reason = False, (f"{n_good} correspondences consistent with the estimate (weight >= "
                                             f"{cfg.min_relative_weight} x max, within {cfg.inlier_reprojection_px} px), "
@@ -244,13 +244,12 @@ class CalibrationRuntime:
             return np.zeros(weight.shape, bool)
         return weight >= self.config.min_relative_weight * weight.max()
 
-    def _consistent_correspondences(self, T_cam_lidar, points, uv, weight, K) -> int:
-        """Weighted correspondences that reproject within ``inlier_reprojection_px`` under the estimate."""
+    def _consistent_correspondences(self, T_cam_lidar, points, uv, weight, pinhole: CameraModel) -> int:
+        """Weighted correspondences that reproject within ``inlier_reprojection_px`` under the
+        estimate (``pinhole``: the preprocessed image's camera, the one ``uv`` is in)."""
         keep = self._weighted(weight)
-        p_cam = points[keep].astype(np.float64) @ T_cam_lidar[:3, :3].T + T_cam_lidar[:3, 3]
-        in_front = p_cam[:, 2] > 1e-3
-        proj = (p_cam[in_front] @ K.astype(np.float64).T)
-        err = np.linalg.norm(proj[:, :2] / proj[:, 2:3] - uv[keep][in_front], axis=1)
+        proj, _, in_front = pinhole.project(transform_points(T_cam_lidar, points[keep].astype(np.float64)))
+        err = np.linalg.norm(proj[in_front] - uv[keep][in_front], axis=1)
         return int((err <= self.config.inlier_reprojection_px).sum())
 
     @staticmethod
