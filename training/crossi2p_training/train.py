@@ -42,6 +42,7 @@ if "OMP_WAIT_POLICY" not in os.environ:
     os.environ.setdefault("GOMP_SPINCOUNT", "1000")
 
 import argparse
+import bisect
 import csv
 import dataclasses
 import json
@@ -217,7 +218,7 @@ def lr_at(step: int, o, total_steps: int) -> float:
         return o.lr * o.step_gamma ** sum(step >= m for m in o.step_milestones)
     # cosine, in cycles [warmup, r1), [r1, r2), ... [rn, total) (one cycle without restarts)
     bounds = [o.warmup_steps, *sorted(r for r in o.restart_steps if o.warmup_steps < r < total_steps), total_steps]
-    cycle = max(i for i in range(len(bounds) - 1) if step >= bounds[i]) if step >= bounds[0] else 0
+    cycle = max(0, bisect.bisect_right(bounds, step, hi=len(bounds) - 1) - 1)
     start, end = bounds[cycle], bounds[cycle + 1]
     peak = o.lr * o.restart_decay ** cycle
     floor = o.lr * o.min_lr_ratio

@@ -36,7 +36,7 @@ class FusionConfig:
     """Parameters of the temporal fusion (ROS parameters map onto these 1:1).
 
     The defaults match the shipped model's per-frame scatter (models/crossi2p_cpu.yaml: median
-    ~1 m / ~1.5 deg on held-out simulated drives), chosen with ``bench/tune_fusion.py`` on drives
+    0.67 m / 1.4 deg on held-out simulated drives), chosen with ``bench/tune_fusion.py`` on drives
     900201-900204 (not the acceptance drive): tighter gates reject most of its frames and never
     converge; tighter drift thresholds raise false drift alarms. A more accurate model can use
     tighter values (e.g. 3 deg / 0.3 m gates, 0.5 deg / 0.05 m convergence)."""
