@@ -48,11 +48,3 @@ def write_simulated_bag(folder, seed: int, frames: int, preset: str = "small"):
     bag = folder / "drive"
     write_drive_bag(bag, drive.camera_frames, drive.lidar_sweeps, drive.camera, drive.T_cam_lidar)
     return bag, drive
-
-
-def pose_T_cam_lidar(msg):
-    """T_cam_lidar carried by a PoseWithCovarianceStamped of the node."""
-    from crossi2p.geometry import transform_from_tq
-
-    p, o = msg.pose.pose.position, msg.pose.pose.orientation
-    return transform_from_tq([p.x, p.y, p.z], [o.x, o.y, o.z, o.w])

@@ -26,8 +26,9 @@ from crossi2p.geometry import invert_transform, transform_from_tq
 from crossi2p.image_encoding import rgb_to_image_fields
 from crossi2p.pointcloud2 import rclpy_pointcloud2, stamp_to_sec_nanosec
 from crossi2p_ros.calibration_node import LATCHED, CalibrationNode
+from crossi2p_ros.live_replay import pose_msg_T_cam_lidar
 
-from .conftest import pose_T_cam_lidar, spin_until
+from .conftest import spin_until
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL_CARD = REPO / "models" / "crossi2p_cpu.yaml"
@@ -196,7 +197,7 @@ def test_node_publishes_tf_static_as_the_inverse_of_its_pose_estimate(harness, d
     # tf (parent lidar, child camera) carries inv(T_cam_lidar); the pose carries T_cam_lidar. The pose
     # goes out on every fused frame, /tf_static only when the estimate moved (republish_*), so the
     # last tf carries the estimate of one of the poses, not necessarily of the last one.
-    poses = [pose_T_cam_lidar(m) for m in h.poses]
+    poses = [pose_msg_T_cam_lidar(m) for m in h.poses]
     assert any(np.allclose(T_lidar_cam, invert_transform(T_cam_lidar), atol=1e-6) for T_cam_lidar in poses)
     # The pose is stamped with the LiDAR stamp of the pair it includes (end-to-end latency).
     stamp = h.poses[-1].header.stamp.sec + 1e-9 * h.poses[-1].header.stamp.nanosec

@@ -17,9 +17,9 @@ import pytest
 from crossi2p.metrics import registration_error
 from crossi2p.model_card import ModelCard
 from crossi2p_ros.evaluate_bag import load_runtime
-from crossi2p_ros.live_replay import LiveReplayConfig, replay_bag_live
+from crossi2p_ros.live_replay import LiveReplayConfig, pose_msg_T_cam_lidar, replay_bag_live
 
-from .conftest import pose_T_cam_lidar, write_simulated_bag
+from .conftest import write_simulated_bag
 from .test_calibration_node import MODEL_CARD
 
 TOPICS = ("/camera/image_raw", "/camera/camera_info", "/lidar/points")
@@ -52,5 +52,5 @@ def test_node_converges_to_the_ground_truth_within_the_cards_fused_figures(tmp_p
     assert err.rre_geodesic_deg <= stated["fused_rre_geodesic_deg"] + 0.1, (err, stated["fused_rre_geodesic_deg"])
     # ~/pose goes out on every fused frame, /tf_static only when the estimate moved (republish_*):
     # the extrinsic on tf is one of the fused estimates the node published as a pose
-    poses = [pose_T_cam_lidar(m) for m in rec.poses]
+    poses = [pose_msg_T_cam_lidar(m) for m in rec.poses]
     assert any(np.allclose(T_pose, T_tf, atol=1e-6) for T_pose in poses)

@@ -113,10 +113,13 @@ class LiveRecording:
 
     def pose_T_cam_lidar(self) -> np.ndarray | None:
         """T_cam_lidar of the node's last ~/pose message."""
-        if not self.poses:
-            return None
-        p, o = self.poses[-1].pose.pose.position, self.poses[-1].pose.pose.orientation
-        return transform_from_tq([p.x, p.y, p.z], [o.x, o.y, o.z, o.w])
+        return pose_msg_T_cam_lidar(self.poses[-1]) if self.poses else None
+
+
+def pose_msg_T_cam_lidar(msg: PoseWithCovarianceStamped) -> np.ndarray:
+    """(4, 4) T_cam_lidar carried by one of the node's ~/pose messages."""
+    p, o = msg.pose.pose.position, msg.pose.pose.orientation
+    return transform_from_tq([p.x, p.y, p.z], [o.x, o.y, o.z, o.w])
 
 
 @dataclass
