@@ -9,7 +9,13 @@ import pytest
 from crossi2p.calib_io import load_calibration_yaml, parse_kitti_calib
 from crossi2p.camera import CameraModel
 from crossi2p.datasets.kitti import (
+    KittiRawDrive,
+    KittiSequence,
+    kitti_raw_calibration,
     load_kitti_frame,
+    parse_kitti_raw_timestamps,
+    read_kitti,
+    read_kitti_raw,
     read_kitti_sequence,
     read_velodyne_bin,
     write_kitti_sequence,
@@ -17,6 +23,7 @@ from crossi2p.datasets.kitti import (
 )
 from crossi2p.geometry import se3_exp, transform_points
 from crossi2p.sample import Sample
+from tests.fixtures import kitti_raw
 
 
 @pytest.fixture
@@ -148,3 +155,89 @@ def test_real_kitti_files_as_an_odometry_sequence(tmp_path, kitti):
     s = read_kitti_sequence(seq)[0]
     assert (s.camera.width, s.camera.height) == (1224, 370)
     np.testing.assert_allclose(s.T_cam_lidar, load_calibration_yaml(kitti / "calib.yaml").T_cam_lidar, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- KITTI raw layout
+def test_kitti_raw_2011_09_26_calibration_projects_velodyne_10_0_0_to_613_96_175_01(tmp_path):
+    camera, T_cam_lidar = kitti_raw_calibration(kitti_raw.write_calibration(tmp_path / "2011_09_26"))
+    assert (camera.width, camera.height) == (1242, 375) and camera.distortion_model == "none"
+    np.testing.assert_allclose(camera.K, [[721.5377, 0, 609.5593], [0, 721.5377, 172.854], [0, 0, 1]], atol=1e-9)
+    uv, depth, in_view = camera.project_in_image(transform_points(T_cam_lidar, np.array([[10.0, 0.0, 0.0]])))
+    np.testing.assert_allclose(uv[0], [613.96, 175.01], atol=0.01)
+    assert in_view[0] and depth[0] == pytest.approx(9.7296, abs=1e-3)
+    # exactly the devkit's P_rect_02 @ R_rect_00 @ [R|T]_velo_to_cam, whatever the point
+    c2c = parse_kitti_calib(tmp_path / "2011_09_26" / "calib_cam_to_cam.txt")
+    v2c = parse_kitti_calib(tmp_path / "2011_09_26" / "calib_velo_to_cam.txt")
+    R0 = np.eye(4)
+    R0[:3, :3] = c2c["R_rect_00"].reshape(3, 3)
+    Tr = np.vstack([np.c_[v2c["R"].reshape(3, 3), v2c["T"]], [0, 0, 0, 1]])
+    np.testing.assert_allclose(camera.K @ T_cam_lidar[:3], c2c["P_rect_02"].reshape(3, 4) @ R0 @ Tr, atol=1e-9)
+    # camera 2 sits 6 cm from rectified camera 0: K^-1 P_rect_02[:, 3] = ((44.85728 - 609.5593 * 0.002745884)
+    # / 721.5377, (0.2163791 - 172.854 * 0.002745884) / 721.5377, 0.002745884) m
+    np.testing.assert_allclose(T_cam_lidar[:3, 3] - (R0 @ Tr)[:3, 3], [0.059849, -0.000358, 0.002746], atol=1e-6)
+
+
+def test_kitti_raw_timestamps_parse_to_integer_nanoseconds(tmp_path):
+    path = tmp_path / "timestamps.txt"
+    path.write_text("2011-09-26 13:02:25.964389445\n2011-09-26 13:02:26.067574687\n2011-09-27 00:00:00\n")
+    ns = parse_kitti_raw_timestamps(path)
+    assert ns.dtype == np.int64
+    assert ns.tolist() == [1317042145_964389445, 1317042146_067574687, 1317081600_000000000]
+    assert (ns[1] - ns[0]) * 1e-9 == pytest.approx(0.103185242, abs=1e-12)
+    path.write_text("2011-09-26 13:02:25.964389445\n0.103\n")
+    with pytest.raises(ValueError, match=r"timestamps.txt: line 2 '0.103' is not a KITTI raw timestamp "
+                                         r"'YYYY-MM-DD HH:MM:SS.nnnnnnnnn'"):
+        parse_kitti_raw_timestamps(path)
+    path.write_text("2011-02-30 13:02:25.5\n")
+    with pytest.raises(ValueError, match="line 1 .* not a valid date"):
+        parse_kitti_raw_timestamps(path)
+
+
+def test_kitti_raw_drive_gives_samples_with_image_and_sweep_stamps(tmp_path):
+    drive = kitti_raw.write_kitti_raw(tmp_path, frames=3)
+    _, T_expected = kitti_raw_calibration(drive.parent)
+    for path in (drive, drive.parent):  # the drive folder, or its date folder holding one drive
+        ds = read_kitti_raw(path)
+        assert isinstance(ds, KittiRawDrive) and ds.drive_dir == drive
+        assert len(ds) == 3 and ds.frame_ids == ["0000000000", "0000000001", "0000000002"]
+        for k, s in enumerate(ds):
+            np.testing.assert_array_equal(s.image, kitti_raw.frame_image(k))
+            np.testing.assert_array_equal(s.points, kitti_raw.frame_points(k))
+            np.testing.assert_allclose(s.T_cam_lidar, T_expected, atol=1e-12)
+            assert s.stamp_s == pytest.approx(kitti_raw.image_stamp_ns(k) * 1e-9, abs=1e-6)
+            assert s.stamp_s - s.lidar_stamp_s == pytest.approx(0.0032, abs=1e-6)
+        assert ds.times_ns[2] - ds.times_ns[0] == 2 * kitti_raw.PERIOD_NS  # exact, in integer ns
+        assert (ds.camera.width, ds.camera.height) == (1242, 375)
+    assert isinstance(read_kitti(drive), KittiRawDrive) and isinstance(read_kitti(drive.parent), KittiRawDrive)
+
+
+def test_kitti_raw_calibration_copied_into_the_drive_folder_is_used(tmp_path):
+    drive = kitti_raw.write_kitti_raw(tmp_path / "a", frames=2)
+    moved = tmp_path / "b" / drive.name
+    shutil.copytree(drive, moved)
+    kitti_raw.write_calibration(moved)
+    assert read_kitti_raw(moved).calib_dir == moved
+    np.testing.assert_allclose(read_kitti_raw(moved).T_cam_lidar, read_kitti_raw(drive).T_cam_lidar, atol=0)
+
+
+def test_kitti_raw_bad_layouts_name_what_is_missing(tmp_path):
+    drive = kitti_raw.write_kitti_raw(tmp_path, frames=2)
+    shutil.copytree(drive, drive.parent / "2011_09_26_drive_0002_sync")
+    with pytest.raises(ValueError, match=r"KITTI raw date folder with 2 drives \(2011_09_26_drive_0001_sync, "
+                                         r"2011_09_26_drive_0002_sync\); pass one drive folder"):
+        read_kitti(drive.parent)
+    (drive.parent / "calib_cam_to_cam.txt").unlink()
+    with pytest.raises(ValueError, match="no calib_cam_to_cam.txt"):
+        read_kitti_raw(drive)[0]
+    with pytest.raises(ValueError, match="neither a KITTI Odometry sequence .* nor a KITTI raw drive"):
+        read_kitti(tmp_path / "2011_09_26" / "2011_09_26_drive_0001_sync" / "image_02")
+    (drive / "velodyne_points" / "timestamps.txt").write_text("2011-09-26 13:02:25.9\n")
+    with pytest.raises(ValueError, match=r"velodyne_points/timestamps.txt: 1 timestamps, but frame 0000000001 exists"):
+        read_kitti_raw(drive)
+
+
+def test_read_kitti_still_opens_odometry_sequences(tmp_path):
+    camera = CameraModel(np.array([[60.0, 0, 31.5], [0, 61.0, 11.5], [0, 0, 1]]), 64, 24)
+    write_kitti_sequence(tmp_path / "00", synthetic_samples(camera, 2), camera, T_EXAMPLE)
+    ds = read_kitti(tmp_path / "00")
+    assert type(ds) is KittiSequence and len(ds) == 2
