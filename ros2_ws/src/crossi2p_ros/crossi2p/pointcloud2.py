@@ -7,13 +7,23 @@ count), is_bigendian, point_step, row_step, data, is_dense`` -- rclpy's
 ``sensor_msgs.msg.PointCloud2`` (``data`` is an ``array.array('B')``) and the messages
 ``rosbags`` deserialises (``data`` is a numpy uint8 array) alike.
 
-Layout handled (REP: sensor_msgs/PointCloud2.msg):
+Layout handled (sensor_msgs/PointCloud2.msg, sensor_msgs/PointField.msg):
 
-- every PointField datatype ``INT8=1 .. FLOAT64=8``, ``count > 1`` (a sub-array per point);
-- ``is_bigendian``;
+- every PointField datatype ``INT8=1 .. FLOAT64=8`` and those newer ROS distributions add,
+  ``INT64=9, UINT64=10, BOOL=11``; ``count > 1`` (a sub-array per point). A datatype this
+  module does not know is skipped (its bytes are ignored) with ONE warning per field name and
+  datatype per process; the other fields, ``x, y, z`` among them, and the point count are
+  unaffected. Fields named ``_`` are PCL padding and are skipped silently; ``count = 0``
+  fields hold no data and are skipped;
+- unaligned records of any ``point_step`` (e.g. Livox's 18-byte points: float32 ``x, y, z,
+  intensity`` then uint8 ``tag, line``): decoded through a numpy structured dtype with the
+  message's explicit offsets and ``itemsize = point_step``, no alignment assumed;
+- ``is_bigendian`` (the byte order of every multi-byte field);
 - ``point_step`` larger than the fields need (padding between points) and fields at any
   offset (gaps inside a point);
-- ``row_step`` larger than ``width * point_step`` (padding at the end of each row);
+- ``row_step`` larger than ``width * point_step`` (padding at the end of each row); for an
+  unorganised cloud (``height = 1``) a ``row_step`` below ``width * point_step`` (some drivers
+  write 0) is read as ``width * point_step`` when ``data`` has exactly that size (one warning);
 - organised clouds (``height > 1``): rows are concatenated, one record per point, row-major;
 - ``is_dense = False`` clouds with NaN points (``pointcloud2_to_xyzi`` drops them).
 
@@ -25,6 +35,7 @@ column is given).
 from __future__ import annotations
 
 import array
+import logging
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -32,6 +43,8 @@ import numpy as np
 __all__ = [
     "POINTFIELD_DTYPES",
     "PointFieldSpec",
+    "PADDING_FIELD",
+    "warn_once",
     "pointcloud2_dtype",
     "pointcloud2_to_array",
     "pointcloud2_to_xyzi",
@@ -43,11 +56,28 @@ __all__ = [
     "stamp_to_sec_nanosec",
 ]
 
-POINTFIELD_DTYPES: dict[int, str] = {1: "i1", 2: "u1", 3: "i2", 4: "u2", 5: "i4", 6: "u4", 7: "f4", 8: "f8"}
-"""sensor_msgs/PointField datatype constant -> numpy type code (byte order added per message)."""
+POINTFIELD_DTYPES: dict[int, str] = {1: "i1", 2: "u1", 3: "i2", 4: "u2", 5: "i4", 6: "u4", 7: "f4", 8: "f8",
+                                     9: "i8", 10: "u8", 11: "?"}
+"""sensor_msgs/PointField datatype constant -> numpy type code (byte order added per message).
+
+1..8 are in every ROS 2 distribution; ``INT64 = 9``, ``UINT64 = 10``, ``BOOL = 11`` (one byte,
+non-zero = true) are the ones newer distributions add."""
 _POINTFIELD_NAMES = {1: "INT8", 2: "UINT8", 3: "INT16", 4: "UINT16", 5: "INT32", 6: "UINT32",
-                     7: "FLOAT32", 8: "FLOAT64"}
+                     7: "FLOAT32", 8: "FLOAT64", 9: "INT64", 10: "UINT64", 11: "BOOL"}
 _FLOAT32 = 7
+PADDING_FIELD = "_"
+"""Name PCL gives padding fields (PointCloud2 and PCD): skipped without a warning."""
+
+_log = logging.getLogger(__name__)
+_warned: set[tuple] = set()
+
+
+def warn_once(key: tuple, message: str, logger: logging.Logger = _log) -> None:
+    """Log ``message`` as a warning the first time ``key`` is seen in this process (no spam per message)."""
+    if key in _warned:
+        return
+    _warned.add(key)
+    logger.warning(message)
 
 
 class PointFieldSpec(NamedTuple):
@@ -63,22 +93,32 @@ class PointFieldSpec(NamedTuple):
 def pointcloud2_dtype(fields, point_step: int, is_bigendian: bool) -> np.dtype:
     """numpy structured dtype of one point (``itemsize == point_step``, fields at their offsets).
 
-    Raises ``ValueError`` for an unknown datatype, a field running past ``point_step``, a
-    duplicate or empty field name, or ``count < 1``.
+    Fields with an unknown datatype are left out (one warning per name and datatype, see the
+    module docstring), as are PCL's ``_`` padding fields and ``count = 0`` fields; their bytes
+    are simply not read. Raises ``ValueError`` for a known field running past ``point_step``, a
+    negative offset, an empty field name, or ``x``/``y``/``z`` declared twice (a later duplicate
+    of another field is skipped with a warning).
     """
     order = ">" if is_bigendian else "<"
     names, formats, offsets = [], [], []
     for f in fields:
         name, offset, datatype, count = str(f.name), int(f.offset), int(f.datatype), int(f.count)
-        if datatype not in POINTFIELD_DTYPES:
-            raise ValueError(f"PointCloud2 field {name!r}: unknown PointField datatype {datatype} "
-                             f"(expected one of {_POINTFIELD_NAMES})")
         if not name:
             raise ValueError("PointCloud2: a field has an empty name")
+        if name == PADDING_FIELD or count < 1:
+            # PCL padding; count 0 happens with some drivers for unused fields: no data either way.
+            continue
+        if datatype not in POINTFIELD_DTYPES:
+            warn_once(("PointCloud2", name, datatype),
+                      f"PointCloud2 field {name!r}: unknown PointField datatype {datatype} (known: "
+                      f"{_POINTFIELD_NAMES}); the field is skipped, the other fields are decoded")
+            continue
         if name in names:
-            raise ValueError(f"PointCloud2: field {name!r} appears twice")
-        if count < 1:
-            # count 0 happens with some drivers for unused fields; such a field has no data.
+            if name in ("x", "y", "z"):
+                raise ValueError(f"PointCloud2: field {name!r} appears twice")
+            warn_once(("PointCloud2 duplicate", name),
+                      f"PointCloud2: field {name!r} appears twice; the first one (offset "
+                      f"{offsets[names.index(name)]}) is used")
             continue
         base = np.dtype(order + POINTFIELD_DTYPES[datatype])
         if offset < 0 or offset + base.itemsize * count > point_step:
@@ -87,7 +127,7 @@ def pointcloud2_dtype(fields, point_step: int, is_bigendian: bool) -> np.dtype:
         names.append(name)
         formats.append(base if count == 1 else (base, (count,)))
         offsets.append(offset)
-    return np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": point_step})
+    return np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": max(point_step, 0)})
 
 
 def _as_uint8(data: Any) -> np.ndarray:
@@ -121,7 +161,13 @@ def pointcloud2_to_array(msg) -> np.ndarray:
     if point_step <= 0:
         raise ValueError(f"PointCloud2: point_step must be positive, got {point_step}")
     if row_step < width * point_step:
-        raise ValueError(f"PointCloud2: row_step {row_step} < width {width} x point_step {point_step}")
+        if height == 1 and data.size == width * point_step:
+            warn_once(("PointCloud2 row_step", row_step),
+                      f"PointCloud2: row_step {row_step} < width {width} x point_step {point_step} in an "
+                      f"unorganised cloud; read as {width * point_step} (data has exactly that size)")
+            row_step = width * point_step
+        else:
+            raise ValueError(f"PointCloud2: row_step {row_step} < width {width} x point_step {point_step}")
     # The last row's padding is sometimes left out; anything else is inconsistent.
     full, trimmed = row_step * height, row_step * (height - 1) + width * point_step
     if data.size not in (full, trimmed):
