@@ -40,6 +40,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from .log_once import warn_once as _warn_once
+
 __all__ = [
     "POINTFIELD_DTYPES",
     "PointFieldSpec",
@@ -69,15 +71,11 @@ PADDING_FIELD = "_"
 """Name PCL gives padding fields (PointCloud2 and PCD): skipped without a warning."""
 
 _log = logging.getLogger(__name__)
-_warned: set[tuple] = set()
 
 
-def warn_once(key: tuple, message: str, logger: logging.Logger = _log) -> None:
+def warn_once(key: tuple, message: str, logger: logging.Logger = _log) -> bool:
     """Log ``message`` as a warning the first time ``key`` is seen in this process (no spam per message)."""
-    if key in _warned:
-        return
-    _warned.add(key)
-    logger.warning(message)
+    return _warn_once(key, message, logger)
 
 
 class PointFieldSpec(NamedTuple):

@@ -20,6 +20,7 @@ file raises ``ValueError`` naming it.
 """
 from __future__ import annotations
 
+import logging
 import os
 import struct
 from pathlib import Path
@@ -27,7 +28,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..pointcloud2 import PADDING_FIELD, structured_to_xyzi, warn_once
+from ..log_once import warn_once
+from ..pointcloud2 import PADDING_FIELD, structured_to_xyzi
 
 __all__ = ["read_pcd", "read_pcd_xyzi", "write_pcd"]
 
@@ -36,6 +38,7 @@ _TYPES = {("I", 1): "i1", ("I", 2): "i2", ("I", 4): "i4", ("I", 8): "i8",
           ("F", 2): "f2", ("F", 4): "f4", ("F", 8): "f8"}
 """PCD (TYPE, SIZE) -> numpy type code (little-endian added)."""
 _MAX_HEADER_LINES = 64
+_log = logging.getLogger(__name__)
 
 
 class _PcdField(NamedTuple):
@@ -95,12 +98,12 @@ def _fields(header: dict[str, list[str]], where: str) -> list[_PcdField]:
         if name != PADDING_FIELD and code is None:
             warn_once(("PCD", where, name), f"{where}: PCD field {name!r} has TYPE {typ} SIZE {size}, which "
                       f"this reader does not know (I/U with SIZE 1/2/4/8, F with SIZE 2/4/8); the field is "
-                      f"skipped, the other fields are read")
+                      f"skipped, the other fields are read", _log)
         if name in seen and name != PADDING_FIELD:
             if name in ("x", "y", "z"):
                 raise ValueError(f"{where}: corrupt PCD: field {name!r} appears twice")
             warn_once(("PCD duplicate", where, name), f"{where}: PCD field {name!r} appears twice; the "
-                      f"first one is used")
+                      f"first one is used", _log)
             code = None
         keep = name != PADDING_FIELD and code is not None and count > 0
         if keep:
