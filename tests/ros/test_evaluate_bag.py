@@ -151,3 +151,36 @@ def test_bad_folders_exit_1_with_one_line(tmp_path, capsys):
     assert "live mode plays a rosbag2" in _one_line_error(capsys)
     assert main([str(NUSCENES_MINI), "--source", "rosbag2", *model]) == 1
     assert "cannot be opened as a rosbag2" in _one_line_error(capsys)
+
+
+def test_kitti_raw_drive_or_date_folder_is_detected_and_read_with_the_devkit_calibration(tmp_path):
+    from crossi2p.geometry import transform_points
+    from crossi2p_ros.evaluate_bag import _open_dataset, build_parser, detect_source
+    from tests.fixtures import kitti_raw
+
+    drive = kitti_raw.write_kitti_raw(tmp_path, frames=2)
+    for path in (drive, drive.parent):
+        assert detect_source(path) == "kitti_raw"
+        samples, count, gt_source, T_first = _open_dataset(build_parser().parse_args([str(path), "--model", "m"]),
+                                                           "kitti_raw")
+        assert count == 2 and "KITTI raw 2011_09_26/calib_velo_to_cam.txt" in gt_source
+        uv, _, _ = samples[0].camera.project_in_image(transform_points(T_first, np.array([[10.0, 0.0, 0.0]])))
+        np.testing.assert_allclose(uv[0], [613.96, 175.01], atol=0.01)
+    with pytest.raises(ValueError, match="KITTI raw drive \\(no image_0N/data/"):
+        detect_source(drive / "image_02")
+
+
+def test_kitti_raw_drive_runs_offline_with_its_calibration_as_ground_truth(tmp_path):
+    from tests.fixtures import kitti_raw
+
+    drive = kitti_raw.write_kitti_raw(tmp_path, frames=2)
+    rc = main([str(drive.parent), "--model", str(MODEL_CARD), "--json", str(tmp_path / "s.json"),
+               "--report", str(tmp_path / "r"), "--execution-provider", "cpu"])
+    assert rc == 0
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["source"] == "kitti_raw" and summary["frames"] == 2
+    assert summary["ground_truth"].startswith("KITTI raw 2011_09_26/")
+    T = np.array(summary["ground_truth_T_cam_lidar"])
+    K = np.array([[721.5377, 0, 609.5593], [0, 721.5377, 172.854], [0, 0, 1]])
+    x = K @ (T @ [10.0, 0.0, 0.0, 1.0])[:3]
+    np.testing.assert_allclose(x[:2] / x[2], [613.96, 175.01], atol=0.01)

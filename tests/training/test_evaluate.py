@@ -105,3 +105,26 @@ def test_bad_data_folder_or_model_is_a_one_line_error(tmp_path, tiny_checkpoint,
     assert main(["--model", str(tiny_checkpoint), "--fine-peak-radius", "-1", "--sim-seed", "1",
                  "--json", str(tmp_path / "x.json")]) == 1
     assert "expected >= 0" in capsys.readouterr().err
+
+
+def test_kitti_option_reads_a_kitti_raw_drive_or_its_date_folder(tmp_path):
+    """--kitti takes the raw layout too: the same Samples, the devkit calibration as ground truth."""
+    import numpy as np
+
+    from crossi2p.geometry import transform_points
+    from crossi2p_training.evaluate import _build_source, build_parser
+    from tests.fixtures import kitti_raw
+
+    drive = kitti_raw.write_kitti_raw(tmp_path, frames=2)
+    for path in (drive, drive.parent):
+        args = build_parser().parse_args(["--model", "m.pt", "--kitti", str(path), "--json", str(tmp_path / "o.json")])
+        source, what = _build_source(args, None)
+        assert len(source) == 2 and what == f"KITTI {path}"
+        s = source[1]
+        np.testing.assert_array_equal(s.points, kitti_raw.frame_points(1))
+        uv, _, _ = s.camera.project_in_image(transform_points(s.T_cam_lidar, np.array([[10.0, 0.0, 0.0]])))
+        np.testing.assert_allclose(uv[0], [613.96, 175.01], atol=0.01)
+        assert s.stamp_s - s.lidar_stamp_s == pytest.approx(0.0032, abs=1e-6)
+    args = build_parser().parse_args(["--model", "m.pt", "--kitti", str(drive / "image_02"), "--json", "o.json"])
+    with pytest.raises(ValueError, match="neither a KITTI Odometry sequence .* nor a KITTI raw drive"):
+        _build_source(args, None)

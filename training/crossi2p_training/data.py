@@ -9,7 +9,7 @@ Sources (each is a sequence: ``len(source)`` and ``source[i] -> Sample``):
   is the expensive part of training on a CPU; a cache is built with a tqdm bar, resumes where an
   interrupted build stopped, and is keyed by the simulator configuration and the simulator's
   source code, so frames of two configurations or two simulator versions never mix;
-- ``KittiSource``: KITTI Odometry sequence folders (``crossi2p.datasets.kitti``);
+- ``KittiSource``: KITTI Odometry sequence or raw drive folders (``crossi2p.datasets.kitti``);
 - ``NuScenesSource``: nuScenes-format folders (``crossi2p.datasets.nuscenes``);
 - ``Rosbag2Source``: rosbag2 recordings, camera/LiDAR paired by stamp, ground truth from
   ``/tf_static`` (``crossi2p.datasets.rosbag2``); the pairs are decoded once into memory;
@@ -301,10 +301,11 @@ class SubsetSource:
 
 
 def KittiSource(seq_dirs: Sequence[str | os.PathLike], camera_index: int = 2) -> SampleSource:
-    """KITTI Odometry sequence folders (``.../sequences/NN``), read lazily, as one source."""
-    from crossi2p.datasets.kitti import read_kitti_sequence
+    """KITTI folders, read lazily, as one source: Odometry sequences (``.../sequences/NN``) and/or
+    raw drives (``<date>_drive_XXXX_sync``, or a date folder holding one), ``crossi2p.datasets.kitti.read_kitti``."""
+    from crossi2p.datasets.kitti import read_kitti
 
-    seqs = [read_kitti_sequence(d, camera_index) for d in seq_dirs]
+    seqs = [read_kitti(d, camera_index) for d in seq_dirs]
     return seqs[0] if len(seqs) == 1 else ConcatSource(seqs)
 
 

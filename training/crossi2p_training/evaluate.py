@@ -5,6 +5,8 @@ Examples::
     # a checkpoint on KITTI Odometry sequence 09 under the global protocol
     crossi2p-evaluate --model runs/crossi2p_cpu/checkpoints/last.pt --kitti data/sequences/09 \\
         --protocol global --seed 0 --json out/eval_09.json
+    # a KITTI raw drive (its calibration files in the date folder above it)
+    crossi2p-evaluate --model last.pt --kitti data/2011_09_26/2011_09_26_drive_0005_sync --json out/eval_raw.json
     # the exported graph (its model card models/<name>.yaml lies beside it) on a simulated drive
     crossi2p-evaluate --model models/crossi2p_cpu.onnx --sim-seed 7 --frames 50 --protocol refine \\
         --json out/eval_sim.json
@@ -354,7 +356,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "(mean, std, median), Acc and latency, a recall curve, a per-frame CSV and overlays.",
         epilog=__doc__.split("Per frame")[0].split("Examples::")[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="checkpoint .pt, or exported .onnx (its card <name>.yaml beside it)")
-    p.add_argument("--kitti", nargs="+", metavar="DIR", help="KITTI Odometry sequence folder(s) (.../sequences/NN)")
+    p.add_argument("--kitti", nargs="+", metavar="DIR",
+                   help="KITTI Odometry sequence folder(s) (.../sequences/NN) and/or KITTI raw drive folder(s) "
+                        "(<date>/<date>_drive_XXXX_sync, calibration in <date>/; or a date folder holding one drive)")
     p.add_argument("--nuscenes", nargs="+", metavar="DIR", help="nuScenes-format folder(s)")
     p.add_argument("--bag", nargs="+", metavar="DIR", help="rosbag2 recording(s) (ground truth from /tf_static)")
     p.add_argument("--sim-seed", type=int, metavar="S", help="simulate a drive with this seed")

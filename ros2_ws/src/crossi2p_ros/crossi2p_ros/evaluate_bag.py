@@ -15,7 +15,9 @@ bag plays at ``--rate`` x real time and the node drops pairs that arrive while i
 a vehicle (figures depend on the CPU; ``live.node_counters.pairs_dropped_busy``).
 
 Other recordings (offline mode): a KITTI Odometry sequence folder (``image_2/``, ``velodyne/``,
-``calib.txt`` or ``calib.yaml``; ``--kitti-camera``) or a nuScenes-format folder (``v1.0-*/``
+``calib.txt`` or ``calib.yaml``; ``--kitti-camera``), a KITTI raw drive folder
+(``<date>_drive_XXXX_sync/`` with ``image_02/data/``, ``velodyne_points/data/``, the calibration
+files in its date folder) or a date folder holding one drive, or a nuScenes-format folder (``v1.0-*/``
 tables, ``samples/``; ``--camera-channel``, ``--lidar-channel``), detected from the folder or
 named with ``--source``. Pairs come from the dataset (KITTI frame index, nuScenes sample), so
 ``--slop-s`` does not apply; the ground truth is the dataset's calibration (nuScenes: per pair,
@@ -58,7 +60,7 @@ from .frame_report import FrameReport
 from .pairing import PairingConfig, StampedPair
 from .pipeline import CalibrationPipeline, CameraFrame, LidarSweep
 
-Source = Literal["rosbag2", "kitti", "nuscenes"]
+Source = Literal["rosbag2", "kitti", "kitti_raw", "nuscenes"]
 
 
 @dataclass
@@ -281,14 +283,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="crossi2p-evaluate-bag", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="\n\n".join(__doc__.split("\n\n")[1:]))
-    p.add_argument("bag", type=Path, help="rosbag2 folder (MCAP or sqlite3), KITTI Odometry sequence folder "
-                                          "or nuScenes-format folder")
+    p.add_argument("bag", type=Path, help="rosbag2 folder (MCAP or sqlite3) or .mcap file, KITTI Odometry "
+                                          "sequence folder, KITTI raw drive or date folder, or nuScenes-format "
+                                          "folder")
     p.add_argument("--model", type=Path, required=True, help="model card YAML (or the .onnx with its card beside it)")
     p.add_argument("--json", type=Path, help="write the summary figures here too")
     p.add_argument("--report", type=Path, default=Path("out/bag_report"), help="report folder (default out/bag_report)")
-    p.add_argument("--source", choices=["auto", "rosbag2", "kitti", "nuscenes"], default="auto",
-                   help="what BAG is (default auto: metadata.yaml -> rosbag2, image_2/ + velodyne/ -> kitti, "
-                        "v1.0-*/ -> nuscenes)")
+    p.add_argument("--source", choices=["auto", "rosbag2", "kitti", "kitti_raw", "nuscenes"], default="auto",
+                   help="what BAG is (default auto: metadata.yaml or a .mcap -> rosbag2, image_2/ + velodyne/ -> "
+                        "kitti (Odometry), image_02/data/ + velodyne_points/data/ (or a date folder holding such "
+                        "a drive) -> kitti_raw, v1.0-*/ -> nuscenes)")
     p.add_argument("--mode", choices=["offline", "live"], default="offline",
                    help="offline: the node's pipeline read straight from the bag (default); live: the bag "
                         "played over DDS with /clock into the real node (rosbag2 only)")
@@ -307,7 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-topic", default="/camera/image_raw")
     p.add_argument("--camera-info-topic", default="/camera/camera_info")
     p.add_argument("--points-topic", default="/lidar/points")
-    p.add_argument("--kitti-camera", type=int, default=2, help="KITTI: camera index of image_N/ (default 2)")
+    p.add_argument("--kitti-camera", type=int, default=2, help="KITTI: camera index of image_N/ (raw: image_0N/) (default 2)")
     p.add_argument("--camera-channel", default="CAM_FRONT", help="nuScenes camera channel (default CAM_FRONT)")
     p.add_argument("--lidar-channel", default="LIDAR_TOP", help="nuScenes LiDAR channel (default LIDAR_TOP)")
     p.add_argument("--max-frames", type=int, help="stop after this many pairs")
@@ -356,20 +360,32 @@ def check_ground_truth_frames(bag: Path, topics: tuple[str, str, str], calib, wh
         raise ValueError(f"--ground-truth {where}: calibration frames do not match the bag: " + "; ".join(wrong))
 
 
+def _is_kitti_raw_drive(path: Path) -> bool:
+    return (path / "velodyne_points" / "data").is_dir() and any(path.glob("image_0[0-9]/data"))
+
+
 def detect_source(path: Path) -> Source:
-    """rosbag2, kitti or nuscenes from a folder's layout; ValueError naming what was looked for."""
+    """rosbag2, kitti (Odometry), kitti_raw or nuscenes from a path's layout; ValueError naming what
+    was looked for. A rosbag2 is a folder with metadata.yaml, a folder holding only storage files
+    (``.mcap`` / ``.db3``: a recording whose metadata.yaml is missing; the reader explains what it
+    can do with it) or a storage file itself."""
     if not path.exists():
         raise ValueError(f"bag {path}: not found")
-    if path.is_file() and path.suffix in (".mcap", ".db3"):
-        raise ValueError(f"{path}: a storage file; pass the rosbag2 folder holding it and metadata.yaml")
-    if (path / "metadata.yaml").is_file():
+    if path.is_file():
+        if path.suffix in (".mcap", ".db3"):
+            return "rosbag2"
+        raise ValueError(f"{path}: a file, expected a .mcap or .db3 storage file or a recording folder")
+    if (path / "metadata.yaml").is_file() or any(path.glob("*.mcap")) or any(path.glob("*.db3")):
         return "rosbag2"
     if (path / "velodyne").is_dir() and any(path.glob("image_[0-9]")):
         return "kitti"
+    if _is_kitti_raw_drive(path) or any(_is_kitti_raw_drive(d) for d in path.glob("*_drive_*")):
+        return "kitti_raw"
     if any(p.is_dir() for p in path.glob("v1.0-*")):
         return "nuscenes"
-    raise ValueError(f"{path}: not a rosbag2 folder (no metadata.yaml), KITTI Odometry sequence (no image_N/ + "
-                     "velodyne/) or nuScenes folder (no v1.0-*/); check the path or pass --source")
+    raise ValueError(f"{path}: not a rosbag2 folder (no metadata.yaml, .mcap or .db3), KITTI Odometry sequence (no "
+                     "image_N/ + velodyne/), KITTI raw drive (no image_0N/data/ + velodyne_points/data/, nor a "
+                     "date folder holding one) or nuScenes folder (no v1.0-*/); check the path or pass --source")
 
 
 def _open_dataset(args, source: Source):
@@ -380,6 +396,12 @@ def _open_dataset(args, source: Source):
         seq = read_kitti_sequence(args.bag, args.kitti_camera)
         calib = "calib.yaml" if (args.bag / "calib.yaml").is_file() else "calib.txt"
         return seq, len(seq), f"KITTI {calib}", seq.T_cam_lidar
+    if source == "kitti_raw":
+        from crossi2p.datasets.kitti import read_kitti_raw
+
+        drive = read_kitti_raw(args.bag, args.kitti_camera)
+        return (drive, len(drive), f"KITTI raw {drive.calib_dir.name}/calib_velo_to_cam.txt + calib_cam_to_cam.txt",
+                drive.T_cam_lidar)
     from crossi2p.datasets.nuscenes import read_nuscenes
 
     ds = read_nuscenes(args.bag, camera_channel=args.camera_channel, lidar_channel=args.lidar_channel)
