@@ -55,6 +55,7 @@ __all__ = [
     "select_points",
     "normalize_image",
     "pinhole_camera",
+    "undistort_to_pinhole",
 ]
 
 RowAnchor = Literal["bottom", "center", "top"]
@@ -187,6 +188,28 @@ def _undistort_maps(camera: CameraModel, alpha: float) -> tuple[np.ndarray, np.n
     return out
 
 
+def undistort_to_pinhole(image: np.ndarray, camera: CameraModel, alpha: float = 0.0
+                        ) -> tuple[np.ndarray, CameraModel]:
+    """Undistort an image to its pinhole camera (step 1 of ``fit_image``, full size).
+
+    Args:
+        image: (H, W, C) or (H, W) image matching ``camera``'s size.
+        camera: any CameraInfo model; ``none`` is returned unchanged.
+        alpha: OpenCV's free scaling (0: only valid pixels, 1: all source pixels).
+    Returns:
+        (image, pinhole camera) of the same size.
+    Raises:
+        ValueError: the image size does not match the camera.
+    """
+    img = np.asarray(image)
+    if (img.ndim < 2) or (img.shape[1], img.shape[0]) != (camera.width, camera.height):
+        raise ValueError(f"undistort: image is {img.shape} but the camera is {camera.width}x{camera.height}")
+    if camera.distortion_model == "none":
+        return img, camera
+    m1, m2, cam = _undistort_maps(camera, alpha)
+    return cv2.remap(img, m1, m2, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT), cam
+
+
 def fit_image(image: np.ndarray, camera: CameraModel, config: PreprocessConfig
               ) -> tuple[np.ndarray, CameraModel, tuple[int, int]]:
     """Undistort, resize to the target width, crop/pad rows (steps 1-3 of the module docstring).
@@ -207,11 +230,7 @@ def fit_image(image: np.ndarray, camera: CameraModel, config: PreprocessConfig
         raise ValueError(f"preprocess: image is {img.shape[1]}x{img.shape[0]} but the camera is "
                          f"{camera.width}x{camera.height}")
     # 1. undistort
-    if camera.distortion_model != "none":
-        m1, m2, cam = _undistort_maps(camera, config.undistort_alpha)
-        img = cv2.remap(img, m1, m2, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-    else:
-        cam = camera
+    img, cam = undistort_to_pinhole(img, camera, config.undistort_alpha)
     # 2. resize to the target width
     W, H = config.image_width, config.image_height
     h_r = max(1, int(round(cam.height * W / cam.width)))

@@ -1,0 +1,630 @@
+"""Training-free multi-frame refinement of ``T_cam_lidar``: mutual information and edge alignment.
+
+The network gives a global estimate (decimetres, degrees); this stage takes a converged fused
+estimate, or a user's prior, to calibration grade. It has no learned weights, so it works on
+sensors the network never saw. Its objective combines the two classic targetless cues, written
+here from the papers (no installable package provides them):
+
+- **NID of intensity** (Pandey et al., "Automatic extrinsic calibration of vision and lidar by
+  maximizing mutual information", JFR 2015; NID as in Koide et al., ICRA 2023): the normalised
+  information distance ``NID = (H(X, Y) - I(X; Y)) / H(X, Y)`` between the LiDAR return
+  intensity of the points and the grey value of the pixels they project to, over all frames of
+  the window (one joint histogram; soft, bilinear binning so the cost is continuous). Paint,
+  signs and number plates are bright for both sensors.
+- **Depth edges on image edges** (Levinson & Thrun, "Automatic online calibration of cameras and
+  lasers", RSS 2013): LiDAR points at depth discontinuities should land on image edges. The
+  score is contrasted with the same map sampled at the ordinary (non-edge) points, so landing the
+  whole cloud on a textured region (foliage) gains nothing.
+
+``cost = NID - edge_weight * (mean edge nearness of edge points - mean of ordinary points)``,
+lower is better.
+
+Per frame, once (``prepare_frame``):
+
+1. The image is undistorted to its pinhole camera (``preprocess.undistort_to_pinhole``, the code
+   the network's input uses, so every CameraInfo model works), scaled to at most
+   ``max_width_px``, turned grey and histogram-equalised; per level it is blurred with the
+   level's ``sigma`` (coarse to fine: the wide levels give the basin of convergence, the narrow
+   ones the accuracy), and Canny edges blurred the same way give the edge-nearness maps.
+2. The LiDAR points that can be in view around the start pose are kept (a random subsample of
+   ``max_points_per_frame``), their intensities rank-normalised per frame (so KITTI's 0-1,
+   nuScenes' 0-255 or a 16-bit Ouster all become uniform in [0, 1]); depth-discontinuity points
+   are found in the angular image seen from the camera (``lidar_depth_edges``).
+
+Over the window (``refine_extrinsic``):
+
+3. A grid of rotations around the start on the widest level (multi-start); the
+   ``multi_starts`` best seeds refined with Nelder-Mead on that level; the best one refined level
+   by level. The pose is parametrised about the camera centre (``T = [Exp(phi) | rho] @ T0``) and
+   kept within ``max_rotation_deg`` / ``max_translation_m`` of the start (the prior's bounds).
+4. Honest output: the finest-level objective at the start and at the end (a result that is not
+   better than its start is never accepted); a covariance from a cluster bootstrap (clusters =
+   image cells of each frame, resampled with replacement; each replicate's optimum by one Newton
+   step with the finite-difference Hessian); an observability check (enough points and edges in
+   view; every direction of the pose constrained: standard deviations below ``max_std_*``). A
+   degenerate window (no texture, only flat ground, too few points) keeps the start, with the
+   reason.
+
+Frames: points are in the LiDAR frame, ``T_cam_lidar`` maps them into the camera optical frame
+(REP 103: x right, y down, z forward); pixels follow OpenCV. The covariance order is
+``(x, y, z, rot_x, rot_y, rot_z)`` (geometry_msgs/PoseWithCovariance), m^2 / rad^2, in the
+perturbation convention of ``crossi2p.fusion``: ``R = Exp(d_rot) R_est``, ``t = t_est + d_t``.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import cv2
+import numpy as np
+from scipy import ndimage, optimize
+from scipy.spatial import cKDTree
+from scipy.spatial.transform import Rotation
+from scipy.stats import rankdata
+
+from .camera import CameraModel
+from .geometry import check_transform, make_transform, transform_points
+from .preprocess import undistort_to_pinhole
+
+__all__ = ["RefinementConfig", "PreparedFrame", "RefinementResult", "prepare_frame",
+           "refine_extrinsic", "refinement_cost", "lidar_depth_edges", "image_edge_maps"]
+
+
+@dataclass
+class RefinementConfig:
+    """Parameters of the training-free refinement (ROS parameters map onto these 1:1)."""
+
+    max_width_px: int = 1024
+    """Images wider than this are scaled down to it first (speed)."""
+    sigmas_px: tuple[float, ...] = (16.0, 8.0, 4.0, 2.0)
+    """Gaussian blur per level, coarse to fine, in pixels at 1000 px image width (scaled with
+    the working width)."""
+    histogram_bins: int = 24
+    """Bins per axis of the joint intensity / grey histogram of the NID."""
+    edge_weight: float = 0.0
+    """Weight of the edge-contrast term against the NID."""
+    max_points_per_frame: int = 8000
+    """Random subsample of the points in view kept per frame for the NID (speed)."""
+    max_edge_points_per_frame: int = 3000
+    """Strongest depth-edge points kept per frame."""
+    canny_high_percentile: float = 92.0
+    """Canny's high threshold: this percentile of the image's gradient magnitude."""
+    canny_low_ratio: float = 0.4
+    """Canny's low threshold as a fraction of the high one."""
+    min_range_m: float = 1.0
+    """LiDAR points closer than this are ignored (ego vehicle, mixed pixels)."""
+    max_range_m: float = 80.0
+    """LiDAR points farther than this are ignored."""
+    neighbors: int = 8
+    """Angular neighbours compared to find depth discontinuities."""
+    max_neighbor_angle_deg: float = 1.0
+    """Neighbours farther apart than this (angle seen from the camera) are not compared."""
+    min_discontinuity_m: float = 0.5
+    """A neighbour must be at least this much farther for the point to be an edge point."""
+    min_discontinuity_rel: float = 0.1
+    """... and at least this fraction of the point's range farther."""
+    continuity_ratio: float = 0.3
+    """The opposite neighbour continues the surface when its range changes by less than this
+    fraction of the jump."""
+    view_margin: float = 0.2
+    """Points projecting within this fraction of the image size outside the image at the start
+    pose are kept (they may enter the image during the search)."""
+    max_rotation_deg: float = 8.0
+    """The result stays within this rotation of the start (the search box; a prior's bound)."""
+    max_translation_m: float = 0.5
+    """The result stays within this translation of the start, per axis (the search box)."""
+    grid_rotation_deg: float = 4.0
+    """Half-width of the rotation grid searched around the start on the widest level."""
+    grid_steps: int = 5
+    """Grid points per rotation axis (odd: the start itself is one of them)."""
+    multi_starts: int = 3
+    """Best grid seeds refined on the widest level."""
+    max_evaluations_per_level: int = 250
+    """Nelder-Mead objective evaluations per level and seed."""
+    min_points_in_view: int = 500
+    """Observability: fewer LiDAR points in view over the window is degenerate."""
+    min_improvement: float = 1e-5
+    """The finest-level objective must drop by at least this much below its start value."""
+    max_std_rotation_deg: float = 0.5
+    """Observability: a rotation standard deviation above this is degenerate."""
+    max_std_translation_m: float = 0.2
+    """Observability: a translation standard deviation above this is degenerate."""
+    cluster_cells: int = 4
+    """Each frame is cut into cluster_cells x cluster_cells image cells for the bootstrap."""
+    bootstrap_replicates: int = 64
+    """Replicates of the cluster bootstrap of the covariance."""
+    seed: int = 0
+    """Seed of the point subsample and of the bootstrap (same input, same result)."""
+
+
+@dataclass
+class PreparedFrame:
+    """One frame made ready for the objective (``prepare_frame``)."""
+
+    gray_levels: np.ndarray
+    """(L, H, W) float32 equalised grey image in [0, 1], blurred per level (working pinhole image)."""
+    edge_maps: np.ndarray
+    """(L, H, W) float32 edge nearness in [0, 1] per level."""
+    K: np.ndarray
+    """(3, 3) pinhole intrinsics of the working image."""
+    points: np.ndarray
+    """(N, 3) float64 LiDAR points (LiDAR frame, metres) for the NID."""
+    intensity: np.ndarray
+    """(N,) float64 their rank-normalised intensities in [0, 1]."""
+    edge_points: np.ndarray
+    """(M, 3) float64 LiDAR depth-edge points (LiDAR frame)."""
+    edge_weights: np.ndarray
+    """(M,) float64 edge strengths."""
+    image_rgb: np.ndarray
+    """(H, W, 3) uint8 working pinhole image (for overlays)."""
+    camera: CameraModel
+    """The working pinhole camera."""
+
+
+@dataclass
+class RefinementResult:
+    """What the refinement did. ``accepted`` is False with a ``reason`` when it must not be used."""
+
+    T_cam_lidar: np.ndarray
+    """(4, 4) refined estimate when ``accepted``, else the start."""
+    T_start: np.ndarray
+    """(4, 4) where it started (fused estimate or prior)."""
+    accepted: bool
+    reason: str = ""
+    T_searched: np.ndarray | None = None
+    """(4, 4) what the search found, accepted or not (for reports; never publish it unaccepted)."""
+    cost_start: float = 0.0
+    """Finest-level objective at the start (lower is better)."""
+    cost_final: float = 0.0
+    """Finest-level objective at the searched estimate."""
+    covariance: np.ndarray | None = None
+    """(6, 6) covariance, order (x, y, z, rot_x, rot_y, rot_z), m^2 / rad^2 (None if not computed)."""
+    frames: int = 0
+    """Frames in the window with points in view."""
+    points_in_view: int = 0
+    """LiDAR points in view over the window at the start."""
+    edge_points: int = 0
+    """Depth-edge points over the window."""
+    evaluations: int = 0
+    """Objective evaluations spent."""
+    time_s: float = 0.0
+    """Wall time of ``refine_extrinsic`` (excluding ``prepare_frame``)."""
+    std_m: np.ndarray = field(default_factory=lambda: np.full(3, np.nan))
+    """(3,) translation standard deviations (x, y, z), metres."""
+    std_deg: np.ndarray = field(default_factory=lambda: np.full(3, np.nan))
+    """(3,) rotation standard deviations about x, y, z, degrees."""
+
+
+# ----------------------------------------------------------------------------- per frame
+def image_edge_maps(gray: np.ndarray, sigmas_px: Sequence[float], high_percentile: float = 92.0,
+                    low_ratio: float = 0.4) -> np.ndarray:
+    """Edge nearness maps of a grey image, one per blur level.
+
+    Args:
+        gray: (H, W) uint8 image.
+        sigmas_px: Gaussian sigma per level, pixels.
+    Returns:
+        (L, H, W) float32 in [0, 1]: a Canny edge line blurred with ``sigma`` and scaled so that
+        the line itself scores 1 (``sqrt(2 pi) sigma`` times the blurred value, clipped).
+    """
+    g = cv2.GaussianBlur(gray, (0, 0), 1.0)
+    gx = cv2.Sobel(g, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(g, cv2.CV_32F, 0, 1, ksize=3)
+    mag = np.hypot(gx, gy)
+    high = float(np.percentile(mag, high_percentile))
+    if high <= 0:
+        return np.zeros((len(sigmas_px),) + gray.shape, np.float32)
+    edges = cv2.Canny(gx.astype(np.int16), gy.astype(np.int16), low_ratio * high, high,
+                      L2gradient=True).astype(np.float32) / 255.0
+    out = np.empty((len(sigmas_px),) + gray.shape, np.float32)
+    for i, s in enumerate(sigmas_px):
+        out[i] = np.minimum(cv2.GaussianBlur(edges, (0, 0), s) * (np.sqrt(2 * np.pi) * s), 1.0)
+    return out
+
+
+def lidar_depth_edges(points: np.ndarray, T_view_lidar: np.ndarray, config: RefinementConfig
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Foreground depth-discontinuity points of one sweep (after Levinson & Thrun 2013, eq. 1).
+
+    Works on the sweep's angular image seen from the viewpoint ``T_view_lidar`` (the camera
+    at the start pose: the occluding edges that matter are the camera's, and a cloud's frame
+    origin need not be the LiDAR's optical centre, e.g. a vehicle frame on the ground), so it
+    needs no ring field and accepts any scan pattern. A point is an edge point when one angular neighbour is farther by
+    a jump (more than ``min_discontinuity_m`` and ``min_discontinuity_rel`` of its range) while
+    a neighbour on the opposite side continues its surface (range change under
+    ``continuity_ratio`` of the jump). The one-sided test is what keeps a grazing ground plane,
+    whose range grows steadily from ring to ring on both sides, from counting as an edge.
+
+    Args:
+        points: (N, 3+) LiDAR points in the LiDAR frame, metres (NaN/Inf allowed).
+        T_view_lidar: (4, 4) viewpoint; points behind it (z <= 0.5 m) are dropped.
+    Returns:
+        edge_points: (M, 3) float64 LiDAR-frame points at the near side of a range jump,
+        weights: (M,) float64 ``sqrt(jump_m)``, capped at ``sqrt(10)``.
+    """
+    xyz = np.asarray(points, dtype=np.float64)[:, :3]
+    r_lidar = np.linalg.norm(xyz, axis=1)
+    ok = np.isfinite(r_lidar) & (r_lidar >= config.min_range_m) & (r_lidar <= config.max_range_m)
+    xyz = xyz[ok]
+    p = transform_points(T_view_lidar, xyz)
+    front = p[:, 2] > 0.5
+    xyz, p = xyz[front], p[front]
+    k = config.neighbors
+    if len(xyz) < k + 1:
+        return np.zeros((0, 3)), np.zeros(0)
+    r = np.linalg.norm(p, axis=1)
+    # Angular image of the viewpoint (radians).
+    ang = np.column_stack([np.arctan2(p[:, 0], p[:, 2]), np.arctan2(p[:, 1], np.hypot(p[:, 0], p[:, 2]))])
+    dist, idx = cKDTree(ang).query(ang, k=k + 1, distance_upper_bound=np.radians(config.max_neighbor_angle_deg))
+    dist, idx = dist[:, 1:], idx[:, 1:]                                      # (N, k)
+    valid = np.isfinite(dist)
+    idx = np.minimum(idx, len(r) - 1)
+    dr = np.where(valid, r[idx] - r[:, None], np.nan)                        # (N, k) range change
+    d = ang[idx] - ang[:, None, :]                                           # (N, k, 2) direction
+    d /= np.linalg.norm(d, axis=-1, keepdims=True).clip(1e-12)
+    opposite = np.einsum("nid,njd->nij", d, d) < -0.5                        # (N, k, k)
+    thr = np.maximum(config.min_discontinuity_m, config.min_discontinuity_rel * r)[:, None]
+    jump = np.where(valid & (dr > thr), dr, 0.0)                             # (N, k)
+    continues = np.abs(np.nan_to_num(dr, nan=np.inf))[:, None, :] < config.continuity_ratio * jump[:, :, None]
+    one_sided = jump * np.any(opposite & continues, axis=2)                  # (N, k)
+    best = one_sided.max(axis=1)
+    edge = best > 0
+    return xyz[edge], np.sqrt(np.minimum(best[edge], 10.0))
+
+
+def _in_view_mask(points: np.ndarray, T: np.ndarray, K: np.ndarray, width: int, height: int,
+                  margin: float) -> np.ndarray:
+    """(N,) bool: points in front of the camera projecting within ``margin`` x size of the image."""
+    p = transform_points(T, points)
+    z = p[:, 2]
+    zs = np.where(z > 0.5, z, 1.0)
+    u = K[0, 0] * p[:, 0] / zs + K[0, 2]
+    v = K[1, 1] * p[:, 1] / zs + K[1, 2]
+    mw, mh = margin * width, margin * height
+    return (z > 0.5) & (u > -mw) & (u < width + mw) & (v > -mh) & (v < height + mh)
+
+
+def prepare_frame(image_rgb: np.ndarray, points: np.ndarray, camera: CameraModel,
+                  T_start: np.ndarray, config: RefinementConfig | None = None) -> PreparedFrame:
+    """Image levels and LiDAR points of one frame (steps 1-2 of the module docstring).
+
+    Args:
+        image_rgb: (H, W, 3) uint8 RGB matching ``camera`` (distorted as captured).
+        points: (N, 3+) LiDAR points ``x, y, z[, intensity]``, LiDAR frame, metres (no
+            intensity: the NID term sees a constant and only the edges count).
+        camera: the image's camera model (any CameraInfo model).
+        T_start: (4, 4) start ``T_cam_lidar``; only used to keep the points that can be in view.
+    Raises:
+        ValueError: image and camera disagree, malformed points or transform.
+    """
+    cfg = config or RefinementConfig()
+    T_start = check_transform(T_start, "T_start")
+    P = np.asarray(points, dtype=np.float64)
+    if P.ndim != 2 or P.shape[1] < 3:
+        raise ValueError(f"refinement: points must be (N, 3+) x, y, z[, intensity], got shape {P.shape}")
+    rgb, pin = undistort_to_pinhole(image_rgb, camera)
+    scale = min(1.0, cfg.max_width_px / pin.width)
+    if scale < 1.0:
+        w, h = int(round(pin.width * scale)), int(round(pin.height * scale))
+        rgb = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
+        pin = pin.resized(w, h)
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    sigmas = [s * pin.width / 1000.0 for s in cfg.sigmas_px]
+    edge_maps = image_edge_maps(gray, sigmas, cfg.canny_high_percentile, cfg.canny_low_ratio)
+    eq = cv2.equalizeHist(gray).astype(np.float32) / 255.0
+    gray_levels = np.stack([cv2.GaussianBlur(eq, (0, 0), s) for s in sigmas])
+    # points for the NID: finite, in range, can be in view; rank-normalised intensity
+    r = np.linalg.norm(P[:, :3], axis=1)
+    ok = np.isfinite(P[:, :3]).all(axis=1) & (r >= cfg.min_range_m) & (r <= cfg.max_range_m)
+    P = P[ok]
+    P = P[_in_view_mask(P[:, :3], T_start, pin.K, pin.width, pin.height, cfg.view_margin)]
+    rng = np.random.default_rng(cfg.seed)
+    if len(P) > cfg.max_points_per_frame:
+        P = P[np.sort(rng.choice(len(P), cfg.max_points_per_frame, replace=False))]
+    inten = np.nan_to_num(P[:, 3]) if P.shape[1] >= 4 else np.zeros(len(P))
+    inten = (rankdata(inten) - 0.5) / max(len(inten), 1) if len(inten) else inten
+    e_pts, e_w = lidar_depth_edges(np.asarray(points)[:, :3], T_start, cfg)
+    keep = _in_view_mask(e_pts, T_start, pin.K, pin.width, pin.height, cfg.view_margin) if len(e_pts) else []
+    e_pts, e_w = (e_pts[keep], e_w[keep]) if len(e_pts) else (e_pts, e_w)
+    if len(e_pts) > cfg.max_edge_points_per_frame:
+        top = np.sort(np.argsort(-e_w, kind="stable")[:cfg.max_edge_points_per_frame])
+        e_pts, e_w = e_pts[top], e_w[top]
+    return PreparedFrame(gray_levels=gray_levels, edge_maps=edge_maps, K=pin.K.copy(), points=P[:, :3].copy(),
+                         intensity=np.asarray(inten, np.float64), edge_points=e_pts, edge_weights=e_w,
+                         image_rgb=rgb, camera=pin)
+
+
+# ----------------------------------------------------------------------------- objective
+class _Stack:
+    """Points of every frame stacked with per-point intrinsics; per-level images stacked into
+    one tall image (one ``map_coordinates`` call samples all frames)."""
+
+    def __init__(self, points: list[np.ndarray], Ks: list[np.ndarray], images: list[np.ndarray]):
+        n = [len(p) for p in points]
+        self.fid = np.repeat(np.arange(len(points)), n)
+        self.points = np.vstack(points) if points else np.zeros((0, 3))
+        K = np.stack(Ks)[self.fid] if len(self.fid) else np.zeros((0, 3, 3))
+        self.fx, self.fy, self.cx, self.cy = K[:, 0, 0], K[:, 1, 1], K[:, 0, 2], K[:, 1, 2]
+        H = max(im.shape[1] for im in images)
+        W = max(im.shape[2] for im in images)
+        self.stack = np.zeros((images[0].shape[0], len(images) * (H + 2), W), np.float32)
+        for k, im in enumerate(images):
+            self.stack[:, k * (H + 2):k * (H + 2) + im.shape[1], :im.shape[2]] = im
+        self.w_img = np.array([im.shape[2] for im in images], float)[self.fid]
+        self.h_img = np.array([im.shape[1] for im in images], float)[self.fid]
+        self.row0 = (self.fid * (H + 2)).astype(float)
+
+    def project(self, T: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Pixels (u, v) (N,) of the points under ``T`` and (N,) whether each is in its image."""
+        p = self.points @ T[:3, :3].T + T[:3, 3]
+        z = p[:, 2]
+        front = z > 0.5
+        zs = np.where(front, z, 1.0)
+        u = self.fx * p[:, 0] / zs + self.cx
+        v = self.fy * p[:, 1] / zs + self.cy
+        inside = front & (u >= 0) & (u <= self.w_img - 1) & (v >= 0) & (v <= self.h_img - 1)
+        return u, v, inside
+
+    def sample(self, T: np.ndarray, level: int) -> tuple[np.ndarray, np.ndarray]:
+        """(N,) image value under every point at ``level`` and (N,) in-image mask."""
+        u, v, inside = self.project(T)
+        rows = np.where(inside, v + self.row0, -10.0)
+        cols = np.where(inside, u, -10.0)
+        return ndimage.map_coordinates(self.stack[level], [rows, cols], order=1, mode="constant"), inside
+
+    def cells(self, T: np.ndarray, c: int) -> np.ndarray:
+        """(N,) cluster id of every point: frame x (c x c image cell) under ``T``."""
+        u, v, _ = self.project(T)
+        cu = np.clip((u / self.w_img * c).astype(int), 0, c - 1)
+        cv_ = np.clip((v / self.h_img * c).astype(int), 0, c - 1)
+        return (self.fid * c + cv_) * c + cu
+
+
+def _entropy(p: np.ndarray) -> float:
+    q = p[p > 0]
+    return float(-(q * np.log(q)).sum())
+
+
+class _Window:
+    """The objective over a window of prepared frames (module docstring)."""
+
+    def __init__(self, frames: Sequence[PreparedFrame], cfg: RefinementConfig):
+        self.cfg = cfg
+        frames = [f for f in frames if len(f.points)]
+        self.frames = frames
+        self.levels = frames[0].gray_levels.shape[0] if frames else 0
+        if not frames:
+            return
+        Ks = [f.K for f in frames]
+        self.pts = _Stack([f.points for f in frames], Ks, [f.gray_levels for f in frames])
+        self.intensity = np.concatenate([f.intensity for f in frames])
+        self.surface = _Stack([f.points for f in frames], Ks, [f.edge_maps for f in frames])
+        self.edges = _Stack([f.edge_points for f in frames], Ks, [f.edge_maps for f in frames])
+        self.edge_w = np.concatenate([f.edge_weights for f in frames])
+        self.bins = cfg.histogram_bins
+
+    def samples(self, T: np.ndarray, level: int) -> tuple:
+        """Everything the cost needs at ``T`` (so that re-weighted costs need no re-projection)."""
+        g, inside = self.pts.sample(T, level)
+        s, _ = self.surface.sample(T, level)
+        e, e_in = self.edges.sample(T, level) if len(self.edge_w) else (np.zeros(0), np.zeros(0, bool))
+        return g, inside, s, e, e_in
+
+    def cost_of(self, samples: tuple, w_pts: np.ndarray | None = None, w_edges: np.ndarray | None = None) -> float:
+        """Cost from ``samples``, with optional per-point multiplicities (the bootstrap)."""
+        g, inside, s, e, e_in = samples
+        wp = inside.astype(float) if w_pts is None else inside * w_pts
+        if wp.sum() < 10:
+            return 2.0
+        nid = self._nid(self.intensity, g, wp)
+        contrast = 0.0
+        if self.cfg.edge_weight and len(e):
+            we = self.edge_w if w_edges is None else self.edge_w * w_edges
+            if we.sum() > 0:
+                contrast = float(we @ (e * e_in)) / float(we.sum()) - float(wp @ s) / float(wp.sum())
+        return nid - self.cfg.edge_weight * contrast
+
+    def _nid(self, x: np.ndarray, y: np.ndarray, w: np.ndarray) -> float:
+        """NID of (x, y) in [0, 1]^2 with weights ``w``, soft (bilinear) binning."""
+        b = self.bins
+        fx, fy = x * (b - 1), np.clip(y, 0.0, 1.0) * (b - 1)
+        ix, iy = np.minimum(fx.astype(int), b - 2), np.minimum(fy.astype(int), b - 2)
+        ax, ay = fx - ix, fy - iy
+        hist = np.zeros(b * b)
+        for dx, wx in ((0, 1 - ax), (1, ax)):
+            for dy, wy in ((0, 1 - ay), (1, ay)):
+                hist += np.bincount((ix + dx) * b + iy + dy, weights=w * wx * wy, minlength=b * b)
+        p = hist.reshape(b, b) / hist.sum()
+        h_xy = _entropy(p)
+        if h_xy <= 0:
+            return 1.0
+        return (2.0 * h_xy - _entropy(p.sum(1)) - _entropy(p.sum(0))) / h_xy
+
+    def cost(self, T: np.ndarray, level: int) -> float:
+        return self.cost_of(self.samples(T, level))
+
+    def in_view(self, T: np.ndarray) -> int:
+        return int(self.pts.project(T)[2].sum())
+
+
+def _perturb(T0: np.ndarray, x: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """``[Exp(phi) | rho] @ T0`` with ``(rho, phi) = x * scale`` (rotation about the camera centre)."""
+    d = x * scale
+    return make_transform(Rotation.from_rotvec(d[3:]), d[:3]) @ T0
+
+
+def refinement_cost(frames: Sequence[PreparedFrame], T_cam_lidar: np.ndarray, level: int = -1,
+                    config: RefinementConfig | None = None) -> float:
+    """The objective (module docstring) of ``T_cam_lidar`` over ``frames`` at one level (lower is
+    better; 2.0 when fewer than 10 points are in view)."""
+    win = _Window(frames, config or RefinementConfig())
+    if not win.frames:
+        return 2.0
+    return win.cost(check_transform(T_cam_lidar, "T_cam_lidar"), level % win.levels)
+
+
+# ----------------------------------------------------------------------------- search
+def _nelder_mead(fun, x0: np.ndarray, step: float, max_evals: int) -> tuple[np.ndarray, float, int]:
+    simplex = np.vstack([x0] + [x0 + step * e for e in np.eye(len(x0))])
+    res = optimize.minimize(fun, x0, method="Nelder-Mead",
+                            options={"initial_simplex": simplex, "maxfev": max_evals,
+                                     "xatol": 0.02 * step, "fatol": 1e-7})
+    return res.x, float(res.fun), int(res.nfev)
+
+
+def _bootstrap_covariance(win: _Window, T: np.ndarray, level: int, scale: np.ndarray,
+                          cfg: RefinementConfig) -> np.ndarray:
+    """Cluster-bootstrap covariance of the camera-centred perturbation ``(rho, phi)`` at ``T``
+    (metres, radians): each replicate resamples the clusters with replacement and moves by one
+    Newton step ``-H^-1 g_b`` (``H``: the full window's finite-difference Hessian)."""
+    h = 0.5
+    E = np.eye(6) * h
+    S = {}
+
+    def samp(x):
+        key = tuple(np.round(x / h).astype(int))
+        if key not in S:
+            S[key] = win.samples(_perturb(T, x, scale), level)
+        return S[key]
+
+    def f(x, wp=None, we=None):
+        return win.cost_of(samp(x), wp, we)
+
+    f0 = f(np.zeros(6))
+    H = np.zeros((6, 6))
+    for i in range(6):
+        H[i, i] = (f(E[i]) - 2 * f0 + f(-E[i])) / h**2
+        for j in range(i + 1, 6):
+            H[i, j] = H[j, i] = (f(E[i] + E[j]) - f(E[i] - E[j]) - f(E[j] - E[i]) + f(-E[i] - E[j])) / (4 * h**2)
+    evals, evecs = np.linalg.eigh(H)
+    evals = np.maximum(evals, 1e-9 * max(evals.max(), 1e-12))   # a flat direction -> huge variance
+    Hinv = (evecs / evals) @ evecs.T
+    c = cfg.cluster_cells
+    cl_p = win.pts.cells(T, c)
+    cl_e = win.edges.cells(T, c) if len(win.edge_w) else np.zeros(0, int)
+    n_cl = int(max(cl_p.max(initial=0), cl_e.max(initial=0))) + 1
+    rng = np.random.default_rng(cfg.seed)
+    steps = []
+    for _ in range(cfg.bootstrap_replicates):
+        m = np.bincount(rng.integers(0, n_cl, n_cl), minlength=n_cl).astype(float)
+        wp, we = m[cl_p], m[cl_e]
+        g = np.array([(f(E[i], wp, we) - f(-E[i], wp, we)) / (2 * h) for i in range(6)])
+        steps.append(-Hinv @ g)
+    D = np.diag(scale)
+    return D @ np.cov(np.array(steps), rowvar=False) @ D
+
+
+def _to_fusion_convention(cov_cam: np.ndarray, T: np.ndarray) -> np.ndarray:
+    """Camera-centred ``(rho, phi)`` covariance -> ``(d_t, d_rot)`` of ``t = t_est + d_t``.
+
+    ``t = Exp(phi) t0 + rho`` so ``d_t = rho - [t0]x phi``; the rotation part is the same.
+    """
+    t0 = T[:3, 3]
+    J = np.eye(6)
+    J[:3, 3:] = -np.array([[0, -t0[2], t0[1]], [t0[2], 0, -t0[0]], [-t0[1], t0[0], 0]])
+    return J @ cov_cam @ J.T
+
+
+def refine_extrinsic(frames: Sequence[PreparedFrame], T_start: np.ndarray,
+                     config: RefinementConfig | None = None) -> RefinementResult:
+    """Refine ``T_cam_lidar`` over a window of prepared frames (steps 3-4 of the module docstring).
+
+    Args:
+        frames: K >= 1 frames from ``prepare_frame`` (a single frame is a window of 1).
+        T_start: (4, 4) start ``T_cam_lidar`` (fused estimate or prior).
+    Returns:
+        A ``RefinementResult``; ``accepted`` is False (and ``T_cam_lidar`` is the start) when the
+        window is degenerate, the objective did not improve, or the covariance is too wide.
+    Raises:
+        ValueError: ``T_start`` is not a rigid transform, or no frame is given.
+    """
+    cfg = config or RefinementConfig()
+    t0 = time.perf_counter()
+    T_start = check_transform(T_start, "T_start")
+    if not frames:
+        raise ValueError("refine_extrinsic: no frames given")
+    win = _Window(frames, cfg)
+    res = RefinementResult(T_cam_lidar=T_start.copy(), T_start=T_start.copy(), accepted=False,
+                           frames=len(win.frames))
+
+    def done(reason: str = "") -> RefinementResult:
+        res.reason, res.accepted = reason, not reason
+        if not res.accepted:
+            res.T_cam_lidar = T_start.copy()
+        res.time_s = time.perf_counter() - t0
+        return res
+
+    if not win.frames:
+        return done(f"degenerate window: no LiDAR point in view, need {cfg.min_points_in_view}")
+    res.points_in_view = win.in_view(T_start)
+    res.edge_points = int(win.edges.project(T_start)[2].sum()) if len(win.edge_w) else 0
+    if res.points_in_view < cfg.min_points_in_view:
+        return done(f"degenerate window: {res.points_in_view} LiDAR points in view, need {cfg.min_points_in_view}")
+    finest = win.levels - 1
+    res.cost_start = win.cost(T_start, finest)
+    # Search units: one unit = the image shift of one blur sigma (rotation: sigma / f;
+    # translation: sigma / f at the median depth of the points in view).
+    f_med = float(np.median(win.pts.fx))
+    in_view = win.pts.project(T_start)[2]
+    depth = float(np.median(transform_points(T_start, win.pts.points[in_view])[:, 2]))
+    width = float(np.median(win.pts.w_img))
+    R0inv = T_start[:3, :3].T
+    max_rot = np.radians(cfg.max_rotation_deg)
+    evals = 0
+
+    def scale_for(level: int) -> np.ndarray:
+        a = cfg.sigmas_px[level] * width / 1000.0 / f_med
+        return np.array([a * depth] * 3 + [a] * 3)
+
+    def bounded(Tc: np.ndarray, level: int) -> float:
+        """The objective, plus a penalty outside the search box around the start."""
+        d_rot = Rotation.from_matrix(Tc[:3, :3] @ R0inv).magnitude()
+        d_t = np.abs(Tc[:3, 3] - T_start[:3, 3]).max()
+        excess = max(d_rot / max_rot - 1.0, d_t / cfg.max_translation_m - 1.0, 0.0)
+        return win.cost(Tc, level) + (1.0 + excess if excess > 0 else 0.0)
+
+    # 3a. rotation grid on the widest level (multi-start)
+    g = np.radians(np.linspace(-cfg.grid_rotation_deg, cfg.grid_rotation_deg, cfg.grid_steps))
+    grid = np.stack(np.meshgrid(g, g, g, indexing="ij"), -1).reshape(-1, 3)
+    seeds = sorted(((win.cost(make_transform(Rotation.from_rotvec(rv), np.zeros(3)) @ T_start, 0), k)
+                    for k, rv in enumerate(grid)))
+    evals += len(grid)
+    best = None
+    s0 = scale_for(0)
+    for _, k in seeds[:cfg.multi_starts]:
+        Tg = make_transform(Rotation.from_rotvec(grid[k]), np.zeros(3)) @ T_start
+        x, fval, n = _nelder_mead(lambda x: bounded(_perturb(Tg, x, s0), 0), np.zeros(6), 1.0,
+                                  cfg.max_evaluations_per_level)
+        evals += n
+        if best is None or fval < best[0]:
+            best = (fval, _perturb(Tg, x, s0))
+    T = best[1]
+    # 3b. coarse to fine
+    for level in range(1, win.levels):
+        sc, Tl = scale_for(level), T
+        x, _, n = _nelder_mead(lambda x: bounded(_perturb(Tl, x, sc), level), np.zeros(6), 1.0,
+                               cfg.max_evaluations_per_level)
+        evals += n
+        T = _perturb(Tl, x, sc)
+    res.evaluations = evals
+    res.cost_final = win.cost(T, finest)
+    res.T_cam_lidar, res.T_searched = T, T.copy()
+    # 4. honest output
+    if not res.cost_final < res.cost_start - cfg.min_improvement:
+        return done(f"objective not better than its start ({res.cost_final:.5f} vs {res.cost_start:.5f})")
+    if win.in_view(T) < cfg.min_points_in_view:
+        return done(f"degenerate window: {win.in_view(T)} LiDAR points in view at the result, "
+                    f"need {cfg.min_points_in_view}")
+    cov = _to_fusion_convention(_bootstrap_covariance(win, T, finest, scale_for(finest), cfg), T)
+    res.covariance = cov
+    std = np.sqrt(np.maximum(np.diag(cov), 0.0))
+    res.std_m, res.std_deg = std[:3], np.degrees(std[3:])
+    if res.std_deg.max() > cfg.max_std_rotation_deg or res.std_m.max() > cfg.max_std_translation_m:
+        axis = "xyz"
+        worst = (f"rotation about {axis[int(np.argmax(res.std_deg))]} +-{res.std_deg.max():.2f} deg"
+                 if res.std_deg.max() > cfg.max_std_rotation_deg
+                 else f"translation along {axis[int(np.argmax(res.std_m))]} +-{res.std_m.max():.3f} m")
+        return done(f"unobservable in this window: {worst} (limits {cfg.max_std_rotation_deg} deg, "
+                    f"{cfg.max_std_translation_m} m)")
+    return done()
