@@ -53,7 +53,7 @@ import numpy as np
 import yaml
 from scipy.spatial.transform import Rotation
 
-from .camera import CameraModel
+from .camera import CameraModel, distortion_model_name, normalise_distortion
 from .geometry import check_transform, invert_transform, make_transform, transform_from_tq, transform_to_tq
 
 __all__ = [
@@ -176,14 +176,10 @@ def _check_covariance(cov, where: str) -> np.ndarray:
 def normalise_distortion_model(name: str | None) -> str:
     """Distortion model names seen in the wild -> the CameraInfo name ``CameraModel`` takes.
 
-    Only the first word counts (``"radtan (OpenCV plumb_bob: ...)"`` -> ``plumb_bob``).
+    Only the first word counts (``"radtan (OpenCV plumb_bob: ...)"`` -> ``plumb_bob``). The one
+    table of aliases is ``crossi2p.camera.distortion_model_name``.
     """
-    word = (str(name).strip().split() or ["none"])[0].strip("(),;:").lower() if name else "none"
-    aliases = {"radtan": "plumb_bob", "radial-tangential": "plumb_bob", "brown": "plumb_bob",
-               "opencv": "plumb_bob", "pinhole": "none", "null": "none", "": "none",
-               "fisheye": "equidistant", "kannala_brandt": "equidistant", "kb4": "equidistant",
-               "equi": "equidistant", "rational": "rational_polynomial"}
-    return aliases.get(word, word)
+    return distortion_model_name(name)
 
 
 def _matrix(record: Mapping, key: str, shape: tuple[int, int], where: str) -> np.ndarray:
@@ -245,13 +241,16 @@ def load_calibration_yaml(path: str | os.PathLike) -> Calibration:
         raise ValueError(f"{where}: missing key 'T_cam_lidar' (or 'translation' + 'quaternion_xyzw'); "
                          f"keys present: {sorted(record)}")
 
-    model = normalise_distortion_model(record.get("distortion_model"))
     dist = record.get("distortion") or []
     try:
+        # The same reading of (model, coefficients) as CameraInfo's; an absent model is "none".
+        model, D = normalise_distortion(distortion_model_name(record.get("distortion_model")), dist,
+                                        source=where, d_name="key 'distortion'")
         camera = CameraModel(_matrix(record, "K", (3, 3), where), int(record["width"]), int(record["height"]),
-                             model, np.asarray(dist, dtype=np.float64).reshape(-1))
+                             model, D)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"{where}: {exc}") from None
+        msg = str(exc)
+        raise ValueError(msg if msg.startswith(where) else f"{where}: {msg}") from None
 
     frames = record.get("frames") or {}
     if not isinstance(frames, dict):

@@ -14,6 +14,7 @@ tf2_msgs are unchanged since Humble), metadata version 8 (Jazzy).
 """
 from __future__ import annotations
 
+import logging
 import os
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -29,10 +30,11 @@ from rosbags.rosbag2.errors import ReaderError
 from rosbags.typesys import Stores, get_typestore
 from tqdm import tqdm
 
-from ..camera import CameraModel
+from ..camera import CameraModel, UncalibratedCameraError, camera_from_camera_info
 from ..geometry import check_transform, invert_transform, transform_from_tq, transform_to_tq
 from ..image_encoding import message_to_rgb, rgb_to_compressed, rgb_to_image_fields
 from ..pointcloud2 import pointcloud2_to_xyzi, rosbags_pointcloud2, stamp_to_sec_nanosec
+from ..log_once import warn_once
 
 __all__ = [
     "ImageRecord",
@@ -60,6 +62,9 @@ _INFINITE = QosTime(2147483647, 4294967295)  # rosbag2's "infinite" duration
 TF_STATIC_QOS = Qos(QosHistory.KEEP_LAST, 1, QosReliability.RELIABLE, QosDurability.TRANSIENT_LOCAL,
                     _INFINITE, _INFINITE, QosLiveliness.AUTOMATIC, _INFINITE, False)
 """/tf_static's QoS (as tf2_ros.StaticTransformBroadcaster offers it)."""
+
+
+_log = logging.getLogger(__name__)
 
 
 @cache
@@ -249,8 +254,9 @@ def _stamp_s(header) -> float:
     return header.stamp.sec + header.stamp.nanosec * 1e-9
 
 
-def _camera_from_info(msg) -> CameraModel:
-    return CameraModel.from_camera_info(msg.k, msg.d, msg.distortion_model, msg.width, msg.height)
+def _camera_from_info(msg, source: str = "CameraInfo") -> CameraModel:
+    """The camera of a CameraInfo message: ``crossi2p.camera.camera_from_camera_info`` (the node's too)."""
+    return camera_from_camera_info(msg, source=source)
 
 
 def _missing_topic(bag_dir, topic: str, topics: dict[str, str]) -> ValueError:
@@ -269,8 +275,11 @@ def read_bag_messages(bag_dir: str | os.PathLike,
     A topic given as ``None`` is skipped. When ``image_topic`` is absent but
     ``<image_topic>/compressed`` exists, that one is read. Raises ``ValueError`` naming the
     bag, the topic and the topics present when a topic is missing or has an unexpected type,
-    and naming the bag, topic and time when a message cannot be decoded. Topics are checked
-    when this is called; messages are read as the iterator is consumed.
+    and naming the bag, topic and time when a message cannot be decoded. A CameraInfo of an
+    uncalibrated camera (K all zeros, 0x0 size) is skipped with one warning per topic: no record,
+    so readers keep the last calibrated camera (none yet: their images wait). CameraInfo is read
+    by ``crossi2p.camera.camera_from_camera_info`` (binning/roi applied, as the node does).
+    Topics are checked when this is called; messages are read as the iterator is consumed.
     """
     topics = bag_topics(bag_dir)
     wanted: dict[str, tuple[str, ...]] = {}
@@ -302,7 +311,14 @@ def _decoded_messages(bag_dir, topics: set[str]) -> Iterator[BagRecord]:
                 msg = ts.deserialize_cdr(raw, conn.msgtype)
                 stamp, frame = _stamp_s(msg.header), msg.header.frame_id
                 if conn.msgtype == CAMERA_INFO:
-                    record = CameraInfoRecord(conn.topic, stamp, log_s, frame, _camera_from_info(msg))
+                    try:
+                        camera = _camera_from_info(msg)
+                    except UncalibratedCameraError as exc:  # skipped, not fatal: the node does the same
+                        warn_once(("bag uncalibrated", str(bag_dir), conn.topic),
+                                  f"bag {bag_dir}: topic {conn.topic!r}, message at {log_s:.9f} s: {exc}; "
+                                  f"skipped, as are later uncalibrated ones on this topic", _log)
+                        continue
+                    record = CameraInfoRecord(conn.topic, stamp, log_s, frame, camera)
                 elif conn.msgtype == POINTCLOUD2:
                     record = PointCloudRecord(conn.topic, stamp, log_s, frame, pointcloud2_to_xyzi(msg))
                 else:
