@@ -94,3 +94,17 @@ def test_missing_topic_is_refused_naming_the_topics_present(ros_context, small_b
         BagPlayer(node, small_bag, ["/velodyne_points"])
     with pytest.raises(ValueError, match="cannot be opened"):
         BagPlayer(node, small_bag.parent / "nope")
+
+
+def test_plays_a_bare_mcap_file_like_its_recording(ros_context, small_bag, tmp_path):
+    """A .mcap without metadata.yaml (a killed recorder, a copied file) plays the same messages."""
+    import shutil
+
+    bare = tmp_path / "copied.mcap"
+    shutil.copy(next(small_bag.glob("*.mcap")), bare)
+    node = rclpy.create_node("player_bare_mcap", context=ros_context)
+    player, reference = BagPlayer(node, bare), BagPlayer(node, small_bag)
+    assert player.topics == reference.topics and len(player) == len(reference) == 11
+    assert [(m.topic, m.log_time_ns, m.raw) for m in player.messages()] == \
+        [(m.topic, m.log_time_ns, m.raw) for m in reference.messages()]
+    node.destroy_node()

@@ -184,3 +184,33 @@ def test_kitti_raw_drive_runs_offline_with_its_calibration_as_ground_truth(tmp_p
     K = np.array([[721.5377, 0, 609.5593], [0, 721.5377, 172.854], [0, 0, 1]])
     x = K @ (T @ [10.0, 0.0, 0.0, 1.0])[:3]
     np.testing.assert_allclose(x[:2] / x[2], [613.96, 175.01], atol=0.01)
+
+
+# ----------------------------------------------------------------------------- recordings without metadata.yaml
+def test_bare_mcap_file_is_replayed_like_its_recording(drive_bag, tmp_path):
+    from crossi2p.datasets.rosbag2 import read_bag_ground_truth
+    from crossi2p_ros.evaluate_bag import detect_source
+
+    killed = tmp_path / "killed"                          # the recorder died before writing metadata.yaml
+    killed.mkdir()
+    mcap = killed / "drive_0.mcap"
+    shutil.copy(next(drive_bag.glob("*.mcap")), mcap)
+    assert detect_source(killed) == detect_source(mcap) == "rosbag2"
+    rc = main([str(mcap), "--model", str(MODEL_CARD), "--json", str(tmp_path / "s.json"),
+               "--report", str(tmp_path / "r"), "--execution-provider", "cpu"])
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert rc == 0 and summary["frames"] == 4 and summary["ground_truth"] == "the bag's /tf_static"
+    np.testing.assert_allclose(summary["ground_truth_T_cam_lidar"], read_bag_ground_truth(drive_bag), atol=1e-12)
+
+
+def test_sqlite3_bag_without_metadata_exits_1_naming_ros2_bag_reindex(tmp_path, capsys):
+    from crossi2p.camera import CameraModel
+    from crossi2p.datasets.rosbag2 import write_drive_bag
+
+    camera = CameraModel(np.array([[40.0, 0, 16], [0, 40.0, 12], [0, 0, 1]]), 32, 24)
+    bag = write_drive_bag(tmp_path / "bag", [(0.0, np.zeros((24, 32, 3), np.uint8))],
+                          [(0.01, np.ones((10, 4), np.float32))], camera, np.eye(4), storage="sqlite3")
+    (bag / "metadata.yaml").unlink()
+    for path in (bag, next(bag.glob("*.db3"))):
+        assert main([str(path), "--model", str(MODEL_CARD), "--report", str(tmp_path / "r")]) == 1
+        assert f"`ros2 bag reindex {bag} -s sqlite3`" in _one_line_error(capsys)

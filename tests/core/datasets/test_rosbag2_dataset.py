@@ -14,8 +14,10 @@ from crossi2p.datasets.rosbag2 import (
     ImageRecord,
     PointCloudRecord,
     bag_topics,
+    open_bag,
     read_bag_ground_truth,
     read_bag_messages,
+    read_bag_transforms,
     write_drive_bag,
 )
 from crossi2p.geometry import invert_transform, make_transform, se3_exp, transform_points, transform_to_tq
@@ -199,3 +201,92 @@ def test_unknown_storage_and_not_a_bag(tmp_path):
     meta.write_text(meta.read_text().replace("storage_identifier: mcap", "storage_identifier: zarr"))
     with pytest.raises(ValueError, match=f"bag {bag}: cannot be opened.*Storage plugin 'zarr' not supported"):
         bag_topics(bag)
+
+
+# --------------------------------------------------------------------------- recordings without metadata.yaml
+def _records(bag, **topics):
+    """Comparable summary of every decoded message: (type, topic, log time ns, frame, data sha)."""
+    import hashlib
+
+    out = []
+    for r in read_bag_messages(bag, **topics):
+        data = r.image if isinstance(r, ImageRecord) else r.points if isinstance(r, PointCloudRecord) else r.camera.K
+        out.append((type(r).__name__, r.topic, round(r.log_time_s * 1e9), r.frame_id,
+                    hashlib.sha1(np.ascontiguousarray(data).tobytes()).hexdigest()))
+    return out
+
+
+def test_mcap_without_metadata_yaml_is_read_from_the_file_at_every_entry_point(tmp_path):
+    frames, sweeps = drive(n=3)
+    bag = write_drive_bag(tmp_path / "bag", frames, sweeps, CAMERA, T_EXAMPLE)
+    expected, topics = _records(bag), bag_topics(bag)
+    mcap = next(bag.glob("*.mcap"))
+    # a path to the .mcap of a complete recording opens the recording
+    assert _records(mcap) == expected and bag_topics(mcap) == topics
+    (bag / "metadata.yaml").unlink()                     # the recorder was killed before writing it
+    for path in (bag, mcap):
+        assert bag_topics(path) == topics
+        assert _records(path) == expected and len(expected) == 9
+        np.testing.assert_allclose(read_bag_ground_truth(path), T_EXAMPLE, atol=1e-12)
+        [(parent, child, T)] = read_bag_transforms(path)
+        assert (parent, child) == ("lidar", "camera_optical")
+        np.testing.assert_allclose(T, invert_transform(T_EXAMPLE), atol=1e-12)
+        reader = open_bag(path)                           # opened; the caller closes it
+        assert reader.message_count == 10                 # 3 x (image, info, cloud) + /tf_static
+        reader.close()
+
+
+def test_mcap_cut_short_by_a_killed_recorder_yields_its_complete_records(tmp_path):
+    """No summary, no footer: every message of the complete chunks, in order; the cut chunk is lost."""
+    camera = CameraModel(np.array([[500.0, 0, 319.5], [0, 500.0, 239.5], [0, 0, 1]]), 640, 480)
+    rng = np.random.default_rng(3)
+    frames = [(100.0 + 0.1 * k, rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)) for k in range(5)]
+    sweeps = [(100.03 + 0.1 * k, rng.normal(0, 10, (300, 4)).astype(np.float32)) for k in range(5)]
+    bag = write_drive_bag(tmp_path / "bag", frames, sweeps, camera, T_EXAMPLE)  # 0.9 MB images: 1 MiB chunks
+    expected = _records(bag)
+    (bag / "metadata.yaml").unlink()
+    mcap = next(bag.glob("*.mcap"))
+    data = mcap.read_bytes()
+    mcap.write_bytes(data[:-100])                        # summary half written, no footer: all messages
+    assert _records(bag) == expected and len(expected) == 15
+    np.testing.assert_allclose(read_bag_ground_truth(mcap), T_EXAMPLE, atol=1e-12)
+    mcap.write_bytes(data[: int(0.6 * len(data))])       # killed mid-drive
+    got = _records(bag)
+    assert 0 < len(got) < 15 and got == expected[: len(got)]
+    mcap.write_bytes(data[:20])                          # not even a header
+    with pytest.raises(ValueError, match=f"bag {bag}: cannot be opened as a rosbag2 \\(Truncated record"):
+        bag_topics(bag)
+
+
+def test_sqlite3_without_metadata_yaml_names_ros2_bag_reindex(tmp_path):
+    frames, sweeps = drive(n=1)
+    bag = write_drive_bag(tmp_path / "bag", frames, sweeps, CAMERA, T_EXAMPLE, storage="sqlite3")
+    db3 = next(bag.glob("*.db3"))
+    expected = _records(bag)
+    assert _records(db3) == expected                     # the .db3 of a complete recording: the recording
+    (bag / "metadata.yaml").unlink()
+    for path in (bag, db3):
+        for read in (bag_topics, read_bag_transforms, read_bag_ground_truth, read_bag_messages):
+            with pytest.raises(ValueError) as info:
+                read(path)
+            text = str(info.value)
+            assert text.startswith(f"bag {path}: sqlite3 storage") and "\n" not in text
+            assert text.endswith(f"rebuild it with `ros2 bag reindex {bag} -s sqlite3`")
+
+
+def test_paths_that_are_not_one_recording_are_refused_with_a_reason(tmp_path):
+    frames, sweeps = drive(n=1)
+    a = write_drive_bag(tmp_path / "a", frames, sweeps, CAMERA, T_EXAMPLE)
+    b = write_drive_bag(tmp_path / "b", frames, sweeps, CAMERA, T_EXAMPLE)
+    both = tmp_path / "both"
+    both.mkdir()
+    for k, src in enumerate((a, b)):
+        next(src.glob("*.mcap")).rename(both / f"part_{k}.mcap")
+    with pytest.raises(ValueError, match=r"both: 2 .mcap files and no metadata.yaml; pass one .mcap file, or "
+                                         r"rebuild it with `ros2 bag reindex .*both -s mcap`"):
+        bag_topics(both)
+    assert len(_records(both / "part_1.mcap")) == 3
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(ValueError, match=r"notes.txt: expected a rosbag2 folder or its .mcap / .db3 storage file, "
+                                         r"got a .txt file"):
+        bag_topics(tmp_path / "notes.txt")

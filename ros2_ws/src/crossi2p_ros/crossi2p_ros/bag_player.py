@@ -25,10 +25,10 @@ from pathlib import Path
 
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from rosbags.rosbag2 import Reader
-from rosbags.rosbag2.errors import ReaderError
 from rosgraph_msgs.msg import Clock
 from tqdm import tqdm
+
+from crossi2p.datasets.rosbag2 import open_bag
 
 DEFAULT_EXCLUDED = ("/tf_static", "/tf")
 """Not played by default: a recorded tf tree (the ground truth) would collide with the node's output."""
@@ -61,7 +61,7 @@ class BagPlayer:
 
     Args:
         node: the node that owns the publishers (it needs no spinning to publish).
-        bag: rosbag2 folder (MCAP or sqlite3).
+        bag: rosbag2 folder (MCAP or sqlite3) or .mcap file (``crossi2p.datasets.rosbag2.open_bag``).
         topics: topics to play (default: every topic except ``DEFAULT_EXCLUDED``).
         qos: QoS of the data publishers (default reliable, depth 100).
     """
@@ -69,11 +69,7 @@ class BagPlayer:
     def __init__(self, node: Node, bag: str | Path, topics: Sequence[str] | None = None,
                  qos: QoSProfile | None = None):
         self.bag = Path(bag)
-        try:
-            reader = Reader(self.bag)
-            reader.open()
-        except (ReaderError, FileNotFoundError) as exc:
-            raise ValueError(f"bag {self.bag}: cannot be opened as a rosbag2 ({exc})") from None
+        reader = open_bag(self.bag)  # ValueError naming the bag
         try:
             present = {c.topic: c.msgtype for c in reader.connections}
             self.message_counts = {t: info.msgcount for t, info in reader.topics.items()}
@@ -98,8 +94,7 @@ class BagPlayer:
 
     def messages(self) -> Iterator[BagMessage]:
         """The played topics' messages in log-time order (read lazily)."""
-        reader = Reader(self.bag)
-        reader.open()
+        reader = open_bag(self.bag)
         try:
             connections = [c for c in reader.connections if c.topic in self.topics]
             for conn, log_ns, raw in reader.messages(connections=connections):
@@ -154,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     import rclpy
 
     p = argparse.ArgumentParser(prog="python -m crossi2p_ros.bag_player", description=__doc__.split("\n\n")[0])
-    p.add_argument("bag", type=Path, help="rosbag2 folder")
+    p.add_argument("bag", type=Path, help="rosbag2 folder or .mcap file")
     p.add_argument("--rate", type=float, default=1.0, help="playback speed factor (0: as fast as possible)")
     p.add_argument("--topics", nargs="+", help=f"topics to play (default: all but {' '.join(DEFAULT_EXCLUDED)})")
     args = p.parse_args(argv)

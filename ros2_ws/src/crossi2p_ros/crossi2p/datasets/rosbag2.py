@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import logging
 import os
+import struct
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
+from io import BytesIO
 from pathlib import Path
 from typing import Literal
 
@@ -27,6 +29,7 @@ import numpy as np
 from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.rosbag2.errors import ReaderError
+from rosbags.rosbag2.storage_mcap import McapReader, read_sized, read_string
 from rosbags.typesys import Stores, get_typestore
 from tqdm import tqdm
 
@@ -43,6 +46,7 @@ __all__ = [
     "STORAGES",
     "TF_STATIC_TOPIC",
     "write_drive_bag",
+    "open_bag",
     "bag_topics",
     "read_bag_messages",
     "read_bag_ground_truth",
@@ -229,16 +233,128 @@ def write_drive_bag(bag_dir: str | os.PathLike,
 
 
 # --------------------------------------------------------------------------- reading
-def _open(bag_dir: str | os.PathLike) -> Reader:
-    path = Path(bag_dir)
+_MCAP_MAGIC = b"\x89MCAP0\r\n"
+_MCAP_DATA_END = 0x0F
+
+
+def _end_of_complete_records(bio, start: int) -> int:
+    """Byte offset where the complete MCAP records that begin at ``start`` end: before the first
+    record cut short by the end of the file, before a zero opcode (zero-filled tail after a crash)
+    and before ``DataEnd`` (a summary section may follow it half written)."""
+    size = bio.seek(0, 2)
+    pos = start
+    while pos + 9 <= size:
+        bio.seek(pos)
+        op = bio.read(1)[0]
+        length = int.from_bytes(bio.read(8), "little")
+        if op in (0x00, _MCAP_DATA_END) or pos + 9 + length > size:
+            break
+        pos += 9 + length
+    return pos
+
+
+class _UnfinishedMcapReader(McapReader):
+    """An MCAP file whose recorder was killed: header, schemas, channels and chunks, but no summary
+    and no footer, which rosbags' ``McapReader`` requires. The data section is taken up to its last
+    complete record and scanned with rosbags' own ``meta_scan`` / ``messages_scan`` (what it does
+    for a finished file without an index); the messages of a chunk cut short are lost. Messages
+    come in file order, which is the order the recorder wrote them."""
+
+    def _open(self) -> None:
+        bio = self.bio
+        if bio.read(8) != _MCAP_MAGIC:
+            raise ReaderError("File magic is invalid.")
+        if bio.read(1) != b"\x01":
+            raise ReaderError("Unexpected record (expected the MCAP header).")
+        if read_string(BytesIO(read_sized(bio))) != "ros2":
+            raise ReaderError("Profile is not ros2.")
+        self.data_start = bio.tell()
+        self.data_end = _end_of_complete_records(bio, self.data_start)
+        self.meta_scan()
+        st = self.statistics
+        self.connections = [c._replace(msgcount=st.channel_message_counts.get(c.id, 0)) for c in self.connections]
+        self.metadata = self.metadata._replace(
+            duration=st.end_time - st.start_time + 1 if st.message_count else 0,
+            start_time=st.start_time if st.message_count else 2**63 - 1,
+            end_time=st.end_time + 1 if st.message_count else 0, message_count=st.message_count)
+
+    def messages(self, connections, start=None, stop=None):
+        return self.messages_scan(connections, start, stop)
+
+
+def _mcap_is_finished(path: Path) -> bool:
+    """The file ends with the MCAP magic (its footer was written)."""
+    with open(path, "rb") as f:
+        if f.seek(0, 2) < 2 * len(_MCAP_MAGIC):
+            return False
+        f.seek(-len(_MCAP_MAGIC), 2)
+        return f.read() == _MCAP_MAGIC
+
+
+def _reindex_hint(folder: Path, storage: str) -> str:
+    return f"rebuild it with `ros2 bag reindex {folder} -s {storage}`"
+
+
+def _bag_source(path: Path) -> Path:
+    """What ``open_bag`` hands to rosbags for a user's path (see ``open_bag``)."""
     if not path.exists():
-        raise ValueError(f"bag {path}: does not exist")
+        raise ValueError(f"bag {path}: cannot be opened as a rosbag2 (it does not exist)")
+    if path.is_file():
+        if path.suffix not in (".mcap", ".db3"):
+            raise ValueError(f"bag {path}: expected a rosbag2 folder or its .mcap / .db3 storage file, "
+                             f"got a {path.suffix or 'suffix-less'} file")
+        if (path.parent / "metadata.yaml").is_file():
+            return path.parent  # a file of a complete recording: the whole recording (split files too)
+        if path.suffix == ".db3":
+            raise ValueError(f"bag {path}: sqlite3 storage without metadata.yaml (the recorder was killed?); "
+                             + _reindex_hint(path.parent, "sqlite3"))
+        return path
+    if (path / "metadata.yaml").is_file():
+        return path
+    mcaps, db3s = sorted(path.glob("*.mcap")), sorted(path.glob("*.db3"))
+    if db3s:
+        raise ValueError(f"bag {path}: sqlite3 storage ({db3s[0].name}) without metadata.yaml (the recorder was "
+                         f"killed?); {_reindex_hint(path, 'sqlite3')}")
+    if len(mcaps) == 1:
+        return mcaps[0]
+    if mcaps:
+        raise ValueError(f"bag {path}: {len(mcaps)} .mcap files and no metadata.yaml; pass one .mcap file, or "
+                         + _reindex_hint(path, "mcap"))
+    raise ValueError(f"bag {path}: cannot be opened as a rosbag2 (no metadata.yaml, .mcap or .db3 in it)")
+
+
+def open_bag(bag: str | os.PathLike) -> Reader:
+    """Open a recording with rosbags (opened; the caller closes it). ``bag`` may be:
+
+    - a rosbag2 folder with ``metadata.yaml`` (MCAP or sqlite3, split files included);
+    - one storage file of such a folder (``.mcap`` / ``.db3`` with ``metadata.yaml`` beside it):
+      the whole recording is opened;
+    - an ``.mcap`` file without ``metadata.yaml``, or a folder holding one ``.mcap`` and no
+      ``metadata.yaml`` (the recorder was killed before writing it, or only the file was copied):
+      read from the file itself. MCAP is self-describing (schemas with the message definitions,
+      channels with topic, type and QoS), so metadata.yaml adds nothing needed and rosbags' Reader
+      opens the storage file directly; a file whose recorder was killed before the footer is read
+      up to its last complete record (``_UnfinishedMcapReader``);
+    - sqlite3 without ``metadata.yaml``: ``ValueError`` naming ``ros2 bag reindex``. A ``.db3`` left
+      by a killed recorder can hold an unfinished transaction (a ``-journal`` / ``-wal`` beside
+      it) that only SQLite with write access rolls back; rosbags opens ``.db3`` read-only, while
+      ``ros2 bag reindex`` recovers the database and writes metadata.yaml.
+
+    Raises ``ValueError`` (one line naming the bag and what was expected) otherwise.
+    """
+    path = Path(bag)
+    source = _bag_source(path)
     try:
-        reader = Reader(path)
+        reader = Reader(source)
+        if source.suffix == ".mcap" and not _mcap_is_finished(source):
+            reader.storage = _UnfinishedMcapReader(source)
         reader.open()
-    except (ReaderError, FileNotFoundError) as exc:
+    except (ReaderError, FileNotFoundError, OSError, IndexError, struct.error) as exc:
         raise ValueError(f"bag {path}: cannot be opened as a rosbag2 ({exc})") from None
     return reader
+
+
+_open = open_bag  # the name the readers below use
 
 
 def bag_topics(bag_dir: str | os.PathLike) -> dict[str, str]:
