@@ -39,7 +39,7 @@ from std_srvs.srv import Trigger
 from tf2_msgs.msg import TFMessage
 
 from crossi2p.calib_io import save_calibration_yaml, urdf_joint_snippet
-from crossi2p.camera import CameraModel
+from crossi2p.camera import CameraModel, UncalibratedCameraError, camera_from_camera_info, camera_info_key
 from crossi2p.geometry import invert_transform, transform_from_tq, transform_to_tq
 from crossi2p.image_encoding import message_to_rgb, rgb_to_image_fields
 from crossi2p.metrics import registration_error
@@ -81,6 +81,8 @@ class NodeCounters:
     inputs_handled: int = 0
     """Sensor messages (images, camera infos, clouds) whose callback has returned."""
     bad_images: int = 0
+    images_uncalibrated: int = 0
+    """Images skipped because the newest CameraInfo is uncalibrated (K all zeros or a 0x0 size)."""
     bad_clouds: int = 0
     clouds_subsampled: int = 0
     """Clouds larger than ``max_points``, randomly subsampled to it (bounded memory and time)."""
@@ -122,6 +124,10 @@ class CalibrationNode(Node):
         self._pending = None
         self._stop = False
         self._camera_info: CameraInfo | None = None
+        self._camera: CameraModel | None = None  # camera of _camera_info (crossi2p.camera.camera_from_camera_info)
+        self._camera_error: ValueError | None = None  # why _camera_info has no camera (uncalibrated, malformed)
+        self._camera_info_key: tuple | None = None  # the fields _camera was built from
+        self._camera_notes: set[str] = set()  # CameraInfo reading notes already logged
         self._frames = ("", "")  # (lidar_frame, camera_frame) of the last pair
         self._published_T: np.ndarray | None = None
         self._last_overlay_s = 0.0
@@ -204,25 +210,57 @@ class CalibrationNode(Node):
         self.get_logger().warning(reason, throttle_duration_sec=5.0)
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
+        """Keep the newest CameraInfo and its camera (``crossi2p.camera.camera_from_camera_info``, the
+        bag reader's conversion too: image_geometry's reading, binning and roi applied), converted
+        once per calibration: a repeat of the previous message reuses it. A CameraInfo without a
+        camera (uncalibrated, malformed) is kept with the reason; ``_on_image`` acts on it."""
         with self._lock:
             self.counters.camera_infos_in += 1
             self._camera_info = msg
+            key = camera_info_key(msg)
+            if key == self._camera_info_key:
+                return
+            try:
+                self._camera, self._camera_error = camera_from_camera_info(msg, on_note=self._camera_note), None
+            except ValueError as exc:  # UncalibratedCameraError included
+                self._camera, self._camera_error = None, exc
+            self._camera_info_key = key
+
+    def _camera_note(self, message: str) -> None:
+        """A CameraInfo read other than literally (e.g. an empty distortion_model): logged once per note."""
+        if message not in self._camera_notes:
+            self._camera_notes.add(message)
+            self.get_logger().warning(f"{self.params.node.camera_info_topic}: {message}")
 
     def _on_image(self, msg) -> None:
         p = self.params.node
         with self._lock:
             self.counters.images_in += 1
-            info = self._camera_info
+            info, camera, error = self._camera_info, self._camera, self._camera_error
         if info is None:
             return self._bad_input("image", f"image dropped: no CameraInfo received yet on {p.camera_info_topic}")
+        if isinstance(error, UncalibratedCameraError):  # skipped and counted until a calibrated one arrives
+            reason = (f"image on {p.image_topic} skipped: {error} on {p.camera_info_topic}; waiting for a "
+                      f"calibrated CameraInfo")
+            with self._lock:
+                self.counters.images_uncalibrated += 1
+                self.counters.last_error = reason
+            self.get_logger().warning(reason, throttle_duration_sec=5.0)
+            return
+        if error is not None:
+            return self._bad_input("image", f"image on {p.image_topic}: {p.camera_info_topic}: {error}")
         try:
             rgb = message_to_rgb(msg)
-            camera = CameraModel.from_camera_info(info.k, info.d, info.distortion_model, info.width, info.height)
         except ValueError as exc:
             return self._bad_input("image", f"image on {p.image_topic}: {exc}")
         if rgb.shape[:2] != (camera.height, camera.width):
+            roi = info.roi
+            reduced = (f" ({info.width}x{info.height} with binning {info.binning_x}x{info.binning_y}, roi "
+                       f"{roi.width}x{roi.height}+{roi.x_offset}+{roi.y_offset})"
+                       if max(info.binning_x, info.binning_y) > 1 or roi.x_offset or roi.y_offset or roi.width
+                       else "")
             return self._bad_input("image", f"image on {p.image_topic} is {rgb.shape[1]}x{rgb.shape[0]} but its "
-                                            f"CameraInfo says {camera.width}x{camera.height}")
+                                            f"CameraInfo says {camera.width}x{camera.height}{reduced}")
         frame = CameraFrame(rgb, camera, p.camera_frame or msg.header.frame_id)
         with self._lock:
             pairs = self.pipeline.offer_image(stamp_to_s(msg.header.stamp), frame)
@@ -416,7 +454,7 @@ class CalibrationNode(Node):
             values = {
                 "state": st.status, "converged": str(st.status == "converged").lower(),
                 "images_in": c.images_in, "clouds_in": c.clouds_in, "camera_infos_in": c.camera_infos_in,
-                "bad_images": c.bad_images,
+                "bad_images": c.bad_images, "images_uncalibrated": c.images_uncalibrated,
                 "bad_clouds": c.bad_clouds, "clouds_subsampled": c.clouds_subsampled, "pairs_in": c.pairs_in, "pairs_used": c.pairs_used,
                 "pairs_dropped_busy": c.pairs_dropped_busy, "frames_done": c.frames_done,
                 "frames_invalid": c.frames_invalid,
@@ -467,8 +505,12 @@ class CalibrationNode(Node):
         return response
 
     def _last_camera(self) -> CameraModel:
-        info = self._camera_info
-        return CameraModel.from_camera_info(info.k, info.d, info.distortion_model, info.width, info.height)
+        """The camera of the newest CameraInfo; ValueError saying why there is none."""
+        with self._lock:
+            camera, error = self._camera, self._camera_error
+        if camera is None:
+            raise ValueError(f"no usable CameraInfo on {self.params.node.camera_info_topic}: {error}")
+        return camera
 
     def _on_reset(self, request, response):
         with self._lock:
