@@ -218,3 +218,34 @@ def test_nuscenes_record_without_key_names_source():
         nuscenes_transform({"translation": [0, 0, 0]}, source="calibrated_sensor.json record abc")
     with pytest.raises(ValueError, match="missing key 'camera_intrinsic'"):
         nuscenes_camera({"camera_intrinsic": []}, 10, 10)
+
+
+def _record(tmp_path, **changes):
+    path = save_calibration_yaml(tmp_path / "calib.yaml", T_EXAMPLE, CAMERA)
+    record = yaml.safe_load(path.read_text())
+    record.update(changes)
+    path.write_text(yaml.safe_dump(record))
+    return path
+
+
+def test_yaml_distortion_is_read_as_camera_info_is(tmp_path):
+    """The same coefficient reading as CameraInfo: plumb_bob with zero extras is 5 coefficients,
+    with non-zero k4..k6 OpenCV's rational model, all zeros a pinhole."""
+    d5 = CAMERA.distortion.tolist()
+    cam = load_calibration_yaml(_record(tmp_path, distortion=d5 + [0.0, 0.0, 0.0])).camera
+    assert cam.distortion_model == "plumb_bob" and cam.distortion.tolist() == d5
+    cam = load_calibration_yaml(_record(tmp_path, distortion=d5 + [0.1, 0.0, 0.02])).camera
+    assert cam.distortion_model == "rational_polynomial" and cam.distortion.tolist() == d5 + [0.1, 0.0, 0.02]
+    cam = load_calibration_yaml(_record(tmp_path, distortion=[0.0] * 5)).camera
+    assert cam.distortion_model == "none" and cam.distortion.size == 0
+
+
+def test_yaml_with_skew_or_thin_prism_names_file_and_field(tmp_path):
+    K = CAMERA.K.tolist()
+    K[0][1] = 1.5
+    path = _record(tmp_path, K=K)
+    with pytest.raises(ValueError, match=rf"{path}: camera K\[0,1\] \(skew\) = 1.5 is not supported"):
+        load_calibration_yaml(path)
+    path = _record(tmp_path, distortion=CAMERA.distortion.tolist() + [0, 0, 0, 0.01, 0, 0, 0])
+    with pytest.raises(ValueError, match=rf"{path} key 'distortion': thin-prism/tilt coefficients"):
+        load_calibration_yaml(path)
