@@ -25,6 +25,8 @@ One flat mapping, a superset of the normalised records in ``shared/data/real/*/c
     distortion: [k1, k2, p1, p2, k3]   # OpenCV order
     covariance: [[...6x6...]]     # optional: of the extrinsic, order (x, y, z, rot_x, rot_y, rot_z)
                                   # as geometry_msgs/PoseWithCovariance, units m^2 / rad^2
+    prior_max_rotation_deg: 10    # optional: used as a prior (crossi2p.prior), the true extrinsic is
+    prior_max_translation_m: 0.5  #   within this rotation (deg) / per-axis translation (m) of T_cam_lidar
     metadata: {...}               # optional, free-form (tool, model, frames used, date, ...)
 
 ``T_cam_lidar`` may be left out when ``translation`` and ``quaternion_xyzw`` are given.
@@ -72,7 +74,8 @@ __all__ = [
 
 SCHEMA_VERSION = 1
 _KNOWN_KEYS = {"version", "T_cam_lidar", "translation", "quaternion_xyzw", "frames", "width", "height",
-               "K", "distortion_model", "distortion", "covariance", "metadata"}
+               "K", "distortion_model", "distortion", "covariance", "metadata", "prior_max_rotation_deg",
+               "prior_max_translation_m"}
 _TQ_ATOL = 1e-5  # as check_transform: a saved matrix may be that far from a rotation
 
 
@@ -94,6 +97,10 @@ class Calibration:
     """Free-form provenance."""
     version: int = SCHEMA_VERSION
     """Schema version of the file it was read from."""
+    prior_max_rotation_deg: float | None = None
+    """Optional: as a prior, the true rotation is within this angle of ``T_cam_lidar`` (degrees)."""
+    prior_max_translation_m: float | None = None
+    """Optional: as a prior, the true translation is within this of ``T_cam_lidar`` per axis (metres)."""
 
 
 # --------------------------------------------------------------------------- YAML record
@@ -132,7 +139,9 @@ _HEADER = """\
 
 def save_calibration_yaml(path: str | os.PathLike, T_cam_lidar: np.ndarray, camera: CameraModel, *,
                           lidar_frame: str = "lidar", camera_frame: str = "camera_optical",
-                          covariance: np.ndarray | None = None, metadata: Mapping | None = None) -> Path:
+                          covariance: np.ndarray | None = None, metadata: Mapping | None = None,
+                          prior_max_rotation_deg: float | None = None,
+                          prior_max_translation_m: float | None = None) -> Path:
     """Write the calibration YAML (schema in the module docstring); returns the path written.
 
     Floats are written with full precision (``load_calibration_yaml`` gives back the same
@@ -154,6 +163,10 @@ def save_calibration_yaml(path: str | os.PathLike, T_cam_lidar: np.ndarray, came
     }
     if covariance is not None:
         record["covariance"] = _check_covariance(covariance, "covariance")
+    for key, bound in (("prior_max_rotation_deg", prior_max_rotation_deg),
+                       ("prior_max_translation_m", prior_max_translation_m)):
+        if bound is not None:
+            record[key] = _check_bound(bound, key)
     if metadata:
         record["metadata"] = dict(metadata)
     path = Path(path)
@@ -171,6 +184,17 @@ def _check_covariance(cov, where: str) -> np.ndarray:
     if C.shape != (6, 6) or not np.all(np.isfinite(C)):
         raise ValueError(f"{where}: expected a finite 6x6 matrix (or 36 values), got shape {C.shape}")
     return C
+
+
+def _check_bound(value, where: str) -> float:
+    """A prior bound: a finite number > 0."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: expected a number > 0, got {value!r}") from None
+    if not np.isfinite(v) or v <= 0:
+        raise ValueError(f"{where}: expected a number > 0, got {value!r}")
+    return v
 
 
 def normalise_distortion_model(name: str | None) -> str:
@@ -258,11 +282,13 @@ def load_calibration_yaml(path: str | os.PathLike) -> Calibration:
     covariance = record.get("covariance")
     if covariance is not None:
         covariance = _check_covariance(covariance, f"{where}: key 'covariance'")
+    bounds = {k: _check_bound(record[k], f"{where}: key {k!r}") if record.get(k) is not None else None
+              for k in ("prior_max_rotation_deg", "prior_max_translation_m")}
     metadata = dict(record.get("metadata") or {})
     metadata.update({k: v for k, v in record.items() if k not in _KNOWN_KEYS})
     return Calibration(T_cam_lidar=T, camera=camera, lidar_frame=str(frames.get("parent", "lidar")),
                        camera_frame=str(frames.get("child", "camera_optical")), covariance=covariance,
-                       metadata=metadata, version=version)
+                       metadata=metadata, version=version, **bounds)
 
 
 # --------------------------------------------------------------------------- URDF

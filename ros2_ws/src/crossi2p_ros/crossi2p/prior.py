@@ -1,0 +1,106 @@
+"""Priors of ``T_cam_lidar``: a start for the refinement and bounds that gate the estimates.
+
+A prior is what the user already knows about the extrinsic: a calibration YAML (``load_prior``;
+a CAD drawing, a previous calibration, a tape measure) or the /tf_static chain of a robot's URDF
+(the node looks that up). Each prior states bounds: the true extrinsic is believed to be within
+``max_rotation_deg`` (the angle of ``R_est R_prior^T``) and ``max_translation_m`` (per axis, the
+largest of ``|t_est - t_prior|``, camera optical frame: the refinement's search box and the
+``refine`` protocol are per axis too) of ``T_cam_lidar``.
+
+Used by ``crossi2p_ros.pipeline.CalibrationPipeline``: a per-frame estimate outside the bounds is
+rejected before fusion with the reason of ``prior_violation``; when the network has nothing
+consistent to offer (fusion not converged), the refinement starts from the prior and searches
+within its bounds.
+
+YAML keys (``crossi2p.calib_io``): the calibration record plus optional
+``prior_max_rotation_deg`` and ``prior_max_translation_m``; a file without them gets
+``DEFAULT_MAX_ROTATION_DEG`` / ``DEFAULT_MAX_TRANSLATION_M`` (10 deg / 0.5 m: a hand-measured
+mounting: a few degrees of pitch/yaw and decimetres of lever arm; the refinement's default box
+is 8 deg / 0.5 m).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+from .calib_io import load_calibration_yaml
+from .geometry import check_transform
+
+__all__ = ["DEFAULT_MAX_ROTATION_DEG", "DEFAULT_MAX_TRANSLATION_M", "Prior", "load_prior", "pose_distance",
+           "prior_distance", "prior_violation"]
+
+DEFAULT_MAX_ROTATION_DEG = 10.0
+"""Rotation bound of a prior YAML that does not state ``prior_max_rotation_deg`` (degrees)."""
+DEFAULT_MAX_TRANSLATION_M = 0.5
+"""Per-axis translation bound of a prior YAML that does not state ``prior_max_translation_m`` (metres)."""
+
+
+@dataclass
+class Prior:
+    """A prior of the extrinsic with its bounds (module docstring)."""
+
+    T_cam_lidar: np.ndarray
+    """(4, 4) prior extrinsic, LiDAR frame -> camera optical frame."""
+    max_rotation_deg: float = DEFAULT_MAX_ROTATION_DEG
+    """The true rotation is within this angle of the prior's (degrees)."""
+    max_translation_m: float = DEFAULT_MAX_TRANSLATION_M
+    """The true translation is within this of the prior's, per axis (metres, camera frame)."""
+    source: str = ""
+    """Where it came from, for diagnostics and reports (a file path, ``tf: camera <- lidar``)."""
+    lidar_frame: str = ""
+    """tf frame id of the LiDAR the prior names ('' when unknown)."""
+    camera_frame: str = ""
+    """tf frame id of the camera optical frame the prior names ('' when unknown)."""
+
+    def __post_init__(self) -> None:
+        where = f"prior {self.source}".strip()
+        self.T_cam_lidar = check_transform(self.T_cam_lidar, f"{where}: T_cam_lidar")
+        for name in ("max_rotation_deg", "max_translation_m"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float, np.floating)) and np.isfinite(v) and v > 0):
+                raise ValueError(f"{where}: {name} must be a number > 0, got {v!r}")
+            setattr(self, name, float(v))
+
+
+def load_prior(path: str | os.PathLike) -> Prior:
+    """The prior of a calibration YAML (its ``T_cam_lidar`` and the optional bound keys).
+
+    Raises:
+        ValueError: one line naming the file (not found, not a calibration record, bad bound).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"prior {path}: file not found (expected a calibration YAML)")
+    calib = load_calibration_yaml(path)  # its errors name the file and the key
+    rot = calib.prior_max_rotation_deg
+    trans = calib.prior_max_translation_m
+    return Prior(calib.T_cam_lidar, DEFAULT_MAX_ROTATION_DEG if rot is None else rot,
+                 DEFAULT_MAX_TRANSLATION_M if trans is None else trans, source=str(path),
+                 lidar_frame=calib.lidar_frame, camera_frame=calib.camera_frame)
+
+
+def pose_distance(T_a: np.ndarray, T_b: np.ndarray) -> tuple[float, float]:
+    """``(rotation_deg, translation_m)`` between two (4, 4) ``T_cam_lidar``: the angle of
+    ``R_a R_b^T`` and the largest per-axis difference of their translations (camera frame)."""
+    A, B = np.asarray(T_a, dtype=np.float64), np.asarray(T_b, dtype=np.float64)
+    rot = float(np.degrees(Rotation.from_matrix(A[:3, :3] @ B[:3, :3].T).magnitude()))
+    return rot, float(np.abs(A[:3, 3] - B[:3, 3]).max())
+
+
+def prior_distance(T_est: np.ndarray, prior: Prior) -> tuple[float, float]:
+    """``(rotation_deg, translation_m)`` of ``T_est`` from the prior (``pose_distance``)."""
+    return pose_distance(T_est, prior.T_cam_lidar)
+
+
+def prior_violation(T_est: np.ndarray, prior: Prior) -> str | None:
+    """None when ``T_est`` (4, 4) is within the prior's bounds, else the reason, e.g.
+    ``"outside prior: 12.3 deg / 0.81 m from the prior (bounds 10 deg / 0.5 m)"``."""
+    rot, trans = prior_distance(T_est, prior)
+    if rot <= prior.max_rotation_deg and trans <= prior.max_translation_m:
+        return None
+    return (f"outside prior: {rot:.1f} deg / {trans:.2f} m from the prior "
+            f"(bounds {prior.max_rotation_deg:g} deg / {prior.max_translation_m:g} m)")

@@ -1,0 +1,80 @@
+"""Priors: bounds from the calibration YAML (or the documented defaults), distances and the
+one-line reason of an estimate outside them."""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+from crossi2p.calib_io import load_calibration_yaml, save_calibration_yaml
+from crossi2p.camera import CameraModel
+from crossi2p.geometry import make_transform
+from crossi2p.prior import (DEFAULT_MAX_ROTATION_DEG, DEFAULT_MAX_TRANSLATION_M, Prior, load_prior,
+                            prior_distance, prior_violation)
+
+CAMERA = CameraModel(np.array([[500.0, 0, 320], [0, 500.0, 240], [0, 0, 1]]), 640, 480)
+T_PRIOR = make_transform(Rotation.from_euler("xyz", [-90, 0, -90], degrees=True), [0.05, -0.3, -0.1])
+
+
+def off_by(T: np.ndarray, angle_deg: float, axis, dt) -> np.ndarray:
+    """``T`` rotated by ``angle_deg`` about ``axis`` (camera frame) and shifted by ``dt`` (m)."""
+    R = Rotation.from_rotvec(np.radians(angle_deg) * np.asarray(axis, float) / np.linalg.norm(axis))
+    out = make_transform(R, np.zeros(3)) @ T
+    out[:3, 3] = T[:3, 3] + np.asarray(dt, float)
+    return out
+
+
+def test_yaml_bounds_round_trip_and_defaults_when_absent(tmp_path):
+    with_bounds = save_calibration_yaml(tmp_path / "with.yaml", T_PRIOR, CAMERA, lidar_frame="velodyne",
+                                        camera_frame="cam", prior_max_rotation_deg=3.0, prior_max_translation_m=0.2)
+    calib = load_calibration_yaml(with_bounds)
+    assert calib.prior_max_rotation_deg == 3.0 and calib.prior_max_translation_m == 0.2
+    assert "prior_max_rotation_deg" not in calib.metadata  # a known key, not free-form metadata
+    prior = load_prior(with_bounds)
+    assert (prior.max_rotation_deg, prior.max_translation_m) == (3.0, 0.2)
+    assert (prior.lidar_frame, prior.camera_frame) == ("velodyne", "cam") and prior.source == str(with_bounds)
+    np.testing.assert_allclose(prior.T_cam_lidar, T_PRIOR, atol=1e-12)
+
+    without = save_calibration_yaml(tmp_path / "without.yaml", T_PRIOR, CAMERA)
+    assert load_calibration_yaml(without).prior_max_rotation_deg is None
+    prior = load_prior(without)
+    assert (prior.max_rotation_deg, prior.max_translation_m) == (DEFAULT_MAX_ROTATION_DEG, DEFAULT_MAX_TRANSLATION_M)
+    assert (DEFAULT_MAX_ROTATION_DEG, DEFAULT_MAX_TRANSLATION_M) == (10.0, 0.5)
+
+
+def test_bad_prior_files_are_one_line_errors_naming_the_file(tmp_path):
+    missing = tmp_path / "missing.yaml"
+    with pytest.raises(ValueError, match=re.escape(str(missing))):
+        load_prior(missing)
+    bad = save_calibration_yaml(tmp_path / "bad.yaml", T_PRIOR, CAMERA)
+    bad.write_text(bad.read_text() + "prior_max_rotation_deg: -2\n")
+    with pytest.raises(ValueError) as exc:
+        load_prior(bad)
+    msg = str(exc.value)
+    assert str(bad) in msg and "prior_max_rotation_deg" in msg and "> 0" in msg and "\n" not in msg
+    not_calib = tmp_path / "notes.yaml"
+    not_calib.write_text("hello: world\n")
+    with pytest.raises(ValueError, match=re.escape(str(not_calib))):
+        load_prior(not_calib)
+    with pytest.raises(ValueError, match="max_translation_m"):
+        Prior(T_PRIOR, 10.0, 0.0)
+
+
+def test_distance_is_geodesic_rotation_and_largest_axis_translation():
+    T = off_by(T_PRIOR, 12.3, [1, 2, -1], [0.3, -0.81, 0.5])
+    rot, trans = prior_distance(T, Prior(T_PRIOR))
+    assert rot == pytest.approx(12.3, abs=1e-9)
+    assert trans == pytest.approx(0.81, abs=1e-12)
+
+
+def test_violation_names_distance_and_bounds_or_is_none_inside():
+    prior = Prior(T_PRIOR, 10.0, 0.5, source="calib.yaml")
+    assert prior_violation(T_PRIOR, prior) is None
+    assert prior_violation(off_by(T_PRIOR, 9.9, [0, 0, 1], [0.49, -0.49, 0.49]), prior) is None
+    assert (prior_violation(off_by(T_PRIOR, 12.3, [0, 1, 0], [0.0, 0.81, 0.0]), prior)
+            == "outside prior: 12.3 deg / 0.81 m from the prior (bounds 10 deg / 0.5 m)")
+    # either bound alone is enough
+    assert prior_violation(off_by(T_PRIOR, 10.5, [1, 0, 0], [0, 0, 0]), prior).startswith("outside prior: 10.5 deg")
+    assert "0.60 m" in prior_violation(off_by(T_PRIOR, 0.0, [1, 0, 0], [0, 0, -0.6]), prior)
