@@ -1,17 +1,41 @@
-"""The calibration pipeline without ROS transport: pairing -> runtime -> fusion.
+"""The calibration pipeline without ROS transport: pairing -> runtime -> prior gate -> fusion ->
+refinement.
 
 The node feeds it from DDS callbacks (processing the newest pair on a worker thread); the bag
-evaluator feeds it from a rosbag2 read with rosbags and processes every pair. One code path for
-both, so a bag replayed offline gives the node's numbers.
+evaluator and ``crossi2p-calibrate`` feed it from a recording and process every pair. One code
+path for all, so a bag replayed offline gives the node's numbers.
+
+Stages per pair (``estimate`` then ``fuse``; ``process`` does both):
+
+1. the runtime's per-frame estimate (``estimate``; touches no shared state);
+2. the prior gate: with a ``Prior``, a valid estimate outside its bounds is made invalid with the
+   reason ``"outside prior: ..."`` (``crossi2p.prior.prior_violation``) and counted in
+   ``rejected_outside_prior``; it never reaches the fusion;
+3. temporal fusion (``crossi2p.fusion``);
+4. the pair joins the refinement window (the last ``RefinementScheduleConfig.window_frames``
+   pairs, decoded image + camera + points; prepared for the refinement lazily, on its first use).
+
+Refinement (``crossi2p.refinement``, training-free), run by the caller when ``refinement_due()``
+(``refine()``; or ``plan_refinement`` / ``run_refinement`` / ``apply_refinement`` to run the heavy
+part outside a lock): it starts from the fused estimate once converged, else from the prior (its
+search box then is the prior's bounds); an accepted result becomes ``refined``, a rejected one
+never replaces it. A drift event of the fusion (the camera moved) forgets ``refined`` and the
+window. ``published_estimate()`` says what may be published: the refined estimate, else the
+converged fused one, else nothing (a prior is never published as an estimate).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
 from crossi2p.camera import CameraModel
 from crossi2p.fusion import ExtrinsicFuser, FusionConfig, FusionState
+from crossi2p.prior import Prior, pose_distance, prior_violation
+from crossi2p.refinement import PreparedFrame, RefinementConfig, RefinementResult, prepare_frame, refine_extrinsic
 from crossi2p.runtime import CalibrationRuntime, FrameEstimate
 
 from .pairing import PairingConfig, StampedPair, StampPairer
@@ -48,14 +72,96 @@ class FrameOutcome:
     """Snapshot of the fusion state after this frame (T_cam_lidar and covariance are copies)."""
 
 
+EstimateStage = Literal["refined", "fused", "prior"]
+"""Where an extrinsic comes from: an accepted refinement, the converged fusion, the user's prior."""
+
+
+@dataclass
+class RefinementScheduleConfig:
+    """When and over what the pipeline refines (the ``RefinementConfig`` says how)."""
+
+    enabled: bool = True
+    """False: ``refinement_due`` is never true (``refine()`` still runs when called)."""
+    window_frames: int = 20
+    """Most recent pairs kept for the refinement (decoded image, camera and points each)."""
+    every_frames: int = 10
+    """New pairs needed since the last run before the next one is due."""
+    min_window_frames: int = 1
+    """Pairs in the window before the first run is due."""
+    reprepare_rotation_deg: float = 1.0
+    """A pair prepared around a start within this rotation of the new start is reused (degrees)."""
+    reprepare_translation_m: float = 0.1
+    """... and within this translation, per axis (metres)."""
+
+    def __post_init__(self) -> None:
+        for name in ("window_frames", "every_frames", "min_window_frames"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"RefinementScheduleConfig.{name}: expected >= 1, got {getattr(self, name)!r}")
+
+
+@dataclass
+class RefinementJob:
+    """Everything one refinement run needs, snapshot by ``plan_refinement`` (the heavy part,
+    ``run_refinement``, then touches no pipeline state)."""
+
+    pairs: list[StampedPair]
+    """The window, oldest first."""
+    T_start: np.ndarray
+    """(4, 4) start ``T_cam_lidar``."""
+    start_stage: EstimateStage
+    """``fused`` (converged fusion) or ``prior``."""
+    config: RefinementConfig
+    """The refinement's parameters, the search box set for this start."""
+    prepared: list[PreparedFrame | None]
+    """Per pair, a frame prepared around a near enough start (reused), else None (prepared in
+    ``run_refinement``, which fills this list)."""
+    pairs_processed: int
+    """Pairs the pipeline had processed when the job was planned."""
+
+
+@dataclass
+class RefinementRun:
+    """One refinement run and what it ran on."""
+
+    result: RefinementResult
+    start_stage: EstimateStage
+    pairs_processed: int
+    """Pairs processed by the pipeline when it ran (``frames_to_refine`` of the first accepted)."""
+    pairs: list[StampedPair] = field(repr=False, default_factory=list)
+    """Its window, oldest first (the newest one is used for overlays)."""
+
+
 class CalibrationPipeline:
-    """Pairing, per-frame estimation and temporal fusion (plain Python; not thread-safe)."""
+    """Pairing, per-frame estimation, prior gate, temporal fusion and refinement (module
+    docstring; plain Python; not thread-safe)."""
 
     def __init__(self, runtime: CalibrationRuntime, pairing: PairingConfig | None = None,
-                 fusion: FusionConfig | None = None):
+                 fusion: FusionConfig | None = None, prior: Prior | None = None,
+                 refinement: RefinementConfig | None = None, schedule: RefinementScheduleConfig | None = None):
         self.runtime = runtime
         self.pairer: StampPairer[CameraFrame, LidarSweep] = StampPairer(pairing)
         self.fuser = ExtrinsicFuser(fusion)
+        self.prior = prior
+        """The prior (None: no gate; refinement only from a converged fusion). May be set later
+        (the node's /tf_static prior arrives after start-up)."""
+        self.refinement_config = refinement or RefinementConfig()
+        self.schedule = schedule or RefinementScheduleConfig()
+        self.rejected_outside_prior = 0
+        """Per-frame estimates rejected because they were outside the prior's bounds."""
+        self.pairs_processed = 0
+        """Pairs fused (valid or not) since the last reset."""
+        self.refinement_runs = 0
+        self.last_refinement: RefinementRun | None = None
+        """The newest refinement run, accepted or not."""
+        self.refined_run: RefinementRun | None = None
+        """The newest accepted refinement run (None before one, and after a drift event)."""
+        self.first_refined_at: int | None = None
+        """``pairs_processed`` when the first accepted refinement ran."""
+        self._window: deque[StampedPair] = deque(maxlen=self.schedule.window_frames)
+        self._prepared: dict[int, tuple[np.ndarray, PreparedFrame]] = {}  # id(pair) -> (start, frame)
+        self._pairs_since_refine = 0
+        self._last_start_stage: EstimateStage | None = None
+        self._drift_events = 0
 
     def offer_image(self, stamp_s: float, frame: CameraFrame) -> list[StampedPair]:
         """Queue a camera frame; returns the pairs that became final."""
@@ -70,10 +176,24 @@ class CalibrationPipeline:
         return self.runtime.estimate(pair.image.image_rgb, pair.lidar.points, pair.image.camera, T_prior)
 
     def fuse(self, pair: StampedPair, estimate: FrameEstimate) -> FrameOutcome:
-        """Fuse a per-frame estimate (invalid estimates are not fused)."""
+        """Gate a per-frame estimate with the prior, fuse it (invalid estimates are not fused) and
+        add the pair to the refinement window."""
+        if self.prior is not None and estimate.valid and estimate.T_cam_lidar is not None:
+            reason = prior_violation(estimate.T_cam_lidar, self.prior)
+            if reason is not None:
+                estimate.valid, estimate.reason = False, reason
+                self.rejected_outside_prior += 1
         fused = bool(estimate.valid and self.fuser.add(estimate.T_cam_lidar, estimate.confidence,
                                                         pair.lidar_stamp_s))
         st = self.fuser.state
+        if st.drift_events != self._drift_events:  # the camera moved: the old window and result are stale
+            self._drift_events = st.drift_events
+            self.refined_run = None
+            self._window.clear()
+            self._prepared.clear()
+        self._add_to_window(pair)
+        self.pairs_processed += 1
+        self._pairs_since_refine += 1
         snapshot = FusionState(**{**st.__dict__,
                                    "T_cam_lidar": None if st.T_cam_lidar is None else st.T_cam_lidar.copy(),
                                    "covariance": None if st.covariance is None else st.covariance.copy()})
@@ -83,7 +203,130 @@ class CalibrationPipeline:
         """``estimate`` then ``fuse``."""
         return self.fuse(pair, self.estimate(pair, T_prior))
 
+    # ------------------------------------------------------------------ refinement
+    def _add_to_window(self, pair: StampedPair) -> None:
+        if len(self._window) == self._window.maxlen:
+            self._prepared.pop(id(self._window[0]), None)
+        self._window.append(pair)
+
+    @property
+    def window(self) -> list[StampedPair]:
+        """The pairs kept for the refinement, oldest first."""
+        return list(self._window)
+
+    @property
+    def refined(self) -> RefinementResult | None:
+        """The newest accepted refinement (None before one, and after a drift event)."""
+        return self.refined_run.result if self.refined_run is not None else None
+
+    def refinement_start(self) -> tuple[np.ndarray, EstimateStage] | None:
+        """``(T_start (4, 4), stage)``: the fused estimate once converged (``fused``), else the
+        prior (``prior``), else None."""
+        st = self.fuser.state
+        if st.status == "converged" and st.T_cam_lidar is not None:
+            return st.T_cam_lidar.copy(), "fused"
+        if self.prior is not None:
+            return self.prior.T_cam_lidar.copy(), "prior"
+        return None
+
+    def refinement_due(self) -> bool:
+        """A start exists, the window holds ``min_window_frames`` pairs, and either it never ran,
+        its start changed kind (prior -> fused) or ``every_frames`` pairs came since the last run."""
+        if not self.schedule.enabled or len(self._window) < self.schedule.min_window_frames:
+            return False
+        start = self.refinement_start()
+        if start is None:
+            return False
+        return (self.refinement_runs == 0 or start[1] != self._last_start_stage
+                or self._pairs_since_refine >= self.schedule.every_frames)
+
+    def plan_refinement(self) -> RefinementJob | None:
+        """Snapshot the window and the start for one run (None without a start or a pair); resets
+        the count of new pairs. Cheap; call under the caller's lock."""
+        start = self.refinement_start()
+        if start is None or not self._window:
+            return None
+        T_start, stage = start
+        cfg = self.refinement_config
+        if stage == "prior":  # the prior's bounds are the search box
+            cfg = dataclasses.replace(cfg, max_rotation_deg=self.prior.max_rotation_deg,
+                                      max_translation_m=self.prior.max_translation_m)
+        pairs = list(self._window)
+        prepared: list[PreparedFrame | None] = []
+        for pair in pairs:
+            cached = self._prepared.get(id(pair))
+            near = cached is not None and _near(cached[0], T_start, self.schedule)
+            prepared.append(cached[1] if near else None)
+        self._pairs_since_refine = 0
+        self._last_start_stage = stage
+        return RefinementJob(pairs, T_start, stage, cfg, prepared, self.pairs_processed)
+
+    def run_refinement(self, job: RefinementJob) -> RefinementResult:
+        """Prepare what is not yet prepared and refine (the heavy part, seconds; touches no
+        pipeline state). A result outside the prior's bounds is not accepted."""
+        for k, pair in enumerate(job.pairs):
+            if job.prepared[k] is None:
+                job.prepared[k] = prepare_frame(pair.image.image_rgb, pair.lidar.points, pair.image.camera,
+                                                job.T_start, job.config)
+        result = refine_extrinsic(job.prepared, job.T_start, job.config)
+        if result.accepted and self.prior is not None:
+            reason = prior_violation(result.T_cam_lidar, self.prior)
+            if reason is not None:
+                result.accepted, result.reason, result.T_cam_lidar = False, reason, job.T_start.copy()
+        return result
+
+    def apply_refinement(self, job: RefinementJob, result: RefinementResult) -> RefinementRun:
+        """Record a run: keep its prepared frames; an accepted result becomes ``refined`` (a
+        rejected one never replaces it)."""
+        live = {id(p) for p in self._window}
+        for pair, frame in zip(job.pairs, job.prepared):
+            if frame is not None and id(pair) in live:
+                self._prepared[id(pair)] = (job.T_start, frame)
+        run = RefinementRun(result, job.start_stage, job.pairs_processed, job.pairs)
+        self.refinement_runs += 1
+        self.last_refinement = run
+        if result.accepted:
+            self.refined_run = run
+            if self.first_refined_at is None:
+                self.first_refined_at = job.pairs_processed
+        return run
+
+    def refine(self) -> RefinementResult | None:
+        """``plan_refinement`` + ``run_refinement`` + ``apply_refinement``; None when there is no
+        start (fusion not converged, no prior) or no pair yet."""
+        job = self.plan_refinement()
+        if job is None:
+            return None
+        result = self.run_refinement(job)
+        self.apply_refinement(job, result)
+        return result
+
+    def published_estimate(self) -> tuple[np.ndarray | None, np.ndarray | None, EstimateStage | None]:
+        """``(T_cam_lidar (4, 4), covariance (6, 6) or None, stage)`` to publish: the accepted
+        refinement (``refined``), else the converged fusion (``fused``), else ``(None, None, None)``
+        (the prior is not an estimate)."""
+        if self.refined_run is not None:
+            r = self.refined_run.result
+            return r.T_cam_lidar.copy(), None if r.covariance is None else r.covariance.copy(), "refined"
+        st = self.fuser.state
+        if st.status == "converged" and st.T_cam_lidar is not None:
+            return st.T_cam_lidar.copy(), None if st.covariance is None else st.covariance.copy(), "fused"
+        return None, None, None
+
     def reset(self) -> None:
-        """Forget queued messages and the fused estimate."""
+        """Forget queued messages, the fused estimate, the refinement window and result (the
+        prior and the counters of rejections stay)."""
         self.pairer.reset()
         self.fuser.reset()
+        self._window.clear()
+        self._prepared.clear()
+        self.refined_run = self.last_refinement = None
+        self.first_refined_at = None
+        self.refinement_runs = self.pairs_processed = self._pairs_since_refine = self._drift_events = 0
+        self._last_start_stage = None
+
+
+def _near(T_a: np.ndarray, T_b: np.ndarray, schedule: RefinementScheduleConfig) -> bool:
+    """Two starts close enough to share a prepared frame."""
+    rot, trans = pose_distance(T_a, T_b)
+    return rot <= schedule.reprepare_rotation_deg and trans <= schedule.reprepare_translation_m

@@ -1,0 +1,168 @@
+"""CalibrationPipeline: the prior gate before fusion, the refinement window and schedule, and which
+estimate may be published (refined > converged fused > nothing). Simulated frames, a scripted
+runtime (the network's estimates are chosen by the test), the real refinement."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+from crossi2p.fusion import FusionConfig
+from crossi2p.geometry import make_transform
+from crossi2p.metrics import registration_error
+from crossi2p.prior import Prior, prior_violation
+from crossi2p.refinement import RefinementConfig, RefinementResult
+from crossi2p.runtime import FrameEstimate
+from crossi2p_ros.pairing import StampedPair
+from crossi2p_ros.pipeline import CalibrationPipeline, CameraFrame, LidarSweep, RefinementScheduleConfig
+
+
+def off_by(T: np.ndarray, angle_deg: float, axis, dt) -> np.ndarray:
+    R = Rotation.from_rotvec(np.radians(angle_deg) * np.asarray(axis, float) / np.linalg.norm(axis))
+    out = make_transform(R, np.zeros(3)) @ T
+    out[:3, 3] = T[:3, 3] + np.asarray(dt, float)
+    return out
+
+
+class ScriptedRuntime:
+    """Stands in for CalibrationRuntime: returns the next scripted T_cam_lidar as a valid estimate."""
+
+    def __init__(self, transforms):
+        self.transforms = list(transforms)
+        self.calls = 0
+
+    def estimate(self, image, points, camera, T_prior=None) -> FrameEstimate:
+        T = self.transforms[min(self.calls, len(self.transforms) - 1)]
+        self.calls += 1
+        return FrameEstimate(valid=True, T_cam_lidar=T.copy(), confidence=0.9, inlier_ratio=0.8,
+                             latency_ms={"graph": 1.0})
+
+
+@pytest.fixture(scope="module")
+def sim():
+    """Three simulated pairs (small preset, seed 21) and their ground truth."""
+    from crossi2p_training.sim import SimConfig, simulate_drive
+
+    samples = simulate_drive(SimConfig.preset("small"), seed=21, frames=3).paired_samples()
+    return samples, samples[0].T_cam_lidar
+
+
+def pair_of(sample, k: int) -> StampedPair:
+    """The sample as the pipeline's k-th pair (stamps 0.1 s apart, so pairs can be repeated)."""
+    return StampedPair(0.1 * k, CameraFrame(sample.image, sample.camera, "camera"), 0.1 * k + 0.01,
+                       LidarSweep(sample.points, "lidar"))
+
+
+def feed(pipeline: CalibrationPipeline, samples, n: int, start: int = 0):
+    return [pipeline.process(pair_of(samples[(start + k) % len(samples)], start + k)) for k in range(n)]
+
+
+def test_estimate_outside_the_prior_is_rejected_before_fusion_with_its_reason(sim):
+    samples, T_gt = sim
+    prior = Prior(T_gt, 5.0, 0.3, source="test")
+    far, near = off_by(T_gt, 12.0, [0, 1, 0], [0, 0, 0]), off_by(T_gt, 1.0, [0, 1, 0], [0.05, 0, 0])
+    pipeline = CalibrationPipeline(ScriptedRuntime([far, near]), prior=prior,
+                                   schedule=RefinementScheduleConfig(enabled=False))
+    rejected, accepted = feed(pipeline, samples, 2)
+    assert not rejected.estimate.valid and not rejected.fused
+    assert rejected.estimate.reason == "outside prior: 12.0 deg / 0.00 m from the prior (bounds 5 deg / 0.3 m)"
+    assert accepted.estimate.valid and accepted.fused and accepted.state.frames_accepted == 1
+    assert pipeline.rejected_outside_prior == 1
+    assert len(pipeline.window) == 2  # every pair is kept for the refinement, whatever the network said
+
+
+def test_without_prior_or_convergence_nothing_is_due_refined_or_published(sim):
+    samples, T_gt = sim
+    pipeline = CalibrationPipeline(ScriptedRuntime([off_by(T_gt, 1.0, [1, 0, 0], [0, 0, 0])]))
+    feed(pipeline, samples, 2)
+    assert pipeline.fuser.state.status != "converged"
+    assert pipeline.refinement_start() is None and not pipeline.refinement_due()
+    assert pipeline.refine() is None and pipeline.refinement_runs == 0
+    assert pipeline.published_estimate() == (None, None, None)
+
+
+def test_refinement_from_the_prior_searches_its_bounds_and_publishes_only_an_accepted_result(sim):
+    samples, T_gt = sim
+    T_prior = off_by(T_gt, 2.0, [1, -1, 2], [0.06, -0.04, 0.08])
+    prior = Prior(T_prior, 5.0, 0.3, source="test")
+    pipeline = CalibrationPipeline(ScriptedRuntime([T_gt]), prior=prior, fusion=FusionConfig(min_inliers_to_converge=50),
+                                   schedule=RefinementScheduleConfig(window_frames=3, every_frames=2))
+    assert not pipeline.refinement_due()  # nothing in the window yet
+    feed(pipeline, samples, 1)
+    assert pipeline.refinement_due()      # never ran, the prior is a start
+    job = pipeline.plan_refinement()
+    assert job.start_stage == "prior" and np.array_equal(job.T_start, T_prior)
+    assert (job.config.max_rotation_deg, job.config.max_translation_m) == (5.0, 0.3)  # the prior's box
+    result = pipeline.run_refinement(job)
+    run = pipeline.apply_refinement(job, result)
+    assert run.pairs_processed == 1 and pipeline.refinement_runs == 1
+    np.testing.assert_array_equal(result.T_start, T_prior)
+    T, cov, stage = pipeline.published_estimate()
+    if result.accepted:
+        assert stage == "refined" and pipeline.first_refined_at == 1 and pipeline.refined is result
+        np.testing.assert_array_equal(T, result.T_cam_lidar)
+        assert cov.shape == (6, 6) and np.all(np.isfinite(cov))
+        assert result.cost_final < result.cost_start
+        assert prior_violation(result.T_cam_lidar, prior) is None
+    else:  # a rejected refinement publishes nothing and says why
+        assert (T, cov, stage) == (None, None, None) and result.reason and pipeline.refined is None
+        np.testing.assert_array_equal(result.T_cam_lidar, T_prior)
+    # the schedule: due again after every_frames new pairs, not before
+    feed(pipeline, samples, 1, start=1)
+    assert not pipeline.refinement_due()
+    feed(pipeline, samples, 1, start=2)
+    assert pipeline.refinement_due()
+    job = pipeline.plan_refinement()
+    assert len(job.pairs) == 3 and job.prepared[0] is not None and job.prepared[1:] == [None, None]  # reused / new
+    feed(pipeline, samples, 1, start=3)
+    assert pipeline.plan_refinement().prepared == [None] * 3  # the prepared pair left the window
+    print(f"prior start: {registration_error(T_prior, T_gt)}; refined ({result.accepted}, {result.reason!r}): "
+          f"{registration_error(result.T_cam_lidar, T_gt)}")
+
+
+def _result(T: np.ndarray, accepted: bool) -> RefinementResult:
+    return RefinementResult(T_cam_lidar=T.copy(), T_start=T.copy(), accepted=accepted,
+                            reason="" if accepted else "objective not better than its start",
+                            covariance=np.eye(6) * 1e-4 if accepted else None)
+
+
+def test_converged_fusion_is_published_then_starts_the_refinement_and_a_rejected_run_never_replaces_refined(sim):
+    samples, T_gt = sim
+    T_net = off_by(T_gt, 0.5, [0, 0, 1], [0.02, 0, 0])
+    prior = Prior(off_by(T_gt, 3.0, [0, 1, 0], [0, 0.1, 0]), 10.0, 0.5)
+    pipeline = CalibrationPipeline(ScriptedRuntime([T_net]), prior=prior,
+                                   fusion=FusionConfig(min_inliers_to_converge=2),
+                                   schedule=RefinementScheduleConfig(every_frames=10))
+    feed(pipeline, samples, 1)
+    assert pipeline.refinement_start()[1] == "prior" and pipeline.published_estimate()[2] is None
+    pipeline.apply_refinement(pipeline.plan_refinement(), _result(prior.T_cam_lidar, accepted=False))
+    feed(pipeline, samples, 1, start=1)
+    assert pipeline.fuser.state.status == "converged"
+    T, cov, stage = pipeline.published_estimate()
+    assert stage == "fused" and cov.shape == (6, 6)
+    np.testing.assert_allclose(T, T_net, atol=1e-9)
+    # the start changed kind (prior -> fused): due at once, with the refinement's own search box
+    assert pipeline.refinement_due()
+    job = pipeline.plan_refinement()
+    assert job.start_stage == "fused" and job.config.max_rotation_deg == RefinementConfig().max_rotation_deg
+    np.testing.assert_allclose(job.T_start, T_net, atol=1e-9)
+    T_ref = off_by(T_gt, 0.1, [1, 0, 0], [0, 0, 0])
+    pipeline.apply_refinement(job, _result(T_ref, accepted=True))
+    assert pipeline.published_estimate()[2] == "refined" and pipeline.first_refined_at == 2
+    pipeline.apply_refinement(pipeline.plan_refinement(), _result(T_net, accepted=False))
+    assert pipeline.last_refinement.result.accepted is False
+    np.testing.assert_array_equal(pipeline.published_estimate()[0], T_ref)  # still the accepted one
+
+
+def test_a_drift_event_forgets_the_refined_estimate_and_the_window(sim):
+    samples, T_gt = sim
+    knocked = off_by(T_gt, 5.0, [0, 0, 1], [0, 0, 0])
+    fusion = FusionConfig(min_inliers_to_converge=2, drift_frames=3, drift_rotation_deg=3.0)
+    pipeline = CalibrationPipeline(ScriptedRuntime([T_gt] * 3 + [knocked] * 10), fusion=fusion)
+    feed(pipeline, samples, 3)
+    pipeline.apply_refinement(pipeline.plan_refinement(), _result(T_gt, accepted=True))
+    assert pipeline.published_estimate()[2] == "refined"
+    outcomes = feed(pipeline, samples, 6, start=3)
+    assert outcomes[-1].state.drift_events >= 1
+    assert pipeline.refined is None and pipeline.published_estimate()[2] != "refined"
+    assert len(pipeline.window) < 6  # cleared at the drift event, refilled since
