@@ -18,10 +18,23 @@ measure the end-to-end latency); /diagnostics; ``~/overlay`` (rate-limited Image
 
 Replay pacing: ``wait_until_idle`` blocks until the node has handled a number of sensor messages
 and finished every pair they produced (``crossi2p-evaluate-bag --mode live --pacing node``).
+
+Start-up and shutdown (``main``): publishers, subscriptions, services and timers come up first and
+the model (the onnxruntime session, tens of seconds on a small CPU) loads on a daemon thread;
+meanwhile diagnostics say ``loading model`` and the newest pair waits (older ones are counted in
+``pairs_dropped_loading``). A model that cannot be loaded ends the process with a one-line error
+and exit code 1. SIGINT and SIGTERM (rclpy's handlers shut the context down) end it with exit code
+0 at any moment: while the model loads, in the middle of a frame and when idle. The loader and the
+worker are daemon threads nobody waits for long: when one is still inside onnxruntime (which cannot
+be interrupted, and which crashes the interpreter's normal exit), the process leaves with
+``os._exit`` once the node and the context are shut down.
 """
 from __future__ import annotations
 
 import array
+import os
+import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -32,8 +45,10 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseWithCovarianceStamped, TransformStamped
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.task import Future
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_srvs.srv import Trigger
 from tf2_msgs.msg import TFMessage
@@ -45,7 +60,7 @@ from crossi2p.image_encoding import message_to_rgb, rgb_to_image_fields
 from crossi2p.metrics import registration_error
 from crossi2p.overlay import draw_projected_points
 from crossi2p.pointcloud2 import pointcloud2_to_xyzi, stamp_to_sec_nanosec
-from crossi2p.runtime import CalibrationRuntime
+from crossi2p.runtime import CalibrationRuntime, ModelLoadError, RuntimeConfig
 from crossi2p.tf_tree import StaticTransformTree
 
 from .frame_report import FRAME_STATUS_NAME, FrameReport
@@ -89,6 +104,8 @@ class NodeCounters:
     pairs_in: int = 0
     pairs_used: int = 0
     pairs_dropped_busy: int = 0
+    pairs_dropped_loading: int = 0
+    """Pairs replaced by a newer one while the model was still loading (the newest one waits)."""
     frames_done: int = 0
     """Pairs the worker has finished (estimate, fusion and publishing; failed ones included)."""
     frames_invalid: int = 0
@@ -101,28 +118,40 @@ class NodeCounters:
 class CalibrationNode(Node):
     """See the module docstring."""
 
-    def __init__(self, runtime: CalibrationRuntime | None = None, **kwargs):
+    def __init__(self, runtime: CalibrationRuntime | None = None, *, load_model_in_background: bool = False,
+                 **kwargs):
         """``runtime``: an already loaded runtime to use instead of loading ``model_card`` (its own
         RuntimeConfig applies, the ``runtime.*`` parameters do not; the caller keeps it and closes
-        it). ``kwargs`` go to rclpy's Node (context, parameter_overrides, ...)."""
+        it). Without one the node loads ``model_card`` itself: here, raising ``ModelLoadError``
+        (default), or with ``load_model_in_background`` on a daemon thread started once every
+        publisher and subscription is up (``main``; ``model_ready`` / ``model_failed`` say how it
+        went). ``kwargs`` go to rclpy's Node (context, parameter_overrides, ...)."""
         super().__init__("crossi2p_calibration", **kwargs)
         self.params = self._declare_parameters()
         p = self.params.node
         self._owns_runtime = runtime is None
-        if runtime is None:
-            card = Path(p.model_card) if p.model_card else default_model_card()
-            runtime = CalibrationRuntime(card, self.params.runtime)  # created once
-            self.get_logger().info(f"model {runtime.card.name} ({card}) on {runtime.providers}")
-        else:
+        self.runtime: CalibrationRuntime | None = None
+        """The loaded model; None while it loads in the background (or after it failed)."""
+        self.model_ready = threading.Event()
+        self.model_failed = Future()
+        """Done, with the one-line reason, when loading the model in the background failed."""
+        self._model_card = Path(p.model_card) if p.model_card else default_model_card()
+        self._load_started_s = time.monotonic()
+        self._loader: threading.Thread | None = None
+        if runtime is not None:
             self.get_logger().info(f"model {runtime.card.name} (runtime given) on {runtime.providers}")
-        self.runtime = runtime
-        self.pipeline = CalibrationPipeline(self.runtime, self.params.pairing, self.params.fusion)
+        elif not load_model_in_background:
+            runtime = self._load_runtime(self._model_card, self.params.runtime)
+        self.pipeline = CalibrationPipeline(runtime, self.params.pairing, self.params.fusion)
         self.counters = NodeCounters()
         self._lock = threading.Lock()  # guards the pipeline, counters, pending pair, camera info
         self._wake = threading.Condition(self._lock)
         self._progress = threading.Condition(self._lock)  # inputs handled / frames done
+        self._output_lock = threading.Lock()  # held by the worker while it publishes; destroy_node takes it
         self._pending = None
         self._stop = False
+        if runtime is not None:
+            self._set_runtime(runtime)
         self._camera_info: CameraInfo | None = None
         self._camera: CameraModel | None = None  # camera of _camera_info (crossi2p.camera.camera_from_camera_info)
         self._camera_error: ValueError | None = None  # why _camera_info has no camera (uncalibrated, malformed)
@@ -161,6 +190,55 @@ class CalibrationNode(Node):
             self.create_timer(1.0 / p.tf_rate_hz, self._publish_tf_periodic)
         self._worker = threading.Thread(target=self._work, name="crossi2p_inference", daemon=True)
         self._worker.start()
+        if self.runtime is None:  # every input and output is up: now the slow part
+            self.get_logger().info(f"subscribed to {p.image_topic}, {p.camera_info_topic}, {p.points_topic}; "
+                                   f"loading model {self._model_card} in the background")
+            self._loader = threading.Thread(target=self._load_in_background, name="crossi2p_model_loader",
+                                            args=(self._model_card, self.params.runtime), daemon=True)
+            self._loader.start()
+
+    # ------------------------------------------------------------------------ model loading
+    def _load_runtime(self, card: Path, config: RuntimeConfig) -> CalibrationRuntime:
+        """Load ``card`` (creating the onnxruntime session: the slow part); ``ModelLoadError``."""
+        started = time.monotonic()
+        runtime = CalibrationRuntime(card, config)
+        self.get_logger().info(f"model {runtime.card.name} ({card}) on {runtime.providers}, "
+                               f"loaded in {time.monotonic() - started:.1f} s")
+        return runtime
+
+    def _set_runtime(self, runtime: CalibrationRuntime) -> bool:
+        """Start using ``runtime`` (the worker takes the waiting pair, if any); False when the node
+        is already being destroyed."""
+        with self._wake:
+            if self._stop:
+                return False
+            self.runtime = runtime
+            self.pipeline.runtime = runtime
+            self.model_ready.set()
+            self._wake.notify()
+        return True
+
+    def _load_in_background(self, card: Path, config: RuntimeConfig) -> None:
+        """The loader thread: load, then hand the runtime over (or close it when the node is already
+        being destroyed: nobody waits for this thread, onnxruntime cannot be interrupted)."""
+        try:
+            runtime = CalibrationRuntime(card, config)
+        except Exception as exc:  # ModelLoadError, or anything onnxruntime raises: one line either way
+            reason = str(exc) if isinstance(exc, ModelLoadError) else f"{type(exc).__name__}: {exc}"
+            with self._lock:
+                if self._stop:
+                    return
+                self.counters.last_error = f"model failed to load: {reason}"
+            try:
+                self.model_failed.set_result(reason)  # wakes main()'s executor
+            except Exception:  # the executor went away meanwhile (shutting down): nothing to tell
+                pass
+            return
+        if not self._set_runtime(runtime):
+            runtime.close()
+            return
+        self.get_logger().info(f"model {runtime.card.name} ({card}) on {runtime.providers}, loaded in "
+                               f"{time.monotonic() - self._load_started_s:.1f} s: ready")
 
     # ------------------------------------------------------------------------ parameters
     def _declare_parameters(self) -> CalibrationNodeParameters:
@@ -193,12 +271,14 @@ class CalibrationNode(Node):
 
     def wait_until_idle(self, inputs_handled: int, timeout_s: float) -> bool:
         """Block until at least ``inputs_handled`` sensor messages have been handled and every pair
-        they produced is finished (or was dropped as busy); False when ``timeout_s`` passes first."""
+        they produced is finished (or was dropped as busy or while loading); False when ``timeout_s``
+        passes first."""
         c = self.counters
         with self._progress:
             return self._progress.wait_for(
                 lambda: (c.inputs_handled >= inputs_handled and self._pending is None
-                         and c.frames_done + c.pairs_dropped_busy >= c.pairs_in), timeout_s)
+                         and c.frames_done + c.pairs_dropped_busy + c.pairs_dropped_loading >= c.pairs_in),
+                timeout_s)
 
     def _bad_input(self, kind: str, reason: str) -> None:
         with self._lock:
@@ -291,9 +371,11 @@ class CalibrationNode(Node):
             return
         with self._lock:
             self.counters.pairs_in += len(pairs)
-            if self._pending is not None:
-                self.counters.pairs_dropped_busy += 1
-            self.counters.pairs_dropped_busy += len(pairs) - 1
+            replaced = len(pairs) - 1 + (self._pending is not None)
+            if self.runtime is None:  # the model is still loading: the newest pair waits for it
+                self.counters.pairs_dropped_loading += replaced
+            else:
+                self.counters.pairs_dropped_busy += replaced
             self._pending = pairs[-1]
             self._wake.notify()
 
@@ -341,9 +423,10 @@ class CalibrationNode(Node):
         return f"tf: waiting for a /tf_static path {camera_frame or '(camera frame)'} <- {lidar_frame or '(lidar frame)'}"
 
     def _work(self) -> None:
+        """The worker thread: the newest pair, once the model is loaded, until ``destroy_node``."""
         while True:
             with self._wake:
-                while self._pending is None and not self._stop:
+                while (self._pending is None or self.runtime is None) and not self._stop:
                     self._wake.wait()
                 if self._stop:
                     return
@@ -351,6 +434,8 @@ class CalibrationNode(Node):
             try:
                 self._process(pair)
             except Exception as exc:  # never let a frame kill the worker
+                if self._stop:  # the node went away during the frame: nothing to report to
+                    return
                 self.get_logger().error(f"frame at {pair.lidar_stamp_s:.3f} s failed: {exc!r}")
                 with self._lock:
                     self.counters.frames_invalid += 1
@@ -362,6 +447,7 @@ class CalibrationNode(Node):
 
     def _process(self, pair) -> None:
         self._frames = (pair.lidar.frame_id, pair.image.frame_id)
+        self.get_logger().debug(f"frame at {pair.lidar_stamp_s:.3f} s: running the model")
         est = self.pipeline.estimate(pair, self._prior())  # outside the lock: callbacks keep flowing
         with self._lock:
             outcome = self.pipeline.fuse(pair, est)
@@ -371,6 +457,13 @@ class CalibrationNode(Node):
             if not est.valid:
                 self.counters.frames_invalid += 1
                 self.counters.last_error = f"frame rejected: {est.reason}"
+        with self._output_lock:  # no publishing once destroy_node has begun (publishers, context gone)
+            if not self._stop:
+                self._publish_outcome(pair, est, outcome)
+
+    def _publish_outcome(self, pair, est, outcome) -> None:
+        """Per-frame report, then (valid, and converged or ``publish_before_convergence``) the
+        fused estimate and the overlay."""
         if self.frame_pub is not None:
             self._publish_frame_estimate(FrameReport.from_outcome(outcome))
         if not est.valid:
@@ -451,12 +544,17 @@ class CalibrationNode(Node):
             st = self.pipeline.fuser.state
             pc = self.pipeline.pairer.counters
             level = {"converged": DiagnosticStatus.OK}.get(st.status, DiagnosticStatus.WARN)
+            model, state = self._model_state(), st.status
+            if self.runtime is None:
+                state = "loading model" if not self.model_failed.done() else "model failed to load"
+                level = DiagnosticStatus.WARN if not self.model_failed.done() else DiagnosticStatus.ERROR
             values = {
-                "state": st.status, "converged": str(st.status == "converged").lower(),
+                "state": state, "model": model, "converged": str(st.status == "converged").lower(),
                 "images_in": c.images_in, "clouds_in": c.clouds_in, "camera_infos_in": c.camera_infos_in,
                 "bad_images": c.bad_images, "images_uncalibrated": c.images_uncalibrated,
                 "bad_clouds": c.bad_clouds, "clouds_subsampled": c.clouds_subsampled, "pairs_in": c.pairs_in, "pairs_used": c.pairs_used,
-                "pairs_dropped_busy": c.pairs_dropped_busy, "frames_done": c.frames_done,
+                "pairs_dropped_busy": c.pairs_dropped_busy, "pairs_dropped_loading": c.pairs_dropped_loading,
+                "frames_done": c.frames_done,
                 "frames_invalid": c.frames_invalid,
                 "frames_fused": st.frames_accepted, "frames_gated_out": st.frames_rejected,
                 "lidar_unmatched": pc.lidar_unmatched, "time_resets": pc.time_resets,
@@ -465,15 +563,23 @@ class CalibrationNode(Node):
                 "rotation_std_deg": f"{st.rotation_std_deg:.4f}", "translation_std_m": f"{st.translation_std_m:.4f}",
                 "converged_at_frame": st.converged_at_frame if st.converged_at_frame is not None else "",
                 "drift_events": st.drift_events, "tf_published": c.tf_published, "last_error": c.last_error,
-                "execution_providers": ",".join(self.runtime.providers),
+                "execution_providers": ",".join(self.runtime.providers) if self.runtime is not None else "",
                 "prior": self._prior_state(),
             }
-            message = f"{st.status}; {c.pairs_used} frames used, {st.drift_events} drift events"
+            message = f"{state}; {c.pairs_used} frames used, {st.drift_events} drift events"
             if c.last_error:
                 message += f"; last error: {c.last_error}"
         return DiagnosticStatus(level=level, name="crossi2p_calibration: camera-LiDAR extrinsic",
                                 hardware_id=self.get_fully_qualified_name(), message=message,
                                 values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
+
+    def _model_state(self) -> str:
+        """One line for diagnostics: the model's name once loaded, else how long it has been loading."""
+        if self.runtime is not None:
+            return f"{self.runtime.card.name}: ready"
+        if self.model_failed.done():
+            return f"{self._model_card}: failed to load"
+        return f"{self._model_card}: loading for {time.monotonic() - self._load_started_s:.0f} s"
 
     def _publish_diagnostics(self) -> None:
         msg = DiagnosticArray(status=[self.diagnostics_status()])
@@ -519,28 +625,64 @@ class CalibrationNode(Node):
         response.success, response.message = True, "estimator reset"
         return response
 
-    def destroy_node(self):
+    def destroy_node(self, worker_timeout_s: float = 5.0):
+        """Stop the worker (waiting at most ``worker_timeout_s`` for a frame in progress: from now
+        on it publishes nothing), close the runtime the node loaded, destroy the node. A model
+        still loading is not waited for: the loader closes it when it is done."""
         if hasattr(self, "_worker"):  # not when __init__ failed (a bad parameter) before starting it
-            with self._wake:
+            with self._output_lock, self._wake:
                 self._stop = True
                 self._wake.notify()
-            self._worker.join(timeout=5.0)
-            if self._owns_runtime:
-                self.runtime.close()
+            self._worker.join(timeout=worker_timeout_s)
+            if self._owns_runtime and self.runtime is not None:
+                self.runtime.close()  # a frame still running keeps its session alive until it returns
         return super().destroy_node()
 
+    def native_work_in_flight(self) -> bool:
+        """True while the loader or the worker thread is still running (inside onnxruntime after
+        ``destroy_node``): the interpreter's normal exit would crash under it, ``main`` uses os._exit."""
+        return any(t is not None and t.is_alive() for t in (getattr(self, "_loader", None),
+                                                           getattr(self, "_worker", None)))
 
-def main(args=None) -> None:
-    rclpy.init(args=args)
-    node = CalibrationNode()
+
+def _ignore_termination_signals() -> None:
+    """SIGINT / SIGTERM ignored from here on: a second Ctrl-C does not break the clean-up."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+
+
+def main(args=None) -> int:
+    """``calibration_node`` (module docstring, start-up and shutdown): exit code 0 after SIGINT or
+    SIGTERM, 1 with a one-line error when the model or a parameter is refused."""
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # like SIGINT until rclpy takes over
+    node, code = None, 0
     try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+        rclpy.init(args=args)  # installs rclpy's SIGINT and SIGTERM handlers: they shut the context down
+        node = CalibrationNode(load_model_in_background=True)
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        executor.spin_until_future_complete(node.model_failed)  # until a signal, or the model failed
+        if node.model_failed.done():
+            print(f"calibration_node: error: {node.model_failed.result()}", file=sys.stderr)
+            code = 1
+    except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception as exc:  # a refused parameter, or rcl refusing a dead context after a signal
+        if rclpy.ok():
+            print(f"calibration_node: error: {exc}", file=sys.stderr)
+            code = 1
     finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+        _ignore_termination_signals()
+        if node is not None:
+            node.destroy_node(worker_timeout_s=0.5)
+        rclpy.try_shutdown()  # restores the handlers rclpy replaced
+        _ignore_termination_signals()
+    if node is not None and node.native_work_in_flight():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)  # a thread inside onnxruntime: the normal interpreter exit would crash under it
+    return code
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

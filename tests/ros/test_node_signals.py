@@ -1,0 +1,301 @@
+"""Start-up and shutdown of the calibration node (issue 12, item 3).
+
+The ``calibration_node`` console script runs as a subprocess and gets SIGINT or SIGTERM at each
+moment that matters: while the model loads (the shipped model: creating its onnxruntime session
+takes tens of seconds on a small CPU), in the middle of a frame (a stub model whose
+``session.run`` never ends within the test) and when idle. Each time it must exit with code 0,
+within 2 s of the signal (wall time around ``wait()``: the issue's bound), without a traceback.
+
+In-process (deterministic): the node is subscribed and publishes diagnostics saying ``loading
+model`` while the model loads; pairs arriving meanwhile are counted, the newest one waits and is
+processed once the model is there; a model that fails to load is one line, exit code 1.
+"""
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.parameter import Parameter
+from rclpy.qos import QoSProfile
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+
+from crossi2p.pointcloud2 import rclpy_pointcloud2
+from crossi2p.runtime import CalibrationRuntime, ModelLoadError
+from crossi2p_ros import calibration_node
+from crossi2p_ros.calibration_node import CalibrationNode
+
+from .conftest import spin_until
+from .stub_model import SHIPPED_CARD, write_stub_model
+from .test_calibration_node import image_msg, info_msg
+
+NODE = Path(sys.executable).parent / "calibration_node"
+EXIT_BOUND_S = 2.0  # the issue's bound: exit within 2 s of the signal
+SIGNALS = [pytest.param(signal.SIGINT, id="SIGINT"), pytest.param(signal.SIGTERM, id="SIGTERM")]
+STARTED_LOADING = "loading model"
+MODEL_READY = ": ready"
+FRAME_STARTED = "running the model"
+
+
+@pytest.fixture(scope="module")
+def drive():
+    from crossi2p_training.sim import SimConfig, simulate_drive
+
+    return simulate_drive(SimConfig.preset("small"), seed=5, frames=3)
+
+
+@pytest.fixture(scope="module")
+def endless_frame_card(tmp_path_factory) -> Path:
+    """A stub model that loads at once and whose frames never end within a test."""
+    return write_stub_model(tmp_path_factory.mktemp("endless"), frame_iterations=10**8)
+
+
+@pytest.fixture(scope="module")
+def quick_card(tmp_path_factory) -> Path:
+    """A stub model that loads at once and runs a frame in milliseconds."""
+    return write_stub_model(tmp_path_factory.mktemp("quick"), frame_iterations=1)
+
+
+class NodeProcess:
+    """``calibration_node`` as a subprocess; its stdout and stderr lines are collected as they come."""
+
+    def __init__(self, *ros_args: str):
+        self.proc = subprocess.Popen([str(NODE), "--ros-args", *ros_args], stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        self.stdout: list[str] = []
+        self.stderr: list[str] = []
+        self._cond = threading.Condition()
+        self._readers = [threading.Thread(target=self._read, args=(s, out), daemon=True)
+                         for s, out in ((self.proc.stdout, self.stdout), (self.proc.stderr, self.stderr))]
+        for r in self._readers:
+            r.start()
+
+    def _read(self, stream, out: list[str]) -> None:
+        for line in stream:
+            with self._cond:
+                out.append(line)
+                self._cond.notify_all()
+
+    def wait_for(self, text: str, timeout_s: float) -> bool:
+        """Block until a line holding ``text`` was printed (or the process ended)."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self.printed(text) or self.proc.poll() is not None, timeout_s) \
+                and self.printed(text)
+
+    def printed(self, text: str) -> bool:
+        return any(text in line for line in self.stdout + self.stderr)
+
+    def signal_and_wait(self, sig: int) -> tuple[int, float]:
+        """Send ``sig``; (exit code, seconds from the signal to the exit)."""
+        start = time.monotonic()
+        self.proc.send_signal(sig)
+        try:
+            code = self.proc.wait(timeout=30.0)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            pytest.fail(f"calibration_node still running 30 s after {signal.Signals(sig).name}:\n{self.output()}")
+        elapsed = time.monotonic() - start
+        for r in self._readers:
+            r.join(timeout=5.0)
+        return code, elapsed
+
+    def output(self) -> str:
+        return "".join(self.stdout) + "".join(self.stderr)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def start_node():
+    """Start ``calibration_node`` subprocesses; any still running at the end are killed."""
+    started: list[NodeProcess] = []
+
+    def start(*ros_args: str) -> NodeProcess:
+        started.append(NodeProcess(*ros_args))
+        return started[-1]
+
+    yield start
+    for p in started:
+        p.kill()
+
+
+def assert_clean_exit(node: NodeProcess, sig: int, moment: str) -> None:
+    code, elapsed = node.signal_and_wait(sig)
+    out = node.output()
+    name = signal.Signals(sig).name
+    assert code == 0, f"{name} {moment}: exit code {code}\n{out}"
+    assert elapsed < EXIT_BOUND_S, f"{name} {moment}: exited {elapsed:.2f} s after the signal\n{out}"
+    assert "Traceback" not in out and "Exception in thread" not in out, f"{name} {moment}:\n{out}"
+
+
+def stub_args(card: Path) -> list[str]:
+    return ["-p", f"model_card:={card}", "-p", "qos:=reliable", "-p", "queue_depth:=50",
+            "-p", "runtime.execution_provider:=cpu", "-p", "runtime.intra_op_threads:=1",
+            "--log-level", "crossi2p_calibration:=debug"]
+
+
+class DrivePlayer:
+    """Publishes a simulated drive (CameraInfo + image, LiDAR) to the node's default topics with
+    reliable QoS; keep it open until the node has what it needs (closing drops undelivered data)."""
+
+    def __init__(self, context):
+        self.node = rclpy.create_node("signal_test_player", context=context)
+        qos = QoSProfile(depth=50)
+        self.pubs = {"image": self.node.create_publisher(Image, "/camera/image_raw", qos),
+                     "info": self.node.create_publisher(CameraInfo, "/camera/camera_info", qos),
+                     "points": self.node.create_publisher(PointCloud2, "/lidar/points", qos)}
+        self.executor = SingleThreadedExecutor(context=context)
+        self.executor.add_node(self.node)
+
+    def play(self, drive) -> None:
+        """Wait until the node subscribed, then publish ``drive`` in stamp order."""
+        assert spin_until(self.executor, lambda: all(p.get_subscription_count() > 0 for p in self.pubs.values()),
+                          30.0), "the node never subscribed"
+        events = [(t, "image", d) for t, d in drive.camera_frames] + [(t, "lidar", d) for t, d in drive.lidar_sweeps]
+        for t, kind, data in sorted(events, key=lambda e: e[0]):
+            if kind == "image":
+                self.pubs["info"].publish(info_msg(drive.camera, t))
+                self.pubs["image"].publish(image_msg(data, t))
+            else:
+                self.pubs["points"].publish(rclpy_pointcloud2(data[:, :4], t, "lidar"))
+            self.executor.spin_once(timeout_sec=0.01)
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+
+
+# ---------------------------------------------------------------------------- subprocess: signals
+@pytest.mark.parametrize("sig", SIGNALS)
+def test_signal_while_the_model_loads_exits_at_once_with_code_0(start_node, sig):
+    node = start_node("-p", f"model_card:={SHIPPED_CARD}", "-p", "runtime.execution_provider:=cpu")
+    assert node.wait_for(STARTED_LOADING, 60.0), node.output()
+    assert not node.printed(MODEL_READY), f"the model was loaded before the signal could be sent:\n{node.output()}"
+    assert_clean_exit(node, sig, "while the model loads")
+    assert not node.printed(MODEL_READY), f"the signal did not land during the load:\n{node.output()}"
+
+
+@pytest.mark.parametrize("sig", SIGNALS)
+def test_signal_in_the_middle_of_a_frame_exits_at_once_with_code_0(start_node, endless_frame_card, drive, sig):
+    node = start_node(*stub_args(endless_frame_card))
+    assert node.wait_for(MODEL_READY, 60.0), node.output()
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    player = DrivePlayer(context)
+    try:
+        player.play(drive)
+        assert node.wait_for(FRAME_STARTED, 60.0), node.output()
+    finally:
+        player.close()
+        context.try_shutdown()
+    assert_clean_exit(node, sig, "in the middle of a frame")
+
+
+@pytest.mark.parametrize("sig", SIGNALS)
+def test_signal_when_idle_exits_at_once_with_code_0(start_node, quick_card, sig):
+    node = start_node(*stub_args(quick_card))
+    assert node.wait_for(MODEL_READY, 60.0), node.output()
+    assert_clean_exit(node, sig, "when idle")
+
+
+def test_model_that_fails_to_load_is_one_line_and_exit_code_1(start_node, tmp_path):
+    node = start_node("-p", f"model_card:={tmp_path / 'missing.yaml'}")
+    code = node.proc.wait(timeout=60.0)
+    for r in node._readers:
+        r.join(timeout=5.0)
+    errors = [line for line in node.stderr if "error" in line.lower()]
+    assert code == 1, node.output()
+    assert errors == [f"calibration_node: error: model card {tmp_path / 'missing.yaml'}: file not found\n"], \
+        node.output()
+    assert "Traceback" not in node.output()
+
+
+# ---------------------------------------------------------------------------- in-process: loading
+@pytest.fixture
+def gated_loading(monkeypatch):
+    """The node's model loading waits for ``gate`` to open (a load of any length, deterministic)."""
+    gate = threading.Event()
+    fail = []
+
+    def load(card, config):
+        if not gate.wait(60.0):
+            raise ModelLoadError("test: the gate never opened")
+        if fail:
+            raise ModelLoadError(fail[0])
+        return CalibrationRuntime(card, config)
+
+    monkeypatch.setattr(calibration_node, "CalibrationRuntime", load)
+    return gate, fail
+
+
+def test_node_is_up_and_says_loading_model_until_the_model_is_loaded(gated_loading, quick_card, drive):
+    gate, _ = gated_loading
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = CalibrationNode(context=context, load_model_in_background=True, parameter_overrides=[
+        Parameter("model_card", value=str(quick_card)), Parameter("qos", value="reliable"),
+        Parameter("queue_depth", value=50), Parameter("diagnostics_rate_hz", value=20.0),
+        Parameter("runtime.execution_provider", value="cpu"), Parameter("runtime.intra_op_threads", value=1)])
+    io = rclpy.create_node("signal_test_listener", context=context)
+    diagnostics: list[dict] = []
+    io.create_subscription(DiagnosticArray, "/diagnostics",
+                           lambda m: diagnostics.append({kv.key: kv.value for kv in m.status[0].values}), 10)
+    player = DrivePlayer(context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    executor.add_node(io)
+    try:
+        assert spin_until(executor, lambda: diagnostics and diagnostics[-1]["state"] == "loading model", 30.0)
+        assert "loading for" in diagnostics[-1]["model"]
+        thread = threading.Thread(target=player.play, args=(drive,))  # a second executor spins the player
+        thread.start()
+        assert spin_until(executor, lambda: not thread.is_alive() and node.counters.pairs_in >= 2, 60.0)
+        thread.join()
+        c = node.counters
+        assert c.frames_done == 0 and node.runtime is None
+        assert c.pairs_dropped_loading == c.pairs_in - 1 and c.pairs_dropped_busy == 0  # the newest one waits
+        gate.set()
+        assert spin_until(executor, lambda: c.frames_done == 1, 60.0)  # the waiting pair, on the loaded model
+        assert spin_until(executor, lambda: diagnostics[-1]["model"] == "stub: ready"
+                          and diagnostics[-1]["state"] != "loading model", 30.0)
+        assert node.wait_until_idle(c.inputs_handled, 10.0)
+    finally:
+        gate.set()
+        executor.shutdown()
+        player.close()
+        node.destroy_node()
+        io.destroy_node()
+        context.try_shutdown()
+
+
+def test_model_failing_in_the_background_is_reported_in_one_line(gated_loading, quick_card):
+    gate, fail = gated_loading
+    fail.append("model graph x.onnx: file not found (named by x.yaml)")
+    gate.set()
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = CalibrationNode(context=context, load_model_in_background=True,
+                           parameter_overrides=[Parameter("model_card", value=str(quick_card))])
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    try:
+        executor.spin_until_future_complete(node.model_failed, timeout_sec=30.0)
+        assert node.model_failed.result() == fail[0]
+        values = {kv.key: kv.value for kv in node.diagnostics_status().values}
+        assert values["state"] == "model failed to load"
+        assert values["last_error"] == f"model failed to load: {fail[0]}"
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        context.try_shutdown()
