@@ -19,13 +19,22 @@ Per frame ``i`` the protocol perturbation is drawn from ``numpy.random.default_r
 (``points' = T_pert @ points``, ground truth ``T_cam_lidar @ inv(T_pert)``); the estimator then
 preprocesses the frame itself, exactly as the deployed runtime does (``CalibrationRuntime`` for
 ONNX; the same steps in torch for a checkpoint), and its estimate is scored with
-``crossi2p.metrics``.
+``crossi2p.metrics``. Under ``refine`` the prior's error range is ``--refine-max-deg`` per Euler
+angle and ``--refine-max-m`` per axis (default 20 deg / 1.5 m, RegNet/LCCNet).
+
+Refinement (``refine`` protocol, ``--refine-frames N``, default 10; 0: none): up to N evenly
+spaced frames are also refined alone, training-free (``crossi2p.refinement``), from their prior,
+searching a box that holds every prior the protocol can draw (rotation ``min(3 D, 180)`` deg,
+translation ``M`` per axis); a rejected refinement scores its start (the prior). Its errors give
+``refined_rte_m_median`` / ``refined_rre_geodesic_deg_median`` (about 3 s a frame).
 
 Written beside ``--json OUT`` (``OUT`` = ``<dir>/<stem>.json``):
 
 - ``<stem>.json``: ``summarize_errors`` keys (``frames``, ``acc``, ``rte_m_median``,
   ``rte_m_mean``, ``rte_m_std``, ``rre_euler_sum_deg_*``, ``rre_geodesic_deg_*``) plus
-  ``latency_ms_median`` and the provenance (model, data, protocol, seed, command);
+  ``latency_ms_median``, the refinement's ``refined_rte_m_median`` /
+  ``refined_rre_geodesic_deg_median`` (null under ``global``) and the provenance (model, data,
+  protocol, seed, command);
 - ``<stem>_frames.csv``: one row per frame (errors, latency, validity, confidence);
 - ``<stem>_recall.png``: registration recall against the RRE threshold (RTE < 2 m) and against
   the RTE threshold (RRE < 5 deg);
@@ -57,8 +66,10 @@ import numpy as np
 
 from crossi2p.camera import CameraModel
 from crossi2p.geometry import invert_transform, transform_points
+from crossi2p.interrupt import exit_130_on_ctrl_c
 from crossi2p.metrics import (ACC_RRE_DEG, ACC_RTE_M, RegistrationError, registration_error,
-                              registration_recall, sample_perturbation, summarize_errors)
+                              registration_recall, sample_perturbation, sample_refine_perturbation,
+                              summarize_errors)
 from crossi2p.sample import Sample
 
 __all__ = ["Estimate", "CheckpointEstimator", "OnnxEstimator", "load_estimator", "evaluate_source",
@@ -180,12 +191,16 @@ class FrameResult:
     T_gt: np.ndarray
     T_pert: np.ndarray
     extra: dict = field(default_factory=dict)
+    T_prior: np.ndarray | None = None
+    """(4, 4) the prior handed to the estimator (``refine`` protocol), else None."""
 
 
 
 
-def evaluate_source(estimator, source, protocol: str, seed: int, progress: bool = True) -> list[FrameResult]:
-    """Run the estimator on every frame of ``source`` under ``protocol`` (module docstring)."""
+def evaluate_source(estimator, source, protocol: str, seed: int, progress: bool = True,
+                    refine_max_deg: float = 20.0, refine_max_m: float = 1.5) -> list[FrameResult]:
+    """Run the estimator on every frame of ``source`` under ``protocol`` (module docstring);
+    ``refine_max_*``: the ``refine`` protocol's prior error range."""
     from tqdm import tqdm
 
     results = []
@@ -193,7 +208,9 @@ def evaluate_source(estimator, source, protocol: str, seed: int, progress: bool 
         sample: Sample = source[i]
         if sample.T_cam_lidar is None:
             raise ValueError(f"frame {i} ({sample.frame_id}): the source has no ground truth")
-        pert = sample_perturbation(protocol, np.random.default_rng([seed, i]), sample.T_cam_lidar)
+        rng = np.random.default_rng([seed, i])
+        pert = (sample_refine_perturbation(rng, sample.T_cam_lidar, refine_max_deg, refine_max_m)
+                if protocol == "refine" else sample_perturbation(protocol, rng, sample.T_cam_lidar))
         points = sample.points.copy()
         points[:, :3] = transform_points(pert.T_pert, sample.points[:, :3].astype(np.float64)).astype(np.float32)
         T_gt = sample.T_cam_lidar @ invert_transform(pert.T_pert)
@@ -202,17 +219,55 @@ def evaluate_source(estimator, source, protocol: str, seed: int, progress: bool 
         # the identity without one): it stays in the figures as a failure.
         fallback = pert.T_prior if pert.T_prior is not None else np.eye(4)
         err = registration_error(est.T_cam_lidar if est.T_cam_lidar is not None else fallback, T_gt)
-        results.append(FrameResult(i, sample.frame_id, err, est, T_gt, pert.T_pert))
+        results.append(FrameResult(i, sample.frame_id, err, est, T_gt, pert.T_pert, T_prior=pert.T_prior))
     return results
 
 
+def refine_results(results: list[FrameResult], source, frames: int, max_deg: float, max_m: float,
+                   progress: bool = True, config=None) -> None:
+    """Refine up to ``frames`` evenly spaced frames of a ``refine`` evaluation alone from their prior
+    (module docstring); their errors go into ``FrameResult.extra`` (``refined_rte_m``,
+    ``refined_rre_geodesic_deg``, ``refine_accepted``, ``refine_reason``, ``refine_time_s``)."""
+    from dataclasses import replace
+
+    from tqdm import tqdm
+
+    from crossi2p.refinement import RefinementConfig, prepare_frame, refine_extrinsic
+
+    if frames <= 0 or not results or results[0].T_prior is None:
+        return
+    cfg = replace(config or RefinementConfig(), max_rotation_deg=min(3.0 * max_deg, 180.0), max_translation_m=max_m)
+    picks = sorted({int(k) for k in np.linspace(0, len(results) - 1, min(frames, len(results)))})
+    for k in tqdm(picks, desc="refining (training-free)", disable=not progress, unit="frame"):
+        r = results[k]
+        sample: Sample = source[r.index]
+        T_prior = r.T_prior
+        points = sample.points.copy()
+        points[:, :3] = transform_points(r.T_pert, sample.points[:, :3].astype(np.float64)).astype(np.float32)
+        t0 = time.perf_counter()
+        res = refine_extrinsic([prepare_frame(sample.image, points, sample.camera, T_prior, cfg)], T_prior, cfg)
+        err = registration_error(res.T_cam_lidar, r.T_gt)
+        r.extra.update(refined_rte_m=err.rte_m, refined_rre_geodesic_deg=err.rre_geodesic_deg,
+                       refine_accepted=bool(res.accepted), refine_reason=res.reason,
+                       refine_time_s=time.perf_counter() - t0)
+
+
 def summarize_results(results: list[FrameResult]) -> dict:
-    """``summarize_errors`` + ``latency_ms_median`` + ``failed_frames`` (no estimate) + ``valid_fraction``."""
+    """``summarize_errors`` + ``latency_ms_median`` + ``failed_frames`` (no estimate) + ``valid_fraction``
+    + the refinement's ``refined_rte_m_median``, ``refined_rre_geodesic_deg_median``,
+    ``refined_frames``, ``refine_accepted_fraction`` (null when no frame was refined)."""
     summary = summarize_errors([r.error for r in results])
     lat = [r.estimate.latency_ms for r in results if r.estimate.T_cam_lidar is not None]
     summary["latency_ms_median"] = float(np.median(lat)) if lat else None
     summary["failed_frames"] = int(sum(r.estimate.T_cam_lidar is None for r in results))
     summary["valid_fraction"] = float(np.mean([r.estimate.valid for r in results])) if results else 0.0
+    refined = [r.extra for r in results if "refined_rte_m" in r.extra]
+    summary.update(
+        refined_rte_m_median=float(np.median([e["refined_rte_m"] for e in refined])) if refined else None,
+        refined_rre_geodesic_deg_median=(float(np.median([e["refined_rre_geodesic_deg"] for e in refined]))
+                                         if refined else None),
+        refined_frames=len(refined),
+        refine_accepted_fraction=float(np.mean([e["refine_accepted"] for e in refined])) if refined else None)
     return summary
 
 
@@ -234,12 +289,15 @@ def write_report(results: list[FrameResult], summary: dict, json_path: str | Pat
     with csv_path.open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["index", "frame_id", "rte_m", "rre_geodesic_deg", "rre_euler_sum_deg", "success", "valid",
-                    "confidence", "latency_ms", "reason"])
+                    "confidence", "latency_ms", "reason", "refined_rte_m", "refined_rre_geodesic_deg",
+                    "refine_accepted", "refine_reason"])
         for r in results:
-            e = r.error
+            e, x = r.error, r.extra
+            refined = [f"{x['refined_rte_m']:.6g}", f"{x['refined_rre_geodesic_deg']:.6g}", int(x["refine_accepted"]),
+                       x["refine_reason"]] if "refined_rte_m" in x else ["", "", "", ""]
             w.writerow([r.index, r.frame_id, f"{e.rte_m:.6g}", f"{e.rre_geodesic_deg:.6g}",
                         f"{e.rre_euler_sum_deg:.6g}", int(e.success), int(r.estimate.valid),
-                        f"{r.estimate.confidence:.4g}", f"{r.estimate.latency_ms:.3f}", r.estimate.reason])
+                        f"{r.estimate.confidence:.4g}", f"{r.estimate.latency_ms:.3f}", r.estimate.reason, *refined])
     written["csv"] = csv_path
     written["recall"] = _plot_recall(results, Path(f"{stem}_recall.png"), summary)
     if source is not None and results:
@@ -368,6 +426,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=0, metavar="N",
                    help="simulated frames per drive (default 20), or at most N evenly spaced frames of a dataset (0: all)")
     p.add_argument("--protocol", choices=("global", "refine"), default="global", help="perturbation protocol")
+    p.add_argument("--refine-max-deg", type=float, metavar="D",
+                   help="refine protocol: prior rotation error, uniform per Euler angle in [-D, D] (default 20)")
+    p.add_argument("--refine-max-m", type=float, metavar="M",
+                   help="refine protocol: prior translation error, uniform per axis in [-M, M] (default 1.5)")
+    p.add_argument("--refine-frames", type=int, default=10, metavar="N",
+                   help="refine protocol: also refine up to N evenly spaced frames alone from their prior, "
+                        "training-free (~3 s each; default 10, 0: none)")
     p.add_argument("--seed", type=int, default=0, help="seed of the per-frame perturbations")
     p.add_argument("--json", required=True, metavar="OUT", help="summary JSON; CSV and PNGs are written beside it")
     p.add_argument("--slop-s", type=float, default=0.05, help="--bag: largest camera/LiDAR stamp difference")
@@ -380,16 +445,29 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@exit_130_on_ctrl_c("crossi2p-evaluate")  # results are written at the end: none after Ctrl-C
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.protocol != "refine" and (args.refine_max_deg is not None or args.refine_max_m is not None):
+            raise ValueError("--refine-max-deg / --refine-max-m: apply to --protocol refine only")
+        max_deg = 20.0 if args.refine_max_deg is None else args.refine_max_deg
+        max_m = 1.5 if args.refine_max_m is None else args.refine_max_m
+        if not (0 < max_deg <= 180 and 0 < max_m):
+            raise ValueError(f"--refine-max-deg / --refine-max-m: expected 0 < D <= 180 and M > 0, "
+                             f"got {max_deg} / {max_m}")
         estimator = load_estimator(args.model, device=args.device, fine_peak_radius=args.fine_peak_radius)
         source, what = _build_source(args, estimator)
     except (ValueError, OSError, KeyError, RuntimeError) as exc:  # bad model or data: one line, exit 1
         print(f"crossi2p-evaluate: error: {exc}", file=sys.stderr)
         return 1
-    results = evaluate_source(estimator, source, args.protocol, args.seed, progress=not args.quiet)
+    results = evaluate_source(estimator, source, args.protocol, args.seed, progress=not args.quiet,
+                              refine_max_deg=max_deg, refine_max_m=max_m)
+    if args.protocol == "refine":
+        refine_results(results, source, args.refine_frames, max_deg, max_m, progress=not args.quiet)
     summary = summarize_results(results)
+    if args.protocol == "refine":
+        summary.update(refine_max_deg=max_deg, refine_max_m=max_m)
     summary.update({
         "protocol": args.protocol, "seed": args.seed, "model": str(args.model), "data": what,
         "command": "crossi2p-evaluate " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)),
@@ -398,8 +476,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"crossi2p-evaluate: {summary['frames']} frames of {what}, protocol {args.protocol}, seed {args.seed}")
     for key in ("acc", "rte_m_mean", "rte_m_std", "rte_m_median", "rre_euler_sum_deg_mean", "rre_euler_sum_deg_std",
                 "rre_euler_sum_deg_median", "rre_geodesic_deg_mean", "rre_geodesic_deg_std",
-                "rre_geodesic_deg_median", "latency_ms_median", "failed_frames"):
-        if key in summary:
+                "rre_geodesic_deg_median", "latency_ms_median", "failed_frames", "refined_rte_m_median",
+                "refined_rre_geodesic_deg_median", "refine_accepted_fraction"):
+        if summary.get(key) is not None:
             print(f"  {key:28s} {summary[key]:.4g}")
     print("  wrote " + ", ".join(str(p) for p in written.values()))
     return 0

@@ -16,6 +16,13 @@ measure the end-to-end latency); /diagnostics; ``~/overlay`` (rate-limited Image
 ``publish_frame_estimates``, ``~/frame_estimates`` (one DiagnosticArray per processed pair,
 ``crossi2p_ros.frame_report``); services ``~/save_calibration`` and ``~/reset`` (std_srvs/Trigger).
 
+Frames (``crossi2p.tf_tree``): the estimate is made in, and published under, one LiDAR frame
+(``lidar_frame``, else the first cloud's frame_id) and one camera frame (``camera_frame``, else the
+first image's). A cloud stamped with another frame (Ouster: ``os_lidar`` for ``os_sensor``) is
+mapped into the LiDAR frame through /tf_static (always subscribed), or refused and counted in
+``bad_clouds`` with the reason in ``last_error``; an image stamped with another frame is refused
+likewise unless /tf_static says the two frames coincide (an image cannot be re-expressed).
+
 Replay pacing: ``wait_until_idle`` blocks until the node has handled a number of sensor messages
 and finished every pair they produced (``crossi2p-evaluate-bag --mode live --pacing node``).
 
@@ -61,7 +68,7 @@ from crossi2p.metrics import registration_error
 from crossi2p.overlay import draw_projected_points
 from crossi2p.pointcloud2 import pointcloud2_to_xyzi, stamp_to_sec_nanosec
 from crossi2p.runtime import CalibrationRuntime, ModelLoadError, RuntimeConfig
-from crossi2p.tf_tree import StaticTransformTree
+from crossi2p.tf_tree import FrameMismatchError, StaticTransformTree, check_camera_frame, points_in_lidar_frame
 
 from .frame_report import FRAME_STATUS_NAME, FrameReport
 from .pipeline import CalibrationPipeline, CameraFrame, LidarSweep
@@ -160,7 +167,8 @@ class CalibrationNode(Node):
         self._frames = ("", "")  # (lidar_frame, camera_frame) of the last pair
         self._published_T: np.ndarray | None = None
         self._last_overlay_s = 0.0
-        self._tf_tree = StaticTransformTree()  # /tf_static edges (refine prior from tf)
+        self._tf_tree = StaticTransformTree()  # /tf_static edges (clouds in another frame; refine prior from tf)
+        self._first_frames = ["", ""]  # LiDAR / camera frame of the first accepted cloud / image (empty parameters)
         self._prior_from_tf: np.ndarray | None = None
 
         # Outputs.
@@ -181,8 +189,8 @@ class CalibrationNode(Node):
         self.create_subscription(image_type, p.image_topic, self._counted(self._on_image), qos)
         self.create_subscription(CameraInfo, p.camera_info_topic, self._counted(self._on_camera_info), qos)
         self.create_subscription(PointCloud2, p.points_topic, self._counted(self._on_points), qos)
-        if p.mode == "refine" and p.prior_source == "tf":
-            self.create_subscription(TFMessage, "/tf_static", self._on_tf_static, LATCHED)
+        # Always: a cloud stamped with another frame than lidar_frame is mapped through /tf_static.
+        self.create_subscription(TFMessage, "/tf_static", self._on_tf_static, LATCHED)
         self.create_service(Trigger, "~/save_calibration", self._on_save)
         self.create_service(Trigger, "~/reset", self._on_reset)
         self.create_timer(1.0 / p.diagnostics_rate_hz, self._publish_diagnostics)
@@ -341,7 +349,18 @@ class CalibrationNode(Node):
                        else "")
             return self._bad_input("image", f"image on {p.image_topic} is {rgb.shape[1]}x{rgb.shape[0]} but its "
                                             f"CameraInfo says {camera.width}x{camera.height}{reduced}")
-        frame = CameraFrame(rgb, camera, p.camera_frame or msg.header.frame_id)
+        with self._lock:
+            camera_frame = self._frame_for(1, p.camera_frame, msg.header.frame_id)
+            try:
+                check_camera_frame(msg.header.frame_id, camera_frame, self._tf_tree)
+            except FrameMismatchError as exc:
+                refused = f"image on {p.image_topic} refused: {exc}"
+            else:
+                refused = None
+                self._first_frames[1] = camera_frame
+        if refused:
+            return self._bad_input("image", refused)
+        frame = CameraFrame(rgb, camera, camera_frame)
         with self._lock:
             pairs = self.pipeline.offer_image(stamp_to_s(msg.header.stamp), frame)
         self._offer(pairs)
@@ -361,7 +380,18 @@ class CalibrationNode(Node):
                 self.counters.clouds_subsampled += 1
             keep = np.random.default_rng(len(points)).choice(len(points), p.max_points, replace=False)
             points = points[np.sort(keep)]
-        sweep = LidarSweep(points, p.lidar_frame or msg.header.frame_id)
+        with self._lock:  # the points in the LiDAR frame estimates are published under, or refused
+            lidar_frame = self._frame_for(0, p.lidar_frame, msg.header.frame_id)
+            try:
+                points = points_in_lidar_frame(points, msg.header.frame_id, lidar_frame, self._tf_tree)
+            except FrameMismatchError as exc:
+                refused = f"cloud on {p.points_topic} refused: {exc}"
+            else:
+                refused = None
+                self._first_frames[0] = lidar_frame
+        if refused:
+            return self._bad_input("cloud", refused)
+        sweep = LidarSweep(points, lidar_frame)
         with self._lock:
             pairs = self.pipeline.offer_lidar(stamp_to_s(msg.header.stamp), sweep)
         self._offer(pairs)
@@ -379,8 +409,15 @@ class CalibrationNode(Node):
             self._pending = pairs[-1]
             self._wake.notify()
 
+    def _frame_for(self, kind: int, configured: str, header_frame: str) -> str:
+        """The frame a message's data is used in (``kind`` 0: LiDAR, 1: camera; call with the lock):
+        the parameter, else the frame of the first accepted message of that kind (one frame for
+        the whole estimate: the fusion mixes no frames), else this message's own frame."""
+        return configured or self._first_frames[kind] or header_frame.lstrip("/")
+
     def _on_tf_static(self, msg: TFMessage) -> None:
-        """Collect the static tf tree (for the refine prior); a bad edge is skipped and reported."""
+        """Collect the static tf tree (clouds stamped with another frame than the LiDAR frame; the
+        refine prior); a bad edge is skipped and reported."""
         with self._lock:
             for tf in msg.transforms:
                 t, r = tf.transform.translation, tf.transform.rotation
@@ -622,6 +659,7 @@ class CalibrationNode(Node):
         with self._lock:
             self.pipeline.reset()
             self._published_T = None
+            self._first_frames = ["", ""]  # empty frame parameters: learnt again from the next messages
         response.success, response.message = True, "estimator reset"
         return response
 

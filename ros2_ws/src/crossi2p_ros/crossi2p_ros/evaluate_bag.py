@@ -49,12 +49,13 @@ from tqdm import tqdm
 
 from crossi2p.calib_io import load_calibration_yaml
 from crossi2p.datasets.rosbag2 import (CameraInfoRecord, ImageRecord, PointCloudRecord, bag_topics,
-                                       read_bag_ground_truth, read_bag_messages)
+                                       read_bag_ground_truth, read_bag_messages, read_bag_tf_tree)
 from crossi2p.fusion import FusionConfig
 from crossi2p.geometry import invert_transform, make_transform, transform_points
 from crossi2p.metrics import registration_error, summarize_errors
 from crossi2p.runtime import CalibrationRuntime, ModelLoadError, RuntimeConfig
 from crossi2p.sample import Sample
+from crossi2p.tf_tree import FrameMismatchError, check_camera_frame, points_in_lidar_frame
 
 from .frame_report import FrameReport
 from .pairing import PairingConfig, StampedPair
@@ -113,6 +114,9 @@ class ReplayResult:
     frames: list[FrameRecord] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     """Problems met while reading (partial results are kept)."""
+    refused: dict[str, int] = field(default_factory=dict)
+    """Messages left out, counted by reason: a cloud or image in a frame that cannot be expressed in
+    the evaluated one (``crossi2p.tf_tree``'s rule, as the node applies it)."""
     first_sample: tuple | None = None
     last_sample: tuple | None = None
     knock: Knock | None = None
@@ -130,11 +134,21 @@ class ReplayResult:
 
 def replay_bag(bag: Path, runtime: CalibrationRuntime, T_gt: np.ndarray, topics: tuple[str, str, str],
                pairing: PairingConfig | None = None, fusion: FusionConfig | None = None,
-               knock: Knock | None = None, max_frames: int | None = None, progress: bool = True) -> ReplayResult:
-    """Feed a bag through the node's pipeline; every pair is processed (see module docstring)."""
+               knock: Knock | None = None, max_frames: int | None = None, progress: bool = True,
+               lidar_frame: str | None = None, camera_frame: str | None = None) -> ReplayResult:
+    """Feed a bag through the node's pipeline; every pair is processed (see module docstring).
+
+    Frames, as the node treats them (``crossi2p.tf_tree``): the sweeps are used in ``lidar_frame``
+    (default: the first cloud's frame, which is also the one ``read_bag_ground_truth`` takes); a
+    cloud stamped with another frame is mapped into it through the bag's /tf_static, or left out
+    and counted in ``result.refused`` with the reason. An image must be in ``camera_frame``
+    (default: the first image's) or an identity alias of it on /tf_static, or it is left out.
+    """
     pipeline = CalibrationPipeline(runtime, pairing, fusion)
     result = ReplayResult(knock=knock)
     camera = None
+    tree = read_bag_tf_tree(bag)
+    frames = [lidar_frame or "", camera_frame or ""]  # learnt from the first message when not given
     n_lidar = bag_topics(bag).get(topics[2])
     total = getattr(n_lidar, "msgcount", None)
     bar = tqdm(total=total, desc="replay", unit="sweep", disable=not progress)
@@ -146,14 +160,25 @@ def replay_bag(bag: Path, runtime: CalibrationRuntime, T_gt: np.ndarray, topics:
             if isinstance(rec, ImageRecord):
                 if camera is None or (camera.width, camera.height) != (rec.image.shape[1], rec.image.shape[0]):
                     continue
-                pairs = pipeline.offer_image(rec.stamp_s, CameraFrame(rec.image, camera, rec.frame_id))
+                frames[1] = frames[1] or rec.frame_id.lstrip("/")
+                try:
+                    check_camera_frame(rec.frame_id, frames[1], tree)
+                except FrameMismatchError as exc:
+                    result.refused[str(exc)] = result.refused.get(str(exc), 0) + 1
+                    continue
+                pairs = pipeline.offer_image(rec.stamp_s, CameraFrame(rec.image, camera, frames[1]))
             else:
                 assert isinstance(rec, PointCloudRecord)
                 bar.update(1)
-                points = rec.points
+                frames[0] = frames[0] or rec.frame_id.lstrip("/")
+                try:
+                    points = points_in_lidar_frame(rec.points, rec.frame_id, frames[0], tree)
+                except FrameMismatchError as exc:
+                    result.refused[str(exc)] = result.refused.get(str(exc), 0) + 1
+                    continue
                 if knock is not None and rec.stamp_s >= knock.at_s:
                     points = knocked_points(points, knock, T_gt)
-                pairs = pipeline.offer_lidar(rec.stamp_s, LidarSweep(points, rec.frame_id))
+                pairs = pipeline.offer_lidar(rec.stamp_s, LidarSweep(points, frames[0]))
             for pair in pairs:
                 result.add(FrameReport.from_outcome(pipeline.process(pair)), T_gt)
                 if result.first_sample is None:
@@ -235,6 +260,7 @@ def summarize_replay(result: ReplayResult) -> dict:
         summary["knock_at_s"] = result.knock.at_s
         summary["drift_detection_delay_s"] = (detected.lidar_stamp_s - result.knock.at_s) if detected else None
     summary["read_errors"] = result.errors
+    summary["messages_refused"] = dict(result.refused)
     return summary
 
 
@@ -345,7 +371,11 @@ def load_runtime(card: Path, execution_provider: str = "auto") -> CalibrationRun
 
 
 def check_ground_truth_frames(bag: Path, topics: tuple[str, str, str], calib, where: Path) -> None:
-    """ValueError when the calibration YAML's frames are not the bag's (a calibration of another rig)."""
+    """ValueError when the calibration YAML's frames are not the bag's (a calibration of another rig).
+
+    The frame rule of the replay: the bag's clouds may be in another frame than the YAML's LiDAR
+    frame when the bag's /tf_static links the two (they are mapped); its images must be in the
+    YAML's camera frame or an identity alias of it."""
     frames: dict[str, str] = {}
     for rec in read_bag_messages(bag, *topics):
         if isinstance(rec, ImageRecord):
@@ -355,7 +385,16 @@ def check_ground_truth_frames(bag: Path, topics: tuple[str, str, str], calib, wh
         if len(frames) == 2:
             break
     want = {"lidar": calib.lidar_frame, "camera": calib.camera_frame}
-    wrong = [f"{k} '{want[k]}' but the bag's {k} messages are in '{v}'" for k, v in frames.items() if v != want[k]]
+    tree = read_bag_tf_tree(bag)
+    wrong = []
+    for kind, frame in frames.items():
+        try:
+            if kind == "lidar":
+                points_in_lidar_frame(np.zeros((0, 4), np.float32), frame, want[kind], tree)
+            else:
+                check_camera_frame(frame, want[kind], tree)
+        except FrameMismatchError:
+            wrong.append(f"{kind} '{want[kind]}' but the bag's {kind} messages are in '{frame}'")
     if wrong:
         raise ValueError(f"--ground-truth {where}: calibration frames do not match the bag: " + "; ".join(wrong))
 
@@ -444,7 +483,8 @@ def main(argv: list[str] | None = None) -> int:
             result = replay_bag_live(args.bag, runtime, T_gt, topics, config, knock, args.max_frames)
         elif source == "rosbag2":
             result = replay_bag(args.bag, runtime, T_gt, topics, PairingConfig(slop_s=args.slop_s), knock=knock,
-                                max_frames=args.max_frames)
+                                max_frames=args.max_frames, lidar_frame=calib and calib.lidar_frame,
+                                camera_frame=calib and calib.camera_frame)
         else:
             result = replay_samples(samples, runtime, knock=knock, T_gt=T_override, max_frames=args.max_frames,
                                     total=count)
@@ -456,7 +496,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if not result.frames:
         print(f"crossi2p-evaluate-bag: error: no camera/LiDAR pairs in {args.bag} "
-              f"({'; '.join(result.errors) or 'check topics and --slop-s'})", file=sys.stderr)
+              f"({'; '.join(result.errors + list(result.refused)) or 'check topics and --slop-s'})", file=sys.stderr)
         return 1
     summary = summarize_replay(result)
     summary.update(bag=str(args.bag), model=runtime.card.name, source=source, mode=args.mode,
@@ -476,6 +516,8 @@ def main(argv: list[str] | None = None) -> int:
     _print_summary(summary, report_md)
     for err in result.errors:
         print(f"crossi2p-evaluate-bag: warning: stopped early: {err}", file=sys.stderr)
+    for reason, count in result.refused.items():
+        print(f"crossi2p-evaluate-bag: warning: {count} message(s) left out: {reason}", file=sys.stderr)
     fused_bad = summary["fused_rte_m"] is None or (
         (args.max_rte_m is not None and summary["fused_rte_m"] > args.max_rte_m)
         or (args.max_rre_deg is not None and summary["fused_rre_geodesic_deg"] > args.max_rre_deg))
