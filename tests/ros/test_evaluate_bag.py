@@ -214,3 +214,96 @@ def test_sqlite3_bag_without_metadata_exits_1_naming_ros2_bag_reindex(tmp_path, 
     for path in (bag, next(bag.glob("*.db3"))):
         assert main([str(path), "--model", str(MODEL_CARD), "--report", str(tmp_path / "r")]) == 1
         assert f"`ros2 bag reindex {bag} -s sqlite3`" in _one_line_error(capsys)
+
+
+# ----------------------------------------------------------------------------- frames (offline rule)
+class _RecordingRuntime:
+    """No model: records the points of each estimate and answers ``T`` (stands in for the runtime)."""
+
+    def __init__(self, T):
+        from types import SimpleNamespace
+
+        self.T, self.points, self.card, self.providers = T, [], SimpleNamespace(name="recording stub"), ["CPU"]
+
+    def estimate(self, image, points, camera, T_prior=None):
+        from crossi2p.runtime import FrameEstimate
+
+        self.points.append(np.array(points))
+        return FrameEstimate(True, T_cam_lidar=self.T.copy(), confidence=1.0, inlier_ratio=1.0, latency_ms={"g": 1.0})
+
+
+def _ouster_bag(path, frames=5, stray_cloud_frame=None):
+    """A drive whose clouds are stamped os_lidar, /tf_static: os_sensor -> os_lidar (180 deg about z,
+    36.18 mm up) and os_sensor -> camera_optical; returns (bag, points, T_cam_os_sensor, T_sensor_lidar)."""
+    from scipy.spatial.transform import Rotation
+
+    from crossi2p.camera import CameraModel
+    from crossi2p.datasets.rosbag2 import _camera_info, _image
+    from crossi2p.geometry import invert_transform, make_transform
+    from crossi2p.pointcloud2 import rosbags_pointcloud2
+    from tests.core.datasets.test_rosbag2_dataset import TS, tf_msg, write_bag
+
+    T_sensor_lidar = make_transform(Rotation.from_euler("z", 180.0, degrees=True), [0.0, 0.0, 0.03618])
+    T_cam_sensor = make_transform(Rotation.from_euler("xyz", [-90.0, 0.0, -90.0], degrees=True), [0.1, -0.2, 0.05])
+    camera = CameraModel(np.array([[60.0, 0, 31.5], [0, 60.0, 23.5], [0, 0, 1]]), 64, 48)
+    pts = np.array([[1.0, 0.0, 0.0, 0.25], [0.0, 2.0, -0.5, 0.5], [10.0, -3.0, 1.0, 1.0]] * 20, np.float32)
+    tf = TS.types["tf2_msgs/msg/TFMessage"](transforms=[tf_msg("os_sensor", "os_lidar", T_sensor_lidar),
+                                                        tf_msg("os_sensor", "camera_optical",
+                                                               invert_transform(T_cam_sensor))])
+    messages = [("/tf_static", "tf2_msgs/msg/TFMessage", 1, tf)]
+    for k in range(frames):
+        t = 1.0 + 0.1 * k
+        ns = round(t * 1e9)
+        messages += [("/camera/camera_info", "sensor_msgs/msg/CameraInfo", ns - 1, _camera_info(camera, t, "camera_optical")),
+                     ("/camera/image_raw", "sensor_msgs/msg/Image", ns,
+                      _image(np.full((48, 64, 3), 80, np.uint8), t, "camera_optical", False, "jpeg")),
+                     ("/lidar/points", "sensor_msgs/msg/PointCloud2", ns + 10_000_000,
+                      rosbags_pointcloud2(pts, t + 0.01, stray_cloud_frame if stray_cloud_frame and k == 1 else "os_lidar",
+                                          TS))]
+    return write_bag(path, messages), pts, T_cam_sensor, T_sensor_lidar
+
+
+def test_offline_replay_maps_os_lidar_clouds_into_the_evaluated_frame_or_leaves_them_out(tmp_path):
+    from crossi2p_ros.evaluate_bag import replay_bag
+
+    bag, pts, T_cam_sensor, T_sensor_lidar = _ouster_bag(tmp_path / "ouster", stray_cloud_frame="velodyne")
+    topics = ("/camera/image_raw", "/camera/camera_info", "/lidar/points")
+    runtime = _RecordingRuntime(T_cam_sensor)
+    result = replay_bag(bag, runtime, T_cam_sensor, topics, lidar_frame="os_sensor", camera_frame="camera_optical",
+                        progress=False)
+    np.testing.assert_allclose(runtime.points[0][:3], [[-1.0, 0.0, 0.03618, 0.25], [0.0, -2.0, -0.46382, 0.5],
+                                                       [-10.0, 3.0, 1.03618, 1.0]], atol=1e-6)
+    assert {f.lidar_frame for f in result.frames} == {"os_sensor"}
+    assert result.refused == {"cloud in frame 'velodyne', not the LiDAR frame 'os_sensor', and no /tf_static path "
+                              "links the two: publish that static transform or set lidar_frame to 'velodyne'": 1}
+    # no frame given: the first cloud's frame (the one read_bag_ground_truth takes), points as stored
+    runtime = _RecordingRuntime(T_cam_sensor @ T_sensor_lidar)
+    result = replay_bag(bag, runtime, T_cam_sensor @ T_sensor_lidar, topics, progress=False)
+    np.testing.assert_array_equal(runtime.points[0], pts)
+    assert {f.lidar_frame for f in result.frames} == {"os_lidar"} and sum(result.refused.values()) == 1
+
+
+def test_ground_truth_yaml_in_os_sensor_evaluates_an_os_lidar_bag(tmp_path, monkeypatch, capsys):
+    from crossi2p.calib_io import save_calibration_yaml
+    from crossi2p.camera import CameraModel
+    from crossi2p_ros import evaluate_bag
+
+    bag, _, T_cam_sensor, _ = _ouster_bag(tmp_path / "ouster", frames=4)  # the last sweep waits for an image
+    camera = CameraModel(np.array([[60.0, 0, 31.5], [0, 60.0, 23.5], [0, 0, 1]]), 64, 48)
+    card = tmp_path / "stub.yaml"
+    runtime = _RecordingRuntime(T_cam_sensor)
+    monkeypatch.setitem(evaluate_bag._RUNTIMES, (card.resolve(), "cpu"), runtime)
+    common = ["--model", str(card), "--execution-provider", "cpu", "--report", str(tmp_path / "r")]
+    gt = save_calibration_yaml(tmp_path / "gt.yaml", T_cam_sensor, camera, lidar_frame="os_sensor",
+                               camera_frame="camera_optical")
+    assert main([str(bag), "--ground-truth", str(gt), "--json", str(tmp_path / "s.json"), *common]) == 0
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["frames"] == 3 and summary["messages_refused"] == {}
+    assert summary["rte_m_median"] == pytest.approx(0.0, abs=1e-9)   # the stub answers the truth, in os_sensor
+    np.testing.assert_allclose(runtime.points[0][0], [-1.0, 0.0, 0.03618, 0.25], atol=1e-6)
+    # a calibration of a frame the bag's /tf_static does not know is another rig's
+    other = save_calibration_yaml(tmp_path / "other.yaml", T_cam_sensor, camera, lidar_frame="velodyne",
+                                  camera_frame="camera_optical")
+    capsys.readouterr()
+    assert main([str(bag), "--ground-truth", str(other), *common]) == 1
+    assert "lidar 'velodyne' but the bag's lidar messages are in 'os_lidar'" in _one_line_error(capsys)

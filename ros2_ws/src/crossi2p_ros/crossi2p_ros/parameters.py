@@ -38,9 +38,13 @@ class NodeConfig:
     queue_depth: int = 5
     """Depth of the sensor subscriptions' QoS history."""
     camera_frame: str = ""
-    """Camera optical frame published on tf (empty: the image header's frame_id)."""
+    """Camera optical frame the estimate is made in and published under (empty: the frame_id of the
+    first image). An image stamped with another frame is refused (an image cannot be re-expressed),
+    unless /tf_static links the two frames by an identity transform."""
     lidar_frame: str = ""
-    """LiDAR frame published on tf (empty: the cloud header's frame_id)."""
+    """LiDAR frame the estimate is made in and published under (empty: the frame_id of the first
+    cloud). A cloud stamped with another frame (e.g. Ouster os_lidar for os_sensor) is mapped into
+    it through /tf_static, or refused with the reason in diagnostics when no such path is known."""
     mode: Literal["global", "refine"] = "global"
     """``global``: no prior at all; ``refine``: start from a prior (``prior_source``)."""
     prior_source: Literal["parameter", "tf"] = "parameter"

@@ -37,6 +37,7 @@ from ..camera import CameraModel, UncalibratedCameraError, camera_from_camera_in
 from ..geometry import check_transform, invert_transform, transform_from_tq, transform_to_tq
 from ..image_encoding import message_to_rgb, rgb_to_compressed, rgb_to_image_fields
 from ..pointcloud2 import pointcloud2_to_xyzi, rosbags_pointcloud2, stamp_to_sec_nanosec
+from ..tf_tree import StaticTransformTree
 from ..log_once import warn_once
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
     "read_bag_messages",
     "read_bag_ground_truth",
     "read_bag_transforms",
+    "read_bag_tf_tree",
 ]
 
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
@@ -464,6 +466,19 @@ def read_bag_transforms(bag_dir: str | os.PathLike, topic: str = TF_STATIC_TOPIC
         return list(edges.values())
     finally:
         reader.close()
+
+
+def read_bag_tf_tree(bag_dir: str | os.PathLike, topic: str = TF_STATIC_TOPIC) -> StaticTransformTree:
+    """The bag's static transforms as a ``StaticTransformTree`` (empty when the bag has no ``topic``;
+    an edge the tree refuses, e.g. a frame that is its own parent, is left out)."""
+    tree = StaticTransformTree()
+    if topic in bag_topics(bag_dir):
+        for parent, child, T_parent_child in read_bag_transforms(bag_dir, topic):
+            try:
+                tree.set_transform(parent, child, T_parent_child)
+            except ValueError:
+                continue
+    return tree
 
 
 def _first_frame_ids(bag_dir) -> tuple[str | None, str | None]:
