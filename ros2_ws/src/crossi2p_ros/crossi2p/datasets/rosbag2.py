@@ -260,7 +260,10 @@ class _UnfinishedMcapReader(McapReader):
     and no footer, which rosbags' ``McapReader`` requires. The data section is taken up to its last
     complete record and scanned with rosbags' own ``meta_scan`` / ``messages_scan`` (what it does
     for a finished file without an index); the messages of a chunk cut short are lost. Messages
-    come in file order, which is the order the recorder wrote them."""
+    come in file order, which is the order the recorder wrote them. Relies on rosbags 0.11's
+    ``McapReader`` internals (``bio``, ``data_start`` / ``data_end``, ``meta_scan``,
+    ``messages_scan``, ``statistics``): rosbags is pinned in requirements.txt and
+    tests/core/datasets/test_rosbag2_dataset.py reads a cut file, so an upgrade that changes them fails there."""
 
     def _open(self) -> None:
         bio = self.bio
@@ -281,7 +284,10 @@ class _UnfinishedMcapReader(McapReader):
             end_time=st.end_time + 1 if st.message_count else 0, message_count=st.message_count)
 
     def messages(self, connections, start=None, stop=None):
-        return self.messages_scan(connections, start, stop)
+        try:
+            yield from self.messages_scan(connections, start, stop)
+        except ReaderError as exc:  # a corrupt complete record: the readers keep what came before
+            raise ValueError(f"bag {self.path}: unfinished MCAP unreadable past this point ({exc})") from None
 
 
 def _mcap_is_finished(path: Path) -> bool:
