@@ -55,7 +55,7 @@ from crossi2p.geometry import invert_transform, make_transform, transform_points
 from crossi2p.metrics import registration_error, summarize_errors
 from crossi2p.runtime import CalibrationRuntime, ModelLoadError, RuntimeConfig
 from crossi2p.sample import Sample
-from crossi2p.tf_tree import FrameMismatchError, check_camera_frame, points_in_lidar_frame
+from crossi2p.tf_tree import FrameMismatchError, StaticTransformTree, check_camera_frame, points_in_lidar_frame
 
 from .frame_report import FrameReport
 from .pairing import PairingConfig, StampedPair
@@ -370,11 +370,13 @@ def load_runtime(card: Path, execution_provider: str = "auto") -> CalibrationRun
     return _RUNTIMES[key]
 
 
-def check_ground_truth_frames(bag: Path, topics: tuple[str, str, str], calib, where: Path) -> None:
+def check_ground_truth_frames(bag: Path, topics: tuple[str, str, str], calib, where: Path,
+                              map_clouds: bool = True) -> None:
     """ValueError when the calibration YAML's frames are not the bag's (a calibration of another rig).
 
     The frame rule of the replay: the bag's clouds may be in another frame than the YAML's LiDAR
-    frame when the bag's /tf_static links the two (they are mapped); its images must be in the
+    frame when the bag's /tf_static links the two (they are mapped; not with ``map_clouds`` False:
+    live mode, where the bag's /tf_static is not played to the node); its images must be in the
     YAML's camera frame or an identity alias of it."""
     frames: dict[str, str] = {}
     for rec in read_bag_messages(bag, *topics):
@@ -385,7 +387,7 @@ def check_ground_truth_frames(bag: Path, topics: tuple[str, str, str], calib, wh
         if len(frames) == 2:
             break
     want = {"lidar": calib.lidar_frame, "camera": calib.camera_frame}
-    tree = read_bag_tf_tree(bag)
+    tree = read_bag_tf_tree(bag) if map_clouds else StaticTransformTree()
     wrong = []
     for kind, frame in frames.items():
         try:
@@ -467,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
             if missing:
                 raise ValueError(f"bag {args.bag}: topics {missing} not found; topics in the bag: {sorted(present)}")
             if calib is not None:
-                check_ground_truth_frames(args.bag, topics, calib, args.ground_truth)
+                check_ground_truth_frames(args.bag, topics, calib, args.ground_truth, map_clouds=args.mode != "live")
             T_gt = T_override if T_override is not None else read_bag_ground_truth(args.bag)
             gt_source = "--ground-truth YAML" if T_override is not None else "the bag's /tf_static"
         else:  # dataset folders are checked (tables, calibration) before the model is loaded
