@@ -307,3 +307,7 @@ def test_ground_truth_yaml_in_os_sensor_evaluates_an_os_lidar_bag(tmp_path, monk
     capsys.readouterr()
     assert main([str(bag), "--ground-truth", str(other), *common]) == 1
     assert "lidar 'velodyne' but the bag's lidar messages are in 'os_lidar'" in _one_line_error(capsys)
+    # live mode: the node does not get the bag's /tf_static, so an os_sensor calibration is refused for os_lidar clouds
+    with pytest.raises(ValueError, match="lidar 'os_sensor' but the bag's lidar messages are in 'os_lidar'"):
+        evaluate_bag.check_ground_truth_frames(bag, ("/camera/image_raw", "/camera/camera_info", "/lidar/points"),
+                                               load_calibration_yaml(gt), gt, map_clouds=False)
