@@ -82,9 +82,11 @@ class RefinementConfig:
     the working width)."""
     histogram_bins: int = 24
     """Bins per axis of the joint intensity / grey histogram of the NID."""
+    nid_weight: float = 1.0
+    """Weight of the NID term."""
     edge_weight: float = 0.0
-    """Weight of the edge-contrast term against the NID."""
-    max_points_per_frame: int = 8000
+    """Weight of the edge-contrast term."""
+    max_points_per_frame: int = 20000
     """Random subsample of the points in view kept per frame for the NID (speed)."""
     max_edge_points_per_frame: int = 3000
     """Strongest depth-edge points kept per frame."""
@@ -107,7 +109,7 @@ class RefinementConfig:
     continuity_ratio: float = 0.3
     """The opposite neighbour continues the surface when its range changes by less than this
     fraction of the jump."""
-    view_margin: float = 0.2
+    view_margin: float = -0.12
     """Points projecting within this fraction of the image size outside the image at the start
     pose are kept (they may enter the image during the search)."""
     max_rotation_deg: float = 8.0
@@ -122,6 +124,8 @@ class RefinementConfig:
     """Best grid seeds refined on the widest level."""
     max_evaluations_per_level: int = 250
     """Nelder-Mead objective evaluations per level and seed."""
+    full_pose_levels: int = 2
+    """The finest levels on which translation is searched too (rotation only before them)."""
     min_points_in_view: int = 500
     """Observability: fewer LiDAR points in view over the window is degenerate."""
     min_improvement: float = 1e-5
@@ -199,26 +203,31 @@ class RefinementResult:
 # ----------------------------------------------------------------------------- per frame
 def image_edge_maps(gray: np.ndarray, sigmas_px: Sequence[float], high_percentile: float = 92.0,
                     low_ratio: float = 0.4) -> np.ndarray:
-    """Edge nearness maps of a grey image, one per blur level.
+    """Edge nearness maps of a grey image, one per scale (a scale space of Canny edges).
+
+    At each level the image is first smoothed with ``sigma / 2`` (so fine texture, foliage,
+    gravel, does not make edges at the coarse levels: only object-scale boundaries remain),
+    Canny runs with thresholds from that level's gradient-magnitude percentiles, and the edge
+    lines are blurred with ``sigma`` and scaled so that a line itself scores 1.
 
     Args:
         gray: (H, W) uint8 image.
         sigmas_px: Gaussian sigma per level, pixels.
     Returns:
-        (L, H, W) float32 in [0, 1]: a Canny edge line blurred with ``sigma`` and scaled so that
-        the line itself scores 1 (``sqrt(2 pi) sigma`` times the blurred value, clipped).
+        (L, H, W) float32 in [0, 1].
     """
-    g = cv2.GaussianBlur(gray, (0, 0), 1.0)
-    gx = cv2.Sobel(g, cv2.CV_32F, 1, 0, ksize=3)
-    gy = cv2.Sobel(g, cv2.CV_32F, 0, 1, ksize=3)
-    mag = np.hypot(gx, gy)
-    high = float(np.percentile(mag, high_percentile))
-    if high <= 0:
-        return np.zeros((len(sigmas_px),) + gray.shape, np.float32)
-    edges = cv2.Canny(gx.astype(np.int16), gy.astype(np.int16), low_ratio * high, high,
-                      L2gradient=True).astype(np.float32) / 255.0
-    out = np.empty((len(sigmas_px),) + gray.shape, np.float32)
+    out = np.zeros((len(sigmas_px),) + gray.shape, np.float32)
     for i, s in enumerate(sigmas_px):
+        g = cv2.GaussianBlur(gray.astype(np.float32), (0, 0), max(1.0, 0.5 * s))
+        gx = cv2.Sobel(g, cv2.CV_32F, 1, 0, ksize=3)
+        gy = cv2.Sobel(g, cv2.CV_32F, 0, 1, ksize=3)
+        high = float(np.percentile(np.hypot(gx, gy), high_percentile))
+        if high <= 0:
+            continue
+        scale = 1000.0 / high                    # Canny wants int16 gradients: rescale first
+        edges = cv2.Canny(np.clip(gx * scale, -32767, 32767).astype(np.int16),
+                          np.clip(gy * scale, -32767, 32767).astype(np.int16),
+                          low_ratio * 1000.0, 1000.0, L2gradient=True).astype(np.float32) / 255.0
         out[i] = np.minimum(cv2.GaussianBlur(edges, (0, 0), s) * (np.sqrt(2 * np.pi) * s), 1.0)
     return out
 
@@ -414,28 +423,36 @@ class _Window:
     def cost_of(self, samples: tuple, w_pts: np.ndarray | None = None, w_edges: np.ndarray | None = None) -> float:
         """Cost from ``samples``, with optional per-point multiplicities (the bootstrap)."""
         g, inside, s, e, e_in = samples
-        wp = inside.astype(float) if w_pts is None else inside * w_pts
-        if wp.sum() < 10:
+        wp = np.ones(len(g)) if w_pts is None else w_pts
+        if (inside * wp).sum() < 10:
             return 2.0
-        nid = self._nid(self.intensity, g, wp)
+        nid = self._nid(self.intensity, g, inside, wp) if self.cfg.nid_weight else 0.0
         contrast = 0.0
         if self.cfg.edge_weight and len(e):
             we = self.edge_w if w_edges is None else self.edge_w * w_edges
+            wi = inside * wp
             if we.sum() > 0:
-                contrast = float(we @ (e * e_in)) / float(we.sum()) - float(wp @ s) / float(wp.sum())
-        return nid - self.cfg.edge_weight * contrast
+                contrast = float(we @ (e * e_in)) / float(we.sum()) - float(wi @ s) / float(wi.sum())
+        return self.cfg.nid_weight * nid - self.cfg.edge_weight * contrast
 
-    def _nid(self, x: np.ndarray, y: np.ndarray, w: np.ndarray) -> float:
-        """NID of (x, y) in [0, 1]^2 with weights ``w``, soft (bilinear) binning."""
+    def _nid(self, x: np.ndarray, y: np.ndarray, inside: np.ndarray, w: np.ndarray) -> float:
+        """NID of (x, y) in [0, 1]^2 with weights ``w``, soft (bilinear) binning.
+
+        Points outside the image go to one extra grey bin of their own instead of being dropped:
+        the point set is the same for every pose, so a pose cannot lower the NID by pushing the
+        points that disagree out of the image."""
         b = self.bins
         fx, fy = x * (b - 1), np.clip(y, 0.0, 1.0) * (b - 1)
         ix, iy = np.minimum(fx.astype(int), b - 2), np.minimum(fy.astype(int), b - 2)
         ax, ay = fx - ix, fy - iy
-        hist = np.zeros(b * b)
+        nb = b + 1                                  # grey bins + the "outside the image" bin
+        hist = np.zeros(b * nb)
+        wi = w * inside
         for dx, wx in ((0, 1 - ax), (1, ax)):
             for dy, wy in ((0, 1 - ay), (1, ay)):
-                hist += np.bincount((ix + dx) * b + iy + dy, weights=w * wx * wy, minlength=b * b)
-        p = hist.reshape(b, b) / hist.sum()
+                hist += np.bincount((ix + dx) * nb + iy + dy, weights=wi * wx * wy, minlength=b * nb)
+            hist += np.bincount((ix + dx) * nb + b, weights=w * ~inside * wx, minlength=b * nb)
+        p = hist.reshape(b, nb) / hist.sum()
         h_xy = _entropy(p)
         if h_xy <= 0:
             return 1.0
@@ -590,23 +607,37 @@ def refine_extrinsic(frames: Sequence[PreparedFrame], T_start: np.ndarray,
     seeds = sorted(((win.cost(make_transform(Rotation.from_rotvec(rv), np.zeros(3)) @ T_start, 0), k)
                     for k, rv in enumerate(grid)))
     evals += len(grid)
-    best = None
-    s0 = scale_for(0)
-    for _, k in seeds[:cfg.multi_starts]:
-        Tg = make_transform(Rotation.from_rotvec(grid[k]), np.zeros(3)) @ T_start
-        x, fval, n = _nelder_mead(lambda x: bounded(_perturb(Tg, x, s0), 0), np.zeros(6), 1.0,
+
+    def search(T0: np.ndarray, level: int, dof: int) -> tuple[np.ndarray, float]:
+        """Nelder-Mead at one level over the rotation (dof 3) or the whole pose (dof 6)."""
+        nonlocal evals
+        sc = scale_for(level)
+
+        def pose(y):
+            x = np.concatenate([np.zeros(3), y]) if dof == 3 else y
+            return _perturb(T0, x, sc)
+
+        y, fval, n = _nelder_mead(lambda y: bounded(pose(y), level), np.zeros(dof), 1.0,
                                   cfg.max_evaluations_per_level)
         evals += n
-        if best is None or fval < best[0]:
-            best = (fval, _perturb(Tg, x, s0))
-    T = best[1]
-    # 3b. coarse to fine
-    for level in range(1, win.levels):
-        sc, Tl = scale_for(level), T
-        x, _, n = _nelder_mead(lambda x: bounded(_perturb(Tl, x, sc), level), np.zeros(6), 1.0,
-                               cfg.max_evaluations_per_level)
-        evals += n
-        T = _perturb(Tl, x, sc)
+        return pose(y), fval
+
+    # 3b. rotation first (it moves every pixel; translation only through parallax), coarse to
+    # fine; the whole pose only on the finest levels.
+    # Every seed (the start and the best grid points) descends through all levels on its own;
+    # the seeds are compared on the finest level only (the wide levels widen the basin but
+    # their minima are biased towards dense image texture).
+    first_full = max(1, win.levels - cfg.full_pose_levels)
+
+    def descend(T: np.ndarray) -> tuple[np.ndarray, float]:
+        fval = 0.0
+        for level in range(win.levels):
+            T, fval = search(T, level, 6 if level >= first_full else 3)
+        return T, fval
+
+    starts = [T_start] + [make_transform(Rotation.from_rotvec(grid[k]), np.zeros(3)) @ T_start
+                          for _, k in seeds[:cfg.multi_starts] if np.any(grid[k])]
+    T = min((descend(Ts) for Ts in starts), key=lambda r: r[1])[0]
     res.evaluations = evals
     res.cost_final = win.cost(T, finest)
     res.T_cam_lidar, res.T_searched = T, T.copy()

@@ -1,0 +1,109 @@
+"""Refinement accuracy on the shared real samples and on a simulated drive (prints figures + JSON).
+
+Each case starts from the ground truth perturbed by a seeded prior error, uniform per axis within
+``--max-deg`` / ``--max-m`` (the ``refine`` protocol narrowed, issue 13), refines, and reports the
+start and refined errors (RTE / geodesic RRE) with the share of results the stage accepted.
+Cases: every real folder of ``--real`` (single frames, a window of 1) and, with ``--sim SEQ``,
+windows of ``--window`` frames of a simulated KITTI-layout drive (``crossi2p-sim --kitti``).
+
+    .venv/bin/python bench/bench_refinement.py --real ../shared/data/real --trials 3 --json out/refine_bench.json
+
+The real samples are a development set: never tune thresholds on one of them (docs/benchmarks.md).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from scipy.spatial.transform import Rotation
+from tqdm import tqdm
+
+from crossi2p.datasets.kitti import read_kitti_sequence
+from crossi2p.datasets.sample_folder import find_sample_folders, load_sample_folder
+from crossi2p.geometry import make_transform
+from crossi2p.metrics import registration_error
+from crossi2p.refinement import RefinementConfig, prepare_frame, refine_extrinsic
+
+
+def perturbed(rng: np.random.Generator, T_gt: np.ndarray, max_deg: float, max_m: float) -> np.ndarray:
+    """``T_gt`` off by a rotation (per-axis uniform within max_deg) and a translation (max_m)."""
+    rv = np.radians(rng.uniform(-max_deg, max_deg, 3))
+    return make_transform(Rotation.from_rotvec(rv), rng.uniform(-max_m, max_m, 3)) @ T_gt
+
+
+def run_case(name: str, samples: list, T_gt: np.ndarray, args, cfg: RefinementConfig, rng) -> list[dict]:
+    rows = []
+    for trial in range(args.trials):
+        T0 = perturbed(rng, T_gt, args.max_deg, args.max_m)
+        frames = [prepare_frame(s.image, s.points, s.camera, T0, cfg) for s in samples]
+        res = refine_extrinsic(frames, T0, cfg)
+        e0, e1 = registration_error(T0, T_gt), registration_error(res.T_searched if res.T_searched is not None else T0, T_gt)
+        rows.append({"case": name, "trial": trial, "frames": len(samples), "accepted": res.accepted,
+                     "reason": res.reason, "start_rte_m": e0.rte_m, "start_rre_deg": e0.rre_geodesic_deg,
+                     "searched_rte_m": e1.rte_m, "searched_rre_deg": e1.rre_geodesic_deg,
+                     "time_s": res.time_s})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--real", type=Path, help="folder of real sample folders (../shared/data/real)")
+    p.add_argument("--sim", type=Path, help="a simulated KITTI-layout sequence folder")
+    p.add_argument("--window", type=int, default=5, help="frames per simulated window")
+    p.add_argument("--trials", type=int, default=3, help="prior draws per case")
+    p.add_argument("--max-deg", type=float, default=5.0, help="prior rotation error per axis (deg)")
+    p.add_argument("--max-m", type=float, default=0.3, help="prior translation error per axis (m)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--nid-weight", type=float, default=None)
+    p.add_argument("--edge-weight", type=float, default=None)
+    p.add_argument("--json", type=Path)
+    args = p.parse_args(argv)
+    cfg = RefinementConfig()
+    if args.nid_weight is not None:
+        cfg.nid_weight = args.nid_weight
+    if args.edge_weight is not None:
+        cfg.edge_weight = args.edge_weight
+    rng = np.random.default_rng(args.seed)
+    cases = []
+    if args.real:
+        for folder in find_sample_folders(args.real):
+            s = load_sample_folder(folder)
+            cases.append((str(folder.relative_to(args.real)), [s], s.T_cam_lidar))
+    if args.sim:
+        seq = read_kitti_sequence(args.sim)
+        samples = [seq[i] for i in range(min(args.window, len(seq)))]
+        cases.append((f"sim:{args.sim.name}x{len(samples)}", samples, samples[0].T_cam_lidar))
+    if not cases:
+        print("bench_refinement: give --real and/or --sim", file=sys.stderr)
+        return 1
+    rows = []
+    for name, samples, T_gt in tqdm(cases, desc="cases", unit="case"):
+        rows += run_case(name, samples, T_gt, args, cfg, rng)
+    for r in rows:
+        print(f"{r['case']:<40} start {r['start_rte_m']:.3f} m {r['start_rre_deg']:.2f} deg -> "
+              f"{r['searched_rte_m']:.3f} m {r['searched_rre_deg']:.2f} deg  "
+              f"{'accepted' if r['accepted'] else 'rejected: ' + r['reason'][:50]}")
+    acc = [r for r in rows if r["accepted"]]
+    summary = {"cases": len(cases), "trials": len(rows), "accepted": len(acc),
+               "start_rte_m_median": float(np.median([r["start_rte_m"] for r in rows])),
+               "start_rre_deg_median": float(np.median([r["start_rre_deg"] for r in rows])),
+               "searched_rte_m_median": float(np.median([r["searched_rte_m"] for r in rows])),
+               "searched_rre_deg_median": float(np.median([r["searched_rre_deg"] for r in rows])),
+               "accepted_rte_m_median": float(np.median([r["searched_rte_m"] for r in acc])) if acc else None,
+               "accepted_rre_deg_median": float(np.median([r["searched_rre_deg"] for r in acc])) if acc else None,
+               "accepted_worse_than_start": sum(r["searched_rre_deg"] > r["start_rre_deg"] for r in acc),
+               "time_s_median": float(np.median([r["time_s"] for r in rows])),
+               "config": {"nid_weight": cfg.nid_weight, "edge_weight": cfg.edge_weight},
+               "prior": {"max_deg": args.max_deg, "max_m": args.max_m, "seed": args.seed}}
+    print(json.dumps(summary, indent=1))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"summary": summary, "rows": rows}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
