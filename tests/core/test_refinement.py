@@ -1,0 +1,136 @@
+"""crossi2p.refinement: depth edges, edge maps, the objective's optimum, honest rejection."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+from crossi2p.camera import CameraModel
+from crossi2p.geometry import make_transform, transform_points
+from crossi2p.metrics import registration_error
+from crossi2p.refinement import (RefinementConfig, image_edge_maps, lidar_depth_edges, prepare_frame,
+                                 refine_extrinsic, refinement_cost)
+
+W, H = 640, 400
+CAMERA = CameraModel(np.array([[500.0, 0, 319.5], [0, 500.0, 199.5], [0, 0, 1]]), W, H)
+# LiDAR x forward, z up; camera optical z forward, y down (REP 103), LiDAR 0.3 m behind/0.1 m below
+T_GT = make_transform(np.array([[0.0, -1, 0], [0, 0, -1], [1, 0, 0]]), np.array([0.05, -0.1, -0.3]))
+
+
+def _pattern(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Grey level in [0, 1] of a blocky texture on the wall (wall coordinates in metres)."""
+    rng = np.random.default_rng(3)
+    table = rng.uniform(0.05, 0.95, (64, 64))
+    return table[(np.floor(u / 0.7).astype(int) % 64), (np.floor(v / 0.5).astype(int) % 64)]
+
+
+def _scene(seed: int = 0):
+    """A textured wall at 12 m with two boxes in front of it, rendered by the camera, and a
+    LiDAR sweep of it whose intensity is the texture (what NID relies on)."""
+    rng = np.random.default_rng(seed)
+    # LiDAR: a dense grid of rays over the camera's view
+    az = np.radians(np.arange(-35, 35, 0.12))
+    el = np.radians(np.arange(-15, 12, 0.25))
+    A, E = np.meshgrid(az, el)
+    d = np.stack([np.cos(E) * np.cos(A), np.cos(E) * np.sin(A), np.sin(E)], -1).reshape(-1, 3)
+    r = 12.0 / d[:, 0]                                          # wall x = 12 m
+    y, z = d[:, 1] * r, d[:, 2] * r
+    inten = _pattern(y + 50, z + 50)
+    for (y0, y1, z0, z1, x) in ((-3.0, -1.0, -1.5, 1.0, 7.0), (1.5, 3.5, -1.0, 2.0, 8.5)):
+        hit = (d[:, 1] * x / d[:, 0] > y0) & (d[:, 1] * x / d[:, 0] < y1) & \
+              (d[:, 2] * x / d[:, 0] > z0) & (d[:, 2] * x / d[:, 0] < z1)
+        r = np.where(hit, x / d[:, 0], r)
+        inten = np.where(hit, 0.9 if x < 8 else 0.2, inten)
+    pts = np.column_stack([d * r[:, None], inten]).astype(np.float32)
+    # camera image: per pixel, ray -> nearest surface -> its grey level
+    vv, uu = np.mgrid[0:H, 0:W]
+    rays_cam = np.stack([(uu - 319.5) / 500.0, (vv - 199.5) / 500.0, np.ones_like(uu, float)], -1).reshape(-1, 3)
+    T_lidar_cam = np.linalg.inv(T_GT)
+    o = T_lidar_cam[:3, 3]
+    dl = rays_cam @ T_lidar_cam[:3, :3].T
+    s = (12.0 - o[0]) / dl[:, 0]
+    hy, hz = o[1] + s * dl[:, 1], o[2] + s * dl[:, 2]
+    g = _pattern(hy + 50, hz + 50)
+    for (y0, y1, z0, z1, x), val in (((-3.0, -1.0, -1.5, 1.0, 7.0), 0.9), ((1.5, 3.5, -1.0, 2.0, 8.5), 0.2)):
+        sb = (x - o[0]) / dl[:, 0]
+        by, bz = o[1] + sb * dl[:, 1], o[2] + sb * dl[:, 2]
+        hit = (by > y0) & (by < y1) & (bz > z0) & (bz < z1)
+        g = np.where(hit, val, g)
+    img = np.clip(g.reshape(H, W) * 255 + rng.normal(0, 3, (H, W)), 0, 255).astype(np.uint8)
+    return np.repeat(img[:, :, None], 3, axis=2), pts
+
+
+def test_depth_edges_are_the_near_side_of_range_jumps_and_not_a_grazing_ground():
+    img, pts = _scene()
+    e, w = lidar_depth_edges(pts, T_GT, RefinementConfig())
+    assert len(e) > 50 and np.all(w > 0)
+    # every edge point is on a box (x = 7 or 8.5 m), none on the wall behind them
+    assert np.all(e[:, 0] < 9.0)
+    # a flat ground plane seen at a grazing angle from 1.7 m gives (almost) no edge points
+    xs, ys = np.meshgrid(np.linspace(3, 40, 200), np.linspace(-8, 8, 120))
+    ground = np.column_stack([xs.ravel(), ys.ravel(), np.full(xs.size, -1.7)])
+    eg, _ = lidar_depth_edges(ground, T_GT, RefinementConfig())
+    assert len(eg) < 0.01 * len(ground)
+
+
+def test_edge_maps_score_one_on_an_edge_and_decay_away_from_it():
+    gray = np.zeros((100, 200), np.uint8)
+    gray[:, 100:] = 200
+    maps = image_edge_maps(gray, [2.0, 8.0])
+    assert maps.shape == (2, 100, 200)
+    row = maps[:, 50]
+    assert row[:, 99:101].max() == pytest.approx(1.0, abs=0.05)
+    assert row[0, 80] < 0.01 and row[1, 80] > row[0, 80]       # the wide level reaches farther
+
+
+def test_objective_is_lowest_at_the_ground_truth_among_nearby_poses():
+    img, pts = _scene()
+    cfg = RefinementConfig()
+    f = [prepare_frame(img, pts, CAMERA, T_GT, cfg)]
+    c_gt = refinement_cost(f, T_GT, config=cfg)
+    for rv in ([1.0, 0, 0], [0, -1.0, 0], [0, 0, 1.5]):
+        T = make_transform(Rotation.from_rotvec(np.radians(rv)), np.zeros(3)) @ T_GT
+        assert refinement_cost(f, T, config=cfg) > c_gt + 1e-3
+
+
+def test_refinement_recovers_a_small_prior_error_with_a_covariance():
+    img, pts = _scene()
+    T0 = make_transform(Rotation.from_rotvec(np.radians([1.5, -2.0, 1.0])), np.array([0.08, -0.05, 0.1])) @ T_GT
+    cfg = RefinementConfig()
+    res = refine_extrinsic([prepare_frame(img, pts, CAMERA, T0, cfg)], T0, cfg)
+    e0, e1 = registration_error(T0, T_GT), registration_error(res.T_searched, T_GT)
+    assert res.cost_final < res.cost_start
+    # tolerances: rotation to 0.3 deg, translation no worse than the start (a single wall frame)
+    assert e1.rre_geodesic_deg < 0.3 < e0.rre_geodesic_deg
+    assert e1.rte_m <= e0.rte_m + 0.02
+    if res.accepted:
+        assert res.covariance.shape == (6, 6)
+        np.testing.assert_allclose(res.covariance, res.covariance.T, atol=1e-12)
+        assert np.all(np.linalg.eigvalsh(res.covariance) >= -1e-12)
+
+
+def test_a_textureless_window_is_rejected_with_a_reason_and_keeps_the_start():
+    img = np.full((H, W, 3), 128, np.uint8)
+    xs, ys = np.meshgrid(np.linspace(3, 30, 60), np.linspace(-6, 6, 40))
+    ground = np.column_stack([xs.ravel(), ys.ravel(), np.full(xs.size, -1.7), np.full(xs.size, 0.5)])
+    res = refine_extrinsic([prepare_frame(img, ground, CAMERA, T_GT)], T_GT)
+    assert not res.accepted and res.reason
+    np.testing.assert_array_equal(res.T_cam_lidar, T_GT)
+
+
+def test_no_points_in_view_is_degenerate():
+    img, pts = _scene()
+    behind = pts.copy()
+    behind[:, 0] *= -1                                          # everything behind the camera
+    res = refine_extrinsic([prepare_frame(img, behind, CAMERA, T_GT)], T_GT)
+    assert not res.accepted and "degenerate" in res.reason
+
+
+def test_bad_inputs_are_refused_with_the_name():
+    img, pts = _scene()
+    with pytest.raises(ValueError, match="points"):
+        prepare_frame(img, pts[:, :2], CAMERA, T_GT)
+    with pytest.raises(ValueError, match="no frames"):
+        refine_extrinsic([], T_GT)
+    with pytest.raises(ValueError, match="T_start"):
+        refine_extrinsic([prepare_frame(img, pts, CAMERA, T_GT)], np.eye(3))
