@@ -9,7 +9,9 @@ Pixels follow OpenCV: integer coordinates at pixel centres.
 """
 from __future__ import annotations
 
+import functools
 import math
+from typing import Callable, List, Tuple
 
 import torch
 from torch import Tensor
@@ -23,6 +25,7 @@ __all__ = [
     "count_points",
     "strided_indices",
     "farthest_point_sample",
+    "scripted_when_exporting",
     "cell_centers_px",
     "sine_position_encoding_2d",
     "window_indices",
@@ -134,8 +137,53 @@ def strided_indices(points: Tensor, m: int) -> Tensor:
     return torch.floor(i * n / m).long()
 
 
+def scripted_when_exporting(fn: Callable) -> Callable:
+    """``fn`` as it is in eager mode (training, evaluation); its TorchScript compilation while
+    ``torch.onnx.export`` traces the model, so that the Python ``for`` loops in ``fn`` export as
+    ONNX ``Loop`` nodes instead of being unrolled into thousands of nodes (the legacy exporter
+    inlines a scripted function called from traced code with its loops intact).
+
+    Same source, same arithmetic, in both modes. ``fn`` must be TorchScript-compatible (typed
+    arguments: tensors, ints, floats, strings; helper functions it calls are compiled with it)
+    and is compiled once, on first export. Call it with positional arguments.
+    """
+    compiled: list[Callable] = []
+
+    @functools.wraps(fn)
+    def call(*args):
+        if torch.onnx.is_in_onnx_export():
+            if not compiled:
+                compiled.append(torch.jit.script(fn))
+            return compiled[0](*args)
+        return fn(*args)
+
+    return call
+
+
+def _farthest_point_step(xyz: Tensor, flat: Tensor, base: Tensor, dist: Tensor) -> Tuple[Tensor, Tensor]:
+    """One FPS step: the point farthest from the chosen set, and the updated distances (B, N)."""
+    nxt = torch.argmax(dist, dim=1)                                   # (B,)
+    last = torch.index_select(flat, 0, nxt + base).unsqueeze(1)      # (B, 1, 3)
+    return nxt, torch.minimum(dist, ((xyz - last) ** 2).sum(-1))
+
+
+def _farthest_point_loop(xyz: Tensor, m: int) -> Tensor:
+    B, N = xyz.shape[0], xyz.shape[1]
+    flat = xyz.reshape(-1, 3)                                         # (B * N, 3)
+    base = torch.arange(B, device=xyz.device) * N                     # (B,) row offsets into flat
+    chosen: List[Tensor] = [torch.zeros_like(base)]
+    dist = ((xyz - xyz[:, :1, :]) ** 2).sum(-1)                       # (B, N)
+    for _ in range(m - 1):
+        nxt, dist = _farthest_point_step(xyz, flat, base, dist)
+        chosen.append(nxt)
+    return torch.stack(chosen, dim=1)
+
+
+_farthest_point_exportable = scripted_when_exporting(_farthest_point_loop)
+
+
 def farthest_point_sample(xyz: Tensor, m: int) -> Tensor:
-    """Deterministic farthest point sampling, unrolled (``m`` steps; exports to plain ops).
+    """Deterministic farthest point sampling (``m`` steps; exports as one ONNX ``Loop``).
 
     Starts from point 0, then repeatedly takes the point farthest from the chosen set
     (ties: lowest index, as ``argmax``).
@@ -146,16 +194,7 @@ def farthest_point_sample(xyz: Tensor, m: int) -> Tensor:
         (B, m) int64 indices into the N points.
     """
     with torch.no_grad():
-        B = xyz.shape[0]
-        chosen = [torch.zeros_like(xyz[:, 0, 0], dtype=torch.long)]  # (B,)
-        last = xyz[:, :1, :]                                          # (B, 1, 3)
-        dist = ((xyz - last) ** 2).sum(-1)                            # (B, N)
-        for _ in range(m - 1):
-            nxt = torch.argmax(dist, dim=1)                           # (B,)
-            chosen.append(nxt)
-            last = torch.gather(xyz, 1, nxt.view(B, 1, 1).expand(-1, 1, 3))
-            dist = torch.minimum(dist, ((xyz - last) ** 2).sum(-1))
-        return torch.stack(chosen, dim=1)
+        return _farthest_point_exportable(xyz, int(m))
 
 
 def cell_centers_px(height: int, width: int, stride: int, device=None, dtype=torch.float32) -> Tensor:
