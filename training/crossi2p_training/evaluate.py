@@ -66,7 +66,7 @@ import numpy as np
 
 from crossi2p.camera import CameraModel
 from crossi2p.geometry import invert_transform, transform_points
-from crossi2p.interrupt import exit_130_on_ctrl_c
+from crossi2p.interrupt import exit_130_on_ctrl_c, run_interruptibly
 from crossi2p.metrics import (ACC_RRE_DEG, ACC_RTE_M, RegistrationError, registration_error,
                               registration_recall, sample_perturbation, sample_refine_perturbation,
                               summarize_errors)
@@ -456,7 +456,9 @@ def main(argv: list[str] | None = None) -> int:
         if not (0 < max_deg <= 180 and 0 < max_m):
             raise ValueError(f"--refine-max-deg / --refine-max-m: expected 0 < D <= 180 and M > 0, "
                              f"got {max_deg} / {max_m}")
-        estimator = load_estimator(args.model, device=args.device, fine_peak_radius=args.fine_peak_radius)
+        estimator = run_interruptibly(  # an ONNX session takes tens of seconds to create: Ctrl-C stops the wait
+            lambda: load_estimator(args.model, device=args.device, fine_peak_radius=args.fine_peak_radius),
+            name="crossi2p_model_loader")
         source, what = _build_source(args, estimator)
     except (ValueError, OSError, KeyError, RuntimeError) as exc:  # bad model or data: one line, exit 1
         print(f"crossi2p-evaluate: error: {exc}", file=sys.stderr)

@@ -34,12 +34,11 @@ and exit code 1. SIGINT and SIGTERM (rclpy's handlers shut the context down) end
 0 at any moment: while the model loads, in the middle of a frame and when idle. The loader and the
 worker are daemon threads nobody waits for long: when one is still inside onnxruntime (which cannot
 be interrupted, and which crashes the interpreter's normal exit), the process leaves with
-``os._exit`` once the node and the context are shut down.
+``os._exit`` once the node and the context are shut down (``crossi2p.interrupt``).
 """
 from __future__ import annotations
 
 import array
-import os
 import signal
 import sys
 import threading
@@ -63,6 +62,7 @@ from tf2_msgs.msg import TFMessage
 from crossi2p.calib_io import save_calibration_yaml, urdf_joint_snippet
 from crossi2p.camera import CameraModel, UncalibratedCameraError, camera_from_camera_info, camera_info_key
 from crossi2p.geometry import invert_transform, transform_from_tq, transform_to_tq
+from crossi2p.interrupt import exit_now_if_work_in_flight, register_native_worker
 from crossi2p.image_encoding import message_to_rgb, rgb_to_image_fields
 from crossi2p.metrics import registration_error
 from crossi2p.overlay import draw_projected_points
@@ -196,13 +196,15 @@ class CalibrationNode(Node):
         self.create_timer(1.0 / p.diagnostics_rate_hz, self._publish_diagnostics)
         if p.publish_on == "tf":
             self.create_timer(1.0 / p.tf_rate_hz, self._publish_tf_periodic)
-        self._worker = threading.Thread(target=self._work, name="crossi2p_inference", daemon=True)
+        self._worker = register_native_worker(threading.Thread(target=self._work, name="crossi2p_inference",
+                                                               daemon=True))
         self._worker.start()
         if self.runtime is None:  # every input and output is up: now the slow part
             self.get_logger().info(f"subscribed to {p.image_topic}, {p.camera_info_topic}, {p.points_topic}; "
                                    f"loading model {self._model_card} in the background")
-            self._loader = threading.Thread(target=self._load_in_background, name="crossi2p_model_loader",
-                                            args=(self._model_card, self.params.runtime), daemon=True)
+            self._loader = register_native_worker(threading.Thread(
+                target=self._load_in_background, name="crossi2p_model_loader",
+                args=(self._model_card, self.params.runtime), daemon=True))
             self._loader.start()
 
     # ------------------------------------------------------------------------ model loading
@@ -676,12 +678,6 @@ class CalibrationNode(Node):
                 self.runtime.close()  # a frame still running keeps its session alive until it returns
         return super().destroy_node()
 
-    def native_work_in_flight(self) -> bool:
-        """True while the loader or the worker thread is still running (inside onnxruntime after
-        ``destroy_node``): the interpreter's normal exit would crash under it, ``main`` uses os._exit."""
-        return any(t is not None and t.is_alive() for t in (getattr(self, "_loader", None),
-                                                           getattr(self, "_worker", None)))
-
 
 def _ignore_termination_signals() -> None:
     """SIGINT / SIGTERM ignored from here on: a second Ctrl-C does not break the clean-up."""
@@ -715,10 +711,7 @@ def main(args=None) -> int:
             node.destroy_node(worker_timeout_s=0.5)
         rclpy.try_shutdown()  # restores the handlers rclpy replaced
         _ignore_termination_signals()
-    if node is not None and node.native_work_in_flight():
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)  # a thread inside onnxruntime: the normal interpreter exit would crash under it
+    exit_now_if_work_in_flight(code)  # the loader or a frame inside onnxruntime: a normal exit would crash
     return code
 
 

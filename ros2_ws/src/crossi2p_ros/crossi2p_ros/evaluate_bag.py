@@ -31,12 +31,18 @@ gives the drift detection delay.
 Output (``--report DIR``): summary.json (also ``--json PATH``), frames.csv, PNG plots, overlay
 PNGs before/after, report.md linking them (docs/evaluation.md). Exit code: 0 when the final fused error is within
 ``--max-rte-m`` / ``--max-rre-deg``, 3 when it is not (for CI gating), 1 on bad input (one line).
+
+Ctrl-C (SIGINT) stops it at once, in any mode, with exit code 130 and one line on stderr: during the
+replay, frames.csv and summary.json (and ``--json``) are written for the pairs processed so far,
+with ``"interrupted": true`` (no plots); before the first pair (reading the input, loading the
+model) nothing is written.
 """
 from __future__ import annotations
 
 import argparse
 import csv
 import json
+import signal
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -52,6 +58,7 @@ from crossi2p.datasets.rosbag2 import (CameraInfoRecord, ImageRecord, PointCloud
                                        read_bag_ground_truth, read_bag_messages, read_bag_tf_tree)
 from crossi2p.fusion import FusionConfig
 from crossi2p.geometry import invert_transform, make_transform, transform_points
+from crossi2p.interrupt import exit_130_on_ctrl_c, exit_now_if_work_in_flight, run_interruptibly
 from crossi2p.metrics import registration_error, summarize_errors
 from crossi2p.runtime import CalibrationRuntime, ModelLoadError, RuntimeConfig
 from crossi2p.sample import Sample
@@ -114,6 +121,8 @@ class ReplayResult:
     frames: list[FrameRecord] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     """Problems met while reading (partial results are kept)."""
+    interrupted: bool = False
+    """Ctrl-C stopped the replay: ``frames`` are the pairs processed until then."""
     refused: dict[str, int] = field(default_factory=dict)
     """Messages left out, counted by reason: a cloud or image in a frame that cannot be expressed in
     the evaluated one (``crossi2p.tf_tree``'s rule, as the node applies it)."""
@@ -188,6 +197,8 @@ def replay_bag(bag: Path, runtime: CalibrationRuntime, T_gt: np.ndarray, topics:
                 break
     except ValueError as exc:  # a corrupt message or a truncated bag: keep what was read
         result.errors.append(str(exc))
+    except KeyboardInterrupt:  # Ctrl-C: the pairs processed so far are the result
+        result.interrupted = True
     finally:
         bar.close()
     return result
@@ -225,6 +236,8 @@ def replay_samples(samples: Iterable[Sample], runtime: CalibrationRuntime, fusio
                 break
     except ValueError as exc:  # a corrupt file: keep what was read
         result.errors.append(str(exc))
+    except KeyboardInterrupt:  # Ctrl-C: the pairs processed so far are the result
+        result.interrupted = True
     finally:
         bar.close()
     return result
@@ -363,10 +376,13 @@ _RUNTIMES: dict[tuple[Path, str], CalibrationRuntime] = {}
 
 def load_runtime(card: Path, execution_provider: str = "auto") -> CalibrationRuntime:
     """The runtime of ``card``, loaded once per process (creating the session takes 17-60 s;
-    successive evaluations in one process, e.g. tests, share it)."""
+    successive evaluations in one process, e.g. tests, share it). Ctrl-C interrupts the wait for
+    it (``crossi2p.interrupt``)."""
     key = (resolve_model_card(card).resolve(), execution_provider)
     if key not in _RUNTIMES:
-        _RUNTIMES[key] = CalibrationRuntime(key[0], RuntimeConfig(execution_provider=execution_provider))
+        _RUNTIMES[key] = run_interruptibly(
+            lambda: CalibrationRuntime(key[0], RuntimeConfig(execution_provider=execution_provider)),
+            name="crossi2p_model_loader")
     return _RUNTIMES[key]
 
 
@@ -449,6 +465,7 @@ def _open_dataset(args, source: Source):
     return ds, len(ds), "nuScenes calibrated_sensor + ego_pose (per pair)", ds.T_cam_lidar(0)
 
 
+@exit_130_on_ctrl_c("crossi2p-evaluate-bag")  # Ctrl-C before the first pair (input, model loading) or while reporting
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     topics = (args.image_topic, args.camera_info_topic, args.points_topic)
@@ -496,13 +513,15 @@ def main(argv: list[str] | None = None) -> int:
     except RuntimeError as exc:  # live mode: the node did not keep up (LiveReplayError)
         print(f"crossi2p-evaluate-bag: error: live replay: {exc}", file=sys.stderr)
         return 1
+    if result.interrupted:
+        return _write_interrupted(args, result, runtime.card.name, source, gt_source)
     if not result.frames:
         print(f"crossi2p-evaluate-bag: error: no camera/LiDAR pairs in {args.bag} "
               f"({'; '.join(result.errors + list(result.refused)) or 'check topics and --slop-s'})", file=sys.stderr)
         return 1
     summary = summarize_replay(result)
     summary.update(bag=str(args.bag), model=runtime.card.name, source=source, mode=args.mode,
-                   ground_truth=gt_source, ground_truth_T_cam_lidar=result.frames[-1].T_gt.tolist())
+                   ground_truth=gt_source, ground_truth_T_cam_lidar=result.frames[-1].T_gt.tolist(), interrupted=False)
     if args.mode == "live":
         from .live_replay import live_summary
 
@@ -527,6 +546,40 @@ def main(argv: list[str] | None = None) -> int:
         print("crossi2p-evaluate-bag: final error above the thresholds", file=sys.stderr)
         return 3
     return 0
+
+
+def _write_interrupted(args, result: ReplayResult, model: str, source: str, gt_source: str) -> int:
+    """Ctrl-C during the replay: frames.csv and summary.json (and ``--json``) of the pairs processed
+    so far, marked ``"interrupted": true``, no plots (whoever pressed Ctrl-C wants the prompt
+    back); one line on stderr; exit code 130."""
+    try:  # a second Ctrl-C does not cut a file in half
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread: signals cannot reach this code anyway
+        previous = None
+    try:
+        summary = summarize_replay(result)
+        summary.update(bag=str(args.bag), model=model, source=source, mode=args.mode, ground_truth=gt_source,
+                       ground_truth_T_cam_lidar=result.frames[-1].T_gt.tolist() if result.frames else None,
+                       interrupted=True)
+        if args.mode == "live":
+            from .live_replay import live_summary
+
+            summary["live"] = live_summary(result)
+        args.report.mkdir(parents=True, exist_ok=True)
+        written = [args.report / "frames.csv", args.report / "summary.json"]
+        write_frames_csv(result, written[0])
+        written[1].write_text(json.dumps(summary, indent=2))
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(summary, indent=2))
+            written.append(args.json)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+    print(f"crossi2p-evaluate-bag: interrupted (Ctrl-C) after {len(result.frames)} pairs; partial results "
+          f"(\"interrupted\": true) in {', '.join(str(p) for p in written)}", file=sys.stderr)
+    exit_now_if_work_in_flight(130)
+    return 130
 
 
 def _print_summary(s: dict, report_md: Path) -> None:

@@ -25,6 +25,11 @@ Pacing:
   results depend on the CPU.
 
 The bag's /tf_static (the ground truth) is not played: it would collide with the node's output.
+
+Ctrl-C (KeyboardInterrupt: this process installs no rclpy signal handlers, its context is not the
+default one) stops the replay: the frame estimates the node published so far are collected, the
+node is stopped (waiting at most ``INTERRUPT_WORKER_TIMEOUT_S`` for each), and they are returned
+with ``interrupted`` set.
 """
 from __future__ import annotations
 
@@ -61,6 +66,9 @@ from .pipeline import CameraFrame, LidarSweep
 
 Pacing = Literal["node", "clock"]
 NODE_NAME = "crossi2p_calibration"
+INTERRUPT_WORKER_TIMEOUT_S = 1.0
+"""After Ctrl-C, the longest wait for the frame estimates the node already published to arrive, and
+for its frame in progress to end (then it is left behind)."""
 
 
 class LiveReplayError(RuntimeError):
@@ -204,7 +212,7 @@ def replay_bag_live(bag: Path, runtime: CalibrationRuntime, T_gt: np.ndarray, to
 
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=config.domain_id)
-    node = io = None
+    node = io = player = recorder = None
     executors: list[SingleThreadedExecutor] = []
     threads: list[threading.Thread] = []
     try:
@@ -254,19 +262,27 @@ def replay_bag_live(bag: Path, runtime: CalibrationRuntime, T_gt: np.ndarray, to
             raise LiveReplayError(f"received {len(rec.frame_reports)} of the node's {frames_done} frame "
                                   f"estimates within {config.timeout_s:.0f} s")
         rec.final_status = {kv.key: kv.value for kv in node.diagnostics_status().values}
+    except KeyboardInterrupt:  # Ctrl-C: what the node published so far is the result
+        result.interrupted = True
+        if node is not None:
+            if recorder is not None:  # the frame estimates already published, still on their way (bounded)
+                recorder.wait_for_frames(node.counters.frames_done, INTERRUPT_WORKER_TIMEOUT_S)
+            rec.final_status = {kv.key: kv.value for kv in node.diagnostics_status().values}
+            rec.messages_published = sum(player.published.values()) if player is not None else 0
     finally:
         for ex in executors:
             ex.shutdown()
         for th in threads:
             th.join(timeout=10.0)
-        for n in (node, io):
-            if n is not None:
-                n.destroy_node()
+        if node is not None:
+            node.destroy_node(worker_timeout_s=INTERRUPT_WORKER_TIMEOUT_S if result.interrupted else 5.0)
+        if io is not None:
+            io.destroy_node()
         context.try_shutdown()
 
     for report in rec.frame_reports[:max_frames] if max_frames is not None else rec.frame_reports:
         result.add(report, T_gt)
-    if result.frames:
+    if result.frames and not result.interrupted:  # reading the bag again for overlays: not after Ctrl-C
         result.first_sample, result.last_sample = _samples_at(
             bag, topics, [result.frames[0], result.frames[-1]], knock, T_gt)
     return result
