@@ -121,6 +121,18 @@ def write_report(result, summary: dict, out_dir: Path) -> Path:
     if result.last_sample is not None:
         _write_overlay(result.last_sample, final.T_gt, out_dir / "overlay_ground_truth.png")
         images.append(("Ground truth (last pair)", "overlay_ground_truth.png"))
+    run = result.refined or (result.refinements[-1] if result.refinements else None)
+    if run is not None and run.pairs:  # the newest pair of its window, before and after
+        sample = (run.pairs[-1].image, run.pairs[-1].lidar)
+        r = run.result
+        _write_overlay(sample, r.T_start, out_dir / "overlay_refine_before.png")
+        images.append((f"Before refinement: its start, the {run.start_stage} estimate (newest pair of its window)",
+                       "overlay_refine_before.png"))
+        after = r.T_cam_lidar if r.accepted else r.T_searched
+        if after is not None:
+            _write_overlay(sample, after, out_dir / "overlay_refine_after.png")
+            images.append(("After refinement" + ("" if r.accepted else f" (REJECTED: {r.reason}; not used)"),
+                           "overlay_refine_after.png"))
 
     def row(k):
         v = summary.get(k)
@@ -128,7 +140,9 @@ def write_report(result, summary: dict, out_dir: Path) -> Path:
 
     keys = ["frames", "frames_valid", "frames_to_converge", "time_to_converge_s", "fused_rte_m",
             "fused_rre_geodesic_deg", "fused_rre_euler_sum_deg", "acc", "rte_m_median",
-            "rre_geodesic_deg_median", "rre_euler_sum_deg_median", "latency_ms_median"]
+            "rre_geodesic_deg_median", "rre_euler_sum_deg_median", "latency_ms_median", "refined_rte_m",
+            "refined_rre_geodesic_deg", "frames_to_refine", "refinement_runs", "refinement_accepted_runs",
+            "rejected_outside_prior"]
     if "drift_detection_delay_s" in summary:
         keys += ["knock_at_s", "drift_detection_delay_s"]
     mode = summary.get("mode", "offline")

@@ -23,6 +23,14 @@ named with ``--source``. Pairs come from the dataset (KITTI frame index, nuScene
 ``--slop-s`` does not apply; the ground truth is the dataset's calibration (nuScenes: per pair,
 ego-motion compensated), unless ``--ground-truth YAML``.
 
+Prior and refinement (offline mode): ``--prior YAML`` (``crossi2p.prior``: a calibration YAML with
+optional ``prior_max_rotation_deg`` / ``prior_max_translation_m``) gates the per-frame estimates
+(outside its bounds: rejected with the reason) and is the refinement's start until the fusion
+converges. The pipeline refines on its schedule (``RefinementScheduleConfig``: over the last 20
+pairs, every 10 pairs; ``--no-refine`` turns it off); the summary's ``refined_rte_m`` /
+``refined_rre_geodesic_deg`` are the error of the accepted refinement in force at the end,
+``frames_to_refine`` the pairs processed when the first one was accepted (null: none).
+
 Decalibration injection (``--knock-at-s T --knock-rot-deg A [--knock-trans-m D]``): from bag
 time T on, the LiDAR points are moved as if the camera had been knocked by a rotation A about its
 optical axis (and D metres along x): the ground truth becomes ``E @ T_cam_lidar`` and the report
@@ -45,107 +53,40 @@ import json
 import signal
 import sys
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
-from scipy.spatial.transform import Rotation
 from tqdm import tqdm
 
 from crossi2p.calib_io import load_calibration_yaml
 from crossi2p.datasets.rosbag2 import (CameraInfoRecord, ImageRecord, PointCloudRecord, bag_topics,
                                        read_bag_ground_truth, read_bag_messages, read_bag_tf_tree)
 from crossi2p.fusion import FusionConfig
-from crossi2p.geometry import invert_transform, make_transform, transform_points
 from crossi2p.interrupt import exit_130_on_ctrl_c, exit_now_if_work_in_flight, run_interruptibly
 from crossi2p.metrics import registration_error, summarize_errors
+from crossi2p.prior import Prior, load_prior
 from crossi2p.runtime import CalibrationRuntime, ModelLoadError, RuntimeConfig
 from crossi2p.sample import Sample
 from crossi2p.tf_tree import FrameMismatchError, StaticTransformTree, check_camera_frame, points_in_lidar_frame
 
 from .frame_report import FrameReport
 from .pairing import PairingConfig, StampedPair
-from .pipeline import CalibrationPipeline, CameraFrame, LidarSweep
-
-Source = Literal["rosbag2", "kitti", "kitti_raw", "nuscenes"]
-
-
-@dataclass
-class Knock:
-    """A decalibration injected at ``at_s`` (bag time): the camera turns about its optical axis."""
-
-    at_s: float
-    rotation_deg: float
-    translation_m: float = 0.0
-
-    def E(self) -> np.ndarray:
-        """(4, 4) camera-frame change: T_cam_lidar after = E @ T_cam_lidar before."""
-        return make_transform(Rotation.from_euler("z", self.rotation_deg, degrees=True),
-                              [self.translation_m, 0.0, 0.0])
+from .pipeline import CalibrationPipeline, CameraFrame, LidarSweep, RefinementScheduleConfig
+from .recordings import Source, detect_source, open_dataset
+from .replay_types import FrameRecord, Knock, ReplayResult, knocked_points  # noqa: F401  (re-exported)
 
 
-def knocked_points(points: np.ndarray, knock: Knock, T_gt: np.ndarray) -> np.ndarray:
-    """(N, 4) points as the knocked camera sees them: the same pixels, p' = inv(E T) T p."""
-    M = invert_transform(knock.E() @ T_gt) @ T_gt
-    return np.hstack([transform_points(M, points), points[:, 3:]]).astype(np.float32)
-
-
-@dataclass
-class FrameRecord:
-    """One processed pair with its ground truth, as written to frames.csv: the ``FrameReport``
-    (offline: from the pipeline; live: as the node published it) and ``T_gt``, the ground truth of
-    that pair (a knock already applied). The report's fields read through (``record.confidence``)."""
-
-    report: FrameReport
-    T_gt: np.ndarray
-
-    def __getattr__(self, name: str):  # only called for names not defined here: the report's fields
-        if name == "report":  # not yet set (copy / unpickling): no recursion
-            raise AttributeError(name)
-        return getattr(self.report, name)
-
-    @property
-    def T_frame(self) -> np.ndarray | None:
-        """(4, 4) the per-frame estimate, None when the frame was rejected."""
-        return self.report.T_cam_lidar if self.report.valid else None
-
-    @property
-    def T_fused(self) -> np.ndarray | None:
-        """(4, 4) the fused estimate once converged, else None."""
-        return self.report.fused_T_cam_lidar if self.report.status == "converged" else None
-
-
-@dataclass
-class ReplayResult:
-    frames: list[FrameRecord] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    """Problems met while reading (partial results are kept)."""
-    interrupted: bool = False
-    """Ctrl-C stopped the replay: ``frames`` are the pairs processed until then."""
-    refused: dict[str, int] = field(default_factory=dict)
-    """Messages left out, counted by reason: a cloud or image in a frame that cannot be expressed in
-    the evaluated one (``crossi2p.tf_tree``'s rule, as the node applies it)."""
-    first_sample: tuple | None = None
-    last_sample: tuple | None = None
-    knock: Knock | None = None
-
-    @property
-    def reports(self) -> list[FrameReport]:
-        """Per processed pair, everything the pipeline (offline) or the node (live) gave."""
-        return [f.report for f in self.frames]
-
-    def add(self, report: FrameReport, T_gt: np.ndarray) -> None:
-        """Append a processed pair with its ground truth before any knock (applied here)."""
-        knocked = self.knock is not None and report.lidar_stamp_s >= self.knock.at_s
-        self.frames.append(FrameRecord(report, self.knock.E() @ T_gt if knocked else T_gt))
-
-
-def replay_bag(bag: Path, runtime: CalibrationRuntime, T_gt: np.ndarray, topics: tuple[str, str, str],
+def replay_bag(bag: Path, runtime: CalibrationRuntime, T_gt: np.ndarray | None, topics: tuple[str, str, str],
                pairing: PairingConfig | None = None, fusion: FusionConfig | None = None,
                knock: Knock | None = None, max_frames: int | None = None, progress: bool = True,
-               lidar_frame: str | None = None, camera_frame: str | None = None) -> ReplayResult:
+               lidar_frame: str | None = None, camera_frame: str | None = None, prior: Prior | None = None,
+               refinement=None, schedule: RefinementScheduleConfig | None = None) -> ReplayResult:
     """Feed a bag through the node's pipeline; every pair is processed (see module docstring).
+
+    ``T_gt``: the ground truth recorded with each pair (None: none, as for ``crossi2p-calibrate``;
+    a knock needs one). ``prior``, ``refinement`` (``RefinementConfig``), ``schedule``: the
+    pipeline's prior gate and refinement, run whenever ``refinement_due()`` after a pair
+    (``result.refinements``; ``result.pipeline`` holds the final state).
 
     Frames, as the node treats them (``crossi2p.tf_tree``): the sweeps are used in ``lidar_frame``
     (default: the first cloud's frame, which is also the one ``read_bag_ground_truth`` takes); a
@@ -153,8 +94,8 @@ def replay_bag(bag: Path, runtime: CalibrationRuntime, T_gt: np.ndarray, topics:
     and counted in ``result.refused`` with the reason. An image must be in ``camera_frame``
     (default: the first image's) or an identity alias of it on /tf_static, or it is left out.
     """
-    pipeline = CalibrationPipeline(runtime, pairing, fusion)
-    result = ReplayResult(knock=knock)
+    pipeline = CalibrationPipeline(runtime, pairing, fusion, prior, refinement, schedule)
+    result = ReplayResult(knock=knock, pipeline=pipeline)
     camera = None
     tree = read_bag_tf_tree(bag)
     frames = [lidar_frame or "", camera_frame or ""]  # learnt from the first message when not given
@@ -190,6 +131,7 @@ def replay_bag(bag: Path, runtime: CalibrationRuntime, T_gt: np.ndarray, topics:
                 pairs = pipeline.offer_lidar(rec.stamp_s, LidarSweep(points, frames[0]))
             for pair in pairs:
                 result.add(FrameReport.from_outcome(pipeline.process(pair)), T_gt)
+                _refine_if_due(pipeline, result, bar)
                 if result.first_sample is None:
                     result.first_sample = (pair.image, pair.lidar)
                 result.last_sample = (pair.image, pair.lidar)
@@ -206,20 +148,24 @@ def replay_bag(bag: Path, runtime: CalibrationRuntime, T_gt: np.ndarray, topics:
 
 def replay_samples(samples: Iterable[Sample], runtime: CalibrationRuntime, fusion: FusionConfig | None = None,
                    knock: Knock | None = None, T_gt: np.ndarray | None = None, max_frames: int | None = None,
-                   total: int | None = None, progress: bool = True) -> ReplayResult:
-    """Feed already paired dataset samples through the node's runtime -> fusion pipeline.
+                   total: int | None = None, progress: bool = True, prior: Prior | None = None,
+                   refinement=None, schedule: RefinementScheduleConfig | None = None,
+                   require_ground_truth: bool = True) -> ReplayResult:
+    """Feed already paired dataset samples through the node's runtime -> fusion -> refinement
+    pipeline (``prior``, ``refinement``, ``schedule`` as in ``replay_bag``).
 
     Each sample is one pair (its ``stamp_s`` the image's, ``lidar_stamp_s`` the sweep's); the
-    ground truth is the sample's own ``T_cam_lidar`` unless ``T_gt`` is given.
+    ground truth is the sample's own ``T_cam_lidar`` unless ``T_gt`` is given;
+    ``require_ground_truth=False`` records none (``crossi2p-calibrate``).
     """
-    pipeline = CalibrationPipeline(runtime, None, fusion)
-    result = ReplayResult(knock=knock)
+    pipeline = CalibrationPipeline(runtime, None, fusion, prior, refinement, schedule)
+    result = ReplayResult(knock=knock, pipeline=pipeline)
     bar = tqdm(total=total if max_frames is None else min(total or max_frames, max_frames),
                desc="replay", unit="frame", disable=not progress)
     try:
         for sample in samples:
-            gt = T_gt if T_gt is not None else sample.T_cam_lidar
-            if gt is None:
+            gt = T_gt if T_gt is not None else sample.T_cam_lidar if require_ground_truth else None
+            if gt is None and (require_ground_truth or knock is not None):
                 raise ValueError(f"sample {sample.frame_id}: no ground-truth calibration; pass --ground-truth YAML")
             lidar_stamp = sample.stamp_s if sample.lidar_stamp_s is None else sample.lidar_stamp_s
             points = sample.points
@@ -228,6 +174,7 @@ def replay_samples(samples: Iterable[Sample], runtime: CalibrationRuntime, fusio
             pair = StampedPair(sample.stamp_s, CameraFrame(sample.image, sample.camera, "camera"),
                                lidar_stamp, LidarSweep(points, "lidar"))
             result.add(FrameReport.from_outcome(pipeline.process(pair)), gt)
+            _refine_if_due(pipeline, result, bar)
             if result.first_sample is None:
                 result.first_sample = (pair.image, pair.lidar)
             result.last_sample = (pair.image, pair.lidar)
@@ -241,6 +188,15 @@ def replay_samples(samples: Iterable[Sample], runtime: CalibrationRuntime, fusio
     finally:
         bar.close()
     return result
+
+
+def _refine_if_due(pipeline: CalibrationPipeline, result: ReplayResult, bar) -> None:
+    """Run the pipeline's refinement when its schedule says so (as the node does); record the run."""
+    if pipeline.refinement_due():
+        bar.set_postfix_str(f"refining {len(pipeline.window)} pairs")
+        pipeline.refine()
+        result.refinements.append(pipeline.last_refinement)
+        bar.set_postfix_str("")
 
 
 def summarize_replay(result: ReplayResult) -> dict:
@@ -265,6 +221,7 @@ def summarize_replay(result: ReplayResult) -> dict:
                        fused_T_cam_lidar=frames[-1].T_fused.round(6).tolist())
     else:
         summary.update(fused_rte_m=None, fused_rre_geodesic_deg=None, fused_rre_euler_sum_deg=None)
+    summary.update(_refined_summary(result))
     summary.update(_latest_estimate(result))
     if result.knock is not None:
         after = [f for f in frames if f.lidar_stamp_s >= result.knock.at_s]
@@ -277,14 +234,36 @@ def summarize_replay(result: ReplayResult) -> dict:
     return summary
 
 
+def _refined_summary(result: ReplayResult) -> dict:
+    """``refined_rte_m`` / ``refined_rre_geodesic_deg`` (the accepted refinement in force at the end
+    against the last pair's ground truth), ``frames_to_refine`` and the refinement's figures; null
+    when the stage did not run (live mode, no start, nothing accepted)."""
+    runs = [r for r in result.refinements if r is not None]
+    out = dict(refined_rte_m=None, refined_rre_geodesic_deg=None, refined_rre_euler_sum_deg=None,
+               refined_T_cam_lidar=None, frames_to_refine=result.frames_to_refine, refinement_runs=len(runs),
+               refinement_accepted_runs=sum(r.result.accepted for r in runs), refinement_start=None,
+               refinement_last_reason=runs[-1].result.reason if runs else None,
+               rejected_outside_prior=result.pipeline.rejected_outside_prior if result.pipeline is not None else None)
+    refined = result.refined
+    if refined is not None and result.frames and result.frames[-1].T_gt is not None:
+        err = registration_error(refined.result.T_cam_lidar, result.frames[-1].T_gt)
+        out.update(refined_rte_m=err.rte_m, refined_rre_geodesic_deg=err.rre_geodesic_deg,
+                   refined_rre_euler_sum_deg=err.rre_euler_sum_deg,
+                   refined_T_cam_lidar=refined.result.T_cam_lidar.round(6).tolist(), refinement_start=refined.start_stage)
+    return out
+
+
 def _latest_estimate(result: ReplayResult) -> dict:
-    """The newest estimate there is, said what it is: the converged fused extrinsic, else the
-    fused one before convergence, else the last per-frame estimate (even a rejected one)."""
+    """The newest estimate there is, said what it is: the accepted refinement in force, else the
+    converged fused extrinsic, else the fused one before convergence, else the last per-frame
+    estimate (even a rejected one)."""
     out = dict(estimate_kind=None, estimate_T_cam_lidar=None, estimate_rte_m=None, estimate_rre_geodesic_deg=None)
     if not result.frames:
         return out
     last, T, kind = result.frames[-1], None, None
-    if last.T_fused is not None:
+    if result.refined is not None:
+        T, kind, gt = result.refined.result.T_cam_lidar, f"refined (from the {result.refined.start_stage})", last.T_gt
+    elif last.T_fused is not None:
         T, kind, gt = last.T_fused, "fused, converged", last.T_gt
     elif last.fused_T_cam_lidar is not None:
         T, kind, gt = last.fused_T_cam_lidar, f"fused, NOT converged ({last.status})", last.T_gt
@@ -354,6 +333,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--camera-channel", default="CAM_FRONT", help="nuScenes camera channel (default CAM_FRONT)")
     p.add_argument("--lidar-channel", default="LIDAR_TOP", help="nuScenes LiDAR channel (default LIDAR_TOP)")
     p.add_argument("--max-frames", type=int, help="stop after this many pairs")
+    p.add_argument("--prior", type=Path, help="offline: calibration YAML of a prior (bounds: its optional "
+                                              "prior_max_rotation_deg / prior_max_translation_m, default 10 deg / "
+                                              "0.5 m); estimates outside it are rejected, the refinement starts "
+                                              "from it until the fusion converges")
+    p.add_argument("--no-refine", action="store_true", help="offline: do not run the refinement stage")
+    p.add_argument("--refine-window-frames", type=int, default=RefinementScheduleConfig.window_frames,
+                   help="offline: pairs the refinement looks at (default %(default)s)")
+    p.add_argument("--refine-every-frames", type=int, default=RefinementScheduleConfig.every_frames,
+                   help="offline: new pairs between refinement runs (default %(default)s)")
     p.add_argument("--slop-s", type=float, default=PairingConfig.slop_s, help="pairing slop (s), rosbag2 only")
     p.add_argument("--knock-at-s", type=float, help="inject a decalibration at this bag time (s)")
     p.add_argument("--knock-rot-deg", type=float, default=3.0, help="knock rotation about the optical axis (deg)")
@@ -417,52 +405,10 @@ def check_ground_truth_frames(bag: Path, topics: tuple[str, str, str], calib, wh
         raise ValueError(f"--ground-truth {where}: calibration frames do not match the bag: " + "; ".join(wrong))
 
 
-def _is_kitti_raw_drive(path: Path) -> bool:
-    return (path / "velodyne_points" / "data").is_dir() and any(path.glob("image_0[0-9]/data"))
-
-
-def detect_source(path: Path) -> Source:
-    """rosbag2, kitti (Odometry), kitti_raw or nuscenes from a path's layout; ValueError naming what
-    was looked for. A rosbag2 is a folder with metadata.yaml, a folder holding only storage files
-    (``.mcap`` / ``.db3``: a recording whose metadata.yaml is missing; the reader explains what it
-    can do with it) or a storage file itself."""
-    if not path.exists():
-        raise ValueError(f"bag {path}: not found")
-    if path.is_file():
-        if path.suffix in (".mcap", ".db3"):
-            return "rosbag2"
-        raise ValueError(f"{path}: a file, expected a .mcap or .db3 storage file or a recording folder")
-    if (path / "metadata.yaml").is_file() or any(path.glob("*.mcap")) or any(path.glob("*.db3")):
-        return "rosbag2"
-    if (path / "velodyne").is_dir() and any(path.glob("image_[0-9]")):
-        return "kitti"
-    if _is_kitti_raw_drive(path) or any(_is_kitti_raw_drive(d) for d in path.glob("*_drive_*")):
-        return "kitti_raw"
-    if any(p.is_dir() for p in path.glob("v1.0-*")):
-        return "nuscenes"
-    raise ValueError(f"{path}: not a rosbag2 folder (no metadata.yaml, .mcap or .db3), KITTI Odometry sequence (no "
-                     "image_N/ + velodyne/), KITTI raw drive (no image_0N/data/ + velodyne_points/data/, nor a "
-                     "date folder holding one) or nuScenes folder (no v1.0-*/); check the path or pass --source")
-
-
 def _open_dataset(args, source: Source):
-    """(samples, count, ground-truth description, ground truth of the first pair) of a dataset folder."""
-    if source == "kitti":
-        from crossi2p.datasets.kitti import read_kitti_sequence
-
-        seq = read_kitti_sequence(args.bag, args.kitti_camera)
-        calib = "calib.yaml" if (args.bag / "calib.yaml").is_file() else "calib.txt"
-        return seq, len(seq), f"KITTI {calib}", seq.T_cam_lidar
-    if source == "kitti_raw":
-        from crossi2p.datasets.kitti import read_kitti_raw
-
-        drive = read_kitti_raw(args.bag, args.kitti_camera)
-        return (drive, len(drive), f"KITTI raw {drive.calib_dir.name}/calib_velo_to_cam.txt + calib_cam_to_cam.txt",
-                drive.T_cam_lidar)
-    from crossi2p.datasets.nuscenes import read_nuscenes
-
-    ds = read_nuscenes(args.bag, camera_channel=args.camera_channel, lidar_channel=args.lidar_channel)
-    return ds, len(ds), "nuScenes calibrated_sensor + ego_pose (per pair)", ds.T_cam_lidar(0)
+    """(samples, count, ground-truth description, ground truth of the first pair) of a dataset folder
+    (``crossi2p_ros.recordings.open_dataset`` with the command's options)."""
+    return open_dataset(args.bag, source, args.kitti_camera, args.camera_channel, args.lidar_channel)
 
 
 @exit_130_on_ctrl_c("crossi2p-evaluate-bag")  # Ctrl-C before the first pair (input, model loading) or while reporting
@@ -477,6 +423,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.mode == "live" and source != "rosbag2":
             raise ValueError(f"{args.bag}: live mode plays a rosbag2; a {source} folder is evaluated with "
                              "--mode offline")
+        if args.mode == "live" and args.prior is not None:
+            raise ValueError("--prior: offline mode only (the node takes its prior from its parameters or /tf_static)")
+        prior = load_prior(args.prior) if args.prior is not None else None
+        schedule = RefinementScheduleConfig(enabled=not args.no_refine, window_frames=args.refine_window_frames,
+                                            every_frames=args.refine_every_frames)
         calib = load_calibration_yaml(args.ground_truth) if args.ground_truth else None
         T_override = calib.T_cam_lidar if calib is not None else None
         if source == "rosbag2":
@@ -503,10 +454,10 @@ def main(argv: list[str] | None = None) -> int:
         elif source == "rosbag2":
             result = replay_bag(args.bag, runtime, T_gt, topics, PairingConfig(slop_s=args.slop_s), knock=knock,
                                 max_frames=args.max_frames, lidar_frame=calib and calib.lidar_frame,
-                                camera_frame=calib and calib.camera_frame)
+                                camera_frame=calib and calib.camera_frame, prior=prior, schedule=schedule)
         else:
             result = replay_samples(samples, runtime, knock=knock, T_gt=T_override, max_frames=args.max_frames,
-                                    total=count)
+                                    total=count, prior=prior, schedule=schedule)
     except (ValueError, FileNotFoundError, ModelLoadError, OSError) as exc:
         print(f"crossi2p-evaluate-bag: error: {exc}", file=sys.stderr)
         return 1
@@ -599,6 +550,11 @@ def _print_summary(s: dict, report_md: Path) -> None:
     else:
         print("no estimate: no frame could be processed")
     print(f"fused (converged): RTE {fmt(s['fused_rte_m'], ' m')}, RRE {fmt(s['fused_rre_geodesic_deg'], ' deg')}")
+    if s.get("refinement_runs"):
+        print(f"refined ({s['refinement_accepted_runs']} of {s['refinement_runs']} runs accepted"
+              + (f", first after {s['frames_to_refine']} pairs" if s["frames_to_refine"] else "")
+              + f"): RTE {fmt(s['refined_rte_m'], ' m')}, RRE {fmt(s['refined_rre_geodesic_deg'], ' deg')}"
+              + (f"; last run: {s['refinement_last_reason']}" if s["refinement_last_reason"] else ""))
     if "live" in s:
         lv = s["live"]
         print(f"live: {lv['messages_published']} messages played ({lv['pacing']} pacing), "

@@ -60,9 +60,9 @@ from crossi2p.runtime import CalibrationRuntime
 
 from .bag_player import BagMessage, BagPlayer
 from .calibration_node import LATCHED, CalibrationNode
-from .evaluate_bag import Knock, ReplayResult, knocked_points
 from .frame_report import FRAME_STATUS_NAME, FrameReport
 from .pipeline import CameraFrame, LidarSweep
+from .replay_types import Knock, ReplayResult, knocked_points
 
 Pacing = Literal["node", "clock"]
 NODE_NAME = "crossi2p_calibration"

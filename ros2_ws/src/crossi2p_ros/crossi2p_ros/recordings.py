@@ -1,0 +1,88 @@
+"""What a recording folder is and how to open it: shared by ``crossi2p-evaluate-bag`` and
+``crossi2p-calibrate`` (one reading of every layout).
+
+- ``rosbag2``: a folder with metadata.yaml, a folder holding only storage files (``.mcap`` /
+  ``.db3``), or a storage file itself; read message by message (``crossi2p.datasets.rosbag2``),
+  paired by stamp in the pipeline;
+- ``kitti``: a KITTI Odometry sequence folder (``image_N/``, ``velodyne/``, ``calib.txt`` or
+  ``calib.yaml``);
+- ``kitti_raw``: a KITTI raw drive (``<date>_drive_XXXX_sync/`` with ``image_0N/data/``,
+  ``velodyne_points/data/``; calibration files in its date folder) or a date folder holding one;
+- ``nuscenes``: a nuScenes-format folder (``v1.0-*/`` tables, ``samples/``).
+
+Datasets come already paired (KITTI frame index, nuScenes sample): ``open_dataset`` gives their
+``Sample`` sequence.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from crossi2p.datasets.rosbag2 import bag_topics
+
+Source = Literal["rosbag2", "kitti", "kitti_raw", "nuscenes"]
+SOURCES: tuple[str, ...] = ("rosbag2", "kitti", "kitti_raw", "nuscenes")
+
+
+def _is_kitti_raw_drive(path: Path) -> bool:
+    return (path / "velodyne_points" / "data").is_dir() and any(path.glob("image_0[0-9]/data"))
+
+
+def detect_source(path: Path) -> Source:
+    """rosbag2, kitti (Odometry), kitti_raw or nuscenes from a path's layout; ValueError naming what
+    was looked for. A rosbag2 is a folder with metadata.yaml, a folder holding only storage files
+    (``.mcap`` / ``.db3``: a recording whose metadata.yaml is missing; the reader explains what it
+    can do with it) or a storage file itself."""
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"bag {path}: not found")
+    if path.is_file():
+        if path.suffix in (".mcap", ".db3"):
+            return "rosbag2"
+        raise ValueError(f"{path}: a file, expected a .mcap or .db3 storage file or a recording folder")
+    if (path / "metadata.yaml").is_file() or any(path.glob("*.mcap")) or any(path.glob("*.db3")):
+        return "rosbag2"
+    if (path / "velodyne").is_dir() and any(path.glob("image_[0-9]")):
+        return "kitti"
+    if _is_kitti_raw_drive(path) or any(_is_kitti_raw_drive(d) for d in path.glob("*_drive_*")):
+        return "kitti_raw"
+    if any(p.is_dir() for p in path.glob("v1.0-*")):
+        return "nuscenes"
+    raise ValueError(f"{path}: not a rosbag2 folder (no metadata.yaml, .mcap or .db3), KITTI Odometry sequence (no "
+                     "image_N/ + velodyne/), KITTI raw drive (no image_0N/data/ + velodyne_points/data/, nor a "
+                     "date folder holding one) or nuScenes folder (no v1.0-*/); check the path or pass --source")
+
+
+def open_dataset(path: Path, source: Source, kitti_camera: int = 2, camera_channel: str = "CAM_FRONT",
+                 lidar_channel: str = "LIDAR_TOP"):
+    """``(samples, count, ground-truth description, ground truth of the first pair)`` of a dataset
+    folder (``kitti``, ``kitti_raw`` or ``nuscenes``); its errors name the file."""
+    path = Path(path)
+    if source == "kitti":
+        from crossi2p.datasets.kitti import read_kitti_sequence
+
+        seq = read_kitti_sequence(path, kitti_camera)
+        calib = "calib.yaml" if (path / "calib.yaml").is_file() else "calib.txt"
+        return seq, len(seq), f"KITTI {calib}", seq.T_cam_lidar
+    if source == "kitti_raw":
+        from crossi2p.datasets.kitti import read_kitti_raw
+
+        drive = read_kitti_raw(path, kitti_camera)
+        return (drive, len(drive), f"KITTI raw {drive.calib_dir.name}/calib_velo_to_cam.txt + calib_cam_to_cam.txt",
+                drive.T_cam_lidar)
+    if source != "nuscenes":
+        raise ValueError(f"{path}: open_dataset reads kitti, kitti_raw or nuscenes folders, not {source!r}")
+    from crossi2p.datasets.nuscenes import read_nuscenes
+
+    ds = read_nuscenes(path, camera_channel=camera_channel, lidar_channel=lidar_channel)
+    return ds, len(ds), "nuScenes calibrated_sensor + ego_pose (per pair)", ds.T_cam_lidar(0)
+
+
+def check_bag_topics(bag: Path, topics: tuple[str, str, str]) -> None:
+    """ValueError naming the missing topics and those present (an image topic may be recorded as
+    ``<topic>/compressed``)."""
+    present = bag_topics(bag)
+    image_topic = topics[0]
+    missing = [t for t in topics if t not in present and not (t == image_topic and t + "/compressed" in present)]
+    if missing:
+        raise ValueError(f"bag {bag}: topics {missing} not found; topics in the bag: {sorted(present)}")
