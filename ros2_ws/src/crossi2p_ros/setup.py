@@ -41,6 +41,7 @@ setup(
             "calibration_node = crossi2p_ros.calibration_node:main",
             "crossi2p-overlay = crossi2p.cli.overlay:main",
             "crossi2p-evaluate-bag = crossi2p_ros.evaluate_bag:main",
+            "crossi2p-calibrate = crossi2p_ros.calibrate:main",
         ],
     },
 )

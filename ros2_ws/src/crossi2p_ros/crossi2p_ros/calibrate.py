@@ -1,0 +1,295 @@
+"""``crossi2p-calibrate``: a user's own recording in, a calibration out (YAML + URDF snippet + report).
+
+No ground truth is used. The recording goes through the node's own code path
+(``crossi2p_ros.pipeline.CalibrationPipeline``, fed as ``crossi2p-evaluate-bag`` feeds it):
+
+1. every camera/LiDAR pair (up to ``--frames``) through the network, the prior gate (``--prior``:
+   estimates outside its bounds are rejected with the reason) and the temporal fusion;
+2. once, the training-free refinement over the last ``--window-frames`` pairs, from the fused
+   estimate if it converged, else from the prior (searching within its bounds);
+3. the published estimate: the accepted refinement, else the converged fused estimate.
+
+Inputs: a rosbag2 (folder or ``.mcap``/``.db3``; ``--image-topic``, ``--camera-info-topic``,
+``--points-topic``), a KITTI Odometry sequence, a KITTI raw drive (or its date folder) or a
+nuScenes-format folder (``crossi2p_ros.recordings``; ``--source`` to say which).
+
+Outputs: ``--out calib.yaml`` (``crossi2p.calib_io``, with the 6x6 covariance and the provenance
+in ``metadata``), ``calib.urdf`` beside it (a fixed joint LiDAR -> camera optical frame) and, with
+``--report DIR``, ``overlay_before.png`` (the refinement's start), ``overlay_after.png`` (what the
+refinement found, accepted or not), ``overlay_published.png`` (the calibration written) and
+``report.md``.
+
+Exit codes: 0 a calibration it trusts was written; 3 it cannot produce one (no pairs; the
+refinement rejected and the fusion not converged; nothing to start from), with the reason in
+one line; 1 bad input (one line); 130 interrupted (Ctrl-C).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from crossi2p.calib_io import save_calibration_yaml, urdf_joint_snippet
+from crossi2p.interrupt import exit_130_on_ctrl_c, exit_now_if_work_in_flight
+from crossi2p.metrics import registration_error
+from crossi2p.prior import Prior, load_prior
+from crossi2p.runtime import ModelLoadError
+
+from .pairing import PairingConfig
+from .pipeline import CalibrationPipeline, RefinementRun, RefinementScheduleConfig
+from .recordings import SOURCES, check_bag_topics, detect_source, open_dataset
+
+PROG = "crossi2p-calibrate"
+EXIT_UNTRUSTED = 3
+EXIT_INTERRUPTED = 130
+
+
+class CannotCalibrate(Exception):
+    """No calibration the tool trusts (exit 3); the message is the one-line reason."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="\n\n".join(__doc__.split("\n\n")[1:]))
+    p.add_argument("input", type=Path, help="rosbag2 folder or .mcap/.db3 file, KITTI Odometry sequence folder, "
+                                            "KITTI raw drive or date folder, or nuScenes-format folder")
+    p.add_argument("--out", type=Path, required=True, help="calibration YAML to write (the URDF snippet goes "
+                                                           "beside it with the suffix .urdf)")
+    p.add_argument("--prior", type=Path, help="calibration YAML of a prior (its optional prior_max_rotation_deg / "
+                                              "prior_max_translation_m keys bound it; default 10 deg / 0.5 m)")
+    p.add_argument("--prior-max-rotation-deg", type=float, help="override the prior's rotation bound (deg)")
+    p.add_argument("--prior-max-translation-m", type=float, help="override the prior's per-axis translation bound (m)")
+    p.add_argument("--report", type=Path, help="write overlays (PNG) and report.md into this folder")
+    p.add_argument("--model", type=Path, help="model card YAML (or the .onnx with its card beside it); default: "
+                                              "the shipped model")
+    p.add_argument("--frames", type=int, help="use at most this many pairs (default: all)")
+    p.add_argument("--window-frames", type=int, default=RefinementScheduleConfig.window_frames,
+                   help="pairs the refinement looks at: the last N (default %(default)s)")
+    p.add_argument("--source", choices=["auto", *SOURCES], default="auto", help="what INPUT is (default: detected)")
+    p.add_argument("--image-topic", default="/camera/image_raw")
+    p.add_argument("--camera-info-topic", default="/camera/camera_info")
+    p.add_argument("--points-topic", default="/lidar/points")
+    p.add_argument("--slop-s", type=float, default=PairingConfig.slop_s, help="pairing slop (s), rosbag2 only")
+    p.add_argument("--kitti-camera", type=int, default=2, help="KITTI: camera index of image_N/ (raw: image_0N/)")
+    p.add_argument("--camera-channel", default="CAM_FRONT", help="nuScenes camera channel")
+    p.add_argument("--lidar-channel", default="LIDAR_TOP", help="nuScenes LiDAR channel")
+    p.add_argument("--execution-provider", choices=["auto", "cuda", "cpu"], default="auto")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+@exit_130_on_ctrl_c(PROG, "interrupted (Ctrl-C); no calibration written")
+def main(argv: list[str] | None = None) -> int:
+    return _main(argv)
+
+
+def _load_prior(args) -> Prior | None:
+    if args.prior is None:
+        if args.prior_max_rotation_deg is not None or args.prior_max_translation_m is not None:
+            raise ValueError("--prior-max-rotation-deg / --prior-max-translation-m: need --prior YAML")
+        return None
+    prior = load_prior(args.prior)
+    return dataclasses.replace(
+        prior, max_rotation_deg=prior.max_rotation_deg if args.prior_max_rotation_deg is None
+        else args.prior_max_rotation_deg,
+        max_translation_m=prior.max_translation_m if args.prior_max_translation_m is None
+        else args.prior_max_translation_m)
+
+
+def _main(argv: list[str] | None) -> int:
+    from .evaluate_bag import load_runtime, replay_bag, replay_samples, resolve_model_card
+
+    args = build_parser().parse_args(argv)
+    topics = (args.image_topic, args.camera_info_topic, args.points_topic)
+    t0 = time.perf_counter()
+    try:
+        if args.frames is not None and args.frames < 1:
+            raise ValueError(f"--frames: expected >= 1, got {args.frames}")
+        schedule = RefinementScheduleConfig(enabled=False, window_frames=args.window_frames)
+        if not args.input.exists():
+            raise ValueError(f"input {args.input}: not found")
+        source = detect_source(args.input) if args.source == "auto" else args.source
+        prior = _load_prior(args)
+        if source == "rosbag2":
+            check_bag_topics(args.input, topics)
+        else:
+            samples, count, _, _ = open_dataset(args.input, source, args.kitti_camera, args.camera_channel,
+                                                args.lidar_channel)
+        card = resolve_model_card(args.model) if args.model is not None else _default_model_card()
+        runtime = load_runtime(card, args.execution_provider)
+        if source == "rosbag2":
+            result = replay_bag(args.input, runtime, None, topics, PairingConfig(slop_s=args.slop_s),
+                                max_frames=args.frames, progress=not args.quiet, prior=prior, schedule=schedule)
+        else:
+            result = replay_samples(samples, runtime, max_frames=args.frames, total=count, progress=not args.quiet,
+                                    prior=prior, schedule=schedule, require_ground_truth=False)
+    except (ValueError, FileNotFoundError, ModelLoadError, OSError) as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+    if result.interrupted:  # Ctrl-C during the replay: nothing half-done is written
+        print(f"{PROG}: interrupted (Ctrl-C) after {len(result.frames)} pairs; no calibration written",
+              file=sys.stderr)
+        exit_now_if_work_in_flight(EXIT_INTERRUPTED)
+        return EXIT_INTERRUPTED
+    pipeline: CalibrationPipeline = result.pipeline
+    try:
+        if not result.frames:
+            raise CannotCalibrate(f"no camera/LiDAR pairs in {args.input} "
+                                  f"({'; '.join(result.errors) or 'check the topics and --slop-s'})")
+        start = pipeline.refinement_start()
+        if start is not None:
+            print(f"refining over the last {len(pipeline.window)} pairs from the {start[1]} estimate ...",
+                  file=sys.stderr if args.quiet else sys.stdout)
+            pipeline.refine()
+        T, cov, stage = pipeline.published_estimate()
+        if stage is None:
+            raise CannotCalibrate(_why_not(pipeline))
+    except CannotCalibrate as exc:
+        if args.report is not None and result.frames:
+            _write_report(args, result, pipeline, None, None, str(exc), time.perf_counter() - t0)
+        print(f"{PROG}: cannot calibrate: {exc}", file=sys.stderr)
+        return EXIT_UNTRUSTED
+
+    pair = pipeline.window[-1]
+    lidar_frame = pair.lidar.frame_id or (prior.lidar_frame if prior else "") or "lidar"
+    camera_frame = pair.image.frame_id or (prior.camera_frame if prior else "") or "camera_optical"
+    run = pipeline.last_refinement
+    metadata = {
+        "tool": PROG, "input": str(args.input), "source": source, "model": runtime.card.name, "stage": stage,
+        "pairs": len(result.frames), "pairs_valid": sum(f.valid for f in result.frames),
+        "fusion_status": pipeline.fuser.state.status, "frames_fused": pipeline.fuser.state.frames_accepted,
+        "rejected_outside_prior": pipeline.rejected_outside_prior,
+        "prior": None if prior is None else prior.source,
+        "refinement": None if run is None else _refinement_summary(run),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    yaml_path = save_calibration_yaml(args.out, T, pair.image.camera, lidar_frame=lidar_frame,
+                                      camera_frame=camera_frame, covariance=cov, metadata=metadata)
+    urdf_path = args.out.with_suffix(".urdf")
+    urdf_path.write_text(urdf_joint_snippet(T, lidar_frame, camera_frame))
+    report_md = None
+    if args.report is not None:
+        report_md = _write_report(args, result, pipeline, T, stage, "", time.perf_counter() - t0)
+    _print_summary(T, cov, stage, pipeline, result, yaml_path, urdf_path, report_md)
+    return 0
+
+
+def _default_model_card() -> Path:
+    from .calibration_node import default_model_card  # rclpy only when the shipped model is looked up
+
+    return default_model_card()
+
+
+def _why_not(pipeline: CalibrationPipeline) -> str:
+    """One line: why there is no estimate to publish."""
+    st = pipeline.fuser.state
+    fusion = f"fusion not converged ({st.status}, {st.frames_accepted} of {pipeline.pairs_processed} pairs fused"
+    fusion += f", {pipeline.rejected_outside_prior} outside the prior)" if pipeline.prior is not None else ")"
+    run = pipeline.last_refinement
+    if run is None:
+        return f"{fusion} and no --prior to refine from"
+    return f"{fusion} and the refinement from the {run.start_stage} was rejected: {run.result.reason}"
+
+
+def _refinement_summary(run: RefinementRun) -> dict:
+    r = run.result
+    return {"start": run.start_stage, "accepted": bool(r.accepted), "reason": r.reason, "frames": int(r.frames),
+            "points_in_view": int(r.points_in_view), "cost_start": float(r.cost_start),
+            "cost_final": float(r.cost_final), "std_m": [float(v) for v in r.std_m],
+            "std_deg": [float(v) for v in r.std_deg], "time_s": float(r.time_s)}
+
+
+def _overlay(pair, T: np.ndarray, path: Path, caption: str) -> None:
+    from crossi2p.overlay import draw_projected_points
+
+    image, camera = pair.image.image_rgb, pair.image.camera
+    if camera.width < 800:  # small images: twice the size so the points stay visible
+        image = cv2.resize(image, (2 * camera.width, 2 * camera.height), interpolation=cv2.INTER_LINEAR)
+        camera = camera.resized(2 * camera.width, 2 * camera.height)
+    drawn = draw_projected_points(image, pair.lidar.points, camera, T)
+    bar = np.zeros((28, drawn.shape[1], 3), np.uint8)
+    cv2.putText(bar, caption, (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+    cv2.imwrite(str(path), cv2.cvtColor(np.vstack([bar, drawn]), cv2.COLOR_RGB2BGR))
+
+
+def _write_report(args, result, pipeline: CalibrationPipeline, T, stage, failure: str, elapsed_s: float) -> Path:
+    """Overlays (PNG) on the newest pair of the refinement window and report.md."""
+    out = args.report
+    out.mkdir(parents=True, exist_ok=True)
+    run = pipeline.last_refinement
+    pair = pipeline.window[-1]
+    images = []
+    if run is not None:
+        r = run.result
+        _overlay(pair, r.T_start, out / "overlay_before.png", f"before: refinement start ({run.start_stage})")
+        images.append((f"Before: the refinement's start ({run.start_stage} estimate)", "overlay_before.png"))
+        T_after = r.T_cam_lidar if r.accepted else (r.T_searched if r.T_searched is not None else r.T_start)
+        verdict = "accepted" if r.accepted else f"REJECTED: {r.reason}"
+        _overlay(pair, T_after, out / "overlay_after.png", f"after refinement ({verdict})")
+        images.append((f"After: what the refinement found ({verdict})", "overlay_after.png"))
+    if T is not None:
+        _overlay(pair, T, out / "overlay_published.png", f"calibration written ({stage})")
+        images.append((f"The calibration written ({stage})", "overlay_published.png"))
+    st = pipeline.fuser.state
+    lines = [f"# crossi2p-calibrate: {args.input}", "",
+             f"Result: **{'stage ' + stage if stage else 'no calibration: ' + failure}**"
+             + (f" -> `{args.out}`" if stage else ""), "",
+             "| figure | value |", "|---|---|",
+             f"| pairs processed | {len(result.frames)} |",
+             f"| pairs with a valid network estimate | {sum(f.valid for f in result.frames)} |",
+             f"| fusion | {st.status}, {st.frames_accepted} frames fused |",
+             f"| prior | {pipeline.prior.source if pipeline.prior else 'none'} |",
+             f"| rejected outside the prior | {pipeline.rejected_outside_prior} |",
+             f"| wall time | {elapsed_s:.1f} s |"]
+    if run is not None:
+        r = run.result
+        lines += [f"| refinement start | {run.start_stage} |",
+                  f"| refinement window | {r.frames} pairs, {r.points_in_view} points in view |",
+                  f"| refinement cost start / final | {r.cost_start:.5f} / {r.cost_final:.5f} |",
+                  f"| refinement std (x, y, z) m | {', '.join(f'{v:.4f}' for v in r.std_m)} |",
+                  f"| refinement std (rx, ry, rz) deg | {', '.join(f'{v:.3f}' for v in r.std_deg)} |",
+                  f"| refinement accepted | {r.accepted} {('(' + r.reason + ')') if r.reason else ''} |",
+                  f"| refinement time | {r.time_s:.1f} s |"]
+        change = registration_error(r.T_start, r.T_searched) if r.T_searched is not None else None
+        if change is not None:
+            lines.append(f"| refinement moved the start by | {change.rte_m:.3f} m, {change.rre_geodesic_deg:.3f} deg |")
+    else:
+        lines.append("| refinement | did not run (no converged fusion and no prior) |")
+    if T is not None:
+        lines += ["", "T_cam_lidar (LiDAR points into the camera optical frame):", "", "```",
+                  *(" ".join(f"{v:+.6f}" for v in row) for row in T), "```"]
+    lines.append("")
+    for title, name in images:
+        lines += [f"## {title}", "", f"![{name}]({name})", ""]
+    if result.errors:
+        lines += ["## Reading stopped early", "", *[f"- {e}" for e in result.errors], ""]
+    md = out / "report.md"
+    md.write_text("\n".join(lines))
+    return md
+
+
+def _print_summary(T, cov, stage, pipeline, result, yaml_path, urdf_path, report_md) -> None:
+    st = pipeline.fuser.state
+    print(f"pairs: {len(result.frames)} ({sum(f.valid for f in result.frames)} valid), fusion {st.status} "
+          f"({st.frames_accepted} fused), {pipeline.rejected_outside_prior} rejected outside the prior")
+    run = pipeline.last_refinement
+    if run is not None:
+        r = run.result
+        print(f"refinement from the {run.start_stage}: {'accepted' if r.accepted else 'rejected (' + r.reason + ')'}, "
+              f"cost {r.cost_start:.5f} -> {r.cost_final:.5f}, {r.frames} pairs, {r.time_s:.1f} s")
+    if cov is not None:
+        std = np.sqrt(np.maximum(np.diag(cov), 0.0))
+        print(f"std: {', '.join(f'{v:.3f}' for v in std[:3])} m; "
+              f"{', '.join(f'{np.degrees(v):.3f}' for v in std[3:])} deg")
+    print(f"T_cam_lidar ({stage}):\n" + "\n".join("  " + " ".join(f"{v:+.5f}" for v in row) for row in T))
+    print(f"wrote {yaml_path}, {urdf_path}" + (f", {report_md}" if report_md else ""))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""``crossi2p-calibrate`` end to end on a short simulated bag: a calibration it trusts (YAML with
+covariance, URDF snippet, report with overlays) and exit 0, or exit 3 with a one-line reason;
+bad input is exit 1 with one line. No ground truth is read (the bag's /tf_static is only used
+here, by the test, to make a prior and to check the result)."""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+from crossi2p.calib_io import load_calibration_yaml, save_calibration_yaml
+from crossi2p.geometry import make_transform
+from crossi2p.metrics import registration_error
+from crossi2p.prior import Prior, prior_violation
+from crossi2p_ros.calibrate import main
+
+from .conftest import write_simulated_bag
+from .test_calibration_node import MODEL_CARD
+
+MODEL = ["--model", str(MODEL_CARD), "--execution-provider", "cpu", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def drive(tmp_path_factory):
+    return write_simulated_bag(tmp_path_factory.mktemp("bag"), seed=21, frames=5)
+
+
+def _prior_yaml(path, drive, angle_deg=2.0, dt=(0.06, -0.04, 0.08), bounds=(5.0, 0.3)):
+    """The simulated rig's calibration off by ``angle_deg`` / ``dt`` as a prior YAML."""
+    E = make_transform(Rotation.from_rotvec(np.radians(angle_deg) * np.array([1.0, -1.0, 2.0]) / np.sqrt(6)), dt)
+    return save_calibration_yaml(path, E @ drive[1].T_cam_lidar, drive[1].camera, lidar_frame="lidar",
+                                 camera_frame="camera_optical", prior_max_rotation_deg=bounds[0],
+                                 prior_max_translation_m=bounds[1])
+
+
+def _one_line(err: str) -> str:
+    err = err.strip()
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+def test_calibrates_a_short_bag_from_a_prior_or_exits_3_with_the_reason(drive, tmp_path, capsys):
+    bag, sim = drive
+    prior_path = _prior_yaml(tmp_path / "prior.yaml", drive)
+    out, report = tmp_path / "out" / "calib.yaml", tmp_path / "report"
+    rc = main([str(bag), "--out", str(out), "--prior", str(prior_path), "--report", str(report), *MODEL])
+    captured = capsys.readouterr()
+    assert rc in (0, 3)
+    md = (report / "report.md").read_text()
+    assert "refinement start | prior" in md or "refinement start | fused" in md
+    assert "refinement cost start / final" in md
+    for png in ("overlay_before.png", "overlay_after.png"):
+        assert (report / png).stat().st_size > 1000, png
+    if rc == 3:
+        err = _one_line(captured.err)
+        assert err.startswith("crossi2p-calibrate: cannot calibrate: ") and "rejected" in err
+        assert not out.exists()
+        return
+    calib = load_calibration_yaml(out)
+    assert calib.covariance is not None and calib.covariance.shape == (6, 6)
+    assert np.all(np.isfinite(calib.covariance)) and np.all(np.diag(calib.covariance) >= 0)
+    assert calib.metadata["stage"] in ("refined", "fused") and calib.metadata["pairs"] == 4
+    assert (calib.lidar_frame, calib.camera_frame) == ("lidar", "camera_optical")
+    assert (calib.camera.width, calib.camera.height) == (sim.camera.width, sim.camera.height)
+    assert calib.metadata["refinement"]["start"] in ("prior", "fused")
+    # within the prior's bounds (the gate and the refinement's search box keep it there)
+    assert prior_violation(calib.T_cam_lidar, Prior(load_calibration_yaml(prior_path).T_cam_lidar, 5.0, 0.3)) is None
+    urdf = out.with_suffix(".urdf").read_text()
+    assert '<parent link="lidar"/>' in urdf and '<child link="camera_optical"/>' in urdf
+    assert (report / "overlay_published.png").is_file()
+    assert f"wrote {out}" in captured.out and "T_cam_lidar (" in captured.out
+    err = registration_error(calib.T_cam_lidar, sim.T_cam_lidar)
+    print(f"calibrate from a 2 deg / 0.1 m prior: stage {calib.metadata['stage']}, error {err}")
+
+
+def test_short_recording_without_prior_exits_3_naming_the_reason(drive, tmp_path, capsys):
+    out = tmp_path / "calib.yaml"
+    rc = main([str(drive[0]), "--out", str(out), "--frames", "2", "--report", str(tmp_path / "r"), *MODEL])
+    assert rc == 3 and not out.exists()
+    err = _one_line(capsys.readouterr().err)
+    assert re.match(r"crossi2p-calibrate: cannot calibrate: fusion not converged \(\w+, \d+ of 2 pairs fused\) "
+                    r"and no --prior to refine from$", err), err
+    assert "did not run" in (tmp_path / "r" / "report.md").read_text()
+
+
+def test_bad_input_exits_1_with_one_line(drive, tmp_path, capsys):
+    out = ["--out", str(tmp_path / "c.yaml")]
+    assert main([str(tmp_path / "nope"), *out, *MODEL]) == 1
+    assert "not found" in _one_line(capsys.readouterr().err)
+    assert main([str(drive[0]), *out, "--prior", str(tmp_path / "missing.yaml"), *MODEL]) == 1
+    assert "missing.yaml" in _one_line(capsys.readouterr().err)
+    assert main([str(drive[0]), *out, "--prior-max-rotation-deg", "3", *MODEL]) == 1
+    assert "need --prior" in _one_line(capsys.readouterr().err)
+    assert main([str(drive[0]), *out, "--points-topic", "/velodyne_points", *MODEL]) == 1
+    assert "/velodyne_points" in _one_line(capsys.readouterr().err)
+    assert main([str(drive[0]), *out, "--model", str(tmp_path / "m.yaml")]) == 1
+    assert "model card" in _one_line(capsys.readouterr().err)
+
+
+def test_help_names_the_outputs_and_exit_codes(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    assert "--prior" in text and "--report" in text and "URDF" in text and "3" in text
+
+
+def test_ctrl_c_exits_130_with_one_line(drive, tmp_path, capsys, monkeypatch):
+    import crossi2p_ros.evaluate_bag as evaluate_bag
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(evaluate_bag, "load_runtime", interrupted)
+    assert main([str(drive[0]), "--out", str(tmp_path / "c.yaml"), *MODEL]) == 130
+    assert "interrupted" in _one_line(capsys.readouterr().err)
+    assert not (tmp_path / "c.yaml").exists()
