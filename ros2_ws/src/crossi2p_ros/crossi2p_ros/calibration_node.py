@@ -8,11 +8,25 @@ Threads: subscription callbacks only convert and queue; one worker thread runs t
 newest pair. A pair that arrives while the worker is busy replaces the waiting one (the replaced
 pair is counted as dropped), so a slow CPU never builds a backlog.
 
+Prior and refinement (``crossi2p_ros.pipeline``): a prior (``prior_calibration`` YAML, or in
+``refine`` mode the ``prior_source`` pose, bounded by ``prior_max_*``) rejects per-frame estimates
+outside its bounds before fusion (reason ``outside prior: ...`` in ``~/frame_estimates`` and
+``last_error``, counted in ``rejected_outside_prior``). After a pair, when the pipeline says a
+refinement is due (``refinement_*`` parameters: first from the prior or the converged fusion, then
+every ``refinement_every_frames`` pairs over the last ``refinement_window_frames``), the same worker
+thread runs it (seconds; meanwhile the newest pair waits, older ones are counted as dropped). An
+accepted refinement is published at once and stays the published value (refined > converged
+fused); a rejected one is never published, its reason goes to diagnostics (``refinement_reason``).
+
 Outputs: /tf_static (TRANSIENT_LOCAL) or /tf with parent = LiDAR frame and child = camera optical
 frame (the message carries ``inv(T_cam_lidar)``, docs/conventions.md); ``~/pose``
 (PoseWithCovarianceStamped of T_cam_lidar, i.e. the LiDAR origin in the camera frame, frame_id =
 camera frame, stamp = the LiDAR stamp of the newest pair in the estimate, so a consumer can
-measure the end-to-end latency); /diagnostics; ``~/overlay`` (rate-limited Image); with
+measure the end-to-end latency; its covariance is the stage's own: the refinement's bootstrap
+covariance, or the fusion's covariance of the mean); /diagnostics (``stage``: which stage the
+published value comes from, ``refined``, ``fused`` or ``network`` (the running fused estimate before
+convergence, ``publish_before_convergence``), ``none`` before any; and the last refinement's
+figures); ``~/overlay`` (rate-limited Image); with
 ``publish_frame_estimates``, ``~/frame_estimates`` (one DiagnosticArray per processed pair,
 ``crossi2p_ros.frame_report``); services ``~/save_calibration`` and ``~/reset`` (std_srvs/Trigger).
 
@@ -39,6 +53,7 @@ be interrupted, and which crashes the interpreter's normal exit), the process le
 from __future__ import annotations
 
 import array
+import dataclasses
 import signal
 import sys
 import threading
@@ -67,6 +82,7 @@ from crossi2p.image_encoding import message_to_rgb, rgb_to_image_fields
 from crossi2p.metrics import registration_error
 from crossi2p.overlay import draw_projected_points
 from crossi2p.pointcloud2 import pointcloud2_to_xyzi, stamp_to_sec_nanosec
+from crossi2p.prior import Prior, load_prior
 from crossi2p.runtime import CalibrationRuntime, ModelLoadError, RuntimeConfig
 from crossi2p.tf_tree import FrameMismatchError, StaticTransformTree, check_camera_frame, points_in_lidar_frame
 
@@ -117,6 +133,9 @@ class NodeCounters:
     """Pairs the worker has finished (estimate, fusion and publishing; failed ones included)."""
     frames_invalid: int = 0
     tf_published: int = 0
+    refinements_run: int = 0
+    """Refinements run to the end (accepted or not; since start-up)."""
+    refinements_accepted: int = 0
     last_error: str = ""
     last_latency_ms: float = 0.0
     last_inlier_ratio: float = 0.0
@@ -136,6 +155,7 @@ class CalibrationNode(Node):
         super().__init__("crossi2p_calibration", **kwargs)
         self.params = self._declare_parameters()
         p = self.params.node
+        self._start_prior = self._configured_prior()  # before the model: a bad prior file stops the node at once
         self._owns_runtime = runtime is None
         self.runtime: CalibrationRuntime | None = None
         """The loaded model; None while it loads in the background (or after it failed)."""
@@ -149,7 +169,8 @@ class CalibrationNode(Node):
             self.get_logger().info(f"model {runtime.card.name} (runtime given) on {runtime.providers}")
         elif not load_model_in_background:
             runtime = self._load_runtime(self._model_card, self.params.runtime)
-        self.pipeline = CalibrationPipeline(runtime, self.params.pairing, self.params.fusion)
+        self.pipeline = CalibrationPipeline(runtime, self.params.pairing, self.params.fusion, prior=self._start_prior,
+                                            schedule=self.params.refinement)
         self.counters = NodeCounters()
         self._lock = threading.Lock()  # guards the pipeline, counters, pending pair, camera info
         self._wake = threading.Condition(self._lock)
@@ -166,6 +187,9 @@ class CalibrationNode(Node):
         self._camera_notes: set[str] = set()  # CameraInfo reading notes already logged
         self._frames = ("", "")  # (lidar_frame, camera_frame) of the last pair
         self._published_T: np.ndarray | None = None
+        self._published_stage: str | None = None  # "refined" | "fused" | "network" of _published_T
+        self._refining = False  # a refinement is running on the worker thread
+        self._generation = 0  # bumped by ~/reset: a refinement planned before a reset is not applied
         self._last_overlay_s = 0.0
         self._tf_tree = StaticTransformTree()  # /tf_static edges (clouds in another frame; refine prior from tf)
         self._first_frames = ["", ""]  # LiDAR / camera frame of the first accepted cloud / image (empty parameters)
@@ -440,18 +464,46 @@ class CalibrationNode(Node):
         p = self.params.node
         if p.mode != "refine":
             return None
-        if p.prior_source == "parameter":
-            return transform_from_tq(p.prior_xyz, p.prior_quat_xyzw)
+        if self._start_prior is not None:  # prior_calibration, or prior_source: parameter
+            return self._start_prior.T_cam_lidar
         if self._prior_from_tf is None:
             lidar_frame, camera_frame = self._frames
             with self._lock:
                 if self._tf_tree.can_lookup(camera_frame, lidar_frame):
                     self._prior_from_tf = self._tf_tree.lookup(camera_frame, lidar_frame)
+                    self.pipeline.prior = self._bounded(Prior(self._prior_from_tf,
+                                                              source=f"tf: {camera_frame} <- {lidar_frame}"))
         return self._prior_from_tf
+
+    def _configured_prior(self) -> Prior | None:
+        """The prior known at start-up, bounded by ``prior_max_*`` (``_bounded``): the
+        ``prior_calibration`` YAML, else in ``refine`` mode the ``prior_xyz`` / ``prior_quat_xyzw``
+        pose (``prior_source: parameter``), else None (a /tf_static prior is set once looked up).
+        ValueError, one line naming the file, when it cannot be used."""
+        p = self.params.node
+        if p.prior_calibration:
+            prior = self._bounded(load_prior(p.prior_calibration))
+        elif p.mode == "refine" and p.prior_source == "parameter":
+            prior = self._bounded(Prior(transform_from_tq(p.prior_xyz, p.prior_quat_xyzw),
+                                        source="parameter (prior_xyz, prior_quat_xyzw)"))
+        else:
+            return None
+        self.get_logger().info(f"prior {prior.source}: estimates farther than {prior.max_rotation_deg:g} deg / "
+                               f"{prior.max_translation_m:g} m from it are rejected")
+        return prior
+
+    def _bounded(self, prior: Prior) -> Prior:
+        """``prior`` with the bounds of ``prior_max_rotation_deg`` / ``prior_max_translation_m`` where
+        they are set (> 0)."""
+        p = self.params.node
+        return dataclasses.replace(prior, max_rotation_deg=p.prior_max_rotation_deg or prior.max_rotation_deg,
+                                   max_translation_m=p.prior_max_translation_m or prior.max_translation_m)
 
     def _prior_state(self) -> str:
         """One line for diagnostics: where the refine prior comes from, or what it waits for."""
         p = self.params.node
+        if p.prior_calibration:
+            return f"calibration {p.prior_calibration}"
         if p.mode != "refine":
             return "none (global mode)"
         if p.prior_source == "parameter":
@@ -472,6 +524,7 @@ class CalibrationNode(Node):
                 pair, self._pending = self._pending, None
             try:
                 self._process(pair)
+                self._refine_if_due()  # before the frame counts as done: replay pacing waits for it
             except Exception as exc:  # never let a frame kill the worker
                 if self._stop:  # the node went away during the frame: nothing to report to
                     return
@@ -496,25 +549,90 @@ class CalibrationNode(Node):
             if not est.valid:
                 self.counters.frames_invalid += 1
                 self.counters.last_error = f"frame rejected: {est.reason}"
+            to_publish = self._estimate_to_publish(outcome) if est.valid else None
         with self._output_lock:  # no publishing once destroy_node has begun (publishers, context gone)
             if not self._stop:
-                self._publish_outcome(pair, est, outcome)
+                self._publish_outcome(pair, outcome, to_publish)
 
-    def _publish_outcome(self, pair, est, outcome) -> None:
-        """Per-frame report, then (valid, and converged or ``publish_before_convergence``) the
-        fused estimate and the overlay."""
+    def _estimate_to_publish(self, outcome) -> tuple[np.ndarray, np.ndarray | None, str, float] | None:
+        """``(T_cam_lidar, covariance, stage, stamp_s)`` after a valid frame (call with the lock): the
+        pipeline's ``published_estimate`` (refined > converged fused), else with
+        ``publish_before_convergence`` the running fused estimate (stage ``network``), else None.
+        ``stamp_s``: the LiDAR stamp of the newest pair in that estimate."""
+        T, covariance, stage = self.pipeline.published_estimate()
+        if stage == "refined":
+            return T, covariance, stage, self.pipeline.refined_run.pairs[-1].lidar_stamp_s
+        if stage == "fused":
+            return T, covariance, stage, outcome.pair.lidar_stamp_s
+        st = outcome.state
+        if st.T_cam_lidar is not None and self.params.node.publish_before_convergence:
+            return st.T_cam_lidar, st.covariance, "network", outcome.pair.lidar_stamp_s
+        return None
+
+    def _publish_outcome(self, pair, outcome, to_publish) -> None:
+        """Per-frame report, then (``_estimate_to_publish``) the estimate and the overlay. A refined
+        estimate went out when its refinement was accepted: a frame does not change it, only the
+        overlay is drawn with it on the newest pair."""
         if self.frame_pub is not None:
             self._publish_frame_estimate(FrameReport.from_outcome(outcome))
-        if not est.valid:
+        if to_publish is None:
             return
-        state = outcome.state
-        if state.T_cam_lidar is None or not (state.status == "converged" or self.params.node.publish_before_convergence):
+        T, covariance, stage, stamp_s = to_publish
+        if stage != "refined" or self._published_stage != "refined":
+            self._publish_estimate(T, covariance, stamp_s, stage)
+        self._publish_overlay(pair.image, pair.lidar, T)
+
+    def _refine_if_due(self) -> None:
+        """After a pair, on the worker thread: when the pipeline says a refinement is due, plan it
+        under the lock, run it outside (seconds: callbacks keep queuing, nothing waits on it at
+        shutdown), record it unless ``~/reset`` came meanwhile, and publish what
+        ``published_estimate`` then says when the run was accepted. A rejected run publishes
+        nothing; its reason is in diagnostics."""
+        with self._lock:
+            if self._stop or not self.pipeline.refinement_due():
+                return
+            job = self.pipeline.plan_refinement()
+            if job is None:
+                return
+            generation = self._generation
+            self._refining = True
+        log = self.get_logger()
+        log.info(f"refining over {len(job.pairs)} pairs from the {job.start_stage} estimate")
+        try:
+            result = self.pipeline.run_refinement(job)  # touches no pipeline state: no lock
+        except Exception as exc:  # never let a refinement kill the worker
+            with self._lock:
+                self._refining = False
+                self.counters.last_error = f"refinement failed: {exc!r}"
+            if not self._stop:
+                log.error(f"refinement failed: {exc!r}")
             return
-        self._publish_estimate(state.T_cam_lidar, state.covariance, pair.lidar_stamp_s)
-        self._publish_overlay(pair.image, pair.lidar, state.T_cam_lidar)
+        with self._lock:
+            self._refining = False
+            if self._stop or generation != self._generation:  # destroyed or reset meanwhile: stale
+                return
+            self.pipeline.apply_refinement(job, result)
+            self.counters.refinements_run += 1
+            self.counters.refinements_accepted += int(result.accepted)
+            T, covariance, stage = self.pipeline.published_estimate()
+        if result.accepted:
+            log.info(f"refinement accepted ({result.frames} frames, cost {result.cost_start:.4g} -> "
+                     f"{result.cost_final:.4g}, {result.time_s:.1f} s): publishing it")
+        else:
+            log.info(f"refinement rejected: {result.reason}")
+        if not result.accepted or stage != "refined":
+            return
+        newest = job.pairs[-1]
+        with self._output_lock:
+            if not self._stop:
+                self._publish_estimate(T, covariance, newest.lidar_stamp_s, stage)
+                self._publish_overlay(newest.image, newest.lidar, T)
 
     # ------------------------------------------------------------------------ outputs
-    def _publish_estimate(self, T_cam_lidar: np.ndarray, covariance: np.ndarray, data_stamp_s: float) -> None:
+    def _publish_estimate(self, T_cam_lidar: np.ndarray, covariance: np.ndarray | None, data_stamp_s: float,
+                          stage: str) -> None:
+        """``~/pose`` with the stage's covariance (zeros when it has none), and tf: /tf_static when
+        the stage changed or the estimate moved more than ``republish_*``."""
         p = self.params.node
         lidar_frame, camera_frame = self._frames
         stamp = self.get_clock().now().to_msg()
@@ -525,10 +643,11 @@ class CalibrationNode(Node):
         pose.pose.pose.position.x, pose.pose.pose.position.y, pose.pose.pose.position.z = map(float, t)
         o = pose.pose.pose.orientation
         o.x, o.y, o.z, o.w = map(float, q)
-        pose.pose.covariance = [float(c) for c in covariance.reshape(-1)]
+        pose.pose.covariance = [0.0] * 36 if covariance is None else [float(c) for c in covariance.reshape(-1)]
         self.pose_pub.publish(pose)
+        stage_changed, self._published_stage = stage != self._published_stage, stage
         if p.publish_on == "tf_static":
-            if self._published_T is not None:
+            if self._published_T is not None and not stage_changed:
                 err = registration_error(T_cam_lidar, self._published_T)
                 if err.rre_geodesic_deg < p.republish_rotation_deg and err.rte_m < p.republish_translation_m:
                     return
@@ -582,7 +701,8 @@ class CalibrationNode(Node):
             c = self.counters
             st = self.pipeline.fuser.state
             pc = self.pipeline.pairer.counters
-            level = {"converged": DiagnosticStatus.OK}.get(st.status, DiagnosticStatus.WARN)
+            stage = self._published_stage or "none"
+            level = DiagnosticStatus.OK if st.status == "converged" or stage == "refined" else DiagnosticStatus.WARN
             model, state = self._model_state(), st.status
             if self.runtime is None:
                 state = "loading model" if not self.model_failed.done() else "model failed to load"
@@ -603,14 +723,37 @@ class CalibrationNode(Node):
                 "converged_at_frame": st.converged_at_frame if st.converged_at_frame is not None else "",
                 "drift_events": st.drift_events, "tf_published": c.tf_published, "last_error": c.last_error,
                 "execution_providers": ",".join(self.runtime.providers) if self.runtime is not None else "",
-                "prior": self._prior_state(),
+                "stage": stage,
+                **self._refinement_values(),
+                "rejected_outside_prior": self.pipeline.rejected_outside_prior,
+                "prior_bounds": (f"{self.pipeline.prior.max_rotation_deg:g} deg / "
+                                 f"{self.pipeline.prior.max_translation_m:g} m" if self.pipeline.prior else ""),
+                "prior": self._prior_state(),  # last (tests read it as values[-1])
             }
-            message = f"{state}; {c.pairs_used} frames used, {st.drift_events} drift events"
+            message = f"{state}; {c.pairs_used} frames used, {st.drift_events} drift events; publishing: {stage}"
             if c.last_error:
                 message += f"; last error: {c.last_error}"
         return DiagnosticStatus(level=level, name="crossi2p_calibration: camera-LiDAR extrinsic",
                                 hardware_id=self.get_fully_qualified_name(), message=message,
                                 values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
+
+    def _refinement_values(self) -> dict[str, object]:
+        """Diagnostics of the refinement (call with the lock): whether one runs now, the counts, and
+        the last run's figures (empty before one, and after ``~/reset``)."""
+        c = self.counters
+        run = self.pipeline.last_refinement
+        values: dict[str, object] = {
+            "refinement_enabled": str(self.pipeline.schedule.enabled).lower(),
+            "refinement_running": str(self._refining).lower(),
+            "refinements_run": c.refinements_run, "refinements_accepted": c.refinements_accepted}
+        keys = ("refinement_accepted", "refinement_reason", "refinement_start_stage", "refinement_cost_start",
+                "refinement_cost_final", "refinement_frames", "refinement_std_m", "refinement_std_deg")
+        if run is None:
+            return {**values, **dict.fromkeys(keys, "")}
+        r = run.result
+        return {**values, **dict(zip(keys, (
+            str(r.accepted).lower(), r.reason, run.start_stage, f"{r.cost_start:.6g}", f"{r.cost_final:.6g}",
+            r.frames, ",".join(f"{v:.4f}" for v in r.std_m), ",".join(f"{v:.4f}" for v in r.std_deg))))}
 
     def _model_state(self) -> str:
         """One line for diagnostics: the model's name once loaded, else how long it has been loading."""
@@ -627,10 +770,11 @@ class CalibrationNode(Node):
 
     # ------------------------------------------------------------------------ services
     def _on_save(self, request, response):
-        with self._lock:
+        with self._lock:  # the published estimate (refined > converged fused), else the running fused one
             st = self.pipeline.fuser.state
-            T = None if st.T_cam_lidar is None else st.T_cam_lidar.copy()
-            cov = st.covariance
+            T, cov, stage = self.pipeline.published_estimate()
+            if T is None and st.T_cam_lidar is not None:
+                T, cov, stage = st.T_cam_lidar.copy(), st.covariance, "network"
             converged = st.status == "converged"
         if T is None or self._camera_info is None:
             response.success, response.message = False, "no estimate yet: nothing saved"
@@ -640,13 +784,15 @@ class CalibrationNode(Node):
         try:
             camera = self._last_camera()
             save_calibration_yaml(path, T, camera, lidar_frame=lidar_frame, camera_frame=camera_frame,
-                                  covariance=cov, metadata={"converged": converged, "model": self.runtime.card.name})
+                                  covariance=cov, metadata={"converged": converged, "stage": stage,
+                                                            "model": self.runtime.card.name})
             path.with_suffix(".urdf.xacro").write_text(urdf_joint_snippet(T, lidar_frame, camera_frame))
         except (OSError, ValueError) as exc:
             response.success, response.message = False, f"could not save to {path}: {exc}"
             return response
         response.success = True
-        response.message = f"saved {path} and {path.with_suffix('.urdf.xacro')} (converged: {converged})"
+        response.message = (f"saved {path} and {path.with_suffix('.urdf.xacro')} (stage: {stage}, "
+                            f"converged: {converged})")
         return response
 
     def _last_camera(self) -> CameraModel:
@@ -660,7 +806,8 @@ class CalibrationNode(Node):
     def _on_reset(self, request, response):
         with self._lock:
             self.pipeline.reset()
-            self._published_T = None
+            self._generation += 1  # a refinement running now is not applied
+            self._published_T = self._published_stage = None
             self._first_frames = ["", ""]  # empty frame parameters: learnt again from the next messages
         response.success, response.message = True, "estimator reset"
         return response

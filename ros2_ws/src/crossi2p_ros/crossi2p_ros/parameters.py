@@ -1,7 +1,8 @@
 """The calibration node's parameters, declared in one place.
 
 ROS parameters map 1:1 onto typed dataclasses: the node's own ``NodeConfig`` (top-level names)
-and the core stages' configs under a prefix (``pairing.*``, ``fusion.*``, ``runtime.*``).
+and the core stages' configs under a prefix (``pairing.*``, ``fusion.*``, ``runtime.*``; the
+refinement's schedule, ``crossi2p_ros.pipeline.RefinementScheduleConfig``, under ``refinement_*``).
 Descriptions come from the docstring under each dataclass field; ranges from ``RANGES``.
 ``docs/parameters.md`` is generated from the same declarations (``parameter_table_markdown``) and
 a test fails when it drifts.
@@ -17,6 +18,7 @@ from crossi2p.fusion import FusionConfig
 from crossi2p.runtime import RuntimeConfig
 
 from .pairing import PairingConfig
+from .pipeline import RefinementScheduleConfig
 
 
 @dataclass
@@ -55,6 +57,19 @@ class NodeConfig:
     """Refine prior T_cam_lidar translation (x, y, z) in metres."""
     prior_quat_xyzw: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0, 1.0])
     """Refine prior T_cam_lidar rotation as a quaternion (x, y, z, w)."""
+    prior_calibration: str = ""
+    """Calibration YAML of a prior T_cam_lidar with its bounds (``crossi2p.prior.load_prior``; empty:
+    none). In any mode, per-frame estimates outside its bounds are rejected with the reason
+    ``outside prior: ...`` (``rejected_outside_prior`` in diagnostics) and the refinement starts
+    from it until the fusion converges; in ``refine`` mode it is also the network's prior (instead
+    of ``prior_source``). A file that cannot be read stops the node at start-up (exit code 1)."""
+    prior_max_rotation_deg: float = 0.0
+    """Rotation bound of the prior, degrees: overrides the YAML's ``prior_max_rotation_deg``, and bounds
+    the ``refine`` mode prior (``prior_source``) too (0: the YAML's value, else 10 deg)."""
+    prior_max_translation_m: float = 0.0
+    """Per-axis translation bound of the prior, metres: overrides the YAML's
+    ``prior_max_translation_m``, and bounds the ``refine`` mode prior too (0: the YAML's value, else
+    0.5 m)."""
     model_card: str = ""
     """Model card YAML of the ONNX graph (empty: the shipped default model)."""
     publish_on: Literal["tf_static", "tf"] = "tf_static"
@@ -88,6 +103,7 @@ class CalibrationNodeParameters:
     pairing: PairingConfig = field(default_factory=PairingConfig)
     fusion: FusionConfig = field(default_factory=FusionConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    refinement: RefinementScheduleConfig = field(default_factory=RefinementScheduleConfig)
 
 
 # Allowed ranges of numeric parameters (inclusive), by ROS parameter name.
@@ -122,9 +138,17 @@ RANGES: dict[str, tuple[float, float]] = {
     "runtime.min_points_in_range": (0, 10_000_000),
     "runtime.ransac_reprojection_px": (0.0, 1000.0),
     "runtime.seed": (0, 2**31 - 1),
+    "prior_max_rotation_deg": (0.0, 180.0),
+    "prior_max_translation_m": (0.0, 100.0),
+    "refinement_window_frames": (1, 1000),
+    "refinement_every_frames": (1, 100000),
+    "refinement_min_window_frames": (1, 1000),
+    "refinement_reprepare_rotation_deg": (0.0, 180.0),
+    "refinement_reprepare_translation_m": (0.0, 100.0),
 }
 
-_GROUPS = {"node": "", "pairing": "pairing.", "fusion": "fusion.", "runtime": "runtime."}
+_GROUPS = {"node": "", "pairing": "pairing.", "fusion": "fusion.", "runtime": "runtime.",
+           "refinement": "refinement_"}
 
 
 @dataclass(frozen=True)
