@@ -332,3 +332,23 @@ def test_sigint_while_a_refinement_runs_exits_at_once_with_code_0(start_node, qu
     assert_clean_exit(node, signal.SIGINT, "while a refinement runs")
     assert not node.printed("refinement accepted") and not node.printed("refinement rejected"), \
         f"the signal did not land during the refinement:\n{node.output()}"
+
+
+@pytest.mark.parametrize("params, stage", [
+    (dict(publish_before_convergence=True), "network"),                # running fused estimate, not converged
+    (dict(fusion__min_inliers_to_converge=2, refinement_enabled=False), "fused"),
+], ids=["network", "fused"])
+def test_stage_and_pose_covariance_of_the_fused_estimate(context, drive, params, stage):
+    runtime = ScriptedRuntime(near=drive.T_cam_lidar, far=drive.T_cam_lidar, far_calls=set())
+    h = PacedHarness(context, runtime, **params)
+    try:
+        h.play(drive)
+        st = h.node.pipeline.fuser.state
+        assert st.status == ("converged" if stage == "fused" else "converging")
+        status = h.status_after(lambda d: d.get("frames_done") == str(h.node.counters.frames_done))
+        assert status["stage"] == stage and status["refinements_run"] == "0"
+        assert h.wait(lambda: len(h.poses) == h.node.counters.pairs_used - (1 if stage == "fused" else 0), 20.0)
+        np.testing.assert_allclose(pose_msg_T_cam_lidar(h.poses[-1]), st.T_cam_lidar, atol=1e-9)
+        np.testing.assert_allclose(np.array(h.poses[-1].pose.covariance).reshape(6, 6), st.covariance, rtol=1e-12)
+    finally:
+        h.close()
