@@ -3,7 +3,8 @@
     crossi2p-export --checkpoint runs/crossi2p_cpu/checkpoints/last.pt --out models/crossi2p_cpu.onnx \
         [--evaluation out/eval_global.json --evaluation-command "crossi2p-evaluate ..."]
 
-Writes ``<out>.onnx`` (opset 17, whole network including the PnP, dynamic point count) and
+Writes ``<out>.onnx`` (opset 17, whole network including the PnP, dynamic point count; the compact
+graph of ``model.onnx_graph``: iterations as ONNX ``Loop`` nodes, simplified) and
 ``<out>.yaml`` (crossi2p.model_card: interface, the checkpoint's preprocessing contract, training
 provenance, evaluation figures with their commands, the graph's sha256). Before writing the card
 it checks the graph: ``onnx.checker``, no custom op domains, and PyTorch vs onnxruntime parity on
@@ -85,6 +86,23 @@ def check_parity(net, onnx_path: Path, pre: PreprocessConfig, sim_seeds=PARITY_S
     return {**worst, "pose_frames": pose_frames, "frames": [f"sim small seed {s}" for s in sim_seeds]}
 
 
+def _training_section(ckpt: dict, args: argparse.Namespace, train_cfg: dict, parity: dict) -> dict:
+    """The card's ``training`` section: the checkpoint's provenance, or, for a checkpoint recovered
+    from an earlier graph (``weights_from_onnx``: it carries ``card_training``), that graph's card
+    section unchanged (the weights still come from that training run) plus where they were read."""
+    if ckpt.get("card_training"):
+        section = {**ckpt["card_training"], "model_config": ckpt.get("model_config", {})}
+        section["weights_recovered_from"] = ckpt.get("weights_source", {})
+    else:
+        section = {"checkpoint": str(args.checkpoint), "step": int(ckpt.get("step", 0)),
+                   "command": args.training_command,
+                   "wall_time_s": ckpt.get("train_seconds"),  # steps 0..step, resumed runs summed
+                   "data": train_cfg.get("data", {}), "optim": train_cfg.get("optim", {}),
+                   "loss": train_cfg.get("loss", {}), "model_config": ckpt.get("model_config", {})}
+    section["parity_torch_vs_onnxruntime"] = parity
+    return section
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="crossi2p-export", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -145,12 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     card = ModelCard(
         name=args.name or out.stem, onnx_file=out.name, onnx_sha256=sha256_of_file(out), opset=ONNX_OPSET,
         preprocess=pre.to_dict(), inputs=inputs, outputs=outputs,
-        training={"checkpoint": str(args.checkpoint), "step": int(ckpt.get("step", 0)),
-                  "command": args.training_command,
-                  "wall_time_s": ckpt.get("train_seconds"),  # steps 0..step, resumed runs summed
-                  "data": train_cfg.get("data", {}), "optim": train_cfg.get("optim", {}),
-                  "loss": train_cfg.get("loss", {}), "model_config": ckpt.get("model_config", {}),
-                  "parity_torch_vs_onnxruntime": parity},
+        training=_training_section(ckpt, args, train_cfg, parity),
         evaluation=evaluation)
     card_path = out.with_suffix(".yaml")
     card.save(card_path)

@@ -67,7 +67,7 @@ from crossi2p_training.config import TrainConfig, config_help, load_train_config
 from crossi2p_training.data import (CalibrationDataset, KittiSource, NuScenesSource, PhotometricAugment,
                                     Rosbag2Source, SimCacheSource, SimulatorSource, SubsetSource, build_sim_cache,
                                     collate_items, seed_worker)
-from crossi2p_training.model.crossi2p_net import CrossI2PNet
+from crossi2p_training.model.crossi2p_net import CrossI2PNet, read_checkpoint
 
 __all__ = ["main", "train", "load_checkpoint", "model_from_checkpoint", "build_sources", "lr_at",
            "DistContext", "init_distributed"]
@@ -245,11 +245,9 @@ def save_checkpoint(path: Path, model: CrossI2PNet, optimizer, loss_state: dict 
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
-    """Read a checkpoint with ``torch.load(weights_only=True)`` (no pickled code is run)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path}: file not found")
-    return torch.load(path, map_location=map_location, weights_only=True)
+    """Read a checkpoint with ``torch.load(weights_only=True)`` (no pickled code is run); a file
+    carrying other pickled objects is a ValueError naming it (``model.crossi2p_net.read_checkpoint``)."""
+    return read_checkpoint(path, map_location=map_location)
 
 
 def model_from_checkpoint(ckpt: dict, fine_peak_radius: int | None = None) -> CrossI2PNet:

@@ -95,6 +95,27 @@ def test_checkpoint_reloads_to_identical_outputs(tiny_cfg, tiny_inputs, tmp_path
         assert torch.equal(x, y)
 
 
+@dataclasses.dataclass
+class _TrainSettings:  # a config saved as an object instead of its to_dict(): a pickled custom class
+    lr: float = 1e-3
+
+
+def test_checkpoint_with_a_pickled_object_is_refused_naming_the_file(tiny_cfg, tmp_path):
+    """Checkpoints are read with torch.load(weights_only=True): a file that carries a pickled
+    object (here a dataclass) is a ValueError that names the file, never unpickled."""
+    from crossi2p_training.train import load_checkpoint
+
+    path = tmp_path / "pickled_object.pt"
+    torch.save(CrossI2PNet(tiny_cfg).checkpoint(config=_TrainSettings()), path)
+    for load in (CrossI2PNet.from_checkpoint, load_checkpoint):
+        with pytest.raises(ValueError, match=r"checkpoint .*pickled_object\.pt: holds pickled objects") as err:
+            load(path)
+        assert "_TrainSettings" in str(err.value)
+    (tmp_path / "not_a_checkpoint.pt").write_text("hello")
+    with pytest.raises(ValueError, match=r"not_a_checkpoint\.pt: not a readable PyTorch checkpoint"):
+        load_checkpoint(tmp_path / "not_a_checkpoint.pt")
+
+
 def test_parameter_names_are_stable():
     """Checkpoints rely on these names: renaming a module breaks every saved model."""
     names = {n.split(".")[0] for n, _ in CrossI2PNet(ModelConfig.cpu()).named_parameters()}

@@ -11,7 +11,7 @@ from scipy.spatial.transform import Rotation
 
 from crossi2p.model_card import GRAPH_INPUTS, GRAPH_OUTPUTS
 from crossi2p_training.model.crossi2p_net import CrossI2PNet
-from crossi2p_training.model.onnx_graph import CrossI2PGraph, example_inputs, export_onnx
+from crossi2p_training.model.onnx_graph import CrossI2PGraph, compact_onnx, count_nodes, example_inputs, export_onnx
 from crossi2p_training.model.pnp import MultiHypothesisPnP, PnPConfig
 
 from conftest import TINY_IMAGE_HW, TINY_POINTS, tiny_config
@@ -103,3 +103,78 @@ def test_exported_pnp_recovers_well_posed_poses_like_pytorch(tmp_path):
             assert Rotation.from_matrix(D[:3, :3]).magnitude() < 1e-4 and np.linalg.norm(D[:3, 3]) < 1e-4
         D = np.linalg.inv(T_onnx.astype(np.float64)) @ T_torch
         assert Rotation.from_matrix(D[:3, :3]).magnitude() < 1e-5 and np.linalg.norm(D[:3, 3]) < 1e-4
+
+
+def _subgraph_nodes(graph: onnx.GraphProto):
+    for node in graph.node:
+        for a in node.attribute:
+            if a.type == onnx.AttributeProto.GRAPH:
+                yield from ((n, a.g) for n in a.g.node)
+                yield from _subgraph_nodes(a.g)
+
+
+def test_exported_graph_is_compact(exported):
+    """Farthest point sampling and the PnP's iterations are ONNX Loop nodes (one iteration per
+    body), not unrolled: the whole network stays under 2,000 nodes, subgraphs included (the
+    unrolled graph of the cpu model had 16,707), and no loop body recomputes a constant."""
+    net, path, names = exported
+    model = onnx.load(str(path))
+    assert count_nodes(model) < 2000
+    assert [n.op_type for n in model.graph.node].count("Loop") == 4   # FPS, translation, 2 Gauss-Newton stages
+    outer = {i.name for i in model.graph.initializer} | {o for n in model.graph.node if n.op_type == "Constant"
+                                                          for o in n.output}
+    for node, body in _subgraph_nodes(model.graph):
+        consts = outer | {i.name for i in body.initializer}
+        assert node.op_type == "Identity" or not all(x in consts for x in node.input if x), node
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_compaction_changes_no_output(tmp_path):
+    """compact_onnx (onnxslim + folding inside loop bodies) computes exactly what the exporter's
+    graph computes: the PnP alone, both graphs in onnxruntime."""
+    X, uv, w, K, _ = make_case(4, n=120, outlier_ratio=0.3, dtype=torch.float32)
+    raw = tmp_path / "raw.onnx"
+    with torch.no_grad():
+        torch.onnx.export(_PnPGraph().eval(), (X, uv, w, K), str(raw), input_names=["xyz", "uv", "w", "K"],
+                          output_names=["T", "conf"], opset_version=17, dynamo=False,
+                          dynamic_axes={"xyz": {1: "c"}, "uv": {1: "c"}, "w": {1: "c"}})
+    compact = compact_onnx(onnx.load(str(raw)))
+    onnx.checker.check_model(compact)
+    assert count_nodes(compact) < count_nodes(onnx.load(str(raw)))
+    onnx.save(compact, str(tmp_path / "compact.onnx"))
+    for seed in (5, 6):
+        X, uv, w, K, _ = make_case(seed, n=90 + 30 * seed, outlier_ratio=0.3, dtype=torch.float32)
+        feed = {"xyz": X.numpy(), "uv": uv.numpy(), "w": w.numpy(), "K": K.numpy()}
+        a = _session(raw).run(None, feed)
+        b = _session(tmp_path / "compact.onnx").run(None, feed)
+        for x, y in zip(a, b):
+            np.testing.assert_allclose(x, y, rtol=0, atol=1e-6)
+
+
+def test_weights_recovered_from_a_legacy_graph_reproduce_the_network(tmp_path):
+    """weights_from_onnx reads a CrossI2PNet state_dict back from an uncompacted legacy-exporter
+    graph (Linear weights stored transposed, BatchNorm folded into the convolutions): the rebuilt
+    network gives the original's outputs (eval mode)."""
+    from crossi2p_training.weights_from_onnx import state_dict_from_onnx
+
+    torch.manual_seed(1)
+    net = CrossI2PNet(tiny_config()).eval()
+    with torch.no_grad():  # BatchNorm statistics that are not the identity, so folding matters
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.bias.uniform_(-0.2, 0.2)
+    path = tmp_path / "legacy.onnx"
+    export_onnx(net, path, TINY_IMAGE_HW, TINY_POINTS, compact=False)
+    sd, report = state_dict_from_onnx(onnx.load(str(path)), tiny_config(), TINY_IMAGE_HW, TINY_POINTS)
+    assert report["conv+BatchNorm folded"] == 24 and report["transposed"] > 0
+    again = CrossI2PNet(tiny_config())
+    again.load_state_dict(sd)
+    again.eval()
+    args = example_inputs(net, TINY_IMAGE_HW, TINY_POINTS, seed=7)
+    with torch.no_grad():
+        ref, got = CrossI2PGraph(net)(*args), CrossI2PGraph(again)(*args)
+    np.testing.assert_allclose(got[4].numpy(), ref[4].numpy(), atol=1e-3)       # corr_uv (pixels)
+    np.testing.assert_allclose(got[5].numpy(), ref[5].numpy(), atol=1e-5)       # corr_weight
+    np.testing.assert_allclose(got[3].numpy(), ref[3].numpy(), atol=1e-5)       # corr_points

@@ -26,13 +26,17 @@ size and point count are free). The presets pair up: ``ModelConfig.cpu()`` with
 ``image.coarse_stride``; the point count at least ``point.num_fine_points``.
 
 Checkpoints: ``net.checkpoint()`` -> ``{"format": 1, "model_config": dict, "state_dict": ...}``;
-``CrossI2PNet.from_checkpoint(obj_or_path)`` rebuilds the model. Parameter names are part of the
+``CrossI2PNet.from_checkpoint(obj_or_path)`` rebuilds the model. Checkpoint files are read with
+``torch.load(..., weights_only=True)`` only (``read_checkpoint``): tensors, dicts, lists, numbers and
+strings; a file that carries other pickled objects is refused with an error naming it. Parameter names are part of the
 contract (old checkpoints must keep loading): rename nothing, add new modules under new names.
 The ONNX graph is built by ``onnx_graph.py`` from the same module.
 """
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import NamedTuple
 
 import torch
@@ -48,9 +52,36 @@ from .intersection import IntersectionConfig, IntersectionHeads
 from .pnp import MultiHypothesisPnP, PnPConfig
 from .point_encoder import PointEncoder, PointEncoderConfig
 
-__all__ = ["ModelConfig", "CrossI2PNet", "CrossI2POutput", "CHECKPOINT_FORMAT"]
+__all__ = ["ModelConfig", "CrossI2PNet", "CrossI2POutput", "CHECKPOINT_FORMAT", "read_checkpoint"]
 
 CHECKPOINT_FORMAT = 1
+
+
+def read_checkpoint(path: str | Path, map_location="cpu") -> dict:
+    """A checkpoint file's dict, read with ``torch.load(weights_only=True)``: tensors, dicts, lists,
+    tuples, numbers and strings only, so no pickled code runs.
+
+    Raises FileNotFoundError for a missing file and ValueError naming the file for one that holds
+    other pickled objects (e.g. a dataclass instance instead of its ``to_dict()``), is not a
+    checkpoint, or is not a dict.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path}: file not found")
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        why = next((ln for ln in lines if "Unsupported global" in ln), lines[0] if lines else "")
+        why = why.split(" Please use")[0]  # torch's advice to allow-list the class: not what we want
+        raise ValueError(f"checkpoint {path}: holds pickled objects other than tensors and plain containers, "
+                         f"which are not loaded (torch.load weights_only=True): {why}") from None
+    except Exception as exc:  # torch.load raises many types on a file that is not a checkpoint
+        raise ValueError(f"checkpoint {path}: not a readable PyTorch checkpoint "
+                         f"({type(exc).__name__}: {exc})") from None
+    if not isinstance(obj, dict):
+        raise ValueError(f"checkpoint {path}: expected a dict, found {type(obj).__name__}")
+    return obj
 
 
 @dataclass
@@ -258,9 +289,9 @@ class CrossI2PNet(nn.Module):
 
     @classmethod
     def from_checkpoint(cls, ckpt, map_location="cpu") -> "CrossI2PNet":
-        """Rebuild from ``checkpoint()``'s dict or a path to it (``torch.load``)."""
+        """Rebuild from ``checkpoint()``'s dict or a path to it (``read_checkpoint``: weights only)."""
         if not isinstance(ckpt, dict):
-            ckpt = torch.load(ckpt, map_location=map_location, weights_only=False)
+            ckpt = read_checkpoint(ckpt, map_location=map_location)
         if ckpt.get("format", 0) > CHECKPOINT_FORMAT:
             raise ValueError(f"checkpoint format {ckpt.get('format')} is newer than this code "
                              f"({CHECKPOINT_FORMAT})")

@@ -304,7 +304,7 @@ def _gauss_newton(X: Tensor, R: Tensor, t: Tensor, uv_obs: Tensor, w: Tensor, f:
         dphi, dt = dphi * sc, dt * sc
         dR = so3_exp(dphi)
         R = dR @ R
-        t = (dR @ (t - p0).unsqueeze(-1)).squeeze(-1) + p0 + dt
+        t = (dR @ (t - p0).unsqueeze(-1)).select(-1, 0) + p0 + dt
     return R, t
 
 
