@@ -243,7 +243,8 @@ def _refined_summary(result: ReplayResult) -> dict:
                refined_T_cam_lidar=None, frames_to_refine=result.frames_to_refine, refinement_runs=len(runs),
                refinement_accepted_runs=sum(r.result.accepted for r in runs), refinement_start=None,
                refinement_last_reason=runs[-1].result.reason if runs else None,
-               rejected_outside_prior=result.pipeline.rejected_outside_prior if result.pipeline is not None else None)
+               rejected_outside_prior=(result.pipeline.rejected_outside_prior  # null without a prior (and live)
+                                       if result.pipeline is not None and result.pipeline.prior is not None else None))
     refined = result.refined
     if refined is not None and result.frames and result.frames[-1].T_gt is not None:
         err = registration_error(refined.result.T_cam_lidar, result.frames[-1].T_gt)
