@@ -117,3 +117,37 @@ def test_ctrl_c_exits_130_with_one_line(drive, tmp_path, capsys, monkeypatch):
     assert main([str(drive[0]), "--out", str(tmp_path / "c.yaml"), *MODEL]) == 130
     assert "interrupted" in _one_line(capsys.readouterr().err)
     assert not (tmp_path / "c.yaml").exists()
+
+
+def test_a_dataset_folder_is_calibrated_without_reading_its_calibration(tmp_path, capsys, monkeypatch):
+    """nuScenes-format folder: pairs from the dataset, the prior from the user; the dataset's own
+    calibration is never read as ground truth (replay_samples records none)."""
+    import crossi2p_ros.evaluate_bag as evaluate_bag
+    from crossi2p.datasets.nuscenes import read_nuscenes
+
+    from .test_evaluate_bag import NUSCENES_MINI
+
+    dataset = read_nuscenes(NUSCENES_MINI)
+    E = make_transform(Rotation.from_euler("xyz", [1.0, 0.5, -1.0], degrees=True), [0.05, 0.05, -0.05])
+    prior = save_calibration_yaml(tmp_path / "prior.yaml", E @ dataset.T_cam_lidar(0), dataset[0].camera,
+                                  prior_max_rotation_deg=4.0, prior_max_translation_m=0.2)
+    seen = {}
+    replay_samples = evaluate_bag.replay_samples
+
+    def spy(*args, **kwargs):
+        result = replay_samples(*args, **kwargs)
+        seen["T_gt"] = [f.T_gt for f in result.frames]
+        return result
+
+    monkeypatch.setattr(evaluate_bag, "replay_samples", spy)
+    out = tmp_path / "calib.yaml"
+    rc = main([str(NUSCENES_MINI), "--out", str(out), "--prior", str(prior), "--report", str(tmp_path / "r"), *MODEL])
+    assert seen["T_gt"] == [None, None]
+    assert rc in (0, 3)
+    if rc == 0:
+        calib = load_calibration_yaml(out)
+        assert calib.metadata["source"] == "nuscenes" and calib.metadata["pairs"] == 2
+        assert (calib.camera.width, calib.camera.height) == (dataset[0].camera.width, dataset[0].camera.height)
+    else:
+        assert "cannot calibrate" in _one_line(capsys.readouterr().err)
+    assert (tmp_path / "r" / "overlay_before.png").is_file()

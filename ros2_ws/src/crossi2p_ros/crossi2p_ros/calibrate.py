@@ -144,8 +144,9 @@ def _main(argv: list[str] | None) -> int:
                                   f"({'; '.join(result.errors) or 'check the topics and --slop-s'})")
         start = pipeline.refinement_start()
         if start is not None:
-            print(f"refining over the last {len(pipeline.window)} pairs from the {start[1]} estimate ...",
-                  file=sys.stderr if args.quiet else sys.stdout)
+            if not args.quiet:
+                print(f"refining over the last {len(pipeline.window)} pairs from the {start[1]} estimate ...",
+                      flush=True)
             pipeline.refine()
         T, cov, stage = pipeline.published_estimate()
         if stage is None:
