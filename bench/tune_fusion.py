@@ -30,6 +30,7 @@ from crossi2p.datasets.rosbag2 import write_drive_bag
 from crossi2p.fusion import ExtrinsicFuser, FusionConfig
 from crossi2p.metrics import registration_error
 from crossi2p_ros.evaluate_bag import load_runtime, replay_bag
+from crossi2p_ros.pipeline import RefinementScheduleConfig
 
 TOPICS = ("/camera/image_raw", "/camera/camera_info", "/lidar/points")
 # gate (deg, m) and convergence std (deg, m) candidates; the rest stays at FusionConfig's defaults
@@ -56,7 +57,8 @@ def per_frame_estimates(model: Path, seed: int, frames: int, folder: Path):
     bag = folder / f"drive_{seed}"
     write_drive_bag(bag, drive.camera_frames, drive.lidar_sweeps, drive.camera, drive.T_cam_lidar)
     open_fusion = FusionConfig(min_confidence=0.0)  # keep every per-frame estimate; fused again below
-    result = replay_bag(bag, load_runtime(model, "cpu"), drive.T_cam_lidar, TOPICS, fusion=open_fusion, progress=False)
+    result = replay_bag(bag, load_runtime(model, "cpu"), drive.T_cam_lidar, TOPICS, fusion=open_fusion, progress=False,
+                        schedule=RefinementScheduleConfig(enabled=False))  # per-frame estimates only
     valid_only = [(r.T_cam_lidar if r.valid else None, r.confidence, r.lidar_stamp_s) for r in result.reports]
     return valid_only, drive.T_cam_lidar
 
