@@ -11,7 +11,9 @@ BatchNorm into the convolution before it (``onnx::Conv_*``). Which initializer f
 parameter is found with a *probe*: a network of the same config with distinct random values is
 exported the same way, and every (consuming node, input slot) of the probe graph is traced back to
 the parameter whose value it holds (as is, transposed, or conv+BatchNorm folded). The recovered
-state_dict is then read from the same (node, slot) of the graph. Every initializer must be
+state_dict is then read from the same (node, slot) of the graph (the node names are the
+exporter's module scopes: the same in a compacted graph, whose onnxslim pass keeps them; the
+shipped graph before and after compaction give bit-identical state_dicts). Every initializer must be
 accounted for, and every parameter must come from the graph or be a folded BatchNorm's
 (set to the identity: weight 1, mean 0, variance 1 - eps, the folded bias in ``bias``), else the
 script stops.

@@ -152,10 +152,12 @@ def test_compaction_changes_no_output(tmp_path):
             np.testing.assert_allclose(x, y, rtol=0, atol=1e-6)
 
 
-def test_weights_recovered_from_a_legacy_graph_reproduce_the_network(tmp_path):
-    """weights_from_onnx reads a CrossI2PNet state_dict back from an uncompacted legacy-exporter
-    graph (Linear weights stored transposed, BatchNorm folded into the convolutions): the rebuilt
-    network gives the original's outputs (eval mode)."""
+@pytest.mark.parametrize("compact", [False, True])
+def test_weights_recovered_from_a_graph_reproduce_the_network(tmp_path, compact):
+    """weights_from_onnx reads a CrossI2PNet state_dict back from a legacy-exporter graph (Linear
+    weights stored transposed, BatchNorm folded into the convolutions), uncompacted (as the graphs
+    shipped before the compact export) or compacted (onnxslim keeps the node names it relies on):
+    the rebuilt network gives the original's outputs (eval mode)."""
     from crossi2p_training.weights_from_onnx import state_dict_from_onnx
 
     torch.manual_seed(1)
@@ -167,7 +169,7 @@ def test_weights_recovered_from_a_legacy_graph_reproduce_the_network(tmp_path):
                 m.running_var.uniform_(0.5, 2.0)
                 m.bias.uniform_(-0.2, 0.2)
     path = tmp_path / "legacy.onnx"
-    export_onnx(net, path, TINY_IMAGE_HW, TINY_POINTS, compact=False)
+    export_onnx(net, path, TINY_IMAGE_HW, TINY_POINTS, compact=compact)
     sd, report = state_dict_from_onnx(onnx.load(str(path)), tiny_config(), TINY_IMAGE_HW, TINY_POINTS)
     assert report["conv+BatchNorm folded"] == 24 and report["transposed"] > 0
     again = CrossI2PNet(tiny_config())
