@@ -21,6 +21,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 from tqdm import tqdm
 
+from crossi2p.calib_io import load_calibration_yaml
 from crossi2p.datasets.kitti import read_kitti_sequence
 from crossi2p.datasets.sample_folder import find_sample_folders, load_sample_folder
 from crossi2p.geometry import make_transform
@@ -51,6 +52,10 @@ def run_case(name: str, samples: list, T_gt: np.ndarray, args, cfg: RefinementCo
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--real", type=Path, help="folder of real sample folders (../shared/data/real)")
+    p.add_argument("--windows", action="store_true",
+                   help="also refine the real multi-frame scenes as windows: folders f0_X, f1_X, ... of "
+                        "one parent are one camera X over consecutive sweeps (ground truth: the rig's "
+                        "T_cam_lidar_static when the record has it)")
     p.add_argument("--sim", type=Path, help="a simulated KITTI-layout sequence folder")
     p.add_argument("--window", type=int, default=5, help="frames per simulated window")
     p.add_argument("--trials", type=int, default=3, help="prior draws per case")
@@ -59,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--nid-weight", type=float, default=None)
     p.add_argument("--edge-weight", type=float, default=None)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a RefinementConfig field (repeatable), e.g. --set histogram_bins=16")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
     cfg = RefinementConfig()
@@ -66,12 +73,32 @@ def main(argv: list[str] | None = None) -> int:
         cfg.nid_weight = args.nid_weight
     if args.edge_weight is not None:
         cfg.edge_weight = args.edge_weight
+    for item in args.set:
+        key, _, value = item.partition("=")
+        if not hasattr(cfg, key):
+            print(f"bench_refinement: --set {item}: RefinementConfig has no field {key!r}", file=sys.stderr)
+            return 1
+        old = getattr(cfg, key)
+        setattr(cfg, key, type(old)(eval(value)) if isinstance(old, tuple) else type(old)(value))
     rng = np.random.default_rng(args.seed)
     cases = []
     if args.real:
         for folder in find_sample_folders(args.real):
             s = load_sample_folder(folder)
             cases.append((str(folder.relative_to(args.real)), [s], s.T_cam_lidar))
+    if args.real and args.windows:
+        groups: dict[tuple, list[Path]] = {}
+        for folder in find_sample_folders(args.real):
+            head, _, cam = folder.name.partition("_")
+            if head[:1] == "f" and head[1:].isdigit() and cam:
+                groups.setdefault((folder.parent, cam), []).append(folder)
+        for (parent, cam), folders in sorted(groups.items()):
+            if len(folders) < 2:
+                continue
+            samples = [load_sample_folder(f) for f in folders]
+            static = load_calibration_yaml(folders[0] / "calib.yaml").metadata.get("T_cam_lidar_static")
+            T_gt = np.asarray(static, float) if static is not None else samples[0].T_cam_lidar
+            cases.append((f"{parent.relative_to(args.real)}/{cam}x{len(samples)}", samples, T_gt))
     if args.sim:
         seq = read_kitti_sequence(args.sim)
         samples = [seq[i] for i in range(min(args.window, len(seq)))]
@@ -96,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
                "accepted_rre_deg_median": float(np.median([r["searched_rre_deg"] for r in acc])) if acc else None,
                "accepted_worse_than_start": sum(r["searched_rre_deg"] > r["start_rre_deg"] for r in acc),
                "time_s_median": float(np.median([r["time_s"] for r in rows])),
-               "config": {"nid_weight": cfg.nid_weight, "edge_weight": cfg.edge_weight},
+               "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(cfg).items()},
                "prior": {"max_deg": args.max_deg, "max_m": args.max_m, "seed": args.seed}}
     print(json.dumps(summary, indent=1))
     if args.json:

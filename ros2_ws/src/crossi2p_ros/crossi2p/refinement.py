@@ -77,7 +77,7 @@ class RefinementConfig:
 
     max_width_px: int = 1024
     """Images wider than this are scaled down to it first (speed)."""
-    sigmas_px: tuple[float, ...] = (16.0, 8.0, 4.0, 2.0)
+    sigmas_px: tuple[float, ...] = (4.0, 2.0)
     """Gaussian blur per level, coarse to fine, in pixels at 1000 px image width (scaled with
     the working width)."""
     histogram_bins: int = 24
@@ -90,6 +90,10 @@ class RefinementConfig:
     """Random subsample of the points in view kept per frame for the NID (speed)."""
     max_edge_points_per_frame: int = 3000
     """Strongest depth-edge points kept per frame."""
+    max_window_points: int = 30000
+    """Points of the whole window used by the NID, shared out evenly over its frames (speed)."""
+    max_window_edge_points: int = 10000
+    """Depth-edge points of the whole window, shared out evenly over its frames (speed)."""
     canny_high_percentile: float = 92.0
     """Canny's high threshold: this percentile of the image's gradient magnitude."""
     canny_low_ratio: float = 0.4
@@ -116,20 +120,31 @@ class RefinementConfig:
     """The result stays within this rotation of the start (the search box; a prior's bound)."""
     max_translation_m: float = 0.5
     """The result stays within this translation of the start, per axis (the search box)."""
+    prior_weight: float = 0.005
+    """Weight of the start as a prior: ``prior_weight * (|d_rot| / max_rotation)^2 +
+    sum_axes (d_t / max_translation)^2`` is added to the cost (MAP instead of ML: far minima of a
+    noisy single-frame objective, and translation along poorly observed axes, stay near it)."""
     grid_rotation_deg: float = 4.0
     """Half-width of the rotation grid searched around the start on the widest level."""
     grid_steps: int = 5
     """Grid points per rotation axis (odd: the start itself is one of them)."""
-    multi_starts: int = 3
+    multi_starts: int = 6
     """Best grid seeds refined on the widest level."""
     max_evaluations_per_level: int = 250
     """Nelder-Mead objective evaluations per level and seed."""
-    full_pose_levels: int = 2
+    full_pose_levels: int = 1
     """The finest levels on which translation is searched too (rotation only before them)."""
     min_points_in_view: int = 500
     """Observability: fewer LiDAR points in view over the window is degenerate."""
     min_improvement: float = 1e-5
     """The finest-level objective must drop by at least this much below its start value."""
+    ambiguity_deg: float = 1.0
+    """Two search results farther apart than this rotation (or ``ambiguity_m``) are distinct."""
+    ambiguity_m: float = 0.1
+    """... or than this translation along an axis."""
+    min_ambiguity_margin: float = 0.005
+    """A distinct other solution must cost at least this much more than the best, else the
+    window is ambiguous (several poses explain it alike) and the result is not accepted."""
     max_std_rotation_deg: float = 0.5
     """Observability: a rotation standard deviation above this is degenerate."""
     max_std_translation_m: float = 0.2
@@ -192,6 +207,8 @@ class RefinementResult:
     """Depth-edge points over the window."""
     evaluations: int = 0
     """Objective evaluations spent."""
+    ambiguity_margin: float | None = None
+    """Cost of the best distinct other solution minus the best one's (None: no distinct one)."""
     time_s: float = 0.0
     """Wall time of ``refine_extrinsic`` (excluding ``prepare_frame``)."""
     std_m: np.ndarray = field(default_factory=lambda: np.full(3, np.nan))
@@ -375,12 +392,21 @@ class _Stack:
         inside = front & (u >= 0) & (u <= self.w_img - 1) & (v >= 0) & (v <= self.h_img - 1)
         return u, v, inside
 
-    def sample(self, T: np.ndarray, level: int) -> tuple[np.ndarray, np.ndarray]:
-        """(N,) image value under every point at ``level`` and (N,) in-image mask."""
+    def sample(self, T: np.ndarray, level: int, stacks: Sequence[np.ndarray] | None = None
+               ) -> tuple[list[np.ndarray], np.ndarray]:
+        """Image values under every point at ``level`` (one (N,) array per stack, default this
+        one's images) and the (N,) in-image mask. Bilinear, with cv2.remap (fast)."""
         u, v, inside = self.project(T)
-        rows = np.where(inside, v + self.row0, -10.0)
-        cols = np.where(inside, u, -10.0)
-        return ndimage.map_coordinates(self.stack[level], [rows, cols], order=1, mode="constant"), inside
+        rows = np.where(inside, v + self.row0, -10.0).astype(np.float32)[None]
+        cols = np.where(inside, u, -10.0).astype(np.float32)[None]
+        stacks = stacks if stacks is not None else [self.stack]
+        if stacks[0].shape[1] < 32767:                 # cv2.remap's limit on the image size
+            out = [cv2.remap(st[level], cols, rows, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)[0]
+                   for st in stacks]
+        else:
+            out = [ndimage.map_coordinates(st[level], [rows[0], cols[0]], order=1, mode="constant")
+                   for st in stacks]
+        return out, inside
 
     def cells(self, T: np.ndarray, c: int) -> np.ndarray:
         """(N,) cluster id of every point: frame x (c x c image cell) under ``T``."""
@@ -406,18 +432,35 @@ class _Window:
         if not frames:
             return
         Ks = [f.K for f in frames]
-        self.pts = _Stack([f.points for f in frames], Ks, [f.gray_levels for f in frames])
-        self.intensity = np.concatenate([f.intensity for f in frames])
-        self.surface = _Stack([f.points for f in frames], Ks, [f.edge_maps for f in frames])
-        self.edges = _Stack([f.edge_points for f in frames], Ks, [f.edge_maps for f in frames])
-        self.edge_w = np.concatenate([f.edge_weights for f in frames])
+        # The window's point budget (speed: the cost is linear in it), shared out evenly.
+        rng = np.random.default_rng(cfg.seed)
+        pick = [self._budget(len(f.points), cfg.max_window_points // len(frames), rng) for f in frames]
+        epick = [self._budget(len(f.edge_points), cfg.max_window_edge_points // len(frames), rng) for f in frames]
+        points = [f.points[i] for f, i in zip(frames, pick)]
+        self.pts = _Stack(points, Ks, [f.gray_levels for f in frames])
+        self.intensity = np.concatenate([f.intensity[i] for f, i in zip(frames, pick)])
+        self.surface = _Stack(points, Ks, [f.edge_maps for f in frames])  # same points: its stack only
+        self.edges = _Stack([f.edge_points[i] for f, i in zip(frames, epick)], Ks, [f.edge_maps for f in frames])
+        self.edge_w = np.concatenate([f.edge_weights[i] for f, i in zip(frames, epick)])
         self.bins = cfg.histogram_bins
+
+    @staticmethod
+    def _budget(n: int, budget: int, rng: np.random.Generator) -> np.ndarray:
+        """Sorted indices of at most ``budget`` of ``n`` items (all of them when they fit)."""
+        if n <= budget:
+            return np.arange(n)
+        return np.sort(rng.choice(n, max(budget, 1), replace=False))
 
     def samples(self, T: np.ndarray, level: int) -> tuple:
         """Everything the cost needs at ``T`` (so that re-weighted costs need no re-projection)."""
-        g, inside = self.pts.sample(T, level)
-        s, _ = self.surface.sample(T, level)
-        e, e_in = self.edges.sample(T, level) if len(self.edge_w) else (np.zeros(0), np.zeros(0, bool))
+        if not self.cfg.edge_weight:
+            (g,), inside = self.pts.sample(T, level)
+            return g, inside, np.zeros(0), np.zeros(0), np.zeros(0, bool)
+        (g, s), inside = self.pts.sample(T, level, [self.pts.stack, self.surface.stack])
+        if len(self.edge_w):
+            (e,), e_in = self.edges.sample(T, level)
+        else:
+            e, e_in = np.zeros(0), np.zeros(0, bool)
         return g, inside, s, e, e_in
 
     def cost_of(self, samples: tuple, w_pts: np.ndarray | None = None, w_edges: np.ndarray | None = None) -> float:
@@ -427,6 +470,9 @@ class _Window:
         if (inside * wp).sum() < 10:
             return 2.0
         nid = self._nid(self.intensity, g, inside, wp) if self.cfg.nid_weight else 0.0
+        kept = float((inside * wp).sum()) / float(wp.sum())
+        if kept < 0.5:                                   # most of the point set left the image
+            nid += 0.5 - kept
         contrast = 0.0
         if self.cfg.edge_weight and len(e):
             we = self.edge_w if w_edges is None else self.edge_w * w_edges
@@ -436,23 +482,25 @@ class _Window:
         return self.cfg.nid_weight * nid - self.cfg.edge_weight * contrast
 
     def _nid(self, x: np.ndarray, y: np.ndarray, inside: np.ndarray, w: np.ndarray) -> float:
-        """NID of (x, y) in [0, 1]^2 with weights ``w``, soft (bilinear) binning.
+        """NID of the (x, y) pairs in [0, 1]^2 of the points inside the image, weights ``w``,
+        soft (bilinear) binning.
 
-        Points outside the image go to one extra grey bin of their own instead of being dropped:
-        the point set is the same for every pose, so a pose cannot lower the NID by pushing the
-        points that disagree out of the image."""
+        Only points inside the image take part. (Giving the points that leave it a grey bin of
+        their own was tried and is wrong: a pose that pushes a homogeneous group, e.g. the road,
+        out of the image then *gains* information, and the search finds such poses.) The point
+        set is fixed by ``prepare_frame`` to points well inside the image at the start, so few
+        leave within the search box; a pose that loses more than half of them is penalised in
+        ``cost_of``."""
         b = self.bins
         fx, fy = x * (b - 1), np.clip(y, 0.0, 1.0) * (b - 1)
         ix, iy = np.minimum(fx.astype(int), b - 2), np.minimum(fy.astype(int), b - 2)
         ax, ay = fx - ix, fy - iy
-        nb = b + 1                                  # grey bins + the "outside the image" bin
-        hist = np.zeros(b * nb)
+        hist = np.zeros(b * b)
         wi = w * inside
         for dx, wx in ((0, 1 - ax), (1, ax)):
             for dy, wy in ((0, 1 - ay), (1, ay)):
-                hist += np.bincount((ix + dx) * nb + iy + dy, weights=wi * wx * wy, minlength=b * nb)
-            hist += np.bincount((ix + dx) * nb + b, weights=w * ~inside * wx, minlength=b * nb)
-        p = hist.reshape(b, nb) / hist.sum()
+                hist += np.bincount((ix + dx) * b + iy + dy, weights=wi * wx * wy, minlength=b * b)
+        p = hist.reshape(b, b) / hist.sum()
         h_xy = _entropy(p)
         if h_xy <= 0:
             return 1.0
@@ -595,11 +643,13 @@ def refine_extrinsic(frames: Sequence[PreparedFrame], T_start: np.ndarray,
         return np.array([a * depth] * 3 + [a] * 3)
 
     def bounded(Tc: np.ndarray, level: int) -> float:
-        """The objective, plus a penalty outside the search box around the start."""
-        d_rot = Rotation.from_matrix(Tc[:3, :3] @ R0inv).magnitude()
-        d_t = np.abs(Tc[:3, 3] - T_start[:3, 3]).max()
-        excess = max(d_rot / max_rot - 1.0, d_t / cfg.max_translation_m - 1.0, 0.0)
-        return win.cost(Tc, level) + (1.0 + excess if excess > 0 else 0.0)
+        """The objective, plus the prior term (a quadratic in the distance from the start,
+        normalised by the search box) and a wall outside the box."""
+        d_rot = Rotation.from_matrix(Tc[:3, :3] @ R0inv).magnitude() / max_rot
+        d_t = np.abs(Tc[:3, 3] - T_start[:3, 3]) / cfg.max_translation_m
+        excess = max(d_rot - 1.0, d_t.max() - 1.0, 0.0)
+        prior = cfg.prior_weight * (d_rot**2 + float(d_t @ d_t))
+        return win.cost(Tc, level) + prior + (1.0 + excess if excess > 0 else 0.0)
 
     # 3a. rotation grid on the widest level (multi-start)
     g = np.radians(np.linspace(-cfg.grid_rotation_deg, cfg.grid_rotation_deg, cfg.grid_steps))
@@ -637,13 +687,22 @@ def refine_extrinsic(frames: Sequence[PreparedFrame], T_start: np.ndarray,
 
     starts = [T_start] + [make_transform(Rotation.from_rotvec(grid[k]), np.zeros(3)) @ T_start
                           for _, k in seeds[:cfg.multi_starts] if np.any(grid[k])]
-    T = min((descend(Ts) for Ts in starts), key=lambda r: r[1])[0]
+    ends = sorted((descend(Ts) for Ts in starts), key=lambda r: r[1])
+    T = ends[0][0]
+    # Ambiguity: the best other solution farther than ambiguity_deg / ambiguity_m from the best.
+    far = [f for Te, f in ends[1:]
+           if Rotation.from_matrix(Te[:3, :3] @ T[:3, :3].T).magnitude() > np.radians(cfg.ambiguity_deg)
+           or np.abs(Te[:3, 3] - T[:3, 3]).max() > cfg.ambiguity_m]
+    res.ambiguity_margin = float(far[0] - ends[0][1]) if far else None
     res.evaluations = evals
     res.cost_final = win.cost(T, finest)
     res.T_cam_lidar, res.T_searched = T, T.copy()
     # 4. honest output
     if not res.cost_final < res.cost_start - cfg.min_improvement:
         return done(f"objective not better than its start ({res.cost_final:.5f} vs {res.cost_start:.5f})")
+    if res.ambiguity_margin is not None and res.ambiguity_margin < cfg.min_ambiguity_margin:
+        return done(f"ambiguous: another solution more than {cfg.ambiguity_deg} deg / {cfg.ambiguity_m} m away "
+                    f"is within {res.ambiguity_margin:.4f} of the best cost (need {cfg.min_ambiguity_margin})")
     if win.in_view(T) < cfg.min_points_in_view:
         return done(f"degenerate window: {win.in_view(T)} LiDAR points in view at the result, "
                     f"need {cfg.min_points_in_view}")
