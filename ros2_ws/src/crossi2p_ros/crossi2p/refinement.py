@@ -121,9 +121,10 @@ class RefinementConfig:
     max_translation_m: float = 0.5
     """The result stays within this translation of the start, per axis (the search box)."""
     prior_weight: float = 0.005
-    """Weight of the start as a prior: ``prior_weight * (|d_rot| / max_rotation)^2 +
-    sum_axes (d_t / max_translation)^2`` is added to the cost (MAP instead of ML: far minima of a
-    noisy single-frame objective, and translation along poorly observed axes, stay near it)."""
+    """Weight of the start as a prior: ``prior_weight / frames * ((|d_rot| / max_rotation)^2 +
+    sum_axes (d_t / max_translation)^2)`` is added to the cost (MAP instead of ML: far minima of
+    a noisy single-frame objective, and translation along poorly observed axes, stay near it;
+    a window of many frames outweighs it)."""
     grid_rotation_deg: float = 4.0
     """Half-width of the rotation grid searched around the start on the widest level."""
     grid_steps: int = 5
@@ -636,6 +637,9 @@ def refine_extrinsic(frames: Sequence[PreparedFrame], T_start: np.ndarray,
     width = float(np.median(win.pts.w_img))
     R0inv = T_start[:3, :3].T
     max_rot = np.radians(cfg.max_rotation_deg)
+    # The data term is a mean over the window's points (it does not grow with the frames), so
+    # the prior's weight shrinks as 1 / frames: a MAP estimate whose likelihood counts frames.
+    prior_weight = cfg.prior_weight / len(win.frames)
     evals = 0
 
     def scale_for(level: int) -> np.ndarray:
@@ -648,7 +652,7 @@ def refine_extrinsic(frames: Sequence[PreparedFrame], T_start: np.ndarray,
         d_rot = Rotation.from_matrix(Tc[:3, :3] @ R0inv).magnitude() / max_rot
         d_t = np.abs(Tc[:3, 3] - T_start[:3, 3]) / cfg.max_translation_m
         excess = max(d_rot - 1.0, d_t.max() - 1.0, 0.0)
-        prior = cfg.prior_weight * (d_rot**2 + float(d_t @ d_t))
+        prior = prior_weight * (d_rot**2 + float(d_t @ d_t))
         return win.cost(Tc, level) + prior + (1.0 + excess if excess > 0 else 0.0)
 
     # 3a. rotation grid on the widest level (multi-start)
