@@ -8,7 +8,7 @@ from scipy.spatial.transform import Rotation
 from crossi2p.camera import CameraModel
 from crossi2p.geometry import make_transform, transform_points
 from crossi2p.metrics import registration_error
-from crossi2p.refinement import (RefinementConfig, image_edge_maps, lidar_depth_edges, prepare_frame,
+from crossi2p.refinement import (RefinementConfig, alignment_check, image_edge_maps, lidar_depth_edges, prepare_frame,
                                  refine_extrinsic, refinement_cost)
 
 W, H = 640, 400
@@ -134,3 +134,12 @@ def test_bad_inputs_are_refused_with_the_name():
         refine_extrinsic([], T_GT)
     with pytest.raises(ValueError, match="T_start"):
         refine_extrinsic([prepare_frame(img, pts, CAMERA, T_GT)], np.eye(3))
+
+
+def test_alignment_check_passes_at_the_truth_and_fails_far_from_it():
+    img, pts = _scene()
+    cfg = RefinementConfig()
+    assert alignment_check(prepare_frame(img, pts, CAMERA, T_GT, cfg), T_GT, config=cfg).passed
+    T_far = make_transform(Rotation.from_rotvec(np.radians([0, 20.0, 0])), np.zeros(3)) @ T_GT
+    far = alignment_check(prepare_frame(img, pts, CAMERA, T_far, cfg), T_far, config=cfg)
+    assert not far.passed and "agree no better" in far.reason

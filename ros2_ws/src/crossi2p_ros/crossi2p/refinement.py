@@ -67,7 +67,7 @@ from .camera import CameraModel
 from .geometry import check_transform, make_transform, transform_points
 from .preprocess import undistort_to_pinhole
 
-__all__ = ["RefinementConfig", "PreparedFrame", "RefinementResult", "prepare_frame",
+__all__ = ["RefinementConfig", "PreparedFrame", "RefinementResult", "AlignmentCheck", "alignment_check", "prepare_frame",
            "refine_extrinsic", "refinement_cost", "lidar_depth_edges", "image_edge_maps"]
 
 
@@ -338,7 +338,10 @@ def prepare_frame(image_rgb: np.ndarray, points: np.ndarray, camera: CameraModel
         pin = pin.resized(w, h)
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     sigmas = [s * pin.width / 1000.0 for s in cfg.sigmas_px]
-    edge_maps = image_edge_maps(gray, sigmas, cfg.canny_high_percentile, cfg.canny_low_ratio)
+    if cfg.edge_weight:
+        edge_maps = image_edge_maps(gray, sigmas, cfg.canny_high_percentile, cfg.canny_low_ratio)
+    else:                                   # the edge term is off: skip its (costly) inputs
+        edge_maps = np.zeros((len(sigmas),) + gray.shape, np.float32)
     eq = cv2.equalizeHist(gray).astype(np.float32) / 255.0
     gray_levels = np.stack([cv2.GaussianBlur(eq, (0, 0), s) for s in sigmas])
     # points for the NID: finite, in range, can be in view; rank-normalised intensity
@@ -351,7 +354,10 @@ def prepare_frame(image_rgb: np.ndarray, points: np.ndarray, camera: CameraModel
         P = P[np.sort(rng.choice(len(P), cfg.max_points_per_frame, replace=False))]
     inten = np.nan_to_num(P[:, 3]) if P.shape[1] >= 4 else np.zeros(len(P))
     inten = (rankdata(inten) - 0.5) / max(len(inten), 1) if len(inten) else inten
-    e_pts, e_w = lidar_depth_edges(np.asarray(points)[:, :3], T_start, cfg)
+    if cfg.edge_weight:
+        e_pts, e_w = lidar_depth_edges(np.asarray(points)[:, :3], T_start, cfg)
+    else:
+        e_pts, e_w = np.zeros((0, 3)), np.zeros(0)
     keep = _in_view_mask(e_pts, T_start, pin.K, pin.width, pin.height, cfg.view_margin) if len(e_pts) else []
     e_pts, e_w = (e_pts[keep], e_w[keep]) if len(e_pts) else (e_pts, e_w)
     if len(e_pts) > cfg.max_edge_points_per_frame:
@@ -722,3 +728,58 @@ def refine_extrinsic(frames: Sequence[PreparedFrame], T_start: np.ndarray,
         return done(f"unobservable in this window: {worst} (limits {cfg.max_std_rotation_deg} deg, "
                     f"{cfg.max_std_translation_m} m)")
     return done()
+
+
+# ----------------------------------------------------------------------------- validity
+@dataclass
+class AlignmentCheck:
+    """Result of ``alignment_check``."""
+
+    passed: bool
+    margin: float
+    """Lowest cost among the offset poses minus the cost at the estimate (> 0: the estimate
+    explains the image better than every pose around it)."""
+    reason: str = ""
+
+
+def alignment_check(frame: PreparedFrame, T_cam_lidar: np.ndarray, offset_deg: float = 3.0,
+                    offset_m: float = 0.3, min_margin: float = 0.0,
+                    config: RefinementConfig | None = None) -> AlignmentCheck:
+    """Does the image agree with the LiDAR at ``T_cam_lidar`` better than at poses around it?
+
+    A training-free check of a per-frame estimate: the objective (finest level) at the estimate
+    must be lower, by ``min_margin``, than at each of the 12 poses rotated by ``offset_deg`` about
+    +-x, +-y, +-z (camera centre) or shifted by ``offset_m`` along +-x, +-y. A wrong estimate
+    (tens of degrees off: the network on a sensor it never saw) sits on no such minimum; a
+    right one, within about half the offset of the truth, does.
+
+    Args:
+        frame: from ``prepare_frame`` (with ``T_start`` = the estimate).
+        T_cam_lidar: (4, 4) the estimate.
+    Returns:
+        ``AlignmentCheck``; ``passed`` False with the reason when not.
+    """
+    cfg = config or RefinementConfig()
+    T = check_transform(T_cam_lidar, "T_cam_lidar")
+    win = _Window([frame], cfg)
+    if not win.frames or win.in_view(T) < cfg.min_points_in_view:
+        n = win.in_view(T) if win.frames else 0
+        return AlignmentCheck(False, float("nan"), f"{n} LiDAR points in view, need {cfg.min_points_in_view}")
+    finest = win.levels - 1
+    c0 = win.cost(T, finest)
+    offsets = []
+    for axis in range(3):
+        for sign in (-1.0, 1.0):
+            rv = np.zeros(3)
+            rv[axis] = sign * np.radians(offset_deg)
+            offsets.append(make_transform(Rotation.from_rotvec(rv), np.zeros(3)) @ T)
+            if axis < 2:
+                d = np.zeros(3)
+                d[axis] = sign * offset_m
+                offsets.append(make_transform(np.eye(3), d) @ T)
+    margin = min(win.cost(To, finest) for To in offsets) - c0
+    if margin > min_margin:
+        return AlignmentCheck(True, float(margin))
+    return AlignmentCheck(False, float(margin),
+                          f"image and LiDAR agree no better at the estimate than {offset_deg} deg / "
+                          f"{offset_m} m away (margin {margin:.4f}, need > {min_margin})")

@@ -21,6 +21,7 @@ from .camera import CameraModel
 from .geometry import check_transform, make_transform, transform_points
 from .model_card import GRAPH_INPUTS, GRAPH_OUTPUTS, ModelCard, sha256_of_file
 from .preprocess import PreprocessConfig, preprocess_frame
+from .refinement import RefinementConfig, alignment_check, prepare_frame
 
 ExecutionProvider = Literal["auto", "cuda", "cpu"]
 
@@ -51,6 +52,19 @@ class RuntimeConfig:
     """Also solve cv2.solvePnPRansac on the graph's correspondences (a second estimate)."""
     ransac_reprojection_px: float = 3.0
     """RANSAC inlier threshold in preprocessed-image pixels."""
+    alignment_check: bool = True
+    """A frame that passed the checks above must also pass ``refinement.alignment_check``: image
+    and LiDAR (NID of intensity) agree better at the estimate than at every pose
+    ``alignment_offset_deg`` / ``alignment_offset_m`` around it. Training-free, so it holds on
+    sensors the network never saw (docs/benchmarks.md: wrong-but-valid frames)."""
+    alignment_offset_deg: float = 3.0
+    """Rotation offset of the poses the estimate is compared with (degrees)."""
+    alignment_offset_m: float = 0.3
+    """Translation offset of the poses the estimate is compared with (metres)."""
+    alignment_min_margin: float = 0.0002
+    """The estimate's cost must be lower than every offset pose's by more than this."""
+    alignment_max_width_px: int = 640
+    """Image width the check works at (speed)."""
     seed: int = 0
     """Seed of the point subsampling (fixed: the same frame gives the same estimate)."""
 
@@ -76,7 +90,9 @@ class FrameEstimate:
     T_cam_lidar_ransac: np.ndarray | None = None
     """(4, 4) cross-check estimate from cv2.solvePnPRansac (when enabled and solvable)."""
     latency_ms: dict = field(default_factory=dict)
-    """Per stage: preprocess, graph, post (milliseconds)."""
+    """Per stage: preprocess, graph, post (milliseconds; post includes the alignment check)."""
+    alignment_margin: float | None = None
+    """``refinement.alignment_check`` margin (None: not run)."""
 
 
 class ModelLoadError(RuntimeError):
@@ -182,11 +198,24 @@ class CalibrationRuntime:
         outputs = dict(zip(GRAPH_OUTPUTS, self.session.run(list(GRAPH_OUTPUTS), pc_inputs)))
         t2 = time.perf_counter()
         result = self._postprocess(outputs, frame, camera)
+        if result.valid and self.config.alignment_check:
+            self._check_alignment(result, image_rgb, points, camera)
         t3 = time.perf_counter()
         result.latency_ms = {"preprocess": 1e3 * (t1 - t0), "graph": 1e3 * (t2 - t1), "post": 1e3 * (t3 - t2)}
         return result
 
     # ----------------------------------------------------------------------------- internals
+    def _check_alignment(self, est: FrameEstimate, image_rgb, points, camera: CameraModel) -> None:
+        """Mark ``est`` invalid when image and LiDAR do not agree at it (RuntimeConfig.alignment_*)."""
+        cfg = self.config
+        rcfg = RefinementConfig(max_width_px=cfg.alignment_max_width_px, seed=cfg.seed)
+        frame = prepare_frame(image_rgb, points, camera, est.T_cam_lidar, rcfg)
+        check = alignment_check(frame, est.T_cam_lidar, cfg.alignment_offset_deg, cfg.alignment_offset_m,
+                                cfg.alignment_min_margin, rcfg)
+        est.alignment_margin = check.margin
+        if not check.passed:
+            est.valid, est.reason = False, f"alignment check: {check.reason}"
+
     def _preprocess(self, image_rgb, points, camera):
         pts = np.asarray(points, dtype=np.float32)
         if pts.ndim != 2 or pts.shape[1] < 3:
