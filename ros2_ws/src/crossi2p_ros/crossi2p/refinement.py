@@ -748,7 +748,7 @@ def alignment_check(frame: PreparedFrame, T_cam_lidar: np.ndarray, offset_deg: f
     """Does the image agree with the LiDAR at ``T_cam_lidar`` better than at poses around it?
 
     A training-free check of a per-frame estimate: the objective (finest level) at the estimate
-    must be lower, by ``min_margin``, than at each of the 12 poses rotated by ``offset_deg`` about
+    must be lower, by ``min_margin``, than at each of the 10 poses rotated by ``offset_deg`` about
     +-x, +-y, +-z (camera centre) or shifted by ``offset_m`` along +-x, +-y. A wrong estimate
     (tens of degrees off: the network on a sensor it never saw) sits on no such minimum; a
     right one, within about half the offset of the truth, does.
