@@ -41,7 +41,8 @@ from crossi2p_ros.live_replay import pose_msg_T_cam_lidar
 
 from .conftest import spin_until
 from .test_calibration_node import image_msg, info_msg
-from .test_node_signals import NODE, assert_clean_exit, quick_card, start_node, stub_args  # noqa: F401 (fixtures)
+from .test_node_signals import (NODE, assert_clean_exit, assert_one_line_error_exit_1, quick_card,  # noqa: F401
+                                start_node, stub_args)
 
 PRIOR_BOUNDS = (5.0, 0.3)  # deg, m: tight enough that a 12 deg estimate is outside
 REFINEMENT_KEYS = ("stage", "refinement_accepted", "refinement_reason", "refinement_cost_start",
@@ -303,14 +304,7 @@ def test_refinement_disabled_never_runs(context, drive, prior_yaml):
 def test_prior_file_that_cannot_be_read_is_one_line_and_exit_code_1(start_node, tmp_path):  # noqa: F811
     missing = tmp_path / "missing.yaml"
     node = start_node("-p", f"prior_calibration:={missing}")
-    code = node.proc.wait(timeout=60.0)
-    for r in node._readers:
-        r.join(timeout=5.0)
-    errors = [line for line in node.stderr if "error" in line.lower()]
-    assert code == 1, node.output()
-    assert errors == [f"calibration_node: error: prior {missing}: file not found (expected a calibration YAML)\n"], \
-        node.output()
-    assert "Traceback" not in node.output()
+    assert_one_line_error_exit_1(node, f"prior {missing}: file not found (expected a calibration YAML)")
 
 
 def test_sigint_while_a_refinement_runs_exits_at_once_with_code_0(start_node, quick_card, drive,  # noqa: F811

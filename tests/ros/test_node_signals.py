@@ -139,6 +139,17 @@ def assert_clean_exit(node: NodeProcess, sig: int, moment: str) -> None:
     assert "Traceback" not in out and "Exception in thread" not in out, f"{name} {moment}:\n{out}"
 
 
+def assert_one_line_error_exit_1(node: NodeProcess, expected: str) -> None:
+    """The node exited with code 1, printed exactly ``expected`` as its one error line, and no traceback."""
+    code = node.proc.wait(timeout=60.0)
+    for r in node._readers:
+        r.join(timeout=5.0)
+    errors = [line for line in node.stderr if "error" in line.lower()]
+    assert code == 1, node.output()
+    assert errors == [f"calibration_node: error: {expected}\n"], node.output()
+    assert "Traceback" not in node.output()
+
+
 def stub_args(card: Path) -> list[str]:
     return ["-p", f"model_card:={card}", "-p", "qos:=reliable", "-p", "queue_depth:=50",
             "-p", "runtime.execution_provider:=cpu", "-p", "runtime.intra_op_threads:=1",
@@ -211,14 +222,7 @@ def test_signal_when_idle_exits_at_once_with_code_0(start_node, quick_card, sig)
 
 def test_model_that_fails_to_load_is_one_line_and_exit_code_1(start_node, tmp_path):
     node = start_node("-p", f"model_card:={tmp_path / 'missing.yaml'}")
-    code = node.proc.wait(timeout=60.0)
-    for r in node._readers:
-        r.join(timeout=5.0)
-    errors = [line for line in node.stderr if "error" in line.lower()]
-    assert code == 1, node.output()
-    assert errors == [f"calibration_node: error: model card {tmp_path / 'missing.yaml'}: file not found\n"], \
-        node.output()
-    assert "Traceback" not in node.output()
+    assert_one_line_error_exit_1(node, f"model card {tmp_path / 'missing.yaml'}: file not found")
 
 
 # ---------------------------------------------------------------------------- in-process: loading
