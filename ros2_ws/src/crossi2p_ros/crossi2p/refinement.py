@@ -1,4 +1,4 @@
-"""Training-free multi-frame refinement of ``T_cam_lidar``: mutual information and edge alignment.
+"""Training-free multi-frame refinement of ``T_cam_lidar``: normalised information distance (+ edges).
 
 The network gives a global estimate (decimetres, degrees); this stage takes a converged fused
 estimate, or a user's prior, to calibration grade. It has no learned weights, so it works on
@@ -16,34 +16,43 @@ here from the papers (no installable package provides them):
   score is contrasted with the same map sampled at the ordinary (non-edge) points, so landing the
   whole cloud on a textured region (foliage) gains nothing.
 
-``cost = NID - edge_weight * (mean edge nearness of edge points - mean of ordinary points)``,
-lower is better.
+``cost = nid_weight * NID - edge_weight * (mean edge nearness of edge points - mean of ordinary
+points)`` plus a weak prior term towards the start, lower is better. The defaults use the NID
+alone (``edge_weight = 0``): on the shared real samples the edge term made results worse
+(docs/benchmarks.md, section 8); it stays available and tested.
 
 Per frame, once (``prepare_frame``):
 
 1. The image is undistorted to its pinhole camera (``preprocess.undistort_to_pinhole``, the code
    the network's input uses, so every CameraInfo model works), scaled to at most
-   ``max_width_px``, turned grey and histogram-equalised; per level it is blurred with the
-   level's ``sigma`` (coarse to fine: the wide levels give the basin of convergence, the narrow
-   ones the accuracy), and Canny edges blurred the same way give the edge-nearness maps.
-2. The LiDAR points that can be in view around the start pose are kept (a random subsample of
-   ``max_points_per_frame``), their intensities rank-normalised per frame (so KITTI's 0-1,
-   nuScenes' 0-255 or a 16-bit Ouster all become uniform in [0, 1]); depth-discontinuity points
-   are found in the angular image seen from the camera (``lidar_depth_edges``).
+   ``max_width_px``, turned grey and histogram-equalised, and blurred with each level's
+   ``sigma`` (4 and 2 px at 1000 px width: wider blurs were tried and their minima lie away
+   from the truth); with the edge term on, scale-space Canny edges give the edge-nearness maps.
+2. The LiDAR points well inside the image at the start pose are kept (``view_margin``; a fixed
+   set, so a pose cannot improve the NID by pushing a group of points out of the image), a
+   random subsample of ``max_points_per_frame``, their intensities rank-normalised per frame (so
+   KITTI's 0-1, nuScenes' 0-255 or a 16-bit Ouster all become uniform in [0, 1]); with the edge
+   term on, depth-discontinuity points are found in the angular image seen from the camera
+   (``lidar_depth_edges``).
 
 Over the window (``refine_extrinsic``):
 
-3. A grid of rotations around the start on the widest level (multi-start); the
-   ``multi_starts`` best seeds refined with Nelder-Mead on that level; the best one refined level
-   by level. The pose is parametrised about the camera centre (``T = [Exp(phi) | rho] @ T0``) and
-   kept within ``max_rotation_deg`` / ``max_translation_m`` of the start (the prior's bounds).
+3. A grid of rotations around the start (``grid_rotation_deg``) scored on the first level; the
+   start and the ``multi_starts`` best grid seeds each descend the levels with Nelder-Mead
+   (rotation only, then the whole pose on the last ``full_pose_levels``), and the seeds are
+   compared on the finest level. The pose is parametrised about the camera centre
+   (``T = [Exp(phi) | rho] @ T0``) and kept within ``max_rotation_deg`` / ``max_translation_m``
+   of the start (the prior's bounds); the prior term's weight shrinks as 1 / frames.
 4. Honest output: the finest-level objective at the start and at the end (a result that is not
-   better than its start is never accepted); a covariance from a cluster bootstrap (clusters =
-   image cells of each frame, resampled with replacement; each replicate's optimum by one Newton
-   step with the finite-difference Hessian); an observability check (enough points and edges in
-   view; every direction of the pose constrained: standard deviations below ``max_std_*``). A
-   degenerate window (no texture, only flat ground, too few points) keeps the start, with the
-   reason.
+   better than its start is never accepted); ambiguity (a distinct other seed's result within
+   ``min_ambiguity_margin`` of the best: several poses explain the window alike); a covariance
+   from a cluster bootstrap (clusters = image cells of each frame, resampled with replacement;
+   each replicate's optimum by one Newton step with the finite-difference Hessian); an
+   observability check (enough points in view; every direction of the pose constrained:
+   standard deviations below ``max_std_*``). A degenerate window (no texture, only flat ground,
+   too few points) keeps the start, with the reason.
+
+``alignment_check`` reuses the objective as a per-frame validity test of a network estimate.
 
 Frames: points are in the LiDAR frame, ``T_cam_lidar`` maps them into the camera optical frame
 (REP 103: x right, y down, z forward); pixels follow OpenCV. The covariance order is
