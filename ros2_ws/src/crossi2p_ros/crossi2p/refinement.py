@@ -123,8 +123,9 @@ class RefinementConfig:
     """The opposite neighbour continues the surface when its range changes by less than this
     fraction of the jump."""
     view_margin: float = -0.12
-    """Points projecting within this fraction of the image size outside the image at the start
-    pose are kept (they may enter the image during the search)."""
+    """Points are kept when they project within this fraction of the image size beyond its border
+    at the start pose (negative: only points that far inside, so that few leave the image within
+    the search box and the NID's point set stays the same)."""
     max_rotation_deg: float = 8.0
     """The result stays within this rotation of the start (the search box; a prior's bound)."""
     max_translation_m: float = 0.5
