@@ -97,6 +97,7 @@ def test_binned_camera_info_accepts_the_binned_image_size(node):
     """A 128x96 calibration with binning 2: 64x48 images pair, 128x96 ones are refused with the reason."""
     node._on_camera_info(info_msg(1.0, binning=2, d=(-0.1, 0.01, 0, 0, 0)))
     frame_pair(node, 1.0, 64, 48)
+    assert node.wait_until_idle(0, 10.0)  # the worker's stub failure must not race the refusal below
     s = status(node)
     assert (s["bad_images"], s["pairs_in"]) == ("0", "1")
     cam = node._last_camera()
