@@ -99,7 +99,7 @@ class RefinementConfig:
     """Random subsample of the points in view kept per frame for the NID (speed)."""
     max_edge_points_per_frame: int = 3000
     """Strongest depth-edge points kept per frame."""
-    max_window_points: int = 30000
+    max_window_points: int = 20000
     """Points of the whole window used by the NID, shared out evenly over its frames (speed)."""
     max_window_edge_points: int = 10000
     """Depth-edge points of the whole window, shared out evenly over its frames (speed)."""
