@@ -10,6 +10,8 @@ from crossi2p.calib_io import kitti_calibration, load_calibration_yaml
 from crossi2p.datasets.nuscenes import read_nuscenes
 from crossi2p_ros.evaluate_bag import main
 
+from tests.conftest import SHARED_DATA
+
 from .conftest import write_simulated_bag
 from .test_calibration_node import MODEL_CARD, REPO
 
@@ -71,7 +73,7 @@ def test_corrupt_bags_and_foreign_ground_truth_exit_1_with_one_line(drive_bag, t
 
 
 # ----------------------------------------------------------------------------- other recordings
-SHARED_KITTI = REPO.parent / "shared" / "data" / "real" / "kitti_000000"
+SHARED_KITTI = SHARED_DATA / "real" / "kitti_000000"  # CROSSI2P_SHARED_DATA or ../shared/data
 NUSCENES_MINI = REPO / "tests" / "fixtures" / "nuscenes_mini"
 
 

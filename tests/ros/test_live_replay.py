@@ -95,6 +95,14 @@ def test_live_run_records_the_nodes_own_outputs_on_bag_time(replays, drive_bag):
     assert rec.tf_static and rec.poses
     assert registration_error(rec.tf_static_T_cam_lidar(), fused).rte_m < 1e-6
     assert registration_error(rec.pose_T_cam_lidar(), fused).rre_geodesic_deg < 1e-6
+    # The refinement figures of a live run are the node's own (counters, and its /tf_static when refined).
+    from crossi2p_ros.live_replay import node_refinement_summary
+
+    ref = node_refinement_summary(live)
+    assert ref["refinement_runs"] == int(rec.final_status["refinements_run"])
+    if rec.final_status.get("stage") == "refined":
+        expected = registration_error(rec.tf_static_T_cam_lidar(), live.frames[-1].T_gt)
+        assert ref["refined_rte_m"] == pytest.approx(expected.rte_m, abs=1e-9)
     # Nothing dropped with node pacing; the counters add up.
     c = rec.final_status
     assert c["pairs_dropped_busy"] == "0" and int(c["pairs_in"]) == int(c["frames_done"]) == len(live.frames)

@@ -303,3 +303,10 @@ def test_model_failing_in_the_background_is_reported_in_one_line(gated_loading, 
         executor.shutdown()
         node.destroy_node()
         context.try_shutdown()
+
+
+def test_help_prints_the_usage_and_parameters_without_starting_the_node():
+    out = subprocess.run([str(NODE), "--help"], capture_output=True, text=True, timeout=60.0)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("usage: calibration_node") and "model_card" in out.stdout
+    assert "subscribed" not in out.stdout + out.stderr

@@ -832,9 +832,28 @@ def _ignore_termination_signals() -> None:
         signal.signal(sig, signal.SIG_IGN)
 
 
+def _usage() -> str:
+    """``calibration_node --help``: how to run it and every parameter with its default."""
+    from .parameters import parameter_specs
+
+    lines = ["usage: calibration_node [--ros-args [-p NAME:=VALUE ...] [--params-file config/default.yaml]]",
+             "",
+             "Online camera-LiDAR calibration: pairs camera and LiDAR messages, runs the ONNX graph, fuses",
+             "and refines the per-frame estimates and publishes T_cam_lidar on tf (docs/parameters.md).",
+             "Exit code 0 after SIGINT/SIGTERM, 1 with a one-line error when the model or a parameter is refused.",
+             "", "parameters (default):"]
+    lines += [f"  {spec.name} ({spec.default!r})" for spec in parameter_specs()]
+    return "\n".join(lines)
+
+
 def main(args=None) -> int:
     """``calibration_node`` (module docstring, start-up and shutdown): exit code 0 after SIGINT or
     SIGTERM, 1 with a one-line error when the model or a parameter is refused."""
+    argv = sys.argv[1:] if args is None else list(args[1:])
+    ros_at = argv.index("--ros-args") if "--ros-args" in argv else len(argv)
+    if {"-h", "--help"} & set(argv[:ros_at]):  # before rclpy.init: --help must not start the node
+        print(_usage())
+        return 0
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # like SIGINT until rclpy takes over
     node, code = None, 0
     try:

@@ -475,9 +475,10 @@ def main(argv: list[str] | None = None) -> int:
     summary.update(bag=str(args.bag), model=runtime.card.name, source=source, mode=args.mode,
                    ground_truth=gt_source, ground_truth_T_cam_lidar=result.frames[-1].T_gt.tolist(), interrupted=False)
     if args.mode == "live":
-        from .live_replay import live_summary
+        from .live_replay import live_summary, node_refinement_summary
 
         summary["live"] = live_summary(result)
+        summary.update(node_refinement_summary(result))
     from .bag_report import write_report  # matplotlib only when reporting
 
     report_md = write_report(result, summary, args.report)
@@ -514,9 +515,10 @@ def _write_interrupted(args, result: ReplayResult, model: str, source: str, gt_s
                        ground_truth_T_cam_lidar=result.frames[-1].T_gt.tolist() if result.frames else None,
                        interrupted=True)
         if args.mode == "live":
-            from .live_replay import live_summary
+            from .live_replay import live_summary, node_refinement_summary
 
             summary["live"] = live_summary(result)
+            summary.update(node_refinement_summary(result))
         args.report.mkdir(parents=True, exist_ok=True)
         written = [args.report / "frames.csv", args.report / "summary.json"]
         write_frames_csv(result, written[0])

@@ -325,3 +325,25 @@ def live_summary(result: LiveReplayResult) -> dict:
     else:
         out.update(tf_static_T_cam_lidar=None, tf_static_rte_m=None, tf_static_rre_geodesic_deg=None)
     return out
+
+
+def node_refinement_summary(result: LiveReplayResult) -> dict:
+    """The refinement figures of a live run, read from what the node published: its diagnostics
+    counters (``refinements_run``, ``refinements_accepted``, ``refinement_reason``) and, when its
+    published stage is ``refined``, the error of its last /tf_static against the ground truth.
+    Keys as ``evaluate_bag``'s offline ``refined_*`` keys (``frames_to_refine`` stays null: the
+    node does not report the pair count of its first accepted run)."""
+    st = result.recording.final_status
+    runs = int(st.get("refinements_run") or 0)
+    out = {"refinement_runs": runs, "refinement_accepted_runs": int(st.get("refinements_accepted") or 0),
+           "refinement_last_reason": st.get("refinement_reason") or (None if not runs else ""),
+           "refinement_start": st.get("refinement_start_stage") or None}
+    T_tf = result.recording.tf_static_T_cam_lidar()
+    if st.get("stage") == "refined" and T_tf is not None and result.frames:
+        err = registration_error(T_tf, result.frames[-1].T_gt)
+        out.update(refined_rte_m=err.rte_m, refined_rre_geodesic_deg=err.rre_geodesic_deg,
+                   refined_rre_euler_sum_deg=err.rre_euler_sum_deg, refined_T_cam_lidar=T_tf.round(6).tolist(),
+                   estimate_kind="refined by the node (its /tf_static)",
+                   estimate_T_cam_lidar=T_tf.round(6).tolist(), estimate_rte_m=err.rte_m,
+                   estimate_rre_geodesic_deg=err.rre_geodesic_deg)
+    return out
