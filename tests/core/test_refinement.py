@@ -143,3 +143,12 @@ def test_alignment_check_passes_at_the_truth_and_fails_far_from_it():
     T_far = make_transform(Rotation.from_rotvec(np.radians([0, 20.0, 0])), np.zeros(3)) @ T_GT
     far = alignment_check(prepare_frame(img, pts, CAMERA, T_far, cfg), T_far, config=cfg)
     assert not far.passed and "agree no better" in far.reason
+
+
+def test_a_cloud_without_intensity_is_refused_by_the_nid_and_not_checked():
+    img, pts = _scene()
+    xyz = np.column_stack([pts[:, :3], np.zeros(len(pts), np.float32)])   # an x, y, z-only cloud
+    res = refine_extrinsic([prepare_frame(img, xyz, CAMERA, T_GT)], T_GT)
+    assert not res.accepted and "no intensity" in res.reason
+    check = alignment_check(prepare_frame(img, xyz, CAMERA, T_GT), T_GT)
+    assert check.passed and np.isnan(check.margin) and check.reason.startswith("not applicable")

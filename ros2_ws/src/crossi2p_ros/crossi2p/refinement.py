@@ -329,7 +329,8 @@ def prepare_frame(image_rgb: np.ndarray, points: np.ndarray, camera: CameraModel
     Args:
         image_rgb: (H, W, 3) uint8 RGB matching ``camera`` (distorted as captured).
         points: (N, 3+) LiDAR points ``x, y, z[, intensity]``, LiDAR frame, metres (no
-            intensity: the NID term sees a constant and only the edges count).
+            intensity: the NID term sees a constant; ``refine_extrinsic`` then refuses the window
+            unless the edge term is on).
         camera: the image's camera model (any CameraInfo model).
         T_start: (4, 4) start ``T_cam_lidar``; only used to keep the points that can be in view.
     Raises:
@@ -529,6 +530,14 @@ class _Window:
     def in_view(self, T: np.ndarray) -> int:
         return int(self.pts.project(T)[2].sum())
 
+    def blind(self) -> str | None:
+        """Why the objective cannot see anything in this window, or None: the NID needs LiDAR
+        intensity (a cloud without an intensity field reads as all zeros: the NID is 1 at every
+        pose), unless the edge term is on."""
+        if self.cfg.edge_weight or not self.cfg.nid_weight or np.ptp(self.intensity) > 0:
+            return None
+        return "the LiDAR points carry no intensity (the NID needs it; the edge term, edge_weight > 0, does not)"
+
 
 def _perturb(T0: np.ndarray, x: np.ndarray, scale: np.ndarray) -> np.ndarray:
     """``[Exp(phi) | rho] @ T0`` with ``(rho, phi) = x * scale`` (rotation about the camera centre)."""
@@ -641,6 +650,8 @@ def refine_extrinsic(frames: Sequence[PreparedFrame], T_start: np.ndarray,
         return done(f"degenerate window: no LiDAR point in view, need {cfg.min_points_in_view}")
     res.points_in_view = win.in_view(T_start)
     res.edge_points = int(win.edges.project(T_start)[2].sum()) if len(win.edge_w) else 0
+    if win.blind():
+        return done(f"degenerate window: {win.blind()}")
     if res.points_in_view < cfg.min_points_in_view:
         return done(f"degenerate window: {res.points_in_view} LiDAR points in view, need {cfg.min_points_in_view}")
     finest = win.levels - 1
@@ -767,11 +778,15 @@ def alignment_check(frame: PreparedFrame, T_cam_lidar: np.ndarray, offset_deg: f
         frame: from ``prepare_frame`` (with ``T_start`` = the estimate).
         T_cam_lidar: (4, 4) the estimate.
     Returns:
-        ``AlignmentCheck``; ``passed`` False with the reason when not.
+        ``AlignmentCheck``; ``passed`` False with the reason when not. A cloud without intensity
+        cannot be checked: it passes, with margin NaN and the reason "not applicable: ..." (the
+        network's own checks then decide alone, as before this check existed).
     """
     cfg = config or RefinementConfig()
     T = check_transform(T_cam_lidar, "T_cam_lidar")
     win = _Window([frame], cfg)
+    if win.frames and win.blind():
+        return AlignmentCheck(True, float("nan"), f"not applicable: {win.blind()}")
     if not win.frames or win.in_view(T) < cfg.min_points_in_view:
         n = win.in_view(T) if win.frames else 0
         return AlignmentCheck(False, float("nan"), f"{n} LiDAR points in view, need {cfg.min_points_in_view}")
