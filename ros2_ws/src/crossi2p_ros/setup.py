@@ -30,7 +30,9 @@ setup(
         ("share/" + package_name + "/models", _share("models", "*.onnx") + _share("models", "*.yaml")),
     ],
     install_requires=["setuptools", "numpy", "scipy", "opencv-python-headless", "pyyaml", "tqdm",
-                      "matplotlib", "onnxruntime", "rosbags"],
+                      "matplotlib", "onnxruntime",
+                      # the unfinished-MCAP reader relies on rosbags 0.11 internals (crossi2p.datasets.rosbag2)
+                      "rosbags>=0.11.9,<0.12"],
     zip_safe=True,
     maintainer="crossi2p_ros maintainers",
     maintainer_email="crossi2p@example.com",
