@@ -37,14 +37,28 @@ def _slow_loop(iterations: int) -> list:
         helper.make_node("Loop", ["trip_count", "keep_going", "x0"], ["loop_out"], body=body),
         helper.make_node("ReduceMean", ["loop_out"], ["loop_mean"], keepdims=1, axes=[0, 1]),
         helper.make_node("Reshape", ["loop_mean", "shape_1"], ["loop_scalar"]),
-        helper.make_node("Sigmoid", ["loop_scalar"], ["confidence"]),
+        helper.make_node("Sigmoid", ["loop_scalar"], ["confidence_raw"]),
     ]
 
 
-def write_stub_model(folder: Path, frame_iterations: int = 1) -> Path:
+def _slow_to_load(n: int) -> list:
+    """``n`` Mul + Relu pairs on ``prior_weight`` whose result is added (times 0) to the
+    confidence: nothing for onnxruntime to fold away, so creating a session walks all of them
+    (60,000 pairs: about 4 s on 2 cores), which gives a subprocess test a load to interrupt."""
+    nodes, prev = [], "prior_weight"
+    for i in range(n):
+        nodes += [helper.make_node("Mul", [prev, "one_f"], [f"slow_m{i}"]),
+                  helper.make_node("Relu", [f"slow_m{i}"], [f"slow_r{i}"])]
+        prev = f"slow_r{i}"
+    return nodes + [helper.make_node("Mul", [prev, "zero_f"], ["slow_zero"]),
+                    helper.make_node("Add", ["confidence_raw", "slow_zero"], ["confidence"])]
+
+
+def write_stub_model(folder: Path, frame_iterations: int = 1, load_nodes: int = 0) -> Path:
     """Write ``stub.onnx`` + ``stub.yaml`` (the shipped card's preprocessing) into ``folder``;
     returns the card path. ``frame_iterations``: matrix products per frame (10**8: a frame that
-    never ends within a test)."""
+    never ends within a test); ``load_nodes``: pairs of nodes that only make the session slow to
+    create (``_slow_to_load``)."""
     folder.mkdir(parents=True, exist_ok=True)
     shipped = ModelCard.load(SHIPPED_CARD)
     pre = shipped.preprocess
@@ -59,8 +73,10 @@ def write_stub_model(folder: Path, frame_iterations: int = 1) -> Path:
              numpy_helper.from_array(np.array([0, 2], np.int64), "end_uv"),
              numpy_helper.from_array(np.array([0, 1], np.int64), "end_w"),
              numpy_helper.from_array(np.array([1, 2], np.int64), "axes_12"),
-             numpy_helper.from_array(np.array([2], np.int64), "axis_2")]
-    nodes = _slow_loop(frame_iterations) + [
+             numpy_helper.from_array(np.array([2], np.int64), "axis_2"),
+             numpy_helper.from_array(np.ones(1, np.float32), "one_f"),
+             numpy_helper.from_array(np.zeros(1, np.float32), "zero_f")]
+    nodes = _slow_loop(frame_iterations) + _slow_to_load(load_nodes) + [
         helper.make_node("Identity", ["T_prior"], ["T_cam_lidar"]),
         helper.make_node("Identity", ["confidence"], ["inlier_ratio"]),
         helper.make_node("Slice", ["points", "zero_2", "end_xyz", "axes_12"], ["corr_points"]),
