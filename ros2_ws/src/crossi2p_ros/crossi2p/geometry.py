@@ -21,6 +21,7 @@ __all__ = [
     "check_transform",
     "se3_exp",
     "se3_log",
+    "skew",
 ]
 
 
@@ -102,7 +103,7 @@ def se3_exp(xi: np.ndarray) -> np.ndarray:
     xi = np.asarray(xi, dtype=np.float64).reshape(6)
     rho, phi = xi[:3], xi[3:]
     theta = np.linalg.norm(phi)
-    W = _skew(phi)
+    W = skew(phi)
     if theta < 1e-8:
         V = np.eye(3) + 0.5 * W
     else:
@@ -115,7 +116,7 @@ def se3_log(T: np.ndarray) -> np.ndarray:
     """Logarithm map of a 4x4 transform to a twist ``(rho(3), phi(3))``; inverse of ``se3_exp``."""
     phi = Rotation.from_matrix(T[:3, :3]).as_rotvec()
     theta = np.linalg.norm(phi)
-    W = _skew(phi)
+    W = skew(phi)
     if theta < 1e-8:
         V_inv = np.eye(3) - 0.5 * W
     else:
@@ -124,5 +125,6 @@ def se3_log(T: np.ndarray) -> np.ndarray:
     return np.concatenate([V_inv @ T[:3, 3], phi])
 
 
-def _skew(v: np.ndarray) -> np.ndarray:
+def skew(v: np.ndarray) -> np.ndarray:
+    """(3,) vector -> (3, 3) cross-product matrix ``[v]x`` (``[v]x @ w == cross(v, w)``)."""
     return np.array([[0.0, -v[2], v[1]], [v[2], 0.0, -v[0]], [-v[1], v[0], 0.0]])

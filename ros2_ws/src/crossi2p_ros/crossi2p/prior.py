@@ -25,10 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.spatial.transform import Rotation
 
 from .calib_io import load_calibration_yaml
-from .geometry import check_transform
+from .geometry import check_transform, rotation_angle_deg
 
 __all__ = ["DEFAULT_MAX_ROTATION_DEG", "DEFAULT_MAX_TRANSLATION_M", "Prior", "load_prior", "pose_distance",
            "prior_distance", "prior_violation"]
@@ -87,7 +86,7 @@ def pose_distance(T_a: np.ndarray, T_b: np.ndarray) -> tuple[float, float]:
     """``(rotation_deg, translation_m)`` between two (4, 4) ``T_cam_lidar``: the angle of
     ``R_a R_b^T`` and the largest per-axis difference of their translations (camera frame)."""
     A, B = np.asarray(T_a, dtype=np.float64), np.asarray(T_b, dtype=np.float64)
-    rot = float(np.degrees(Rotation.from_matrix(A[:3, :3] @ B[:3, :3].T).magnitude()))
+    rot = rotation_angle_deg(A[:3, :3] @ B[:3, :3].T)
     return rot, float(np.abs(A[:3, 3] - B[:3, 3]).max())
 
 

@@ -73,8 +73,9 @@ from scipy.spatial.transform import Rotation
 from scipy.stats import rankdata
 
 from .camera import CameraModel
-from .geometry import check_transform, make_transform, transform_points
+from .geometry import check_transform, make_transform, rotation_angle_deg, skew, transform_points
 from .preprocess import undistort_to_pinhole
+from .prior import pose_distance
 
 __all__ = ["RefinementConfig", "PreparedFrame", "RefinementResult", "AlignmentCheck", "alignment_check", "prepare_frame",
            "refine_extrinsic", "refinement_cost", "lidar_depth_edges", "image_edge_maps"]
@@ -82,7 +83,8 @@ __all__ = ["RefinementConfig", "PreparedFrame", "RefinementResult", "AlignmentCh
 
 @dataclass
 class RefinementConfig:
-    """Parameters of the training-free refinement (ROS parameters map onto these 1:1)."""
+    """Parameters of the training-free refinement (the node's ``refinement_*`` parameters set its
+    schedule, ``crossi2p_ros.pipeline.RefinementScheduleConfig``; these keep their defaults there)."""
 
     max_width_px: int = 1024
     """Images wider than this are scaled down to it first (speed)."""
@@ -136,11 +138,11 @@ class RefinementConfig:
     a noisy single-frame objective, and translation along poorly observed axes, stay near it;
     a window of many frames outweighs it)."""
     grid_rotation_deg: float = 4.0
-    """Half-width of the rotation grid searched around the start on the widest level."""
+    """Half-width of the rotation grid around the start, scored on the first level."""
     grid_steps: int = 5
     """Grid points per rotation axis (odd: the start itself is one of them)."""
     multi_starts: int = 6
-    """Best grid seeds refined on the widest level."""
+    """Best grid seeds that descend all levels (with the start itself); compared on the finest."""
     max_evaluations_per_level: int = 250
     """Nelder-Mead objective evaluations per level and seed."""
     full_pose_levels: int = 1
@@ -175,7 +177,8 @@ class PreparedFrame:
     gray_levels: np.ndarray
     """(L, H, W) float32 equalised grey image in [0, 1], blurred per level (working pinhole image)."""
     edge_maps: np.ndarray
-    """(L, H, W) float32 edge nearness in [0, 1] per level."""
+    """(L, H, W) float32 edge nearness in [0, 1] per level ((L, 1, 1) zeros when the edge term
+    is off: never sampled then)."""
     K: np.ndarray
     """(3, 3) pinhole intrinsics of the working image."""
     points: np.ndarray
@@ -352,7 +355,7 @@ def prepare_frame(image_rgb: np.ndarray, points: np.ndarray, camera: CameraModel
     if cfg.edge_weight:
         edge_maps = image_edge_maps(gray, sigmas, cfg.canny_high_percentile, cfg.canny_low_ratio)
     else:                                   # the edge term is off: skip its (costly) inputs
-        edge_maps = np.zeros((len(sigmas),) + gray.shape, np.float32)
+        edge_maps = np.zeros((len(sigmas), 1, 1), np.float32)   # placeholder, never sampled
     eq = cv2.equalizeHist(gray).astype(np.float32) / 255.0
     gray_levels = np.stack([cv2.GaussianBlur(eq, (0, 0), s) for s in sigmas])
     # points for the NID: finite, in range, can be in view; rank-normalised intensity
@@ -382,7 +385,7 @@ def prepare_frame(image_rgb: np.ndarray, points: np.ndarray, camera: CameraModel
 # ----------------------------------------------------------------------------- objective
 class _Stack:
     """Points of every frame stacked with per-point intrinsics; per-level images stacked into
-    one tall image (one ``map_coordinates`` call samples all frames)."""
+    one tall image (one ``cv2.remap`` call samples all frames)."""
 
     def __init__(self, points: list[np.ndarray], Ks: list[np.ndarray], images: list[np.ndarray]):
         n = [len(p) for p in points]
@@ -457,9 +460,11 @@ class _Window:
         points = [f.points[i] for f, i in zip(frames, pick)]
         self.pts = _Stack(points, Ks, [f.gray_levels for f in frames])
         self.intensity = np.concatenate([f.intensity[i] for f, i in zip(frames, pick)])
-        self.surface = _Stack(points, Ks, [f.edge_maps for f in frames])  # same points: its stack only
-        self.edges = _Stack([f.edge_points[i] for f, i in zip(frames, epick)], Ks, [f.edge_maps for f in frames])
         self.edge_w = np.concatenate([f.edge_weights[i] for f, i in zip(frames, epick)])
+        self.surface = self.edges = None              # the edge term's stacks: only when it is on
+        if cfg.edge_weight:
+            self.surface = _Stack(points, Ks, [f.edge_maps for f in frames])  # same points: its stack only
+            self.edges = _Stack([f.edge_points[i] for f, i in zip(frames, epick)], Ks, [f.edge_maps for f in frames])
         self.bins = cfg.histogram_bins
 
     @staticmethod
@@ -593,7 +598,7 @@ def _bootstrap_covariance(win: _Window, T: np.ndarray, level: int, scale: np.nda
     Hinv = (evecs / evals) @ evecs.T
     c = cfg.cluster_cells
     cl_p = win.pts.cells(T, c)
-    cl_e = win.edges.cells(T, c) if len(win.edge_w) else np.zeros(0, int)
+    cl_e = win.edges.cells(T, c) if win.edges is not None and len(win.edge_w) else np.zeros(0, int)
     n_cl = int(max(cl_p.max(initial=0), cl_e.max(initial=0))) + 1
     rng = np.random.default_rng(cfg.seed)
     steps = []
@@ -613,7 +618,7 @@ def _to_fusion_convention(cov_cam: np.ndarray, T: np.ndarray) -> np.ndarray:
     """
     t0 = T[:3, 3]
     J = np.eye(6)
-    J[:3, 3:] = -np.array([[0, -t0[2], t0[1]], [t0[2], 0, -t0[0]], [-t0[1], t0[0], 0]])
+    J[:3, 3:] = -skew(t0)
     return J @ cov_cam @ J.T
 
 
@@ -625,8 +630,10 @@ def refine_extrinsic(frames: Sequence[PreparedFrame], T_start: np.ndarray,
         frames: K >= 1 frames from ``prepare_frame`` (a single frame is a window of 1).
         T_start: (4, 4) start ``T_cam_lidar`` (fused estimate or prior).
     Returns:
-        A ``RefinementResult``; ``accepted`` is False (and ``T_cam_lidar`` is the start) when the
-        window is degenerate, the objective did not improve, or the covariance is too wide.
+        A ``RefinementResult``; ``accepted`` is False (and ``T_cam_lidar`` is the start), with the
+        reason, when the window is degenerate (too few points in view, no intensity), the
+        objective did not improve, another distinct pose explains the window almost as well
+        (ambiguous), or the covariance is too wide (unobservable).
     Raises:
         ValueError: ``T_start`` is not a rigid transform, or no frame is given.
     """
@@ -649,7 +656,7 @@ def refine_extrinsic(frames: Sequence[PreparedFrame], T_start: np.ndarray,
     if not win.frames:
         return done(f"degenerate window: no LiDAR point in view, need {cfg.min_points_in_view}")
     res.points_in_view = win.in_view(T_start)
-    res.edge_points = int(win.edges.project(T_start)[2].sum()) if len(win.edge_w) else 0
+    res.edge_points = int(win.edges.project(T_start)[2].sum()) if win.edges is not None and len(win.edge_w) else 0
     if win.blind():
         return done(f"degenerate window: {win.blind()}")
     if res.points_in_view < cfg.min_points_in_view:
@@ -676,7 +683,7 @@ def refine_extrinsic(frames: Sequence[PreparedFrame], T_start: np.ndarray,
     def bounded(Tc: np.ndarray, level: int) -> float:
         """The objective, plus the prior term (a quadratic in the distance from the start,
         normalised by the search box) and a wall outside the box."""
-        d_rot = Rotation.from_matrix(Tc[:3, :3] @ R0inv).magnitude() / max_rot
+        d_rot = np.radians(rotation_angle_deg(Tc[:3, :3] @ R0inv)) / max_rot
         d_t = np.abs(Tc[:3, 3] - T_start[:3, 3]) / cfg.max_translation_m
         excess = max(d_rot - 1.0, d_t.max() - 1.0, 0.0)
         prior = prior_weight * (d_rot**2 + float(d_t @ d_t))
@@ -708,7 +715,7 @@ def refine_extrinsic(frames: Sequence[PreparedFrame], T_start: np.ndarray,
     # Every seed (the start and the best grid points) descends through all levels on its own;
     # the seeds are compared on the finest level only (the wide levels widen the basin but
     # their minima are biased towards dense image texture).
-    first_full = max(1, win.levels - cfg.full_pose_levels)
+    first_full = max(0, win.levels - cfg.full_pose_levels)
 
     def descend(T: np.ndarray) -> tuple[np.ndarray, float]:
         fval = 0.0
@@ -721,9 +728,11 @@ def refine_extrinsic(frames: Sequence[PreparedFrame], T_start: np.ndarray,
     ends = sorted((descend(Ts) for Ts in starts), key=lambda r: r[1])
     T = ends[0][0]
     # Ambiguity: the best other solution farther than ambiguity_deg / ambiguity_m from the best.
-    far = [f for Te, f in ends[1:]
-           if Rotation.from_matrix(Te[:3, :3] @ T[:3, :3].T).magnitude() > np.radians(cfg.ambiguity_deg)
-           or np.abs(Te[:3, 3] - T[:3, 3]).max() > cfg.ambiguity_m]
+    def distinct(Te: np.ndarray) -> bool:
+        rot_deg, trans_m = pose_distance(Te, T)
+        return rot_deg > cfg.ambiguity_deg or trans_m > cfg.ambiguity_m
+
+    far = [f for Te, f in ends[1:] if distinct(Te)]
     res.ambiguity_margin = float(far[0] - ends[0][1]) if far else None
     res.evaluations = evals
     res.cost_final = win.cost(T, finest)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .geometry import check_transform, invert_transform
+from .geometry import check_transform, invert_transform, rotation_angle_deg
 
 __all__ = ["StaticTransformTree", "TransformLookupError", "FrameMismatchError", "points_in_lidar_frame",
            "check_camera_frame"]
@@ -141,7 +141,7 @@ def check_camera_frame(image_frame: str, camera_frame: str, tree: StaticTransfor
     except TransformLookupError:
         T = None
     if T is not None:
-        angle = float(np.arccos(np.clip((np.trace(T[:3, :3]) - 1.0) / 2.0, -1.0, 1.0)))
+        angle = float(np.radians(rotation_angle_deg(T[:3, :3])))
         if angle <= atol_rad and np.linalg.norm(T[:3, 3]) <= atol_m:
             return
         why = f"/tf_static puts them {np.linalg.norm(T[:3, 3]):.4f} m and {np.degrees(angle):.2f} deg apart"
