@@ -451,7 +451,7 @@ def parse_args(argv):
     ap.add_argument("--camera-offset-ms", type=float, default=0.0,
                     help="shift of the camera stamps against the LiDAR's (0: every 3rd image is due with a sweep)")
     ap.add_argument("--startup-timeout-s", type=float, default=600.0,
-                    help="wait this long for the node (the ONNX session takes tens of seconds on busy cores)")
+                    help="wait this long for the node (the model loads in the background; a large graph takes a while on busy cores)")
     ap.add_argument("--out", default="out/bench_node", help="folder for summary.json, bench_node.png, node.log")
     ap.add_argument("--json", default=None, help="summary JSON path (default: OUT/summary.json)")
     args = ap.parse_args(argv)
@@ -510,7 +510,7 @@ def run(args) -> dict:
     published = {"lidar": 0}
     sampler = None
     try:
-        print(f"bench_node: waiting for the node (pid {proc.pid}; creating the ONNX session takes tens of seconds)",
+        print(f"bench_node: waiting for the node (pid {proc.pid}; the model loads in the background)",
               flush=True)
         deadline = spawn_s + args.startup_timeout_s
         while not (listener.diagnostics and pub_points.get_subscription_count() and pub_image.get_subscription_count()

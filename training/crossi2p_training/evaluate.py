@@ -456,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
         if not (0 < max_deg <= 180 and 0 < max_m):
             raise ValueError(f"--refine-max-deg / --refine-max-m: expected 0 < D <= 180 and M > 0, "
                              f"got {max_deg} / {max_m}")
-        estimator = run_interruptibly(  # an ONNX session takes tens of seconds to create: Ctrl-C stops the wait
+        estimator = run_interruptibly(  # a large ONNX graph can take seconds to load: Ctrl-C stops the wait
             lambda: load_estimator(args.model, device=args.device, fine_peak_radius=args.fine_peak_radius),
             name="crossi2p_model_loader")
         source, what = _build_source(args, estimator)

@@ -22,7 +22,7 @@ is one ONNX ``Loop`` whose body holds one iteration; ``compact_onnx`` then simpl
 graph (onnxslim: constant folding, shape-arithmetic and dead-node elimination on the outer graph)
 and folds the constant sub-expressions inside the loop bodies (which onnxslim leaves). For the
 ``cpu`` model that is ~1.8k nodes (subgraphs included) instead of 16.7k unrolled, and onnxruntime
-creates a session in well under a second instead of ~50 s on 2 cores (docs/benchmarks.md).
+creates a session in well under a second instead of 21.5-50 s on 2 cores (docs/benchmarks.md).
 """
 from __future__ import annotations
 

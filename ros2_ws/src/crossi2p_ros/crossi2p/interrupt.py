@@ -1,4 +1,4 @@
-"""Ctrl-C during work that cannot be interrupted (creating an onnxruntime session: tens of seconds;
+"""Ctrl-C during work that cannot be interrupted (creating an onnxruntime session: under a second for the shipped graph, tens of seconds for a large one;
 ``session.run``).
 
 Python delivers SIGINT (KeyboardInterrupt) to the main thread only between bytecodes, so a main
