@@ -72,7 +72,7 @@ from crossi2p.tf_tree import FrameMismatchError, StaticTransformTree, check_came
 from .frame_report import FrameReport
 from .pairing import PairingConfig, StampedPair
 from .pipeline import CalibrationPipeline, CameraFrame, LidarSweep, RefinementScheduleConfig
-from .recordings import Source, detect_source, open_dataset
+from .recordings import SOURCES, Source, check_bag_topics, detect_source, open_dataset
 from .replay_types import FrameRecord, Knock, ReplayResult, knocked_points  # noqa: F401  (re-exported)
 
 
@@ -308,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", type=Path, required=True, help="model card YAML (or the .onnx with its card beside it)")
     p.add_argument("--json", type=Path, help="write the summary figures here too")
     p.add_argument("--report", type=Path, default=Path("out/bag_report"), help="report folder (default out/bag_report)")
-    p.add_argument("--source", choices=["auto", "rosbag2", "kitti", "kitti_raw", "nuscenes"], default="auto",
+    p.add_argument("--source", choices=["auto", *SOURCES], default="auto",
                    help="what BAG is (default auto: metadata.yaml or a .mcap -> rosbag2, image_2/ + velodyne/ -> "
                         "kitti (Odometry), image_02/data/ + velodyne_points/data/ (or a date folder holding such "
                         "a drive) -> kitti_raw, v1.0-*/ -> nuscenes)")
@@ -432,11 +432,7 @@ def main(argv: list[str] | None = None) -> int:
         calib = load_calibration_yaml(args.ground_truth) if args.ground_truth else None
         T_override = calib.T_cam_lidar if calib is not None else None
         if source == "rosbag2":
-            present = bag_topics(args.bag)
-            missing = [t for t in topics
-                       if t not in present and not (t == args.image_topic and t + "/compressed" in present)]
-            if missing:
-                raise ValueError(f"bag {args.bag}: topics {missing} not found; topics in the bag: {sorted(present)}")
+            check_bag_topics(args.bag, topics)
             if calib is not None:
                 check_ground_truth_frames(args.bag, topics, calib, args.ground_truth, map_clouds=args.mode != "live")
             T_gt = T_override if T_override is not None else read_bag_ground_truth(args.bag)
