@@ -237,7 +237,8 @@ def summarize_replay(result: ReplayResult) -> dict:
 def _refined_summary(result: ReplayResult) -> dict:
     """``refined_rte_m`` / ``refined_rre_geodesic_deg`` (the accepted refinement in force at the end
     against the last pair's ground truth), ``frames_to_refine`` and the refinement's figures; null
-    when the stage did not run (live mode, no start, nothing accepted)."""
+    when the stage did not run (no start, nothing accepted). Live mode replaces them with the
+    node's own (``live_replay.node_refinement_summary``)."""
     runs = [r for r in result.refinements if r is not None]
     out = dict(refined_rte_m=None, refined_rre_geodesic_deg=None, refined_rre_euler_sum_deg=None,
                refined_T_cam_lidar=None, frames_to_refine=result.frames_to_refine, refinement_runs=len(runs),
