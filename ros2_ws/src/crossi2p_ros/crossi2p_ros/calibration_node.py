@@ -375,21 +375,30 @@ class CalibrationNode(Node):
                        else "")
             return self._bad_input("image", f"image on {p.image_topic} is {rgb.shape[1]}x{rgb.shape[0]} but its "
                                             f"CameraInfo says {camera.width}x{camera.height}{reduced}")
-        with self._lock:
-            camera_frame = self._frame_for(1, p.camera_frame, msg.header.frame_id)
-            try:
-                check_camera_frame(msg.header.frame_id, camera_frame, self._tf_tree)
-            except FrameMismatchError as exc:
-                refused = f"image on {p.image_topic} refused: {exc}"
-            else:
-                refused = None
-                self._first_frames[1] = camera_frame
+        camera_frame, _, refused = self._in_configured_frame(
+            1, p.camera_frame, msg.header.frame_id, f"image on {p.image_topic}",
+            lambda frame: check_camera_frame(msg.header.frame_id, frame, self._tf_tree))
         if refused:
             return self._bad_input("image", refused)
         frame = CameraFrame(rgb, camera, camera_frame)
         with self._lock:
             pairs = self.pipeline.offer_image(stamp_to_s(msg.header.stamp), frame)
         self._offer(pairs)
+
+    def _in_configured_frame(self, index: int, configured: str, header_frame: str, what: str, check
+                             ) -> tuple[str, object, str | None]:
+        """``(frame, check(frame), None)``: the frame estimates are published under
+        (``configured``, else the first message's) and what ``check`` made of the message in it;
+        ``(frame, None, reason)`` when ``check`` refused it (FrameMismatchError: /tf_static cannot
+        relate ``header_frame`` to ``frame``)."""
+        with self._lock:
+            frame = self._frame_for(index, configured, header_frame)
+            try:
+                value = check(frame)
+            except FrameMismatchError as exc:
+                return frame, None, f"{what} refused: {exc}"
+            self._first_frames[index] = frame
+            return frame, value, None
 
     def _on_points(self, msg: PointCloud2) -> None:
         p = self.params.node
@@ -406,15 +415,10 @@ class CalibrationNode(Node):
                 self.counters.clouds_subsampled += 1
             keep = np.random.default_rng(len(points)).choice(len(points), p.max_points, replace=False)
             points = points[np.sort(keep)]
-        with self._lock:  # the points in the LiDAR frame estimates are published under, or refused
-            lidar_frame = self._frame_for(0, p.lidar_frame, msg.header.frame_id)
-            try:
-                points = points_in_lidar_frame(points, msg.header.frame_id, lidar_frame, self._tf_tree)
-            except FrameMismatchError as exc:
-                refused = f"cloud on {p.points_topic} refused: {exc}"
-            else:
-                refused = None
-                self._first_frames[0] = lidar_frame
+        # the points in the LiDAR frame estimates are published under, or refused
+        lidar_frame, points, refused = self._in_configured_frame(
+            0, p.lidar_frame, msg.header.frame_id, f"cloud on {p.points_topic}",
+            lambda frame: points_in_lidar_frame(points, msg.header.frame_id, frame, self._tf_tree))
         if refused:
             return self._bad_input("cloud", refused)
         sweep = LidarSweep(points, lidar_frame)
