@@ -211,7 +211,7 @@ def test_accepted_refinement_from_the_prior_is_what_pose_and_tf_carry_and_diagno
     far = off_by(T_gt, 12.0, [0, 1, 0], [0, 0, 0])
     runtime = ScriptedRuntime(near=T_gt, far=far, far_calls={1, 4})
     h = PacedHarness(context, runtime, prior_calibration=str(path), refinement_window_frames=2,
-                     refinement_every_frames=3)
+                     refinement_every_frames=3, refinement_max_pair_offset_s=1.0)  # every pair of the drive
     try:
         threads = record_refinement_threads(h.node)
         assert h.node.pipeline.prior.max_rotation_deg == PRIOR_BOUNDS[0]
@@ -267,7 +267,7 @@ def test_rejected_refinement_publishes_nothing_and_diagnostics_give_its_reason(c
     path, _ = prior_yaml
     runtime = ScriptedRuntime(near=drive.T_cam_lidar, far=drive.T_cam_lidar, far_calls=set())
     h = PacedHarness(context, runtime, prior_calibration=str(path), refinement_window_frames=2,
-                     refinement_every_frames=100)
+                     refinement_every_frames=100, refinement_max_pair_offset_s=1.0)
     try:
         # a window that can never be observable enough: every run is rejected
         h.node.pipeline.refinement_config = dataclasses.replace(h.node.pipeline.refinement_config,

@@ -166,3 +166,16 @@ def test_a_drift_event_forgets_the_refined_estimate_and_the_window(sim):
     assert outcomes[-1].state.drift_events >= 1
     assert pipeline.refined is None and pipeline.published_estimate()[2] != "refined"
     assert len(pipeline.window) < 6  # cleared at the drift event, refilled since
+
+
+def test_pairs_further_apart_in_time_than_max_pair_offset_are_not_refined_on(sim):
+    samples, T_gt = sim
+    pipeline = CalibrationPipeline(ScriptedRuntime([T_gt]),
+                                   schedule=RefinementScheduleConfig(enabled=False, max_pair_offset_s=0.02))
+    s = samples[0]
+    synced = StampedPair(1.0, CameraFrame(s.image, s.camera, "camera"), 1.005, LidarSweep(s.points, "lidar"))
+    apart = StampedPair(2.0, CameraFrame(s.image, s.camera, "camera"), 2.033, LidarSweep(s.points, "lidar"))
+    pipeline.process(synced)
+    pipeline.process(apart)
+    assert pipeline.window == [synced] and pipeline.pairs_unsynchronised == 1
+    assert pipeline.pairs_processed == 2  # the network and fusion still saw both

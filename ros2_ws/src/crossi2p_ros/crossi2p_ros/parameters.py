@@ -149,6 +149,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "refinement_min_window_frames": (1, 1000),
     "refinement_reprepare_rotation_deg": (0.0, 180.0),
     "refinement_reprepare_translation_m": (0.0, 100.0),
+    "refinement_max_pair_offset_s": (0.0, 1e9),
 }
 
 _GROUPS = {"node": "", "pairing": "pairing.", "fusion": "fusion.", "runtime": "runtime.",
