@@ -58,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
                         "T_cam_lidar_static when the record has it)")
     p.add_argument("--sim", type=Path, help="a simulated KITTI-layout sequence folder")
     p.add_argument("--window", type=int, default=5, help="frames per simulated window")
+    p.add_argument("--stride", type=int, default=1,
+                   help="take every STRIDE-th simulated frame (2: only the camera frames taken with a LiDAR "
+                        "sweep, 15 Hz camera / 10 Hz LiDAR; the KITTI layout keeps no LiDAR stamps to pair by)")
     p.add_argument("--trials", type=int, default=3, help="prior draws per case")
     p.add_argument("--max-deg", type=float, default=5.0, help="prior rotation error per axis (deg)")
     p.add_argument("--max-m", type=float, default=0.3, help="prior translation error per axis (m)")
@@ -101,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
             cases.append((f"{parent.relative_to(args.real)}/{cam}x{len(samples)}", samples, T_gt))
     if args.sim:
         seq = read_kitti_sequence(args.sim)
-        samples = [seq[i] for i in range(min(args.window, len(seq)))]
+        samples = [seq[i] for i in range(0, len(seq), max(args.stride, 1))][:args.window]
         cases.append((f"sim:{args.sim.name}x{len(samples)}", samples, samples[0].T_cam_lidar))
     if not cases:
         print("bench_refinement: give --real and/or --sim", file=sys.stderr)
