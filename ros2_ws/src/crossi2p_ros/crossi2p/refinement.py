@@ -313,16 +313,22 @@ def lidar_depth_edges(points: np.ndarray, T_view_lidar: np.ndarray, config: Refi
     return xyz[edge], np.sqrt(np.minimum(best[edge], 10.0))
 
 
+def _pinhole(p_cam: np.ndarray, fx, fy, cx, cy) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pinhole pixels ``u, v`` (N,) of camera-frame points (N, 3) and (N,) ``front`` (z > 0.5 m);
+    the intrinsics are scalars or (N,) arrays (one per point: the window's frames). The images
+    are undistorted first, so no distortion here; a vectorised hot path, not CameraModel.project."""
+    z = p_cam[:, 2]
+    front = z > 0.5
+    zs = np.where(front, z, 1.0)
+    return fx * p_cam[:, 0] / zs + cx, fy * p_cam[:, 1] / zs + cy, front
+
+
 def _in_view_mask(points: np.ndarray, T: np.ndarray, K: np.ndarray, width: int, height: int,
                   margin: float) -> np.ndarray:
     """(N,) bool: points in front of the camera projecting within ``margin`` x size of the image."""
-    p = transform_points(T, points)
-    z = p[:, 2]
-    zs = np.where(z > 0.5, z, 1.0)
-    u = K[0, 0] * p[:, 0] / zs + K[0, 2]
-    v = K[1, 1] * p[:, 1] / zs + K[1, 2]
+    u, v, front = _pinhole(transform_points(T, points), K[0, 0], K[1, 1], K[0, 2], K[1, 2])
     mw, mh = margin * width, margin * height
-    return (z > 0.5) & (u > -mw) & (u < width + mw) & (v > -mh) & (v < height + mh)
+    return front & (u > -mw) & (u < width + mw) & (v > -mh) & (v < height + mh)
 
 
 def prepare_frame(image_rgb: np.ndarray, points: np.ndarray, camera: CameraModel,
@@ -404,12 +410,7 @@ class _Stack:
 
     def project(self, T: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Pixels (u, v) (N,) of the points under ``T`` and (N,) whether each is in its image."""
-        p = self.points @ T[:3, :3].T + T[:3, 3]
-        z = p[:, 2]
-        front = z > 0.5
-        zs = np.where(front, z, 1.0)
-        u = self.fx * p[:, 0] / zs + self.cx
-        v = self.fy * p[:, 1] / zs + self.cy
+        u, v, front = _pinhole(self.points @ T[:3, :3].T + T[:3, 3], self.fx, self.fy, self.cx, self.cy)
         inside = front & (u >= 0) & (u <= self.w_img - 1) & (v >= 0) & (v <= self.h_img - 1)
         return u, v, inside
 
