@@ -183,14 +183,6 @@ class PacedHarness:
         self.io.destroy_node()
 
 
-@pytest.fixture
-def context():
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx)
-    yield ctx
-    ctx.try_shutdown()
-
-
 def record_refinement_threads(node: CalibrationNode) -> list[str]:
     """Wrap the pipeline's ``run_refinement`` to note the thread each run is on."""
     threads: list[str] = []
@@ -205,12 +197,12 @@ def record_refinement_threads(node: CalibrationNode) -> list[str]:
 
 
 def test_accepted_refinement_from_the_prior_is_what_pose_and_tf_carry_and_diagnostics_say_refined(
-        context, drive, prior_yaml):
+        ros_context, drive, prior_yaml):
     path, T_prior = prior_yaml
     T_gt = drive.T_cam_lidar
     far = off_by(T_gt, 12.0, [0, 1, 0], [0, 0, 0])
     runtime = ScriptedRuntime(near=T_gt, far=far, far_calls={1, 4})
-    h = PacedHarness(context, runtime, prior_calibration=str(path), refinement_window_frames=2,
+    h = PacedHarness(ros_context, runtime, prior_calibration=str(path), refinement_window_frames=2,
                      refinement_every_frames=3, refinement_max_pair_offset_s=1.0)  # every pair of the drive
     try:
         threads = record_refinement_threads(h.node)
@@ -263,10 +255,10 @@ def test_accepted_refinement_from_the_prior_is_what_pose_and_tf_carry_and_diagno
         h.close()
 
 
-def test_rejected_refinement_publishes_nothing_and_diagnostics_give_its_reason(context, drive, prior_yaml):
+def test_rejected_refinement_publishes_nothing_and_diagnostics_give_its_reason(ros_context, drive, prior_yaml):
     path, _ = prior_yaml
     runtime = ScriptedRuntime(near=drive.T_cam_lidar, far=drive.T_cam_lidar, far_calls=set())
-    h = PacedHarness(context, runtime, prior_calibration=str(path), refinement_window_frames=2,
+    h = PacedHarness(ros_context, runtime, prior_calibration=str(path), refinement_window_frames=2,
                      refinement_every_frames=100, refinement_max_pair_offset_s=1.0)
     try:
         # a window that can never be observable enough: every run is rejected
@@ -286,10 +278,10 @@ def test_rejected_refinement_publishes_nothing_and_diagnostics_give_its_reason(c
         h.close()
 
 
-def test_refinement_disabled_never_runs(context, drive, prior_yaml):
+def test_refinement_disabled_never_runs(ros_context, drive, prior_yaml):
     path, _ = prior_yaml
     runtime = ScriptedRuntime(near=drive.T_cam_lidar, far=drive.T_cam_lidar, far_calls=set())
-    h = PacedHarness(context, runtime, prior_calibration=str(path), refinement_enabled=False)
+    h = PacedHarness(ros_context, runtime, prior_calibration=str(path), refinement_enabled=False)
     try:
         h.play(drive)
         assert h.node.counters.pairs_used >= 2 and h.node.counters.refinements_run == 0
@@ -332,9 +324,9 @@ def test_sigint_while_a_refinement_runs_exits_at_once_with_code_0(start_node, qu
     (dict(publish_before_convergence=True), "network"),                # running fused estimate, not converged
     (dict(fusion__min_inliers_to_converge=2, refinement_enabled=False), "fused"),
 ], ids=["network", "fused"])
-def test_stage_and_pose_covariance_of_the_fused_estimate(context, drive, params, stage):
+def test_stage_and_pose_covariance_of_the_fused_estimate(ros_context, drive, params, stage):
     runtime = ScriptedRuntime(near=drive.T_cam_lidar, far=drive.T_cam_lidar, far_calls=set())
-    h = PacedHarness(context, runtime, **params)
+    h = PacedHarness(ros_context, runtime, **params)
     try:
         h.play(drive)
         st = h.node.pipeline.fuser.state
