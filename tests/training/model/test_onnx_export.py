@@ -83,15 +83,20 @@ class _PnPGraph(torch.nn.Module):
         return r.T_cam_lidar, r.confidence
 
 
+def _export_pnp(path, X, uv, w, K) -> None:
+    """The PnP alone to ONNX (legacy exporter, opset 17), the correspondence count dynamic."""
+    with torch.no_grad():
+        torch.onnx.export(_PnPGraph().eval(), (X, uv, w, K), str(path), input_names=["xyz", "uv", "w", "K"],
+                          output_names=["T", "conf"], opset_version=17, dynamo=False,
+                          dynamic_axes={"xyz": {1: "c"}, "uv": {1: "c"}, "w": {1: "c"}})
+
+
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_exported_pnp_recovers_well_posed_poses_like_pytorch(tmp_path):
     """The PnP alone (dynamic correspondence count): 30 % outliers, any yaw, +-10 m."""
     X, uv, w, K, _ = make_case(0, n=200, outlier_ratio=0.3, dtype=torch.float32)
     path = tmp_path / "pnp.onnx"
-    with torch.no_grad():
-        torch.onnx.export(_PnPGraph().eval(), (X, uv, w, K), str(path), input_names=["xyz", "uv", "w", "K"],
-                          output_names=["T", "conf"], opset_version=17, dynamo=False,
-                          dynamic_axes={"xyz": {1: "c"}, "uv": {1: "c"}, "w": {1: "c"}})
+    _export_pnp(path, X, uv, w, K)
     sess = _session(path)
     for seed in range(1, 6):
         X, uv, w, K, T = make_case(seed, n=150 + 40 * seed, outlier_ratio=0.3, dtype=torch.float32)
@@ -135,10 +140,7 @@ def test_compaction_changes_no_output(tmp_path):
     graph computes: the PnP alone, both graphs in onnxruntime."""
     X, uv, w, K, _ = make_case(4, n=120, outlier_ratio=0.3, dtype=torch.float32)
     raw = tmp_path / "raw.onnx"
-    with torch.no_grad():
-        torch.onnx.export(_PnPGraph().eval(), (X, uv, w, K), str(raw), input_names=["xyz", "uv", "w", "K"],
-                          output_names=["T", "conf"], opset_version=17, dynamo=False,
-                          dynamic_axes={"xyz": {1: "c"}, "uv": {1: "c"}, "w": {1: "c"}})
+    _export_pnp(raw, X, uv, w, K)
     compact = compact_onnx(onnx.load(str(raw)))
     onnx.checker.check_model(compact)
     assert count_nodes(compact) < count_nodes(onnx.load(str(raw)))
