@@ -22,6 +22,7 @@ from crossi2p.datasets.rosbag2 import read_bag_ground_truth, read_bag_messages
 from crossi2p.fusion import FusionConfig
 from crossi2p_ros.evaluate_bag import Knock, load_runtime, main, replay_bag, summarize_replay
 from crossi2p_ros.live_replay import LiveReplayConfig, replay_bag_live
+from crossi2p_ros.pipeline import RefinementScheduleConfig
 
 from .conftest import write_simulated_bag
 from .test_calibration_node import MODEL_CARD
@@ -55,9 +56,12 @@ def runtime():
 @pytest.fixture(scope="module")
 def replays(drive_bag, runtime):
     T_gt = read_bag_ground_truth(drive_bag)
-    offline = replay_bag(drive_bag, runtime, T_gt, TOPICS, fusion=FUSION, progress=False)
-    live = replay_bag_live(drive_bag, runtime, T_gt, TOPICS, LiveReplayConfig(pacing="node"), fusion=FUSION,
-                           progress=False)
+    # refinement off on both sides: this module pins the per-frame and fused path, and that /tf_static
+    # carries the fused estimate
+    offline = replay_bag(drive_bag, runtime, T_gt, TOPICS, fusion=FUSION, progress=False,
+                         schedule=RefinementScheduleConfig(enabled=False))
+    live = replay_bag_live(drive_bag, runtime, T_gt, TOPICS, LiveReplayConfig(pacing="node", refine=False),
+                           fusion=FUSION, progress=False)
     return offline, live
 
 

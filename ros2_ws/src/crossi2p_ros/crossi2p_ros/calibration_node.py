@@ -133,6 +133,8 @@ class NodeCounters:
     """Pairs the worker has finished (estimate, fusion and publishing; failed ones included)."""
     frames_invalid: int = 0
     tf_published: int = 0
+    poses_published: int = 0
+    """~/pose messages sent (one per published estimate)."""
     refinements_run: int = 0
     """Refinements run to the end (accepted or not; since start-up)."""
     refinements_accepted: int = 0
@@ -649,6 +651,7 @@ class CalibrationNode(Node):
         o.x, o.y, o.z, o.w = map(float, q)
         pose.pose.covariance = [0.0] * 36 if covariance is None else [float(c) for c in covariance.reshape(-1)]
         self.pose_pub.publish(pose)
+        self.counters.poses_published += 1
         stage_changed, self._published_stage = stage != self._published_stage, stage
         if p.publish_on == "tf_static":
             if self._published_T is not None and not stage_changed:

@@ -447,7 +447,7 @@ def main(argv: list[str] | None = None) -> int:
             from .live_replay import LiveReplayConfig, replay_bag_live  # rclpy only in live mode
 
             config = LiveReplayConfig(args.pacing, args.rate, args.node_timeout_s, args.slop_s,
-                                      domain_id=args.ros_domain_id)
+                                      domain_id=args.ros_domain_id, refine=not args.no_refine)
             result = replay_bag_live(args.bag, runtime, T_gt, topics, config, knock, args.max_frames)
         elif source == "rosbag2":
             result = replay_bag(args.bag, runtime, T_gt, topics, PairingConfig(slop_s=args.slop_s), knock=knock,

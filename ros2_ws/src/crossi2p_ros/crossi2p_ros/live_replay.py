@@ -91,6 +91,8 @@ class LiveReplayConfig:
     """Longest wait for the player and the node to discover each other over DDS."""
     domain_id: int | None = None
     """ROS domain of the replay (None: ROS_DOMAIN_ID of the environment)."""
+    refine: bool = True
+    """The node's ``refinement_enabled`` (``crossi2p-evaluate-bag --no-refine`` turns it off)."""
 
     @property
     def effective_rate(self) -> float:
@@ -145,8 +147,9 @@ class _Recorder:
         reliable = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
         self.frame_sub = node.create_subscription(DiagnosticArray, f"/{NODE_NAME}/frame_estimates",
                                                   self._on_frame, reliable)
-        node.create_subscription(PoseWithCovarianceStamped, f"/{NODE_NAME}/pose", recording.poses.append, reliable)
-        node.create_subscription(TFMessage, "/tf_static", recording.tf_static.append, LATCHED)
+        node.create_subscription(PoseWithCovarianceStamped, f"/{NODE_NAME}/pose",
+                                 lambda msg: self._append(recording.poses, msg), reliable)
+        node.create_subscription(TFMessage, "/tf_static", lambda msg: self._append(recording.tf_static, msg), LATCHED)
         node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, reliable)
 
     def _on_frame(self, msg: DiagnosticArray) -> None:
@@ -162,13 +165,23 @@ class _Recorder:
         if any(s.name.startswith(NODE_NAME) for s in msg.status):
             self.recording.diagnostics.append(msg)
 
-    def wait_for_frames(self, n: int, timeout_s: float) -> bool:
+    def _append(self, messages: list, msg) -> None:
         with self._cond:
-            return self._cond.wait_for(lambda: len(self.recording.frame_reports) >= n, timeout_s)
+            messages.append(msg)
+            self._cond.notify_all()
+
+    def wait_for_frames(self, n: int, timeout_s: float, poses: int = 0, tf_static: int = 0) -> bool:
+        """Block until ``n`` frame reports, ``poses`` ~/pose and ``tf_static`` /tf_static messages
+        arrived (the node publishes a frame's report before its estimate: waiting for the reports
+        alone raced the last estimate)."""
+        rec = self.recording
+        with self._cond:
+            return self._cond.wait_for(lambda: len(rec.frame_reports) >= n and len(rec.poses) >= poses
+                                       and len(rec.tf_static) >= tf_static, timeout_s)
 
 
 def _node_parameters(topics: tuple[str, str, str], compressed: bool, slop_s: float,
-                     fusion: FusionConfig | None) -> list[Parameter]:
+                     fusion: FusionConfig | None, refine: bool = True) -> list[Parameter]:
     image_topic, info_topic, points_topic = topics
     fusion = fusion or FusionConfig()
     defaults = FusionConfig()  # values typed as declared (an int given for a float parameter is refused)
@@ -179,7 +192,7 @@ def _node_parameters(topics: tuple[str, str, str], compressed: bool, slop_s: flo
             Parameter("qos", value="reliable"), Parameter("queue_depth", value=100),
             Parameter("pairing.slop_s", value=float(slop_s)),
             Parameter("max_points", value=10_000_000),  # the offline path keeps every point too
-            Parameter("publish_frame_estimates", value=True)]
+            Parameter("publish_frame_estimates", value=True), Parameter("refinement_enabled", value=refine)]
 
 
 def _wait_discovery(predicate, timeout_s: float, what: str) -> None:
@@ -217,7 +230,8 @@ def replay_bag_live(bag: Path, runtime: CalibrationRuntime, T_gt: np.ndarray, to
     threads: list[threading.Thread] = []
     try:
         node = CalibrationNode(runtime=runtime, context=context,
-                               parameter_overrides=_node_parameters(play_topics, compressed, config.slop_s, fusion))
+                               parameter_overrides=_node_parameters(play_topics, compressed, config.slop_s, fusion,
+                                                                                   config.refine))
         io = rclpy.create_node("crossi2p_bag_replay", context=context)
         recorder = _Recorder(io, rec)
         player = BagPlayer(io, bag, play_topics,
@@ -257,10 +271,13 @@ def replay_bag_live(bag: Path, runtime: CalibrationRuntime, T_gt: np.ndarray, to
         if not node.wait_until_idle(rec.messages_published, config.timeout_s):
             raise LiveReplayError(f"the calibration node did not finish within {config.timeout_s:.0f} s "
                                   f"of the end of the bag")
-        frames_done = node.counters.frames_done
-        if not recorder.wait_for_frames(frames_done, config.timeout_s):
-            raise LiveReplayError(f"received {len(rec.frame_reports)} of the node's {frames_done} frame "
-                                  f"estimates within {config.timeout_s:.0f} s")
+        c = node.counters
+        tf_static = c.tf_published if node.params.node.publish_on == "tf_static" else 0
+        if not recorder.wait_for_frames(c.frames_done, config.timeout_s, c.poses_published, tf_static):
+            raise LiveReplayError(f"received {len(rec.frame_reports)} of the node's {c.frames_done} frame "
+                                  f"estimates, {len(rec.poses)} of its {c.poses_published} poses and "
+                                  f"{len(rec.tf_static)} of its {tf_static} /tf_static messages within "
+                                  f"{config.timeout_s:.0f} s")
         rec.final_status = {kv.key: kv.value for kv in node.diagnostics_status().values}
     except KeyboardInterrupt:  # Ctrl-C: what the node published so far is the result
         result.interrupted = True
