@@ -9,7 +9,8 @@ one ``tf2_msgs/msg/TFMessage`` on ``/tf_static`` (QoS transient_local) with
 per the tf convention carries ``T_lidar_cam = inv(T_cam_lidar)``.
 
 Each message's bag (log) time is its header stamp; ``/tf_static`` is logged at the first
-stamp. Messages use the ROS 2 Jazzy type definitions (``Stores.ROS2_JAZZY``; sensor_msgs and
+stamp. ``write_rig_bag`` writes a multi-camera rig the same way, its images as the JPEG/PNG
+bytes given (CompressedImage, no re-encoding) and one /tf_static transform per camera. Messages use the ROS 2 Jazzy type definitions (``Stores.ROS2_JAZZY``; sensor_msgs and
 tf2_msgs are unchanged since Humble), metadata version 8 (Jazzy).
 """
 from __future__ import annotations
@@ -47,6 +48,8 @@ __all__ = [
     "STORAGES",
     "TF_STATIC_TOPIC",
     "write_drive_bag",
+    "RigCamera",
+    "write_rig_bag",
     "open_bag",
     "bag_topics",
     "read_bag_messages",
@@ -223,6 +226,103 @@ def write_drive_bag(bag_dir: str | os.PathLike,
                 lidar_topic: POINTCLOUD2, TF_STATIC_TOPIC: TF_MESSAGE}
     if len(msgtypes) != 4:
         raise ValueError(f"topics must differ: {img_topic}, {info_topic}, {lidar_topic}, {TF_STATIC_TOPIC}")
+    with Writer(bag_dir, version=_BAG_VERSION, storage_plugin=plugin) as writer:
+        connections = {
+            topic: writer.add_connection(topic, msgtype, typestore=ts,
+                                         offered_qos_profiles=[TF_STATIC_QOS] if topic == TF_STATIC_TOPIC else [])
+            for topic, msgtype in msgtypes.items()
+        }
+        for ns, _, topic, make in tqdm(queue, desc=f"writing {bag_dir.name}", disable=not progress):
+            writer.write(connections[topic], ns, ts.serialize_cdr(make(), msgtypes[topic]))
+    return bag_dir
+
+
+@dataclass(frozen=True)
+class RigCamera:
+    """One camera of a multi-camera rig, for ``write_rig_bag``."""
+
+    name: str
+    """Short name used in its topics, e.g. ``camera_01`` -> ``/camera_01/image_raw/compressed``,
+    ``/camera_01/camera_info``."""
+    camera: CameraModel
+    """Intrinsics written in each CameraInfo."""
+    T_cam_lidar: np.ndarray
+    """(4, 4) ground truth, LiDAR frame -> this camera's optical frame (on /tf_static)."""
+    frames: Sequence[tuple[float, bytes]]
+    """``(stamp_s, encoded image)``: JPEG or PNG bytes, written unchanged as CompressedImage."""
+    frame_id: str = ""
+    """Optical frame id (default ``<name>_optical``)."""
+    image_format: Literal["jpeg", "png"] = "jpeg"
+    """CompressedImage ``format`` of ``frames``."""
+
+    @property
+    def optical_frame(self) -> str:
+        return self.frame_id or f"{self.name}_optical"
+
+    @property
+    def image_topic(self) -> str:
+        """The raw image topic name; the CompressedImage is on ``<image_topic>/compressed``."""
+        return f"/{self.name}/image_raw"
+
+    @property
+    def info_topic(self) -> str:
+        return f"/{self.name}/camera_info"
+
+
+def write_rig_bag(bag_dir: str | os.PathLike,
+                  cameras: Sequence[RigCamera],
+                  lidar_sweeps: Sequence[tuple[float, np.ndarray]],
+                  lidar_topic: str = "/lidar/points",
+                  lidar_frame: str = "lidar",
+                  storage: Literal["mcap", "sqlite3"] = "mcap",
+                  progress: bool = False) -> Path:
+    """Write a multi-camera rig recording as a rosbag2 folder (created; must not exist yet).
+
+    Per camera: its already encoded images as ``sensor_msgs/CompressedImage`` on
+    ``<image_topic>/compressed`` (bytes kept as given: no re-encoding) and a CameraInfo with the
+    same stamp on ``info_topic`` (logged just before the image); per sweep a PointCloud2 on ``lidar_topic``; one /tf_static
+    message (transient_local) holding, per camera, parent ``lidar_frame`` -> child
+    ``optical_frame``, i.e. ``inv(T_cam_lidar)`` (tf convention). Log time = header stamp.
+
+    Args:
+        cameras: the rig's cameras (names distinct).
+        lidar_sweeps: ``(stamp_s, points)``, points (N, 4) ``x, y, z, intensity`` in ``lidar_frame``.
+    Returns:
+        the bag folder.
+    """
+    plugin = _storage_plugin(storage)
+    bag_dir = Path(bag_dir)
+    ts = _typestore()
+    T = ts.types
+    if not cameras:
+        raise ValueError("write_rig_bag: no cameras")
+    msgtypes: dict[str, str] = {lidar_topic: POINTCLOUD2, TF_STATIC_TOPIC: TF_MESSAGE}
+    queue: list[tuple[int, int, str, object]] = []
+    for c in cameras:
+        check_transform(c.T_cam_lidar, f"camera {c.name}: T_cam_lidar")
+        img_topic = c.image_topic + "/compressed"
+        for topic, msgtype in ((img_topic, COMPRESSED_IMAGE), (c.info_topic, CAMERA_INFO)):
+            if topic in msgtypes:
+                raise ValueError(f"write_rig_bag: topic {topic} written twice (camera names must differ)")
+            msgtypes[topic] = msgtype
+        for stamp, data in c.frames:
+            ns = _ns(stamp)
+            # CameraInfo first: a reader that needs the camera model before an image gets it.
+            queue.append((ns, 1, c.info_topic, lambda s=stamp, c=c: _camera_info(c.camera, s, c.optical_frame)))
+            queue.append((ns, 2, img_topic, lambda s=stamp, d=data, c=c: T[COMPRESSED_IMAGE](
+                header=_header(s, c.optical_frame), format=c.image_format, data=np.frombuffer(d, dtype=np.uint8))))
+    for stamp, pts in lidar_sweeps:
+        queue.append((_ns(stamp), 3, lidar_topic, lambda s=stamp, p=pts: rosbags_pointcloud2(p, s, lidar_frame, ts)))
+    stamps = [s for c in cameras for s, _ in c.frames] + [s for s, _ in lidar_sweeps]
+    first = min(stamps) if stamps else 0.0
+
+    def tf_static():
+        transforms = [m for c in cameras for m in _tf_static(c.T_cam_lidar, first, lidar_frame,
+                                                                c.optical_frame).transforms]
+        return T[TF_MESSAGE](transforms=transforms)
+
+    queue.append((_ns(first), 0, TF_STATIC_TOPIC, tf_static))
+    queue.sort(key=lambda item: item[:2])
     with Writer(bag_dir, version=_BAG_VERSION, storage_plugin=plugin) as writer:
         connections = {
             topic: writer.add_connection(topic, msgtype, typestore=ts,
