@@ -69,3 +69,19 @@ def test_queues_stay_bounded(queue_size):
         pairer.add_lidar(float(i), i)  # no images at all
     assert len(pairer._lidars) == queue_size
     assert pairer.counters.lidar_unmatched == 100 - queue_size
+
+
+def test_flush_pairs_the_last_sweep_when_no_later_image_can_come():
+    # A recording read to its end: each camera ~9 ms before its sweep, nothing after the last sweep.
+    pairer = StampPairer(PairingConfig(slop_s=0.05))
+    events = [(0.991, "image"), (1.000, "lidar"), (1.091, "image"), (1.100, "lidar"), (1.191, "image"),
+              (1.200, "lidar")]
+    assert feed(pairer, events) == [(0.991, 1.000), (1.091, 1.100)]
+    assert [(p.image_stamp_s, p.lidar_stamp_s) for p in pairer.flush()] == [(1.191, 1.200)]
+    assert pairer.flush() == [] and pairer.counters.pairs == 3
+
+
+def test_flush_leaves_a_sweep_without_an_image_within_the_slop_unpaired():
+    pairer = StampPairer(PairingConfig(slop_s=0.05))
+    feed(pairer, [(1.000, "lidar"), (0.900, "image")])
+    assert pairer.flush() == [] and pairer.counters.lidar_unmatched == 1

@@ -17,7 +17,13 @@ Outputs: ``--out calib.yaml`` (``crossi2p.calib_io``, with the 6x6 covariance an
 in ``metadata``), ``calib.urdf`` beside it (a fixed joint LiDAR -> camera optical frame) and, with
 ``--report DIR``, ``overlay_before.png`` (the refinement's start), ``overlay_after.png`` (what the
 refinement found, accepted or not), ``overlay_published.png`` (the calibration written) and
-``report.md``.
+``report.md``; with ``--json PATH``, the run's figures machine-readably, written on exit 0 and
+on exit 3 alike: ``exit_code``, ``stage``, ``reason`` (why there is no calibration, '' when there
+is one), ``T_cam_lidar`` (the calibration written, or null), ``prior`` (its ``T_cam_lidar`` and
+bounds, or null), ``refinement`` (or null: ``start``, ``accepted``, ``reason``, ``T_start``,
+``T_searched``: what the search found even when it was rejected, never to be used as a
+calibration; costs, std, time), ``pairs``, ``pairs_valid``, ``fusion_status``, ``frames_fused``,
+``rejected_outside_prior``, ``wall_time_s``. Matrices are 4x4 row lists, LiDAR -> camera optical.
 
 Exit codes: 0 a calibration it trusts was written; 3 it cannot produce one (no pairs; the
 refinement rejected and the fusion not converged; nothing to start from), with the reason in
@@ -66,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prior-max-rotation-deg", type=float, help="override the prior's rotation bound (deg)")
     p.add_argument("--prior-max-translation-m", type=float, help="override the prior's per-axis translation bound (m)")
     p.add_argument("--report", type=Path, help="write overlays (PNG) and report.md into this folder")
+    p.add_argument("--json", type=Path, help="write the run's figures as JSON (also when it cannot calibrate, "
+                                             "exit 3; keys in the description below)")
     p.add_argument("--model", type=Path, help="model card YAML (or the .onnx with its card beside it); default: "
                                               "the shipped model")
     p.add_argument("--frames", type=int, help="use at most this many pairs (default: all)")
@@ -125,7 +133,8 @@ def _main(argv: list[str] | None) -> int:
         runtime = load_runtime(card, args.execution_provider)
         if source == "rosbag2":
             result = replay_bag(args.input, runtime, None, topics, PairingConfig(slop_s=args.slop_s),
-                                max_frames=args.frames, progress=not args.quiet, prior=prior, schedule=schedule)
+                                max_frames=args.frames, progress=not args.quiet, prior=prior, schedule=schedule,
+                                pair_at_end=True)
         else:
             result = replay_samples(samples, runtime, max_frames=args.frames, total=count, progress=not args.quiet,
                                     prior=prior, schedule=schedule, require_ground_truth=False)
@@ -154,6 +163,8 @@ def _main(argv: list[str] | None) -> int:
     except CannotCalibrate as exc:
         if args.report is not None and result.frames:
             _write_report(args, result, pipeline, None, None, str(exc), time.perf_counter() - t0)
+        if args.json is not None:
+            _write_json(args, result, pipeline, None, None, str(exc), EXIT_UNTRUSTED, time.perf_counter() - t0)
         print(f"{PROG}: cannot calibrate: {exc}", file=sys.stderr)
         return EXIT_UNTRUSTED
 
@@ -177,6 +188,8 @@ def _main(argv: list[str] | None) -> int:
     report_md = None
     if args.report is not None:
         report_md = _write_report(args, result, pipeline, T, stage, "", time.perf_counter() - t0)
+    if args.json is not None:
+        _write_json(args, result, pipeline, T, stage, "", 0, time.perf_counter() - t0)
     _print_summary(T, cov, stage, pipeline, result, yaml_path, urdf_path, report_md)
     return 0
 
@@ -204,6 +217,49 @@ def _refinement_summary(run: RefinementRun) -> dict:
             "points_in_view": int(r.points_in_view), "cost_start": float(r.cost_start),
             "cost_final": float(r.cost_final), "std_m": [float(v) for v in r.std_m],
             "std_deg": [float(v) for v in r.std_deg], "time_s": float(r.time_s)}
+
+
+def _matrix(T) -> list | None:
+    return None if T is None else [[float(v) for v in row] for row in np.asarray(T)]
+
+
+def _nan_to_null(value):
+    """NaN / inf floats (e.g. the std of a rejected refinement) as None: strict JSON has no NaN."""
+    if isinstance(value, dict):
+        return {k: _nan_to_null(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_nan_to_null(v) for v in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+def _write_json(args, result, pipeline: CalibrationPipeline, T, stage, failure: str, exit_code: int,
+                elapsed_s: float) -> Path:
+    """The run's figures as JSON (keys in the module docstring); parent folders are created."""
+    import json
+
+    run = pipeline.last_refinement
+    refinement = None
+    if run is not None:
+        r = run.result
+        refinement = {**_refinement_summary(run), "T_start": _matrix(r.T_start), "T_searched": _matrix(r.T_searched),
+                      "ambiguity_margin": None if r.ambiguity_margin is None else float(r.ambiguity_margin)}
+    prior = pipeline.prior
+    summary = {
+        "tool": PROG, "input": str(args.input), "exit_code": exit_code, "stage": stage, "reason": failure,
+        "T_cam_lidar": _matrix(T), "out": str(args.out) if T is not None else None,
+        "report": str(args.report) if args.report is not None else None,
+        "prior": None if prior is None else {"source": prior.source, "T_cam_lidar": _matrix(prior.T_cam_lidar),
+                                             "max_rotation_deg": prior.max_rotation_deg,
+                                             "max_translation_m": prior.max_translation_m},
+        "refinement": refinement, "pairs": len(result.frames), "pairs_valid": sum(f.valid for f in result.frames),
+        "fusion_status": pipeline.fuser.state.status, "frames_fused": pipeline.fuser.state.frames_accepted,
+        "rejected_outside_prior": pipeline.rejected_outside_prior, "wall_time_s": float(elapsed_s),
+    }
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(_nan_to_null(summary), indent=2) + "\n")
+    return args.json
 
 
 def _overlay(pair, T: np.ndarray, path: Path, caption: str) -> None:

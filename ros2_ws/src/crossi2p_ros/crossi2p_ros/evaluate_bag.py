@@ -80,8 +80,14 @@ def replay_bag(bag: Path, runtime: CalibrationRuntime, T_gt: np.ndarray | None, 
                pairing: PairingConfig | None = None, fusion: FusionConfig | None = None,
                knock: Knock | None = None, max_frames: int | None = None, progress: bool = True,
                lidar_frame: str | None = None, camera_frame: str | None = None, prior: Prior | None = None,
-               refinement=None, schedule: RefinementScheduleConfig | None = None) -> ReplayResult:
+               refinement=None, schedule: RefinementScheduleConfig | None = None,
+               pair_at_end: bool = False) -> ReplayResult:
     """Feed a bag through the node's pipeline; every pair is processed (see module docstring).
+
+    ``pair_at_end``: once the bag is read to its end, the sweeps still waiting for a later image
+    are paired with the closest image within the slop (``StampPairer.flush``); off by default,
+    as the node, which never knows its streams ended (``crossi2p-calibrate`` turns it on: the
+    last sweep of a short recording is then used too).
 
     ``T_gt``: the ground truth recorded with each pair (None: none, as for ``crossi2p-calibrate``;
     a knock needs one). ``prior``, ``refinement`` (``RefinementConfig``), ``schedule``: the
@@ -137,6 +143,16 @@ def replay_bag(bag: Path, runtime: CalibrationRuntime, T_gt: np.ndarray | None, 
                 result.last_sample = (pair.image, pair.lidar)
             if max_frames is not None and len(result.frames) >= max_frames:
                 break
+        else:
+            if pair_at_end:
+                for pair in pipeline.pairer.flush():
+                    if max_frames is not None and len(result.frames) >= max_frames:
+                        break
+                    result.add(FrameReport.from_outcome(pipeline.process(pair)), T_gt)
+                    _refine_if_due(pipeline, result, bar)
+                    if result.first_sample is None:
+                        result.first_sample = (pair.image, pair.lidar)
+                    result.last_sample = (pair.image, pair.lidar)
     except ValueError as exc:  # a corrupt message or a truncated bag: keep what was read
         result.errors.append(str(exc))
     except KeyboardInterrupt:  # Ctrl-C: the pairs processed so far are the result

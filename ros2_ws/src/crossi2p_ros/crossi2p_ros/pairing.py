@@ -87,6 +87,31 @@ class StampPairer(Generic[ImageT, LidarT]):
             return self._match()
         return []
 
+    def flush(self) -> list[StampedPair[ImageT, LidarT]]:
+        """End of the streams (a recording read to its end): pair each queued sweep with the closest
+        queued image within ``slop_s`` (no later image can come), then empty the queues. A live
+        node never calls this."""
+        pairs = []
+        slop = self.config.slop_s
+        while self._lidars:
+            t_lidar, lidar = self._lidars.popleft()
+            if not self._images:
+                self.counters.lidar_unmatched += 1
+                continue
+            best = min(range(len(self._images)), key=lambda i: abs(self._images[i][0] - t_lidar))
+            t_image, image = self._images[best]
+            if abs(t_image - t_lidar) <= slop:
+                pairs.append(StampedPair(t_image, image, t_lidar, lidar))
+                self.counters.pairs += 1
+                for _ in range(best + 1):
+                    self._images.popleft()
+                self.counters.images_unmatched += best
+            else:
+                self.counters.lidar_unmatched += 1
+        self.counters.images_unmatched += len(self._images)
+        self._images.clear()
+        return pairs
+
     # ----------------------------------------------------------------------------- internals
     def _enqueue(self, queue: deque, stamp_s: float, item) -> bool:
         newest = self._newest.get(id(queue))
