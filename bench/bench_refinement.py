@@ -45,7 +45,8 @@ def run_case(name: str, samples: list, T_gt: np.ndarray, args, cfg: RefinementCo
         rows.append({"case": name, "trial": trial, "frames": len(samples), "accepted": res.accepted,
                      "reason": res.reason, "start_rte_m": e0.rte_m, "start_rre_deg": e0.rre_geodesic_deg,
                      "searched_rte_m": e1.rte_m, "searched_rre_deg": e1.rre_geodesic_deg,
-                     "time_s": res.time_s})
+                     "time_s": res.time_s, "std_m": [float(x) for x in res.std_m],
+                     "std_deg": [float(x) for x in res.std_deg], "ambiguity_margin": res.ambiguity_margin})
     return rows
 
 

@@ -94,7 +94,17 @@ class RefinementConfig:
     histogram_bins: int = 24
     """Bins per axis of the joint intensity / grey histogram of the NID."""
     nid_weight: float = 1.0
-    """Weight of the NID term."""
+    """Weight of the NID term (LiDAR intensity vs image grey level)."""
+    gradient_nid_weight: float = 0.0
+    """Weight of the NID between each point's depth discontinuity (the range jump to its
+    farthest angular neighbour) and the image gradient magnitude under it: occluding contours
+    are image edges, and a statistical measure does not care how much texture there is
+    elsewhere. Off by default (0): on the shared real single frames it helped (searched median
+    3.85 -> 2.93 deg), on the real 3-sweep windows and the simulated drives it did not, and it
+    costs a third more time (docs/benchmarks.md, section 8). It needs no LiDAR intensity."""
+    discontinuity_scale_m: float = 0.5
+    """A point's depth discontinuity ``jump`` enters the gradient NID as ``1 - exp(-jump / scale)``
+    (0 on a continuous surface, near 1 on an object's rim)."""
     edge_weight: float = 0.0
     """Weight of the edge-contrast term."""
     max_points_per_frame: int = 20000
@@ -176,6 +186,9 @@ class PreparedFrame:
 
     gray_levels: np.ndarray
     """(L, H, W) float32 equalised grey image in [0, 1], blurred per level (working pinhole image)."""
+    gradient_levels: np.ndarray
+    """(L, H, W) float32 rank-equalised gradient magnitude in [0, 1], blurred per level ((L, 1, 1)
+    zeros when the gradient term is off: never sampled then)."""
     edge_maps: np.ndarray
     """(L, H, W) float32 edge nearness in [0, 1] per level ((L, 1, 1) zeros when the edge term
     is off: never sampled then)."""
@@ -185,6 +198,9 @@ class PreparedFrame:
     """(N, 3) float64 LiDAR points (LiDAR frame, metres) for the NID."""
     intensity: np.ndarray
     """(N,) float64 their rank-normalised intensities in [0, 1]."""
+    discontinuity: np.ndarray
+    """(N,) float64 their depth discontinuities mapped to [0, 1) (``point_discontinuity``, then
+    ``1 - exp(-jump / discontinuity_scale_m)``)."""
     edge_points: np.ndarray
     """(M, 3) float64 LiDAR depth-edge points (LiDAR frame)."""
     edge_weights: np.ndarray
@@ -313,6 +329,54 @@ def lidar_depth_edges(points: np.ndarray, T_view_lidar: np.ndarray, config: Refi
     return xyz[edge], np.sqrt(np.minimum(best[edge], 10.0))
 
 
+def point_discontinuity(points: np.ndarray, T_view_lidar: np.ndarray, max_neighbor_angle_deg: float = 1.0,
+                        neighbors: int = 8) -> np.ndarray:
+    """Depth discontinuity of every point: how much farther its farthest angular neighbour is.
+
+    The points are seen from ``T_view_lidar`` (the camera at the start pose), so the value is the
+    camera's occluding contour, large on the near side of an object boundary and about zero on a
+    continuous surface; no ring field is needed. It is the per-point counterpart of
+    ``lidar_depth_edges`` for the gradient NID.
+
+    Args:
+        points: (N, 3) LiDAR-frame points, metres, all in front of the viewpoint.
+        T_view_lidar: (4, 4) viewpoint.
+    Returns:
+        (N,) float64 range jump in metres (>= 0; 0 without a neighbour within the angle).
+    """
+    p = transform_points(T_view_lidar, np.asarray(points, np.float64)[:, :3])
+    if len(p) < neighbors + 1:
+        return np.zeros(len(p))
+    r = np.linalg.norm(p, axis=1)
+    ang = np.column_stack([np.arctan2(p[:, 0], p[:, 2]), np.arctan2(p[:, 1], np.hypot(p[:, 0], p[:, 2]))])
+    dist, idx = cKDTree(ang).query(ang, k=neighbors + 1, distance_upper_bound=np.radians(max_neighbor_angle_deg))
+    dist, idx = dist[:, 1:], np.minimum(idx[:, 1:], len(r) - 1)
+    return np.where(np.isfinite(dist), r[idx] - r[:, None], 0.0).max(axis=1).clip(0.0)
+
+
+def image_gradient_levels(gray: np.ndarray, sigmas_px: Sequence[float]) -> np.ndarray:
+    """Rank-equalised gradient magnitude of a grey image, one blurred map per level.
+
+    At each level the image is smoothed with ``sigma / 2`` before the Sobel gradient (so fine
+    texture does not dominate the coarse levels), the magnitude is replaced by its rank in the
+    image (uniform in [0, 1], whatever the camera's contrast), and blurred with ``sigma``.
+
+    Args:
+        gray: (H, W) uint8 image.
+        sigmas_px: Gaussian sigma per level, pixels.
+    Returns:
+        (L, H, W) float32 in [0, 1].
+    """
+    out = np.zeros((len(sigmas_px),) + gray.shape, np.float32)
+    g = gray.astype(np.float32)
+    for i, s in enumerate(sigmas_px):
+        b = cv2.GaussianBlur(g, (0, 0), max(1.0, 0.5 * s))
+        m = np.hypot(cv2.Sobel(b, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(b, cv2.CV_32F, 0, 1, ksize=3))
+        rank = (rankdata(m.ravel()) / m.size).reshape(m.shape).astype(np.float32)
+        out[i] = cv2.GaussianBlur(rank, (0, 0), s)
+    return out
+
+
 def _pinhole(p_cam: np.ndarray, fx, fy, cx, cy) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pinhole pixels ``u, v`` (N,) of camera-frame points (N, 3) and (N,) ``front`` (z > 0.5 m);
     the intrinsics are scalars or (N,) arrays (one per point: the window's frames). The images
@@ -364,16 +428,23 @@ def prepare_frame(image_rgb: np.ndarray, points: np.ndarray, camera: CameraModel
         edge_maps = np.zeros((len(sigmas), 1, 1), np.float32)   # placeholder, never sampled
     eq = cv2.equalizeHist(gray).astype(np.float32) / 255.0
     gray_levels = np.stack([cv2.GaussianBlur(eq, (0, 0), s) for s in sigmas])
+    gradient_levels = (image_gradient_levels(gray, sigmas) if cfg.gradient_nid_weight
+                       else np.zeros((len(sigmas), 1, 1), np.float32))    # placeholder, never sampled
     # points for the NID: finite, in range, can be in view; rank-normalised intensity
     r = np.linalg.norm(P[:, :3], axis=1)
     ok = np.isfinite(P[:, :3]).all(axis=1) & (r >= cfg.min_range_m) & (r <= cfg.max_range_m)
     P = P[ok]
     P = P[_in_view_mask(P[:, :3], T_start, pin.K, pin.width, pin.height, cfg.view_margin)]
+    # discontinuities among all the points in view, before the subsample thins the neighbours
+    jump = (point_discontinuity(P[:, :3], T_start, cfg.max_neighbor_angle_deg, cfg.neighbors)
+            if cfg.gradient_nid_weight else np.zeros(len(P)))
     rng = np.random.default_rng(cfg.seed)
     if len(P) > cfg.max_points_per_frame:
-        P = P[np.sort(rng.choice(len(P), cfg.max_points_per_frame, replace=False))]
+        keep = np.sort(rng.choice(len(P), cfg.max_points_per_frame, replace=False))
+        P, jump = P[keep], jump[keep]
     inten = np.nan_to_num(P[:, 3]) if P.shape[1] >= 4 else np.zeros(len(P))
     inten = (rankdata(inten) - 0.5) / max(len(inten), 1) if len(inten) else inten
+    jump = 1.0 - np.exp(-jump / cfg.discontinuity_scale_m)     # metres -> [0, 1): a jump is physical, not a rank
     if cfg.edge_weight:
         e_pts, e_w = lidar_depth_edges(np.asarray(points)[:, :3], T_start, cfg)
     else:
@@ -383,8 +454,9 @@ def prepare_frame(image_rgb: np.ndarray, points: np.ndarray, camera: CameraModel
     if len(e_pts) > cfg.max_edge_points_per_frame:
         top = np.sort(np.argsort(-e_w, kind="stable")[:cfg.max_edge_points_per_frame])
         e_pts, e_w = e_pts[top], e_w[top]
-    return PreparedFrame(gray_levels=gray_levels, edge_maps=edge_maps, K=pin.K.copy(), points=P[:, :3].copy(),
-                         intensity=np.asarray(inten, np.float64), edge_points=e_pts, edge_weights=e_w,
+    return PreparedFrame(gray_levels=gray_levels, gradient_levels=gradient_levels, edge_maps=edge_maps,
+                         K=pin.K.copy(), points=P[:, :3].copy(), intensity=np.asarray(inten, np.float64),
+                         discontinuity=np.asarray(jump, np.float64), edge_points=e_pts, edge_weights=e_w,
                          image_rgb=rgb, camera=pin)
 
 
@@ -461,6 +533,10 @@ class _Window:
         points = [f.points[i] for f, i in zip(frames, pick)]
         self.pts = _Stack(points, Ks, [f.gray_levels for f in frames])
         self.intensity = np.concatenate([f.intensity[i] for f, i in zip(frames, pick)])
+        self.discontinuity = np.concatenate([f.discontinuity[i] for f, i in zip(frames, pick)])
+        # the gradient term's stack: same points, other images (only when it is on)
+        self.gradient = (_Stack(points, Ks, [f.gradient_levels for f in frames]).stack
+                         if cfg.gradient_nid_weight else None)
         self.edge_w = np.concatenate([f.edge_weights[i] for f, i in zip(frames, epick)])
         self.surface = self.edges = None              # the edge term's stacks: only when it is on
         if cfg.edge_weight:
@@ -476,24 +552,30 @@ class _Window:
         return np.sort(rng.choice(n, max(budget, 1), replace=False))
 
     def samples(self, T: np.ndarray, level: int) -> tuple:
-        """Everything the cost needs at ``T`` (so that re-weighted costs need no re-projection)."""
-        if not self.cfg.edge_weight:
-            (g,), inside = self.pts.sample(T, level)
-            return g, inside, np.zeros(0), np.zeros(0), np.zeros(0, bool)
-        (g, s), inside = self.pts.sample(T, level, [self.pts.stack, self.surface.stack])
-        if len(self.edge_w):
+        """Everything the cost needs at ``T`` (so that re-weighted costs need no re-projection):
+        grey, gradient and edge-nearness values under the points (gradient / edge-nearness: empty
+        when their term is off), the in-image mask, and the depth-edge points' values and mask."""
+        stacks = [self.pts.stack] + [st for st in (self.gradient, self.surface and self.surface.stack)
+                                     if st is not None]
+        values, inside = self.pts.sample(T, level, stacks)
+        g = values.pop(0)
+        gm = values.pop(0) if self.gradient is not None else np.zeros(0)
+        s = values.pop(0) if self.surface is not None else np.zeros(0)
+        if self.cfg.edge_weight and len(self.edge_w):
             (e,), e_in = self.edges.sample(T, level)
         else:
             e, e_in = np.zeros(0), np.zeros(0, bool)
-        return g, inside, s, e, e_in
+        return g, gm, inside, s, e, e_in
 
     def cost_of(self, samples: tuple, w_pts: np.ndarray | None = None, w_edges: np.ndarray | None = None) -> float:
         """Cost from ``samples``, with optional per-point multiplicities (the bootstrap)."""
-        g, inside, s, e, e_in = samples
+        g, gm, inside, s, e, e_in = samples
         wp = np.ones(len(g)) if w_pts is None else w_pts
         if (inside * wp).sum() < 10:
             return 2.0
-        nid = self._nid(self.intensity, g, inside, wp) if self.cfg.nid_weight else 0.0
+        nid = self.cfg.nid_weight * self._nid(self.intensity, g, inside, wp) if self.cfg.nid_weight else 0.0
+        if self.gradient is not None:
+            nid += self.cfg.gradient_nid_weight * self._nid(self.discontinuity, gm, inside, wp)
         kept = float((inside * wp).sum()) / float(wp.sum())
         if kept < 0.5:                                   # most of the point set left the image
             nid += 0.5 - kept
@@ -503,7 +585,7 @@ class _Window:
             wi = inside * wp
             if we.sum() > 0:
                 contrast = float(we @ (e * e_in)) / float(we.sum()) - float(wi @ s) / float(wi.sum())
-        return self.cfg.nid_weight * nid - self.cfg.edge_weight * contrast
+        return nid - self.cfg.edge_weight * contrast
 
     def _nid(self, x: np.ndarray, y: np.ndarray, inside: np.ndarray, w: np.ndarray) -> float:
         """NID of the (x, y) pairs in [0, 1]^2 of the points inside the image, weights ``w``,
@@ -537,12 +619,14 @@ class _Window:
         return int(self.pts.project(T)[2].sum())
 
     def blind(self) -> str | None:
-        """Why the objective cannot see anything in this window, or None: the NID needs LiDAR
-        intensity (a cloud without an intensity field reads as all zeros: the NID is 1 at every
-        pose), unless the edge term is on."""
-        if self.cfg.edge_weight or not self.cfg.nid_weight or np.ptp(self.intensity) > 0:
+        """Why the objective cannot see anything in this window, or None: the intensity NID needs
+        LiDAR intensity (a cloud without an intensity field reads as all zeros: that NID is 1 at
+        every pose), unless a geometric term (gradient NID or edge term) is on."""
+        if (self.cfg.edge_weight or self.cfg.gradient_nid_weight or not self.cfg.nid_weight
+                or np.ptp(self.intensity) > 0):
             return None
-        return "the LiDAR points carry no intensity (the NID needs it; the edge term, edge_weight > 0, does not)"
+        return ("the LiDAR points carry no intensity (the intensity NID needs it; the geometric terms, "
+                "gradient_nid_weight > 0 or edge_weight > 0, do not)")
 
 
 def _perturb(T0: np.ndarray, x: np.ndarray, scale: np.ndarray) -> np.ndarray:
