@@ -31,11 +31,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bag", type=Path, metavar="DIR", help="write a rosbag2 folder (must not exist)")
     p.add_argument("--storage", choices=["mcap", "sqlite3"], default="mcap", help="rosbag2 storage (default mcap)")
     p.add_argument("--compressed", action="store_true", help="rosbag2: CompressedImage (JPEG) instead of raw rgb8")
-    p.add_argument("--preset", choices=PRESETS, default="kitti",
-                   help="base configuration (default kitti: 1242x375 camera at 15 Hz, 64-beam LiDAR at 10 Hz)")
+    p.add_argument("--preset", choices=PRESETS, default="kitti", metavar="NAME",
+                   help="base configuration, one of %(choices)s. kitti (default, = lidar64): 1242x375 camera "
+                        "at 15 Hz, 64 evenly spaced beams at 10 Hz; lidar32 / lidar128: the same camera, 32 / 128 "
+                        "beams; small: 416x128, 32 beams, fast (tests, training); fisheye: 640x480 equidistant "
+                        "camera. Named after real rigs (the sensor's beam elevation table and intensity scale): "
+                        "kitti_hdl64 (Velodyne HDL-64E, +2..-24.9 deg, reflectance 0-1; KITTI rectified "
+                        "1242x375 camera at 10 Hz), nuscenes_hdl32 (HDL-32E, +10.67..-30.67 deg at 20 Hz, "
+                        "intensity 0-255; 1600x900 camera at 12 Hz), ouster_os1_128 (128 beams over +-22.5 deg, "
+                        "16-bit intensity falling off with range; 1920x1200 camera with strong barrel "
+                        "distortion). Details: SimConfig.preset, docs/training.md 3.1")
     p.add_argument("--width", type=int, help="image width in pixels (focal length scales with it)")
     p.add_argument("--height", type=int, help="image height in pixels")
-    p.add_argument("--lidar-beams", type=int, choices=[32, 64, 128], help="LiDAR preset by beam count")
+    p.add_argument("--lidar-beams", type=int, choices=[32, 64, 128],
+                   help="replace the preset's beams by 32, 64 or 128 evenly spaced ones (LidarConfig.preset)")
     p.add_argument("--azimuth-step", type=float, metavar="DEG", help="LiDAR azimuth step in degrees")
     p.add_argument("--max-range", type=float, metavar="M", help="LiDAR maximum range in metres")
     p.add_argument("--camera-rate", type=float, metavar="HZ", help="camera frame rate")
@@ -65,7 +74,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
     if args.lidar_beams:
         preset = LidarConfig.preset(args.lidar_beams)
         lidar = dataclasses.replace(lidar, beams=preset.beams, elevation_max_deg=preset.elevation_max_deg,
-                                    elevation_min_deg=preset.elevation_min_deg)
+                                    elevation_min_deg=preset.elevation_min_deg, elevation_table_deg=())
     changes = {"azimuth_step_deg": args.azimuth_step, "max_range_m": args.max_range, "rate_hz": args.lidar_rate}
     lidar = dataclasses.replace(lidar, **{k: v for k, v in changes.items() if v is not None})
     if args.with_time:

@@ -19,6 +19,23 @@ Range = tuple[float, float]
 # KITTI colour camera: 1242x375, fx = fy ~ 720 px (81.6 deg horizontal field of view).
 KITTI_WIDTH, KITTI_HEIGHT, KITTI_FOCAL_PX = 1242, 375, 720.0
 
+# Beam elevation tables (degrees, top beam first) of the rigs the named presets imitate.
+HDL64E_ELEVATIONS_DEG: tuple[float, ...] = tuple(
+    [round(2.0 - k / 3.0, 3) for k in range(32)]
+    + [round(-8.83 - k * (24.9 - 8.83) / 31.0, 3) for k in range(32)])
+"""Velodyne HDL-64E (KITTI), nominal: an upper block of 32 lasers at 1/3 deg steps from +2.0 to
+-8.333 deg and a lower block of 32 lasers at ~1/2 deg steps (0.518) from -8.83 to -24.9 deg
+(KITTI's stated field of view: +2 .. -24.9 deg). A unit's own calibration (db.xml) differs by a
+few tenths of a degree per laser."""
+HDL32E_ELEVATIONS_DEG: tuple[float, ...] = (
+    10.67, 9.33, 8.0, 6.67, 5.33, 4.0, 2.67, 1.33, 0.0, -1.33, -2.67, -4.0, -5.33, -6.67, -8.0, -9.33,
+    -10.67, -12.0, -13.33, -14.67, -16.0, -17.33, -18.67, -20.0, -21.33, -22.67, -24.0, -25.33, -26.67,
+    -28.0, -29.33, -30.67)
+"""Velodyne HDL-32E (nuScenes): 32 lasers at 4/3 deg steps from +10.67 to -30.67 deg (the
+manual's table, sorted top first; the sensor fires them interleaved)."""
+OS1_128_ELEVATIONS_DEG: tuple[float, ...] = tuple(round(22.5 - k * 45.0 / 127.0, 4) for k in range(128))
+"""Ouster OS1-128-like: 128 beams evenly spread over +22.5 .. -22.5 deg (45 deg field of view)."""
+
 
 @dataclass(frozen=True)
 class SceneConfig:
@@ -131,7 +148,8 @@ class LidarConfig:
     elevation_max_deg: float = 2.0
     """Elevation of the top beam."""
     elevation_min_deg: float = -24.8
-    """Elevation of the bottom beam (beams are evenly spaced in between)."""
+    """Elevation of the bottom beam (beams are evenly spaced in between unless
+    ``elevation_table_deg`` is given)."""
     azimuth_step_deg: float = 0.2
     """Horizontal angle between firings (0.08 .. 0.35 for real sensors)."""
     max_range_m: float = 120.0
@@ -154,6 +172,57 @@ class LidarConfig:
     the sensor frame at firing time, as a raw driver outputs them). Off: the whole sweep is
     taken from the pose at the stamp (as if de-skewed to the stamp). Moving cars are frozen at
     the sweep stamp either way."""
+    elevation_table_deg: tuple[float, ...] = ()
+    """Elevation of each beam in degrees, top first, strictly decreasing (a real sensor's
+    non-uniform table, e.g. ``HDL64E_ELEVATIONS_DEG``). Empty: ``beams`` evenly spaced from
+    ``elevation_max_deg`` to ``elevation_min_deg``. Given: it must have ``beams`` entries and
+    start / end at ``elevation_max_deg`` / ``elevation_min_deg`` (``from_elevation_table``
+    sets all three)."""
+    intensity_range_exponent: float = 0.0
+    """Range fall-off of the returned intensity: multiplied by ``(ref / max(r, ref)) ** exponent``
+    with ``ref = intensity_range_ref_m`` (2: an uncompensated signal, ~1/r^2; 0: a
+    range-compensated reflectance, as KITTI's and Velodyne's calibrated intensities)."""
+    intensity_range_ref_m: float = 10.0
+    """Range up to which the intensity does not fall off (metres)."""
+    intensity_units: Literal["unit", "byte", "uint16"] = "unit"
+    """Scale of the intensity column as the imitated driver writes it: ``unit`` floats in
+    [0, 1] (KITTI reflectance), ``byte`` integers 0..255 (Velodyne / nuScenes), ``uint16``
+    integers 0..65535 (Ouster signal). Stored as float32 either way."""
+
+    def __post_init__(self):
+        table = tuple(float(v) for v in self.elevation_table_deg)
+        object.__setattr__(self, "elevation_table_deg", table)
+        if self.beams < 1:
+            raise ValueError(f"LidarConfig.beams: must be >= 1, got {self.beams}")
+        if table:
+            if len(table) != self.beams:
+                raise ValueError(f"LidarConfig.elevation_table_deg: {len(table)} entries for {self.beams} beams")
+            if any(b >= a for a, b in zip(table, table[1:])):
+                raise ValueError("LidarConfig.elevation_table_deg: must be strictly decreasing (top beam first)")
+            if (table[0], table[-1]) != (self.elevation_max_deg, self.elevation_min_deg):
+                raise ValueError(f"LidarConfig.elevation_table_deg: spans {table[0]} .. {table[-1]} deg but "
+                                 f"elevation_max_deg / elevation_min_deg are {self.elevation_max_deg} / "
+                                 f"{self.elevation_min_deg} (use LidarConfig.from_elevation_table)")
+        if self.intensity_units not in ("unit", "byte", "uint16"):
+            raise ValueError(f"LidarConfig.intensity_units: expected unit|byte|uint16, got {self.intensity_units!r}")
+        if self.intensity_range_exponent < 0 or self.intensity_range_ref_m <= 0:
+            raise ValueError("LidarConfig: need intensity_range_exponent >= 0 and intensity_range_ref_m > 0, got "
+                             f"{self.intensity_range_exponent}, {self.intensity_range_ref_m}")
+
+    @classmethod
+    def from_elevation_table(cls, elevations_deg, **overrides) -> "LidarConfig":
+        """A LiDAR whose beams follow ``elevations_deg`` (degrees, top first, strictly
+        decreasing): sets ``beams``, ``elevation_max_deg``, ``elevation_min_deg`` and
+        ``elevation_table_deg`` from it; ``overrides`` set the other fields.
+
+        Raises:
+            ValueError: an empty or non-decreasing table, or a bad override.
+        """
+        table = tuple(float(v) for v in elevations_deg)
+        if not table:
+            raise ValueError("LidarConfig.from_elevation_table: empty elevation table")
+        return cls(**{**overrides, "beams": len(table), "elevation_max_deg": table[0],
+                      "elevation_min_deg": table[-1], "elevation_table_deg": table})
 
     @classmethod
     def preset(cls, beams: int, **overrides) -> "LidarConfig":
@@ -166,7 +235,10 @@ class LidarConfig:
         return cls(**{"beams": beams, "elevation_max_deg": hi, "elevation_min_deg": lo, **overrides})
 
     def elevations_rad(self) -> np.ndarray:
-        """(beams,) elevation of each beam, top first."""
+        """(beams,) elevation of each beam in radians, top first (``elevation_table_deg`` when
+        given, evenly spaced otherwise)."""
+        if self.elevation_table_deg:
+            return np.radians(np.asarray(self.elevation_table_deg, np.float64))
         return np.radians(np.linspace(self.elevation_max_deg, self.elevation_min_deg, self.beams))
 
     def azimuths_rad(self) -> np.ndarray:
@@ -207,7 +279,9 @@ class DriveConfig:
     """Stamp of the first LiDAR sweep."""
 
 
-PRESETS = ("kitti", "lidar32", "lidar64", "lidar128", "small", "fisheye")
+PRESETS = ("kitti", "lidar32", "lidar64", "lidar128", "small", "fisheye",
+           "kitti_hdl64", "nuscenes_hdl32", "ouster_os1_128")
+"""Names ``SimConfig.preset`` knows. The last three are named after the rig they imitate."""
 
 
 @dataclass(frozen=True)
@@ -235,6 +309,24 @@ class SimConfig:
         - ``small``: fast, for tests and training: 416x128 camera (same field of view),
           32 beams over the 64-beam elevation span, 0.35 deg step, 80 m range, no shadows;
         - ``fisheye``: 640x480 equidistant camera (~165 deg diagonal field of view), 64 beams.
+
+        Rigs named after the sensors they imitate (non-uniform beam tables, the driver's
+        intensity scale, the published camera sizes and mountings):
+
+        - ``kitti_hdl64``: KITTI. Velodyne HDL-64E (``HDL64E_ELEVATIONS_DEG``: 64 beams, +2 ..
+          -24.9 deg, 1/3 deg steps above -8.3 deg, ~1/2 deg below), 0.1728 deg azimuth step at
+          10 Hz, reflectance in [0, 1]; rectified colour camera 1242x375, fx = fy = 721.5377 px,
+          principal point (609.5593, 172.854) px (KITTI raw P_rect_02), 10 Hz; camera 0.27 m
+          ahead of and 0.08 m below the LiDAR at 1.73 m.
+        - ``nuscenes_hdl32``: nuScenes. Velodyne HDL-32E (``HDL32E_ELEVATIONS_DEG``: 32 beams,
+          +10.67 .. -30.67 deg), 20 Hz, 0.33 deg azimuth step, intensity 0..255; front camera
+          1600x900, fx = fy = 1266.4 px, principal point (816.3, 491.5) px, 12 Hz; LiDAR at
+          1.84 m, camera 0.76 m ahead of and 0.33 m below it.
+        - ``ouster_os1_128``: an Ouster OS1-128-like LiDAR (``OS1_128_ELEVATIONS_DEG``: 128 beams
+          evenly over +-22.5 deg), 2048 columns at 10 Hz, 16-bit signal intensity falling off
+          as 1/r^2 beyond 5 m; 1920x1200 camera with strong barrel distortion (plumb_bob k1 =
+          -0.25, corners moved ~560 px; ~97 deg horizontal field of view), fx = fy = 1100 px,
+          10 Hz; LiDAR at 1.9 m, camera 0.15 m ahead of and 0.25 m below it.
         """
         if name in ("kitti", "lidar64"):
             return cls()
@@ -249,6 +341,26 @@ class SimConfig:
             return cls(camera=CameraConfig(width=640, height=480, fx_px=280.0,
                                            distortion_model="equidistant",
                                            distortion=(0.02, -0.005, 0.001, -0.0002)))
+        if name == "kitti_hdl64":
+            return cls(camera=CameraConfig(width=1242, height=375, fx_px=721.5377, cx_px=609.5593, cy_px=172.854,
+                                           rate_hz=10.0),
+                       lidar=LidarConfig.from_elevation_table(HDL64E_ELEVATIONS_DEG, azimuth_step_deg=0.1728))
+        if name == "nuscenes_hdl32":
+            return cls(camera=CameraConfig(width=1600, height=900, fx_px=1266.4, cx_px=816.3, cy_px=491.5,
+                                           rate_hz=12.0),
+                       lidar=LidarConfig.from_elevation_table(HDL32E_ELEVATIONS_DEG, azimuth_step_deg=0.33,
+                                                              rate_hz=20.0, max_range_m=100.0,
+                                                              intensity_units="byte"),
+                       rig=RigConfig(lidar_height_m=1.84, camera_offset_m=(0.76, 0.0, -0.33)))
+        if name == "ouster_os1_128":
+            return cls(camera=CameraConfig(width=1920, height=1200, fx_px=1100.0, rate_hz=10.0,
+                                           distortion_model="plumb_bob",
+                                           distortion=(-0.25, 0.07, 0.0004, -0.0003, -0.01)),
+                       lidar=LidarConfig.from_elevation_table(OS1_128_ELEVATIONS_DEG, azimuth_step_deg=360.0 / 2048,
+                                                              range_noise_m=0.03, intensity_units="uint16",
+                                                              intensity_range_exponent=2.0,
+                                                              intensity_range_ref_m=5.0),
+                       rig=RigConfig(lidar_height_m=1.9, camera_offset_m=(0.15, 0.0, -0.25)))
         raise ValueError(f"SimConfig.preset: unknown preset {name!r}; expected one of {PRESETS}")
 
     def replace(self, **changes) -> "SimConfig":

@@ -5,8 +5,11 @@ moment the beams face forward (+x), so firing times run over [-T/2, T/2) around 
 (T = 1 / rate). Points are returned in firing order (column by column), in the LiDAR frame at
 firing time, with an intensity from the same surface model the camera shades
 (``materials.lidar_reflectivity`` of the textured material and albedo) times an incidence
-term (retro-reflective surfaces hardly depend on it). Range noise is Gaussian along the ray;
-returns drop out at random, more on glass and at grazing incidence.
+term (retro-reflective surfaces hardly depend on it) and, with
+``LidarConfig.intensity_range_exponent``, a range fall-off; it is written in the imitated
+driver's units (``intensity_units``: [0, 1], 0..255 or 0..65535). Beams follow
+``LidarConfig.elevations_rad`` (a sensor's non-uniform table or an even spread). Range noise is
+Gaussian along the ray; returns drop out at random, more on glass and at grazing incidence.
 """
 from __future__ import annotations
 
@@ -25,7 +28,8 @@ class LidarScan:
     """One sweep and its ground truth per point (N points)."""
 
     points: np.ndarray
-    """(N, 4) float32 x, y, z, intensity (or (N, 5) with the firing time relative to the stamp)."""
+    """(N, 4) float32 x, y, z (metres, LiDAR frame), intensity (in ``intensity_units``), or
+    (N, 5) with the firing time relative to the stamp (seconds)."""
     object_id: np.ndarray
     """(N,) int32 id of the object each point lies on."""
     material: np.ndarray
@@ -37,12 +41,15 @@ class LidarScan:
 
 
 _RAY_CACHE: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+# full scale of the intensity column per ``LidarConfig.intensity_units``
+_UNITS_MAX = {"byte": 255.0, "uint16": 65535.0}
 
 
 def lidar_rays(cfg: LidarConfig) -> tuple[np.ndarray, np.ndarray]:
     """Unit ray directions (C, B, 3) float32 in the LiDAR frame (columns in firing order, beams
     top first) and each column's firing time relative to the stamp (C,) in seconds."""
-    key = (cfg.beams, cfg.elevation_max_deg, cfg.elevation_min_deg, cfg.azimuth_step_deg, cfg.rate_hz)
+    key = (cfg.beams, cfg.elevation_max_deg, cfg.elevation_min_deg, cfg.elevation_table_deg, cfg.azimuth_step_deg,
+           cfg.rate_hz)
     if key not in _RAY_CACHE:
         el = cfg.elevations_rad()
         az = cfg.azimuths_rad()
@@ -83,6 +90,9 @@ def scan_lidar(geometry: SceneGeometry, cfg: LidarConfig, T_world_lidar: np.ndar
     refl = lidar_reflectivity(mat, albedo)
     retro = RETRO_REFLECTIVE[mat]
     intensity = refl * np.where(retro, 0.85 + 0.15 * cos_i, 0.25 + 0.75 * cos_i)
+    if cfg.intensity_range_exponent > 0:
+        ref = np.float32(cfg.intensity_range_ref_m)
+        intensity *= (ref / np.maximum(r, ref)) ** np.float32(cfg.intensity_range_exponent)
     n = len(idx)
     if cfg.intensity_noise > 0:
         intensity *= 1.0 + cfg.intensity_noise * rng.standard_normal(n, dtype=np.float32)
@@ -93,6 +103,8 @@ def scan_lidar(geometry: SceneGeometry, cfg: LidarConfig, T_world_lidar: np.ndar
     survive &= (r_meas >= cfg.min_range_m) & (r_meas <= cfg.max_range_m)
     idx, r, r_meas, intensity, mat, prim = idx[survive], r[survive], r_meas[survive], intensity[survive], \
         mat[survive], prim[survive]
+    if cfg.intensity_units != "unit":
+        intensity = np.round(intensity * np.float32(_UNITS_MAX[cfg.intensity_units]))
     d_local = dirs.reshape(-1, 3)[idx]
     cols = [d_local * r_meas[:, None], intensity[:, None]]
     if cfg.with_time:
