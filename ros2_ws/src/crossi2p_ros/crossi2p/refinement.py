@@ -51,6 +51,9 @@ Over the window (``refine_extrinsic``):
    observability check (enough points in view; every direction of the pose constrained:
    standard deviations below ``max_std_*``). A degenerate window (no texture, only flat ground,
    too few points) keeps the start, with the reason.
+   The covariance is the optimum's local precision under resampling, not its accuracy: a
+   minimum in the wrong place (objective bias) is not in it, and measured against ground truth
+   it is optimistic by an order of magnitude (docs/benchmarks.md, section 8).
 
 ``alignment_check`` reuses the objective as a per-frame validity test of a network estimate.
 
