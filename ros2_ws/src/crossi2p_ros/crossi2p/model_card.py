@@ -13,6 +13,7 @@ Schema (``card_version: 1``)::
     onnx_sha256: <hex>
     opset: 17
     preprocess: {...}                     # crossi2p.preprocess.PreprocessConfig.to_dict()
+                                          # (lidar_intensity: intensity policy; absent = fixed)
     inputs:  [{name: image, shape: [1, 3, H, W], dtype: float32}, ...]
     outputs: [{name: T_cam_lidar, shape: [1, 4, 4], dtype: float32}, ...]
     training: {config: ..., data: ..., command: ..., steps: ..., wall_time_h: ...}

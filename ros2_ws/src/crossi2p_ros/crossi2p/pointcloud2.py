@@ -41,6 +41,10 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .log_once import warn_once as _warn_once
+from .preprocess import LidarIntensityConfig, PreprocessConfig, normalise_lidar_intensity
+
+# the decoders' normalisation: the ``auto`` intensity policy of the one preprocessing
+_AUTO_INTENSITY = PreprocessConfig(lidar_intensity=LidarIntensityConfig(scale="auto"))
 
 __all__ = [
     "POINTFIELD_DTYPES",
@@ -181,30 +185,25 @@ def _packed_native(dt: np.dtype) -> np.dtype:
 
 
 def normalise_intensity(intensity: np.ndarray) -> np.ndarray:
-    """Intensities -> float32 in [0, 1].
+    """(N,) intensities -> float32 in [0, 1]: the ``auto`` policy of
+    ``crossi2p.preprocess.normalise_lidar_intensity`` (the one home of the rules).
 
     Values already within [0, 1] are kept; a maximum within (1, 255] is read as an 8-bit
     reflectance (divided by 255: Velodyne/Ouster/nuScenes/PCD exports); anything larger (16-bit
     or uncalibrated units) is divided by the sweep's maximum. Negative and non-finite values
     become 0.
     """
-    i = np.asarray(intensity, dtype=np.float32).copy()
-    i[~np.isfinite(i)] = 0.0
-    np.maximum(i, 0.0, out=i)
-    top = float(i.max()) if i.size else 0.0
-    if top > 255.0:
-        i /= top
-    elif top > 1.0:
-        i /= 255.0
-    return i
+    return normalise_lidar_intensity(np.asarray(intensity).reshape(-1), _AUTO_INTENSITY)[0]
 
 
 def structured_to_xyzi(points: np.ndarray, intensity_field: str = "intensity",
-                       source: str = "point cloud") -> np.ndarray:
+                       source: str = "point cloud", normalise: bool = True) -> np.ndarray:
     """Structured point array (PointCloud2, PCD) -> (N, 4) float32 ``x, y, z, intensity``.
 
     Rows with a non-finite coordinate are dropped; intensity is 0 where the field is absent
-    and normalised by ``normalise_intensity`` otherwise. ``source`` names the input in errors.
+    and normalised by ``normalise_intensity`` otherwise (``normalise=False``: the field's raw
+    values, e.g. to name their scale with ``preprocess.detect_intensity_scale`` first).
+    ``source`` names the input in errors.
     """
     names = points.dtype.names or ()
     missing = [c for c in ("x", "y", "z") if c not in names]
@@ -222,17 +221,20 @@ def structured_to_xyzi(points: np.ndarray, intensity_field: str = "intensity",
     else:
         out[:, 3] = 0.0
     out = out[np.all(np.isfinite(out[:, :3]), axis=1)]
-    out[:, 3] = normalise_intensity(out[:, 3])
+    if normalise:
+        out[:, 3] = normalise_intensity(out[:, 3])
     return out
 
 
-def pointcloud2_to_xyzi(msg, intensity_field: str = "intensity") -> np.ndarray:
+def pointcloud2_to_xyzi(msg, intensity_field: str = "intensity", normalise: bool = True) -> np.ndarray:
     """PointCloud2 -> (N, 4) float32 ``x, y, z, intensity`` in the message's frame.
 
     Points with NaN/Inf coordinates are dropped (``is_dense = False`` clouds); intensity is
-    0 where ``intensity_field`` is absent and in [0, 1] otherwise (``normalise_intensity``).
+    0 where ``intensity_field`` is absent and in [0, 1] otherwise (``normalise_intensity``;
+    ``normalise=False``: the raw values).
     """
-    return structured_to_xyzi(pointcloud2_to_array(msg), intensity_field, source="PointCloud2")
+    return structured_to_xyzi(pointcloud2_to_array(msg), intensity_field, source="PointCloud2",
+                              normalise=normalise)
 
 
 # --------------------------------------------------------------------------- encoding

@@ -25,14 +25,33 @@ and following the pixel through steps 1-3 (tests/core/test_preprocess.py pins th
 
 Points (``select_points``): non-finite points dropped; points with range
 ``|xyz|`` outside ``[min_range_m, max_range_m]`` dropped (``0, 0, 0`` non-returns included);
-intensity multiplied by ``intensity_scale`` then clipped to ``[0, 1]`` (a NaN intensity becomes 0);
-then exactly ``num_points`` are drawn with the caller's ``np.random.Generator``: without
+intensity normalised to ``[0, 1]`` by the card's policy ``lidar_intensity``
+(``normalise_lidar_intensity``, below); then exactly ``num_points`` are drawn with the caller's ``np.random.Generator``: without
 replacement when enough remain, otherwise all of them plus repeats drawn with replacement. The
 returned order is random (a permutation), which the network relies on only weakly (it samples its
 fine points with a stride over the cloud, which is uniform over a random order and still spread
 over a ring-ordered one). Points stay in the LiDAR frame: the network must not assume a pose.
 
 ``point_index`` maps every output point back to its row in the input cloud.
+
+LiDAR intensity (``normalise_lidar_intensity``, the one home of these rules; the PointCloud2 /
+PCD / nuScenes decoders' ``pointcloud2.normalise_intensity`` is its ``auto`` policy). Drivers write
+intensity on different scales: KITTI reflectance in [0, 1], Velodyne / nuScenes 0..255, Ouster
+16-bit 0..65535, some clouds have none. ``lidar_intensity.scale`` says how the card's network
+wants it mapped to [0, 1] (the result is always clipped to [0, 1]; NaN and -inf become 0, +inf 1):
+
+- ``fixed`` (default; what every card without the key does, the shipped ``crossi2p_cpu`` among
+  them): multiply by ``intensity_scale``, clip. Exactly the behaviour before the policy existed.
+- ``unit`` / ``byte`` / ``uint16``: divide by 1 / 255 / 65535.
+- ``auto``: from the sweep's largest finite value: <= 1 read as ``unit``, <= 255 as ``byte``,
+  larger divided by that maximum (``max``).
+- ``percentile``: divide by the sweep's ``percentile``-th percentile of the positive values
+  (robust to a few retro-reflectors; for uncalibrated signal units).
+
+A cloud without intensity (3 columns) gets ``missing_value``. ``detect_intensity_scale`` names the
+scale a sweep looks like (``missing``, ``unit``, ``byte``, ``uint16``, ``other``); the result
+(``PreprocessedFrame.intensity_detected`` / ``intensity_applied``) is what the node's diagnostics
+and ``crossi2p-calibrate`` report.
 """
 from __future__ import annotations
 
@@ -48,7 +67,10 @@ from .camera import CameraModel
 from .config_schema import config_from_dict, config_to_dict
 
 __all__ = [
+    "LidarIntensityConfig",
     "PreprocessConfig",
+    "detect_intensity_scale",
+    "normalise_lidar_intensity",
     "PreprocessedFrame",
     "preprocess_frame",
     "fit_image",
@@ -59,6 +81,34 @@ __all__ = [
 ]
 
 RowAnchor = Literal["bottom", "center", "top"]
+IntensityScale = Literal["fixed", "auto", "unit", "byte", "uint16", "percentile"]
+_INTENSITY_SCALES = ("fixed", "auto", "unit", "byte", "uint16", "percentile")
+_FULL_SCALE = {"unit": 1.0, "byte": 255.0, "uint16": 65535.0}
+
+
+@dataclass(frozen=True)
+class LidarIntensityConfig:
+    """How LiDAR intensity is mapped to the network's [0, 1] (the card's
+    ``preprocess.lidar_intensity``; the module docstring lists the policies)."""
+
+    scale: IntensityScale = "fixed"
+    """``fixed`` (multiply by ``PreprocessConfig.intensity_scale``; the behaviour of cards
+    without this key), ``unit`` (/1), ``byte`` (/255), ``uint16`` (/65535), ``auto`` (by the
+    sweep's maximum: <= 1 unit, <= 255 byte, else / maximum) or ``percentile``."""
+    percentile: float = 99.0
+    """``percentile`` policy: the sweep's positive intensities are divided by this percentile
+    of them (0 < p <= 100)."""
+    missing_value: float = 0.0
+    """Intensity given to every point of a cloud that has none (3 columns), in [0, 1]."""
+
+    def __post_init__(self):
+        if self.scale not in _INTENSITY_SCALES:
+            raise ValueError(f"lidar_intensity.scale: expected one of {'|'.join(_INTENSITY_SCALES)}, "
+                             f"got {self.scale!r}")
+        if not 0.0 < self.percentile <= 100.0:
+            raise ValueError(f"lidar_intensity.percentile: expected 0 < p <= 100, got {self.percentile}")
+        if not 0.0 <= self.missing_value <= 1.0:
+            raise ValueError(f"lidar_intensity.missing_value: expected a value in [0, 1], got {self.missing_value}")
 
 
 @dataclass(frozen=True)
@@ -85,9 +135,16 @@ class PreprocessConfig:
     num_points: int = 8192
     """Exact number of points handed to the network (subsampled or repeat-padded)."""
     intensity_scale: float = 1.0
-    """Multiplies the raw intensity before clipping to [0, 1] (e.g. 1/255 for 8-bit LiDARs)."""
+    """Multiplies the raw intensity before clipping to [0, 1] (e.g. 1/255 for 8-bit LiDARs);
+    used by ``lidar_intensity.scale: fixed`` only (must stay 1 with the other policies)."""
+    lidar_intensity: LidarIntensityConfig = field(default_factory=LidarIntensityConfig)
+    """Per-sensor intensity normalisation policy (``LidarIntensityConfig``); absent from a card:
+    ``fixed``, the behaviour before the key existed."""
 
     def __post_init__(self):
+        if self.lidar_intensity.scale != "fixed" and self.intensity_scale != 1.0:
+            raise ValueError(f"PreprocessConfig: intensity_scale {self.intensity_scale} applies only with "
+                             f"lidar_intensity.scale: fixed, not {self.lidar_intensity.scale!r}")
         if self.image_height <= 0 or self.image_width <= 0:
             raise ValueError(f"PreprocessConfig: image size must be positive, got "
                              f"{self.image_width}x{self.image_height}")
@@ -142,6 +199,12 @@ class PreprocessedFrame:
     """Pinhole camera (``distortion_model="none"``) of ``image``; ``camera.K == K`` in float64."""
     valid_rows: tuple[int, int] = field(default=(0, 0))
     """``(first, last + 1)`` rows of ``image`` that hold image content (the rest is padding)."""
+    intensity_detected: str = ""
+    """The scale the input cloud's intensity looks like (``detect_intensity_scale`` over the
+    points in range): ``missing``, ``unit``, ``byte``, ``uint16`` or ``other``."""
+    intensity_applied: str = ""
+    """The normalisation applied (``normalise_lidar_intensity``), e.g. ``fixed x1``, ``byte /255``,
+    ``auto -> byte /255``, ``percentile 99 /1843``, ``missing -> 0``."""
 
 
 # ---------------------------------------------------------------------------------- images
@@ -260,6 +323,86 @@ def normalize_image(rgb: np.ndarray, config: PreprocessConfig) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------- points
+def detect_intensity_scale(intensity: np.ndarray | None) -> str:
+    """Name the scale a sweep's intensity values look like, from their largest finite value.
+
+    Args:
+        intensity: (N,) raw intensities of one sweep, or None when the cloud has no intensity.
+    Returns:
+        ``missing`` (None, empty, or no finite value above 0), ``unit`` (max <= 1), ``byte``
+        (max <= 255), ``uint16`` (max <= 65535) or ``other``.
+    """
+    if intensity is None:
+        return "missing"
+    v = np.asarray(intensity, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    top = float(v.max()) if v.size else 0.0
+    if top <= 0.0:
+        return "missing"
+    if top <= 1.0:
+        return "unit"
+    if top <= 255.0:
+        return "byte"
+    return "uint16" if top <= 65535.0 else "other"
+
+
+def _fmt(v: float) -> str:
+    return f"{v:g}"
+
+
+def normalise_lidar_intensity(intensity: np.ndarray | None, config: PreprocessConfig,
+                              n: int | None = None) -> tuple[np.ndarray, str]:
+    """Map one sweep's raw intensities to [0, 1] by ``config.lidar_intensity`` (module docstring).
+
+    Per-sweep statistics (``auto``'s maximum, ``percentile``) are taken over all the values given,
+    so pass the whole sweep (``select_points`` passes the points in range), not a subsample.
+
+    Args:
+        intensity: (N,) raw intensities, any real dtype; None when the cloud has no intensity.
+        config: the preprocessing contract (``lidar_intensity``, ``intensity_scale``).
+        n: number of points when ``intensity`` is None (the length of the returned array).
+    Returns:
+        values: (N,) float32 in [0, 1],
+        applied: what was done, e.g. ``fixed x1``, ``auto -> byte /255``, ``missing -> 0``.
+    Raises:
+        ValueError: ``intensity`` is not one-dimensional, or None without ``n``.
+    """
+    li = config.lidar_intensity
+    if intensity is None:
+        if n is None:
+            raise ValueError("normalise_lidar_intensity: no intensity and no point count n")
+        return np.full(int(n), li.missing_value, np.float32), f"missing -> {_fmt(li.missing_value)}"
+    raw = np.asarray(intensity)
+    if raw.ndim != 1:
+        raise ValueError(f"normalise_lidar_intensity: expected (N,) intensities, got shape {raw.shape}")
+    if li.scale == "fixed":  # the contract before the policy existed, bit for bit
+        x = raw.astype(np.float64) * config.intensity_scale
+        out = np.clip(np.nan_to_num(x, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
+        return out.astype(np.float32), f"fixed x{_fmt(config.intensity_scale)}"
+    if li.scale == "auto":  # pointcloud2.normalise_intensity's rule (float32 arithmetic kept)
+        i = raw.astype(np.float32, copy=True)
+        i[~np.isfinite(i)] = 0.0
+        np.maximum(i, 0.0, out=i)
+        top = float(i.max()) if i.size else 0.0
+        if top > 255.0:
+            i /= top
+            return np.minimum(i, 1.0), f"auto -> max /{_fmt(top)}"
+        if top > 1.0:
+            i /= 255.0
+            return np.minimum(i, 1.0), "auto -> byte /255"
+        return i, "auto -> unit /1"
+    x = raw.astype(np.float64)
+    if li.scale == "percentile":
+        pos = x[np.isfinite(x) & (x > 0)]
+        divisor = float(np.percentile(pos, li.percentile)) if pos.size else 1.0
+        applied = f"percentile {_fmt(li.percentile)} /{_fmt(divisor)}"
+    else:
+        divisor = _FULL_SCALE[li.scale]
+        applied = f"{li.scale} /{_fmt(divisor)}"
+    out = np.clip(np.nan_to_num(x / divisor, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
+    return out.astype(np.float32), applied
+
+
 def select_points(points: np.ndarray, config: PreprocessConfig, rng: np.random.Generator
                   ) -> tuple[np.ndarray, np.ndarray]:
     """Filter and draw exactly ``num_points`` points (see the module docstring).
@@ -268,9 +411,19 @@ def select_points(points: np.ndarray, config: PreprocessConfig, rng: np.random.G
         points: (n, >=3) LiDAR points ``x, y, z[, intensity, ...]`` (a missing intensity is 0).
         rng: the generator drawing the subsample; same seed -> same output.
     Returns:
-        points: (num_points, 4) float32 ``x, y, z, intensity``,
+        points: (num_points, 4) float32 ``x, y, z, intensity`` (intensity in [0, 1] by
+            ``config.lidar_intensity``),
         index: (num_points,) int64 rows of the input.
+    Raises:
+        ValueError: not (N, 3+), empty, all non-finite, or no point within the range crop.
     """
+    out, idx, _, _ = _select_points(points, config, rng)
+    return out, idx
+
+
+def _select_points(points: np.ndarray, config: PreprocessConfig, rng: np.random.Generator
+                   ) -> tuple[np.ndarray, np.ndarray, str, str]:
+    """``select_points`` plus the detected and applied intensity scales."""
     P = np.asarray(points)
     if P.ndim != 2 or P.shape[1] < 3:
         raise ValueError(f"preprocess: points must be (N, 3+) x, y, z[, intensity], got shape {P.shape}")
@@ -293,10 +446,15 @@ def select_points(points: np.ndarray, config: PreprocessConfig, rng: np.random.G
         idx = np.concatenate([keep, extra])[rng.permutation(n)]
     out = np.zeros((n, 4), dtype=np.float32)
     out[:, :3] = xyz[idx]
-    if P.shape[1] >= 4:
-        inten = P[idx, 3].astype(np.float64) * config.intensity_scale
-        out[:, 3] = np.clip(np.nan_to_num(inten, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
-    return out, idx.astype(np.int64)
+    # intensity of the points in range (per-sweep statistics), then of the drawn rows
+    raw = P[keep, 3] if P.shape[1] >= 4 else None
+    detected = detect_intensity_scale(raw)
+    values, applied = normalise_lidar_intensity(raw, config, n=keep.size)
+    if P.shape[1] >= 4 or config.lidar_intensity.missing_value != 0.0:
+        row = np.empty(P.shape[0], np.float32)
+        row[keep] = values
+        out[:, 3] = row[idx]
+    return out, idx.astype(np.int64), detected, applied
 
 
 # ---------------------------------------------------------------------------------- frame
@@ -316,10 +474,10 @@ def preprocess_frame(image: np.ndarray, points: np.ndarray, camera: CameraModel,
     if not isinstance(rng, np.random.Generator):
         raise ValueError(f"preprocess: rng must be a numpy.random.Generator, got {type(rng).__name__}")
     rgb, cam, valid_rows = fit_image(image, camera, config)
-    pts, idx = select_points(points, config, rng)
+    pts, idx, detected, applied = _select_points(points, config, rng)
     x = normalize_image(rgb, config)
     x[:, :valid_rows[0]] = 0.0
     x[:, valid_rows[1]:] = 0.0
     return PreprocessedFrame(image=x, points=pts,
                              K=cam.K.astype(np.float32), point_index=idx, camera=cam,
-                             valid_rows=valid_rows)
+                             valid_rows=valid_rows, intensity_detected=detected, intensity_applied=applied)

@@ -93,6 +93,11 @@ class FrameEstimate:
     """Per stage: preprocess, graph, post (milliseconds; post includes the alignment check)."""
     alignment_margin: float | None = None
     """``refinement.alignment_check`` margin (None: not run)."""
+    intensity_detected: str = ""
+    """Scale the frame's intensities looked like when preprocessed (``missing``, ``unit``,
+    ``byte``, ``uint16``, ``other``; ``preprocess.detect_intensity_scale``)."""
+    intensity_applied: str = ""
+    """Normalisation the card's ``lidar_intensity`` policy applied (e.g. ``fixed x1``)."""
 
 
 class ModelLoadError(RuntimeError):
@@ -198,6 +203,7 @@ class CalibrationRuntime:
         outputs = dict(zip(GRAPH_OUTPUTS, self.session.run(list(GRAPH_OUTPUTS), pc_inputs)))
         t2 = time.perf_counter()
         result = self._postprocess(outputs, frame, camera)
+        result.intensity_detected, result.intensity_applied = frame.intensity_detected, frame.intensity_applied
         if result.valid and self.config.alignment_check:
             self._check_alignment(result, image_rgb, points, camera)
         t3 = time.perf_counter()

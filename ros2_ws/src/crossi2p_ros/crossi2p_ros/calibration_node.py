@@ -81,7 +81,8 @@ from crossi2p.interrupt import exit_now_if_work_in_flight, register_native_worke
 from crossi2p.image_encoding import message_to_rgb, rgb_to_image_fields
 from crossi2p.metrics import registration_error
 from crossi2p.overlay import draw_projected_points
-from crossi2p.pointcloud2 import pointcloud2_to_xyzi, stamp_to_sec_nanosec
+from crossi2p.pointcloud2 import normalise_intensity, pointcloud2_to_xyzi, stamp_to_sec_nanosec
+from crossi2p.preprocess import detect_intensity_scale
 from crossi2p.prior import Prior, load_prior
 from crossi2p.runtime import CalibrationRuntime, ModelLoadError, RuntimeConfig
 from crossi2p.tf_tree import FrameMismatchError, StaticTransformTree, check_camera_frame, points_in_lidar_frame
@@ -141,6 +142,10 @@ class NodeCounters:
     last_error: str = ""
     last_latency_ms: float = 0.0
     last_inlier_ratio: float = 0.0
+    lidar_intensity_detected: str = ""
+    """Scale of the last cloud's raw intensity field (``preprocess.detect_intensity_scale``)."""
+    lidar_intensity_applied: str = ""
+    """Normalisation the card applied to the last frame (after the decoder's ``auto`` rule)."""
 
 
 class CalibrationNode(Node):
@@ -407,11 +412,15 @@ class CalibrationNode(Node):
         with self._lock:
             self.counters.clouds_in += 1
         try:
-            points = pointcloud2_to_xyzi(msg, p.intensity_field)
+            points = pointcloud2_to_xyzi(msg, p.intensity_field, normalise=False)
+            detected = detect_intensity_scale(points[:, 3])  # the driver's scale, before normalising
+            points[:, 3] = normalise_intensity(points[:, 3])
         except ValueError as exc:
             return self._bad_input("cloud", f"cloud on {p.points_topic}: {exc}")
         if len(points) == 0:
             return self._bad_input("cloud", f"cloud on {p.points_topic}: no finite points")
+        with self._lock:
+            self.counters.lidar_intensity_detected = detected
         if len(points) > p.max_points:
             with self._lock:
                 self.counters.clouds_subsampled += 1
@@ -552,6 +561,8 @@ class CalibrationNode(Node):
             self.counters.pairs_used += 1
             self.counters.last_latency_ms = sum(est.latency_ms.values())
             self.counters.last_inlier_ratio = est.inlier_ratio
+            if est.intensity_applied:
+                self.counters.lidar_intensity_applied = est.intensity_applied
             if not est.valid:
                 self.counters.frames_invalid += 1
                 self.counters.last_error = f"frame rejected: {est.reason}"
@@ -726,6 +737,8 @@ class CalibrationNode(Node):
                 "lidar_unmatched": pc.lidar_unmatched, "time_resets": pc.time_resets,
                 "latency_ms": f"{c.last_latency_ms:.1f}", "inlier_ratio": f"{c.last_inlier_ratio:.3f}",
                 "fused_inlier_ratio": f"{st.inlier_ratio:.3f}",
+                "lidar_intensity_detected": c.lidar_intensity_detected,
+                "lidar_intensity_applied": c.lidar_intensity_applied,
                 "rotation_std_deg": f"{st.rotation_std_deg:.4f}", "translation_std_m": f"{st.translation_std_m:.4f}",
                 "converged_at_frame": st.converged_at_frame if st.converged_at_frame is not None else "",
                 "drift_events": st.drift_events, "tf_published": c.tf_published, "last_error": c.last_error,
