@@ -171,6 +171,19 @@ def _storage_plugin(storage: str) -> StoragePlugin:
     return STORAGES[storage]
 
 
+def _write_queue(bag_dir: Path, plugin, ts, msgtypes: dict, queue: list, progress: bool) -> None:
+    """Write a sorted queue of ``(stamp_ns, order, topic, make_message)`` into a new rosbag2 (one
+    connection per topic of ``msgtypes``; /tf_static with its latched QoS)."""
+    with Writer(bag_dir, version=_BAG_VERSION, storage_plugin=plugin) as writer:
+        connections = {
+            topic: writer.add_connection(topic, msgtype, typestore=ts,
+                                         offered_qos_profiles=[TF_STATIC_QOS] if topic == TF_STATIC_TOPIC else [])
+            for topic, msgtype in msgtypes.items()
+        }
+        for ns, _, topic, make in tqdm(queue, desc=f"writing {bag_dir.name}", disable=not progress):
+            writer.write(connections[topic], ns, ts.serialize_cdr(make(), msgtypes[topic]))
+
+
 def write_drive_bag(bag_dir: str | os.PathLike,
                     camera_frames: Sequence[tuple[float, np.ndarray]],
                     lidar_sweeps: Sequence[tuple[float, np.ndarray]],
@@ -226,14 +239,7 @@ def write_drive_bag(bag_dir: str | os.PathLike,
                 lidar_topic: POINTCLOUD2, TF_STATIC_TOPIC: TF_MESSAGE}
     if len(msgtypes) != 4:
         raise ValueError(f"topics must differ: {img_topic}, {info_topic}, {lidar_topic}, {TF_STATIC_TOPIC}")
-    with Writer(bag_dir, version=_BAG_VERSION, storage_plugin=plugin) as writer:
-        connections = {
-            topic: writer.add_connection(topic, msgtype, typestore=ts,
-                                         offered_qos_profiles=[TF_STATIC_QOS] if topic == TF_STATIC_TOPIC else [])
-            for topic, msgtype in msgtypes.items()
-        }
-        for ns, _, topic, make in tqdm(queue, desc=f"writing {bag_dir.name}", disable=not progress):
-            writer.write(connections[topic], ns, ts.serialize_cdr(make(), msgtypes[topic]))
+    _write_queue(bag_dir, plugin, ts, msgtypes, queue, progress)
     return bag_dir
 
 
@@ -323,14 +329,7 @@ def write_rig_bag(bag_dir: str | os.PathLike,
 
     queue.append((_ns(first), 0, TF_STATIC_TOPIC, tf_static))
     queue.sort(key=lambda item: item[:2])
-    with Writer(bag_dir, version=_BAG_VERSION, storage_plugin=plugin) as writer:
-        connections = {
-            topic: writer.add_connection(topic, msgtype, typestore=ts,
-                                         offered_qos_profiles=[TF_STATIC_QOS] if topic == TF_STATIC_TOPIC else [])
-            for topic, msgtype in msgtypes.items()
-        }
-        for ns, _, topic, make in tqdm(queue, desc=f"writing {bag_dir.name}", disable=not progress):
-            writer.write(connections[topic], ns, ts.serialize_cdr(make(), msgtypes[topic]))
+    _write_queue(bag_dir, plugin, ts, msgtypes, queue, progress)
     return bag_dir
 
 
