@@ -78,3 +78,24 @@ def test_violation_names_distance_and_bounds_or_is_none_inside():
     # either bound alone is enough
     assert prior_violation(off_by(T_PRIOR, 10.5, [1, 0, 0], [0, 0, 0]), prior).startswith("outside prior: 10.5 deg")
     assert "0.60 m" in prior_violation(off_by(T_PRIOR, 0.0, [1, 0, 0], [0, 0, -0.6]), prior)
+
+
+def test_an_extrinsic_only_prior_loads_and_bad_files_are_one_line(tmp_path):
+    """A CAD prior has no intrinsics (the data's CameraInfo gives them); a non-YAML or binary file
+    is one line starting "prior <file>:"."""
+    cad = tmp_path / "cad.yaml"
+    cad.write_text("T_cam_lidar: [[0, -1, 0, 0.1], [0, 0, -1, 0], [1, 0, 0, -0.2], [0, 0, 0, 1]]\n"
+                   "prior_max_rotation_deg: 4\n")
+    prior = load_prior(cad)
+    assert prior.T_cam_lidar[0, 3] == pytest.approx(0.1) and prior.max_rotation_deg == pytest.approx(4.0)
+    half = tmp_path / "half.yaml"          # some camera keys but not all: still an error
+    half.write_text(cad.read_text() + "width: 640\n")
+    with pytest.raises(ValueError, match="missing key 'K'"):
+        load_prior(half)
+    for name, data in (("broken.yaml", b"this is: [not valid yaml\n"), ("image.png", b"\x89PNG\r\n\x1a\n\x00\xff")):
+        path = tmp_path / name
+        path.write_bytes(data)
+        with pytest.raises(ValueError) as exc:
+            load_prior(path)
+        msg = str(exc.value)
+        assert msg.startswith(f"prior {path}:") and "\n" not in msg

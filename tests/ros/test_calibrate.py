@@ -97,6 +97,15 @@ def test_bad_input_exits_1_with_one_line(drive, tmp_path, capsys):
     assert "/velodyne_points" in _one_line(capsys.readouterr().err)
     assert main([str(drive[0]), *out, "--model", str(tmp_path / "m.yaml")]) == 1
     assert "model card" in _one_line(capsys.readouterr().err)
+    # a topic of the wrong message type is bad input (1), not "cannot calibrate" (3)
+    assert main([str(drive[0]), *out, "--image-topic", "/camera/camera_info", "--camera-info-topic",
+                 "/camera/image_raw", *MODEL]) == 1
+    assert "has type sensor_msgs/msg/CameraInfo" in _one_line(capsys.readouterr().err)
+    # an --out that cannot be written is refused before the run, not after it
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    assert main([str(drive[0]), "--out", str(blocker / "c.yaml"), *MODEL]) == 1
+    assert "--out" in _one_line(capsys.readouterr().err)
 
 
 def test_help_names_the_outputs_and_exit_codes(capsys):

@@ -85,8 +85,9 @@ class Calibration:
 
     T_cam_lidar: np.ndarray
     """(4, 4) maps LiDAR points into the camera optical frame."""
-    camera: CameraModel
-    """The camera's intrinsics, distortion and image size."""
+    camera: CameraModel | None
+    """The camera's intrinsics, distortion and image size (None only for an extrinsic-only record
+    read with ``require_camera=False``, e.g. a prior from a CAD drawing)."""
     lidar_frame: str = "lidar"
     """tf frame id of the LiDAR (tf parent)."""
     camera_frame: str = "camera_optical"
@@ -218,19 +219,28 @@ def _matrix(record: Mapping, key: str, shape: tuple[int, int], where: str) -> np
     return M
 
 
-def load_calibration_yaml(path: str | os.PathLike) -> Calibration:
+def load_calibration_yaml(path: str | os.PathLike, require_camera: bool = True) -> Calibration:
     """Read a calibration YAML written by ``save_calibration_yaml`` or a normalised record.
 
-    Raises ``ValueError`` naming the file and the key when a required key (``T_cam_lidar``
-    or ``translation`` + ``quaternion_xyzw``, ``K``, ``width``, ``height``) is missing or a
-    value is malformed, and when ``translation``/``quaternion_xyzw`` disagree with the matrix.
+    Args:
+        require_camera: False accepts an extrinsic-only record (no ``K`` / ``width`` /
+            ``height``: a prior from a CAD drawing); its ``camera`` is then None.
+    Raises ``ValueError`` (one line) naming the file and the key when a required key
+    (``T_cam_lidar`` or ``translation`` + ``quaternion_xyzw``, ``K``, ``width``, ``height``) is
+    missing or a value is malformed, when ``translation``/``quaternion_xyzw`` disagree with the
+    matrix, and when the file is not a text YAML file.
     """
     path = Path(path)
     where = str(path)
     try:
         record = yaml.safe_load(path.read_text())
+    except UnicodeDecodeError:
+        raise ValueError(f"{where}: not a text file (expected a calibration YAML)") from None
     except yaml.YAMLError as exc:
-        raise ValueError(f"{where}: not valid YAML ({exc})") from None
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise ValueError(f"{where}: not valid YAML ({problem}{at})") from None
     if not isinstance(record, dict):
         raise ValueError(f"{where}: expected a YAML mapping at the top level, got {type(record).__name__}")
     try:
@@ -239,8 +249,10 @@ def load_calibration_yaml(path: str | os.PathLike) -> Calibration:
         raise ValueError(f"{where}: key 'version' must be an integer, got {record['version']!r}") from None
     if version > SCHEMA_VERSION:
         raise ValueError(f"{where}: schema version {version} is newer than this reader's {SCHEMA_VERSION}")
-    for key in ("K", "width", "height"):
-        if key not in record:
+    camera_keys = ("K", "width", "height")
+    has_camera = any(key in record for key in camera_keys)   # then all of them, checked here
+    for key in camera_keys:
+        if key not in record and (require_camera or has_camera):
             raise ValueError(f"{where}: missing key {key!r} (keys present: {sorted(record)})")
 
     has_tq = "translation" in record and "quaternion_xyzw" in record
@@ -266,12 +278,14 @@ def load_calibration_yaml(path: str | os.PathLike) -> Calibration:
                          f"keys present: {sorted(record)}")
 
     dist = record.get("distortion") or []
+    camera = None
     try:
         # The same reading of (model, coefficients) as CameraInfo's; an absent model is "none".
         model, D = normalise_distortion(distortion_model_name(record.get("distortion_model")), dist,
                                         source=where, d_name="key 'distortion'")
-        camera = CameraModel(_matrix(record, "K", (3, 3), where), int(record["width"]), int(record["height"]),
-                             model, D)
+        if has_camera:
+            camera = CameraModel(_matrix(record, "K", (3, 3), where), int(record["width"]), int(record["height"]),
+                                 model, D)
     except (TypeError, ValueError) as exc:
         msg = str(exc)
         raise ValueError(msg if msg.startswith(where) else f"{where}: {msg}") from None

@@ -68,13 +68,20 @@ class Prior:
 def load_prior(path: str | os.PathLike) -> Prior:
     """The prior of a calibration YAML (its ``T_cam_lidar`` and the optional bound keys).
 
+    The camera keys (``K``, ``width``, ``height``) may be absent: a prior is an extrinsic (from a
+    CAD drawing, say); the intrinsics come from the data's CameraInfo.
+
     Raises:
-        ValueError: one line naming the file (not found, not a calibration record, bad bound).
+        ValueError: one line starting ``prior <file>:`` (not found, not a calibration record, bad
+            bound).
     """
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"prior {path}: file not found (expected a calibration YAML)")
-    calib = load_calibration_yaml(path)  # its errors name the file and the key
+    try:
+        calib = load_calibration_yaml(path, require_camera=False)  # its errors name the file and the key
+    except ValueError as exc:
+        raise ValueError(f"prior {exc}") from None
     rot = calib.prior_max_rotation_deg
     trans = calib.prior_max_translation_m
     return Prior(calib.T_cam_lidar, DEFAULT_MAX_ROTATION_DEG if rot is None else rot,

@@ -14,11 +14,12 @@ Inputs: a rosbag2 (folder or ``.mcap``/``.db3``; ``--image-topic``, ``--camera-i
 nuScenes-format folder (``crossi2p_ros.recordings``; ``--source`` to say which).
 
 Outputs: ``--out calib.yaml`` (``crossi2p.calib_io``, with the 6x6 covariance and the provenance
-in ``metadata``), ``calib.urdf`` beside it (a fixed joint LiDAR -> camera optical frame) and, with
+in ``metadata``; a refined covariance is the optimum's local precision, optimistic against ground
+truth, as ``metadata.covariance_note`` says), ``calib.urdf`` beside it (a fixed joint LiDAR -> camera optical frame) and, with
 ``--report DIR``, ``overlay_before.png`` (the refinement's start), ``overlay_after.png`` (what the
 refinement found, accepted or not), ``overlay_published.png`` (the calibration written) and
 ``report.md``; with ``--json PATH``, the run's figures machine-readably, written on exit 0 and
-on exit 3 alike: ``exit_code``, ``stage``, ``reason`` (why there is no calibration, '' when there
+on exit 3 alike: ``exit_code``, ``stage`` (``refined`` or ``fused``; null on exit 3), ``reason`` (why there is no calibration, '' when there
 is one), ``T_cam_lidar`` (the calibration written, or null), ``prior`` (its ``T_cam_lidar`` and
 bounds, or null), ``refinement`` (or null: ``start``, ``accepted``, ``reason``, ``T_start``,
 ``T_searched``: what the search found even when it was rejected, never to be used as a
@@ -27,12 +28,16 @@ calibration; costs, std, time), ``pairs``, ``pairs_valid``, ``fusion_status``, `
 
 Exit codes: 0 a calibration it trusts was written; 3 it cannot produce one (no pairs; the
 refinement rejected and the fusion not converged; nothing to start from), with the reason in
-one line; 1 bad input (one line); 130 interrupted (Ctrl-C).
+one line; 1 bad input (one line: a missing or unreadable input or prior, a topic missing or of the wrong
+message type, an --out that cannot be written; checked before the run); 130 interrupted (Ctrl-C).
+A prior YAML needs only ``T_cam_lidar`` (or ``translation`` + ``quaternion_xyzw``); its camera keys
+are optional, the intrinsics come from the data.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 import time
 from pathlib import Path
@@ -53,6 +58,10 @@ from .recordings import SOURCES, check_bag_topics, detect_source, open_dataset
 PROG = "crossi2p-calibrate"
 EXIT_UNTRUSTED = 3
 EXIT_INTERRUPTED = 130
+
+
+COVARIANCE_NOTE = ("the refinement's covariance is the optimum's local precision, not its accuracy: against "
+                   "ground truth it was optimistic by 10x or more (docs/benchmarks.md, section 8)")
 
 
 class CannotCalibrate(Exception):
@@ -80,9 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window-frames", type=int, default=RefinementScheduleConfig.window_frames,
                    help="pairs the refinement looks at: the last N (default %(default)s)")
     p.add_argument("--source", choices=["auto", *SOURCES], default="auto", help="what INPUT is (default: detected)")
-    p.add_argument("--image-topic", default="/camera/image_raw")
-    p.add_argument("--camera-info-topic", default="/camera/camera_info")
-    p.add_argument("--points-topic", default="/lidar/points")
+    p.add_argument("--image-topic", default="/camera/image_raw",
+                   help="rosbag2: sensor_msgs/Image topic; a CompressedImage recorded as TOPIC/compressed is "
+                        "read too (default %(default)s)")
+    p.add_argument("--camera-info-topic", default="/camera/camera_info",
+                   help="rosbag2: sensor_msgs/CameraInfo topic (default %(default)s)")
+    p.add_argument("--points-topic", default="/lidar/points",
+                   help="rosbag2: sensor_msgs/PointCloud2 topic (default %(default)s)")
     p.add_argument("--slop-s", type=float, default=PairingConfig.slop_s, help="pairing slop (s), rosbag2 only")
     p.add_argument("--kitti-camera", type=int, default=2, help="KITTI: camera index of image_N/ (raw: image_0N/)")
     p.add_argument("--camera-channel", default="CAM_FRONT", help="nuScenes camera channel")
@@ -124,6 +137,7 @@ def _main(argv: list[str] | None) -> int:
             raise ValueError(f"input {args.input}: not found")
         source = detect_source(args.input) if args.source == "auto" else args.source
         prior = _load_prior(args)
+        _check_writable(args.out, "--out")
         if source == "rosbag2":
             check_bag_topics(args.input, topics)
         else:
@@ -180,6 +194,7 @@ def _main(argv: list[str] | None) -> int:
         "prior": None if prior is None else prior.source,
         "refinement": None if run is None else _refinement_summary(run),
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "covariance_note": COVARIANCE_NOTE if stage == "refined" else "",
     }
     yaml_path = save_calibration_yaml(args.out, T, pair.image.camera, lidar_frame=lidar_frame,
                                       camera_frame=camera_frame, covariance=cov, metadata=metadata)
@@ -192,6 +207,17 @@ def _main(argv: list[str] | None) -> int:
         _write_json(args, result, pipeline, T, stage, "", 0, time.perf_counter() - t0)
     _print_summary(T, cov, stage, pipeline, result, yaml_path, urdf_path, report_md)
     return 0
+
+
+def _check_writable(path: Path, option: str) -> None:
+    """ValueError (one line) when ``path``'s folder cannot be made or written: checked before the
+    run, so that a long run is not lost at its end."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"{option} {path}: cannot create its folder ({exc.strerror})") from None
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise ValueError(f"{option} {path}: not writable")
 
 
 def _default_model_card() -> Path:
@@ -343,7 +369,7 @@ def _print_summary(T, cov, stage, pipeline, result, yaml_path, urdf_path, report
     if cov is not None:
         std = np.sqrt(np.maximum(np.diag(cov), 0.0))
         print(f"std: {', '.join(f'{v:.3f}' for v in std[:3])} m; "
-              f"{', '.join(f'{np.degrees(v):.3f}' for v in std[3:])} deg")
+              f"{', '.join(f'{np.degrees(v):.3f}' for v in std[3:])} deg ({COVARIANCE_NOTE})")
     print(f"T_cam_lidar ({stage}):\n" + "\n".join("  " + " ".join(f"{v:+.5f}" for v in row) for row in T))
     print(f"wrote {yaml_path}, {urdf_path}" + (f", {report_md}" if report_md else ""))
 

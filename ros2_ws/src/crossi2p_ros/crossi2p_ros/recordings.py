@@ -86,3 +86,11 @@ def check_bag_topics(bag: Path, topics: tuple[str, str, str]) -> None:
     missing = [t for t in topics if t not in present and not (t == image_topic and t + "/compressed" in present)]
     if missing:
         raise ValueError(f"bag {bag}: topics {missing} not found; topics in the bag: {sorted(present)}")
+    if len(set(topics)) != 3:
+        raise ValueError(f"bag {bag}: the image, camera info and points topics must differ, got {list(topics)}")
+    expected = {image_topic: ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage"),
+                topics[1]: ("sensor_msgs/msg/CameraInfo",), topics[2]: ("sensor_msgs/msg/PointCloud2",)}
+    for topic, types in expected.items():
+        found = present.get(topic, present.get(topic + "/compressed"))
+        if found not in types:
+            raise ValueError(f"bag {bag}: topic {topic} has type {found}, expected {' or '.join(types)}")
