@@ -179,3 +179,25 @@ def test_pairs_further_apart_in_time_than_max_pair_offset_are_not_refined_on(sim
     pipeline.process(apart)
     assert pipeline.window == [synced] and pipeline.pairs_unsynchronised == 1
     assert pipeline.pairs_processed == 2  # the network and fusion still saw both
+
+
+def test_a_card_with_a_fixed_byte_or_uint16_intensity_divisor_is_refused_on_decoded_clouds():
+    """The pipeline's clouds arrive in [0, 1] from the decoders: a card dividing by 255 or 65535
+    again would silently squash every intensity, so the pipeline refuses it in one line."""
+    import dataclasses
+
+    from crossi2p.preprocess import LidarIntensityConfig
+    from crossi2p.runtime import CalibrationRuntime
+
+    from .test_calibration_node import MODEL_CARD
+
+    runtime = CalibrationRuntime(MODEL_CARD)
+    try:
+        CalibrationPipeline(runtime)          # the shipped card (fixed) is fine
+        for scale in ("byte", "uint16"):
+            runtime.preprocess_config = dataclasses.replace(runtime.preprocess_config,
+                                                            lidar_intensity=LidarIntensityConfig(scale=scale))
+            with pytest.raises(ValueError, match=f"lidar_intensity.scale '{scale}' is not supported"):
+                CalibrationPipeline(runtime)
+    finally:
+        runtime.close()

@@ -88,7 +88,7 @@ from crossi2p.runtime import CalibrationRuntime, ModelLoadError, RuntimeConfig
 from crossi2p.tf_tree import FrameMismatchError, StaticTransformTree, check_camera_frame, points_in_lidar_frame
 
 from .frame_report import FRAME_STATUS_NAME, FrameReport
-from .pipeline import CalibrationPipeline, CameraFrame, LidarSweep
+from .pipeline import CalibrationPipeline, CameraFrame, LidarSweep, check_intensity_policy
 from .parameters import CalibrationNodeParameters, parameter_specs, parameters_from_flat
 
 LATCHED = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
@@ -264,6 +264,11 @@ class CalibrationNode(Node):
         being destroyed: nobody waits for this thread, onnxruntime cannot be interrupted)."""
         try:
             runtime = CalibrationRuntime(card, config)
+            try:
+                check_intensity_policy(runtime)
+            except ValueError:
+                runtime.close()
+                raise
         except Exception as exc:  # ModelLoadError, or anything onnxruntime raises: one line either way
             reason = str(exc) if isinstance(exc, ModelLoadError) else f"{type(exc).__name__}: {exc}"
             with self._lock:

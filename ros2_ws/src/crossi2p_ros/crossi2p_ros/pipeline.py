@@ -138,6 +138,25 @@ class RefinementRun:
     """Its window, oldest first (the newest one is used for overlays)."""
 
 
+def check_intensity_policy(runtime: CalibrationRuntime | None) -> None:
+    """Refuse a model card whose intensity policy would divide the pipeline's clouds twice.
+
+    The pairs' clouds come through the PointCloud2 / PCD / dataset decoders, which already map
+    intensity to [0, 1] (``pointcloud2.normalise_intensity``); a card with the fixed full-scale
+    divisors ``byte`` / ``uint16`` (meant for raw arrays given to ``CalibrationRuntime``) would
+    squash every intensity. ``fixed``, ``auto``, ``unit`` and ``percentile`` are right here.
+
+    Raises:
+        ValueError: one line naming the card and the policy.
+    """
+    pre = getattr(runtime, "preprocess_config", None)    # None before the node's model loads
+    scale = pre.lidar_intensity.scale if pre is not None else "fixed"
+    if scale in ("byte", "uint16"):
+        raise ValueError(f"model card {runtime.card.name}: preprocess.lidar_intensity.scale {scale!r} is not "
+                         f"supported on decoded clouds (they arrive in [0, 1]); use fixed, auto, unit or "
+                         f"percentile (the Python API's CalibrationRuntime takes raw arrays with it)")
+
+
 class CalibrationPipeline:
     """Pairing, per-frame estimation, prior gate, temporal fusion and refinement (module
     docstring; plain Python; not thread-safe)."""
@@ -145,6 +164,7 @@ class CalibrationPipeline:
     def __init__(self, runtime: CalibrationRuntime, pairing: PairingConfig | None = None,
                  fusion: FusionConfig | None = None, prior: Prior | None = None,
                  refinement: RefinementConfig | None = None, schedule: RefinementScheduleConfig | None = None):
+        check_intensity_policy(runtime)
         self.runtime = runtime
         self.pairer: StampPairer[CameraFrame, LidarSweep] = StampPairer(pairing)
         self.fuser = ExtrinsicFuser(fusion)
