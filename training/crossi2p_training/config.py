@@ -82,6 +82,24 @@ class DataConfig:
     """Largest brightness shift as a fraction of 255."""
     contrast_range: tuple[float, float] = (0.8, 1.2)
     """Range of the random contrast factor."""
+    exposure_ev_max: float = 0.0
+    """Photometric domain randomisation (each option 0 / off by default; drawn after brightness
+    and contrast, so switching them on does not change those draws): exposure change in stops,
+    uniform in ``[-max, max]``, applied to linear light (sRGB gamma 2.2)."""
+    white_balance_max: float = 0.0
+    """Red and blue gains relative to green, each ``exp(uniform(-max, max))`` in linear light
+    (0.2: about +-22 %)."""
+    vignetting_max: float = 0.0
+    """Light fall-off towards the corners: strength ``v`` uniform in ``[0, max]``, linear light
+    scaled by ``1 - v * (r / r_corner)**2``."""
+    blur_sigma_max_px: float = 0.0
+    """Gaussian blur of the captured image (defocus, motion): sigma uniform in ``[0, max]``
+    pixels of the captured image (before the resize to the network's input)."""
+    noise_sigma_max: float = 0.0
+    """Sensor noise: Gaussian, sigma uniform in ``[0, max]`` in 8-bit levels, per pixel and channel."""
+    jpeg_quality_range: tuple[int, int] = (0, 0)
+    """JPEG compression of the augmented image with a quality drawn uniformly from this range
+    (integers in 1..100); ``(0, 0)``: no compression."""
     num_workers: int = 0
     """DataLoader worker processes per training process (0: load in the training process)."""
 

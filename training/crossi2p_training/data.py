@@ -17,7 +17,8 @@ Sources (each is a sequence: ``len(source)`` and ``source[i] -> Sample``):
 
 ``CalibrationDataset`` turns a source into network inputs, per item ``i`` of epoch ``e``:
 
-1. ``sample = source[i]``; optional photometric augmentation (brightness/contrast) of the image;
+1. ``sample = source[i]``; optional photometric augmentation of the image (brightness/contrast;
+   optionally exposure, white balance, vignetting, blur, noise, JPEG: ``PhotometricAugment``);
 2. ``crossi2p.preprocess.preprocess_frame`` (the ONE preprocessing, shared with the runtime);
 3. the protocol augmentation (``crossi2p.metrics.sample_perturbation``, ``global`` or
    ``refine``) is applied to the preprocessed POINTS: ``points' = T_pert @ points``, so the
@@ -38,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
+import cv2
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -384,19 +386,96 @@ class Rosbag2Source:
 # ============================================================================ dataset
 @dataclass(frozen=True)
 class PhotometricAugment:
-    """Random brightness/contrast of the captured image: ``c * (rgb - mean) + mean + b``."""
+    """Random photometric changes of the captured image (training only).
+
+    Always: brightness/contrast ``c * (rgb - mean) + mean + b`` (drawn first, as before the other
+    options existed). Each further option is off at 0 and draws its values only when on, after
+    brightness and contrast and in this order, so switching one on changes neither those draws nor
+    the output of a configuration without it (the ``cpu`` config's images are bit for bit the
+    same). Applied in camera order, with linear light from the 8-bit values by gamma 2.2:
+
+    1. exposure (``2**ev``) and white balance (red/blue gains) in linear light, vignetting;
+    2. blur (Gaussian, captured-image pixels);
+    3. sensor noise (Gaussian, 8-bit levels);
+    4. brightness/contrast;
+    5. rounding to 8 bits, then JPEG compression.
+    """
 
     brightness_max: float = 0.2
     """Largest brightness shift ``|b|`` as a fraction of 255 (uniform in ``[-max, max]``)."""
     contrast_range: tuple[float, float] = (0.8, 1.2)
     """Contrast factor ``c`` drawn uniformly from this range."""
+    exposure_ev_max: float = 0.0
+    """Exposure change in stops, uniform in ``[-max, max]`` (0: off)."""
+    white_balance_max: float = 0.0
+    """Red and blue gains relative to green, each ``exp(uniform(-max, max))`` (0: off)."""
+    vignetting_max: float = 0.0
+    """Strength ``v`` uniform in ``[0, max]``: linear light x ``1 - v * (r / r_corner)**2`` (0: off)."""
+    blur_sigma_max_px: float = 0.0
+    """Gaussian blur, sigma uniform in ``[0, max]`` pixels of the captured image (0: off)."""
+    noise_sigma_max: float = 0.0
+    """Gaussian noise, sigma uniform in ``[0, max]`` 8-bit levels (0: off)."""
+    jpeg_quality_range: tuple[int, int] = (0, 0)
+    """JPEG quality drawn uniformly from this integer range, 1..100 (``(0, 0)``: off)."""
+
+    def __post_init__(self):
+        lo, hi = (int(q) for q in self.jpeg_quality_range)
+        if (lo, hi) != (0, 0) and not 1 <= lo <= hi <= 100:
+            raise ValueError(f"PhotometricAugment: jpeg_quality_range must be (0, 0) or within 1..100 "
+                             f"with min <= max, got {self.jpeg_quality_range}")
+        for name in ("exposure_ev_max", "white_balance_max", "vignetting_max", "blur_sigma_max_px",
+                     "noise_sigma_max"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"PhotometricAugment: {name} must be >= 0, got {getattr(self, name)}")
+        if not 0.0 <= self.vignetting_max <= 1.0:
+            raise ValueError(f"PhotometricAugment: vignetting_max must be in [0, 1], got {self.vignetting_max}")
 
     def __call__(self, rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         b = rng.uniform(-self.brightness_max, self.brightness_max) * 255.0
         c = rng.uniform(*self.contrast_range)
-        x = rgb.astype(np.float32)
+        x = self._camera(rgb, rng)
         mean = x.mean(axis=(0, 1), keepdims=True)
-        return np.clip(c * (x - mean) + mean + b, 0, 255).round().astype(np.uint8)
+        out = np.clip(c * (x - mean) + mean + b, 0, 255).round().astype(np.uint8)
+        if tuple(self.jpeg_quality_range) != (0, 0):
+            out = self._jpeg(out, int(rng.integers(self.jpeg_quality_range[0], self.jpeg_quality_range[1] + 1)))
+        return out
+
+    def _camera(self, rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Steps 1-3 as float32 8-bit levels (the plain float image when they are all off)."""
+        gains = np.ones(3)
+        if self.exposure_ev_max > 0:
+            gains *= 2.0 ** rng.uniform(-self.exposure_ev_max, self.exposure_ev_max)
+        if self.white_balance_max > 0:
+            gains[[0, 2]] *= np.exp(rng.uniform(-self.white_balance_max, self.white_balance_max, size=2))
+        vignetting = rng.uniform(0.0, self.vignetting_max) if self.vignetting_max > 0 else 0.0
+        if not np.all(gains == 1.0):
+            # per-channel lookup table: 8-bit -> linear (gamma 2.2) x gain -> 8-bit levels (float)
+            levels = (np.arange(256, dtype=np.float64) / 255.0) ** 2.2
+            luts = (np.clip(levels[:, None] * gains[None, :], 0.0, 1.0) ** (1 / 2.2) * 255.0).astype(np.float32)
+            x = np.stack([luts[rgb[..., k], k] for k in range(3)], axis=-1)
+        else:
+            x = rgb.astype(np.float32)
+        if vignetting > 0:
+            h, w = x.shape[:2]
+            yy, xx = np.ogrid[:h, :w]
+            r2 = ((xx - (w - 1) / 2) ** 2 + (yy - (h - 1) / 2) ** 2) / (((w - 1) / 2) ** 2 + ((h - 1) / 2) ** 2)
+            # linear-light factor 1 - v r^2, applied to the gamma-encoded levels as its 1/2.2 power
+            x *= ((1.0 - vignetting * r2) ** (1 / 2.2)).astype(np.float32)[..., None]
+        if self.blur_sigma_max_px > 0:
+            sigma = rng.uniform(0.0, self.blur_sigma_max_px)
+            if sigma > 0.05:
+                x = cv2.GaussianBlur(x, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REFLECT_101)
+        if self.noise_sigma_max > 0:
+            sigma = rng.uniform(0.0, self.noise_sigma_max)
+            x = x + np.float32(sigma) * rng.standard_normal(size=x.shape, dtype=np.float32)
+        return x
+
+    @staticmethod
+    def _jpeg(rgb: np.ndarray, quality: int) -> np.ndarray:
+        ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(rgb[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality])
+        if not ok:
+            raise RuntimeError("PhotometricAugment: JPEG encoding failed")
+        return np.ascontiguousarray(cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1])
 
 
 class CalibrationDataset(torch.utils.data.Dataset):

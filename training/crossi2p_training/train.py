@@ -163,7 +163,12 @@ def build_sources(cfg: TrainConfig, progress: bool = True, build_cache: bool = T
 
 def _photometric(cfg: TrainConfig) -> PhotometricAugment | None:
     d = cfg.data
-    return PhotometricAugment(d.brightness_max, tuple(d.contrast_range)) if d.photometric else None
+    if not d.photometric:
+        return None
+    return PhotometricAugment(d.brightness_max, tuple(d.contrast_range), exposure_ev_max=d.exposure_ev_max,
+                              white_balance_max=d.white_balance_max, vignetting_max=d.vignetting_max,
+                              blur_sigma_max_px=d.blur_sigma_max_px, noise_sigma_max=d.noise_sigma_max,
+                              jpeg_quality_range=tuple(d.jpeg_quality_range))
 
 
 class ResumableDistributedSampler(DistributedSampler):
