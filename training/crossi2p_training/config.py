@@ -55,7 +55,17 @@ class DataConfig:
     """Perturbation of the point clouds (``crossi2p.metrics``): ``global`` (no prior, yaw in
     [-2 pi, 2 pi), 10 m) or ``refine`` (prior off by <= 20 deg / 1.5 m)."""
     sim_preset: str = "small"
-    """Simulator configuration (``SimConfig.preset``: kitti, small, lidar32, lidar128, fisheye)."""
+    """Simulator configuration (``SimConfig.preset``: kitti, small, lidar32, lidar128, fisheye,
+    kitti_hdl64, nuscenes_hdl32, ouster_os1_128). Unused when ``sim_presets`` is given."""
+    sim_presets: list[str] = field(default_factory=list)
+    """A mix of simulator presets (``sim`` / ``sim_cache``): when not empty, each preset gives
+    ``train_frames`` training frames (seeds ``train_seed ..``) and ``val_frames`` validation
+    frames (seeds ``val_seed ..``), concatenated in this order; ``sim_preset`` is then unused.
+    Presets whose LiDAR writes driver units (0-255, 0-65535) need a ``preprocess.lidar_intensity``
+    policy that reads them (``auto``)."""
+    sim_preset_frames: list[int] = field(default_factory=list)
+    """Training frames of each preset of ``sim_presets`` (same length), instead of ``train_frames``
+    for every preset (e.g. many cheap ``small`` frames and fewer costly rig frames)."""
     train_seed: int = 0
     """Simulator seed of training frame 0; frame i has seed ``train_seed + i``."""
     train_frames: int = 2000
@@ -202,6 +212,10 @@ class TrainConfig:
     ``LOCAL_RANK``; DDP uses NCCL on GPUs, gloo on CPU."""
     threads: int = 0
     """torch intra-op threads per process (0: cores / processes on this machine)."""
+    init_weights: str = ""
+    """Fine-tuning: start the network from this checkpoint's weights (``state_dict`` only; the
+    optimiser, GradNorm, step and schedule start afresh). Empty: initialise from ``seed``.
+    ``--resume`` takes precedence (it restores everything)."""
     data: DataConfig = field(default_factory=DataConfig)
     """1. Data sources and augmentation."""
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig.cpu)
@@ -225,10 +239,13 @@ class TrainConfig:
         """Cross-field checks (raise ValueError naming the keys); returns self."""
         d = self.data
         if d.source in ("sim", "sim_cache"):
-            train = range(d.train_seed, d.train_seed + d.train_frames)
+            if d.sim_preset_frames and len(d.sim_preset_frames) != len(d.sim_presets):
+                raise ValueError(f"data.sim_preset_frames: {len(d.sim_preset_frames)} counts for "
+                                 f"{len(d.sim_presets)} data.sim_presets")
+            train = range(d.train_seed, d.train_seed + max([d.train_frames, *d.sim_preset_frames]))
             val = range(d.val_seed, d.val_seed + d.val_frames)
-            if d.train_frames <= 0 or d.val_frames < 0:
-                raise ValueError("data.train_frames must be > 0 and data.val_frames >= 0")
+            if d.train_frames <= 0 or d.val_frames < 0 or any(n <= 0 for n in d.sim_preset_frames):
+                raise ValueError("data.train_frames (and data.sim_preset_frames) must be > 0 and data.val_frames >= 0")
             if val and max(train.start, val.start) < min(train.stop, val.stop):
                 raise ValueError(f"data: validation seeds {val.start}..{val.stop - 1} overlap the training "
                                  f"seeds {train.start}..{train.stop - 1}")

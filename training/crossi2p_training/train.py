@@ -64,7 +64,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from crossi2p.metrics import registration_error, summarize_errors
 from crossi2p_training.config import TrainConfig, config_help, load_train_config, parse_overrides
-from crossi2p_training.data import (CalibrationDataset, KittiSource, NuScenesSource, PhotometricAugment,
+from crossi2p_training.data import (CalibrationDataset, ConcatSource, KittiSource, NuScenesSource, PhotometricAugment,
                                     Rosbag2Source, SimCacheSource, SimulatorSource, SubsetSource, build_sim_cache,
                                     collate_items, seed_worker)
 from crossi2p_training.model.crossi2p_net import CrossI2PNet, read_checkpoint
@@ -128,23 +128,40 @@ def _set_threads(threads: int, ctx: DistContext) -> int:
 
 
 # ================================================================================ data
-def _sim_config(cfg: TrainConfig):
+def _sim_config(cfg: TrainConfig, preset: str | None = None):
     from crossi2p_training.sim import SimConfig
 
-    return SimConfig.preset(cfg.data.sim_preset)
+    return SimConfig.preset(preset or cfg.data.sim_preset)
+
+
+def _sim_presets(cfg: TrainConfig) -> list[tuple[str, int]]:
+    """``(preset, training frames)`` of the run: ``data.sim_presets`` (a mix, with
+    ``data.sim_preset_frames`` or ``data.train_frames`` each) or ``[(data.sim_preset, train_frames)]``."""
+    d = cfg.data
+    if not d.sim_presets:
+        return [(d.sim_preset, d.train_frames)]
+    return list(zip(d.sim_presets, d.sim_preset_frames or [d.train_frames] * len(d.sim_presets)))
+
+
+def _concat(sources: list):
+    return sources[0] if len(sources) == 1 else ConcatSource(sources)
 
 
 def build_sources(cfg: TrainConfig, progress: bool = True, build_cache: bool = True):
-    """``(train source, validation source or None)`` of ``cfg.data``."""
+    """``(train source, validation source or None)`` of ``cfg.data``; a mix of simulator presets
+    (``data.sim_presets``) is the concatenation of each preset's frames."""
     d = cfg.data
     if d.source == "sim":
-        sim = _sim_config(cfg)
-        return (SimulatorSource(sim, d.train_seed, d.train_frames),
-                SimulatorSource(sim, d.val_seed, d.val_frames) if d.val_frames > 0 else None)
+        sims = [(_sim_config(cfg, p), n) for p, n in _sim_presets(cfg)]
+        return (_concat([SimulatorSource(sim, d.train_seed, n) for sim, n in sims]),
+                _concat([SimulatorSource(sim, d.val_seed, d.val_frames) for sim, _ in sims])
+                if d.val_frames > 0 else None)
     if d.source == "sim_cache":
-        sim = _sim_config(cfg)
-        train = SimCacheSource(d.cache_dir, sim, d.train_seed, d.train_frames, d.cache_workers, progress, build_cache)
-        val = (SimCacheSource(d.cache_dir, sim, d.val_seed, d.val_frames, d.cache_workers, progress, build_cache)
+        sims = [(_sim_config(cfg, p), n) for p, n in _sim_presets(cfg)]
+        train = _concat([SimCacheSource(d.cache_dir, sim, d.train_seed, n, d.cache_workers, progress,
+                                        build_cache) for sim, n in sims])
+        val = (_concat([SimCacheSource(d.cache_dir, sim, d.val_seed, d.val_frames, d.cache_workers, progress,
+                                       build_cache) for sim, _ in sims])
                if d.val_frames > 0 else None)
         return train, val
 
@@ -413,8 +430,10 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: str | Path | None = Non
     # 1. data (under DDP every process simulates its share of a missing cache, then all read it)
     if ctx.distributed and cfg.data.source == "sim_cache":
         d = cfg.data
-        seeds = [*range(d.train_seed, d.train_seed + d.train_frames), *range(d.val_seed, d.val_seed + d.val_frames)]
-        build_sim_cache(d.cache_dir, _sim_config(cfg), seeds[ctx.rank::ctx.world_size], d.cache_workers, show)
+        for preset, n in _sim_presets(cfg):
+            seeds = [*range(d.train_seed, d.train_seed + n), *range(d.val_seed, d.val_seed + d.val_frames)]
+            build_sim_cache(d.cache_dir, _sim_config(cfg, preset), seeds[ctx.rank::ctx.world_size], d.cache_workers,
+                            show)
         dist.barrier()
     train_src, val_src = build_sources(cfg, progress=show)
     train_set = CalibrationDataset(train_src, cfg.preprocess, cfg.data.protocol, cfg.seed, _photometric(cfg))
@@ -445,6 +464,9 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: str | Path | None = Non
         if "torch_rng_state" in ckpt:
             torch.set_rng_state(ckpt["torch_rng_state"].cpu())
         seconds_before = ckpt.get("train_seconds")  # absent in checkpoints older than this field
+    elif cfg.init_weights:
+        # fine-tuning: the weights only; optimiser, GradNorm, step and schedule start afresh
+        model.load_state_dict(load_checkpoint(cfg.init_weights, map_location=ctx.device)["state_dict"])
     net = model
     if ctx.distributed:
         net = torch.nn.parallel.DistributedDataParallel(
