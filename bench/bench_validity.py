@@ -44,8 +44,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--trials", type=int, default=2, help="global-protocol draws per frame")
     p.add_argument("--wrong-deg", type=float, default=10.0)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a RuntimeConfig field of the runtime with the check (repeatable), "
+                        "e.g. --set alignment_offset_deg=6")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
+    config = RuntimeConfig()
+    for item in args.set:
+        key, _, value = item.partition("=")
+        if not hasattr(config, key):
+            print(f"bench_validity: --set {item}: RuntimeConfig has no field {key!r}", file=sys.stderr)
+            return 1
+        config = dataclasses.replace(config, **{key: type(getattr(config, key))(value)})
     frames = []
     if args.real:
         frames += [("real", f.name, load_sample_folder(f)) for f in find_sample_folders(args.real)]
@@ -55,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     if not frames:
         print("bench_validity: give --real and/or --sim", file=sys.stderr)
         return 1
-    runtimes = {"with_alignment_check": CalibrationRuntime(args.model, RuntimeConfig()),
+    runtimes = {"with_alignment_check": CalibrationRuntime(args.model, config),
                 "without": CalibrationRuntime(args.model, dataclasses.replace(RuntimeConfig(), alignment_check=False))}
     rng = np.random.default_rng(args.seed)
     rows = []

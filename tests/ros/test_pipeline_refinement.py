@@ -141,10 +141,12 @@ def test_converged_fusion_is_published_then_starts_the_refinement_and_a_rejected
     T, cov, stage = pipeline.published_estimate()
     assert stage == "fused" and cov.shape == (6, 6)
     np.testing.assert_allclose(T, T_net, atol=1e-9)
-    # the start changed kind (prior -> fused): due at once, with the refinement's own search box
+    # the start changed kind (prior -> fused): due at once, with the fused start's search box
     assert pipeline.refinement_due()
     job = pipeline.plan_refinement()
-    assert job.start_stage == "fused" and job.config.max_rotation_deg == RefinementConfig().max_rotation_deg
+    box = RefinementScheduleConfig()
+    assert job.start_stage == "fused" and job.config.max_rotation_deg == box.fused_max_rotation_deg
+    assert job.config.max_translation_m == box.fused_max_translation_m
     np.testing.assert_allclose(job.T_start, T_net, atol=1e-9)
     T_ref = off_by(T_gt, 0.1, [1, 0, 0], [0, 0, 0])
     pipeline.apply_refinement(job, _result(T_ref, accepted=True))

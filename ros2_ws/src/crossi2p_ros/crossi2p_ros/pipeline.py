@@ -99,6 +99,14 @@ class RefinementScheduleConfig:
     15 Hz camera and a 10 Hz LiDAR, 15 synchronised pairs refined from the ground truth stay at
     0.013 m / 0.10 deg where all 20 pairs drift to 0.031 m / 0.47 deg (docs/benchmarks.md,
     section 8). ``inf``: keep every pair (an unsynchronised rig; expect that bias)."""
+    fused_max_rotation_deg: float = 2.0
+    """Search box (rotation) of a refinement that starts from the converged fused estimate: the
+    fusion is within about 1 deg on the drives measured (0.27-0.74 deg), and a wider box let a
+    short window's search reach a farther, wrong minimum (the demo drive, seed 7, with a 10 deg
+    alignment check: 1.3 deg from a 0.36 deg start, accepted; docs/benchmarks.md, section 8). A prior start searches the prior's own bounds."""
+    fused_max_translation_m: float = 0.6
+    """Search box (per-axis translation) from the fused estimate (its translation is the weak
+    part: up to 0.52 m off along the optical axis on the drives measured)."""
 
     def __post_init__(self) -> None:
         for name in ("window_frames", "every_frames", "min_window_frames"):
@@ -283,6 +291,9 @@ class CalibrationPipeline:
         if stage == "prior":  # the prior's bounds are the search box
             cfg = dataclasses.replace(cfg, max_rotation_deg=self.prior.max_rotation_deg,
                                       max_translation_m=self.prior.max_translation_m)
+        else:                 # the converged fusion is close in rotation, loose in translation
+            cfg = dataclasses.replace(cfg, max_rotation_deg=self.schedule.fused_max_rotation_deg,
+                                      max_translation_m=self.schedule.fused_max_translation_m)
         pairs = list(self._window)
         prepared: list[PreparedFrame | None] = []
         for pair in pairs:
