@@ -16,8 +16,10 @@ here from the papers (no installable package provides them):
   score is contrasted with the same map sampled at the ordinary (non-edge) points, so landing the
   whole cloud on a textured region (foliage) gains nothing.
 
-``cost = nid_weight * NID - edge_weight * (mean edge nearness of edge points - mean of ordinary
-points)`` plus a weak prior term towards the start, lower is better. The defaults use the NID
+``cost = nid_weight * NID + gradient_nid_weight * NID(depth discontinuity, image gradient
+magnitude) - edge_weight * (mean edge nearness of edge points - mean of ordinary points)`` plus a
+weak prior term towards the start, lower is better (the middle term, a statistical version of the
+edge cue that needs no intensity, is off by default too: section 8 of docs/benchmarks.md). The defaults use the NID
 alone (``edge_weight = 0``): on the shared real samples the edge term made results worse
 (docs/benchmarks.md, section 8); it stays available and tested.
 
@@ -103,8 +105,8 @@ class RefinementConfig:
     farthest angular neighbour) and the image gradient magnitude under it: occluding contours
     are image edges, and a statistical measure does not care how much texture there is
     elsewhere. Off by default (0): on the shared real single frames it helped (searched median
-    3.85 -> 2.93 deg), on the real 3-sweep windows and the simulated drives it did not, and it
-    costs a third more time (docs/benchmarks.md, section 8). It needs no LiDAR intensity."""
+    3.85 -> 3.00 deg), on the real 3-sweep windows and the simulated drives it did not, and it
+    costs about 40 % more time (docs/benchmarks.md, section 8). It needs no LiDAR intensity."""
     discontinuity_scale_m: float = 0.5
     """A point's depth discontinuity ``jump`` enters the gradient NID as ``1 - exp(-jump / scale)``
     (0 on a continuous surface, near 1 on an object's rim)."""
