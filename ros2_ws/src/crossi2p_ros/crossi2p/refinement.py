@@ -253,6 +253,13 @@ class RefinementResult:
 
 
 # ----------------------------------------------------------------------------- per frame
+def _level_gradient(gray: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    """Sobel gradient (gx, gy) (H, W) float32 of ``gray`` smoothed with ``sigma / 2`` (at least 1
+    px), so that fine texture does not dominate a coarse level."""
+    g = cv2.GaussianBlur(gray.astype(np.float32), (0, 0), max(1.0, 0.5 * sigma))
+    return cv2.Sobel(g, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(g, cv2.CV_32F, 0, 1, ksize=3)
+
+
 def image_edge_maps(gray: np.ndarray, sigmas_px: Sequence[float], high_percentile: float = 92.0,
                     low_ratio: float = 0.4) -> np.ndarray:
     """Edge nearness maps of a grey image, one per scale (a scale space of Canny edges).
@@ -270,9 +277,7 @@ def image_edge_maps(gray: np.ndarray, sigmas_px: Sequence[float], high_percentil
     """
     out = np.zeros((len(sigmas_px),) + gray.shape, np.float32)
     for i, s in enumerate(sigmas_px):
-        g = cv2.GaussianBlur(gray.astype(np.float32), (0, 0), max(1.0, 0.5 * s))
-        gx = cv2.Sobel(g, cv2.CV_32F, 1, 0, ksize=3)
-        gy = cv2.Sobel(g, cv2.CV_32F, 0, 1, ksize=3)
+        gx, gy = _level_gradient(gray, s)
         high = float(np.percentile(np.hypot(gx, gy), high_percentile))
         if high <= 0:
             continue
@@ -360,23 +365,13 @@ def point_discontinuity(points: np.ndarray, T_view_lidar: np.ndarray, max_neighb
 
 
 def image_gradient_levels(gray: np.ndarray, sigmas_px: Sequence[float]) -> np.ndarray:
-    """Rank-equalised gradient magnitude of a grey image, one blurred map per level.
-
-    At each level the image is smoothed with ``sigma / 2`` before the Sobel gradient (so fine
-    texture does not dominate the coarse levels), the magnitude is replaced by its rank in the
-    image (uniform in [0, 1], whatever the camera's contrast), and blurred with ``sigma``.
-
-    Args:
-        gray: (H, W) uint8 image.
-        sigmas_px: Gaussian sigma per level, pixels.
-    Returns:
-        (L, H, W) float32 in [0, 1].
-    """
+    """Rank-equalised gradient magnitude of a grey image, one blurred map per level: the
+    level's gradient (as in ``image_edge_maps``), its magnitude replaced by its rank in the image
+    (uniform in [0, 1], whatever the camera's contrast), blurred with ``sigma``. Arguments and
+    the (L, H, W) float32 result in [0, 1] as ``image_edge_maps``."""
     out = np.zeros((len(sigmas_px),) + gray.shape, np.float32)
-    g = gray.astype(np.float32)
     for i, s in enumerate(sigmas_px):
-        b = cv2.GaussianBlur(g, (0, 0), max(1.0, 0.5 * s))
-        m = np.hypot(cv2.Sobel(b, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(b, cv2.CV_32F, 0, 1, ksize=3))
+        m = np.hypot(*_level_gradient(gray, s))
         rank = (rankdata(m.ravel()) / m.size).reshape(m.shape).astype(np.float32)
         out[i] = cv2.GaussianBlur(rank, (0, 0), s)
     return out
