@@ -99,10 +99,15 @@ def test_default_policy_is_the_former_contract_bit_for_bit(sweeps):
 
 
 def test_shipped_card_loads_with_the_former_behaviour():
+    """The shipped card states the default policy (re-released since) or none (older cards):
+    either way it loads as ``fixed``, the behaviour before the policy existed."""
     card = yaml.safe_load(CARD.read_text())
-    assert "lidar_intensity" not in card["preprocess"]
+    stated = card["preprocess"].get("lidar_intensity")
+    assert stated is None or stated["scale"] == "fixed"
     cfg = PreprocessConfig.from_dict(card["preprocess"])
     assert cfg.lidar_intensity == LidarIntensityConfig() and cfg.lidar_intensity.scale == "fixed"
+    older = {k: v for k, v in card["preprocess"].items() if k != "lidar_intensity"}
+    assert PreprocessConfig.from_dict(older).lidar_intensity == LidarIntensityConfig()
 
 
 def test_policy_round_trips_through_a_card_and_bad_values_are_refused():
