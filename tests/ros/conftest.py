@@ -6,7 +6,11 @@ hear each other.
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import threading
 import time
+from typing import Callable
 
 import pytest
 
@@ -48,3 +52,20 @@ def write_simulated_bag(folder, seed: int, frames: int, preset: str = "small"):
     bag = folder / "drive"
     write_drive_bag(bag, drive.camera_frames, drive.lidar_sweeps, drive.camera, drive.T_cam_lidar)
     return bag, drive
+
+
+def signal_and_wait(proc: subprocess.Popen, sig: int, timeout_s: float, readers: list[threading.Thread],
+                    output: Callable[[], str], what: str) -> int:
+    """Send ``sig`` to ``proc`` and return its exit code once it ended and its output readers
+    finished; a process still running ``timeout_s`` after the signal is killed and the test fails
+    with ``what`` and the process's output."""
+    proc.send_signal(sig)
+    try:
+        code = proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        pytest.fail(f"{what} still running {timeout_s:g} s after {signal.Signals(sig).name}:\n{output()}")
+    for r in readers:
+        r.join(timeout=5.0)
+    return code

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import write_simulated_bag
+from .conftest import signal_and_wait, write_simulated_bag
 from .stub_model import write_stub_model
 
 BIN = Path(sys.executable).parent
@@ -75,16 +75,7 @@ class Command:
 
     def interrupt(self) -> int:
         """SIGINT, then the exit code."""
-        self.proc.send_signal(signal.SIGINT)
-        try:
-            code = self.proc.wait(timeout=60.0)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            pytest.fail(f"still running 60 s after SIGINT:\n{self.text()}")
-        for r in self._readers:
-            r.join(timeout=5.0)
-        return code
+        return signal_and_wait(self.proc, signal.SIGINT, 60.0, self._readers, self.text, "the command")
 
     def text(self) -> str:
         return self.stdout.decode(errors="replace") + self.stderr.decode(errors="replace")

@@ -33,7 +33,7 @@ from crossi2p.runtime import CalibrationRuntime, ModelLoadError
 from crossi2p_ros import calibration_node
 from crossi2p_ros.calibration_node import CalibrationNode
 
-from .conftest import spin_until
+from .conftest import signal_and_wait, spin_until
 from .stub_model import SHIPPED_CARD, write_stub_model
 from .test_calibration_node import image_msg, info_msg
 
@@ -107,17 +107,8 @@ class NodeProcess:
     def signal_and_wait(self, sig: int) -> tuple[int, float]:
         """Send ``sig``; (exit code, seconds from the signal to the exit)."""
         start = time.monotonic()
-        self.proc.send_signal(sig)
-        try:
-            code = self.proc.wait(timeout=30.0)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            pytest.fail(f"calibration_node still running 30 s after {signal.Signals(sig).name}:\n{self.output()}")
-        elapsed = time.monotonic() - start
-        for r in self._readers:
-            r.join(timeout=5.0)
-        return code, elapsed
+        code = signal_and_wait(self.proc, sig, 30.0, self._readers, self.output, "calibration_node")
+        return code, time.monotonic() - start
 
     def output(self) -> str:
         return "".join(self.stdout) + "".join(self.stderr)
