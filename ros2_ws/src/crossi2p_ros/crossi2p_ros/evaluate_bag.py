@@ -108,6 +108,18 @@ def replay_bag(bag: Path, runtime: CalibrationRuntime, T_gt: np.ndarray | None, 
     n_lidar = bag_topics(bag).get(topics[2])
     total = getattr(n_lidar, "msgcount", None)
     bar = tqdm(total=total, desc="replay", unit="sweep", disable=not progress)
+
+    def handle(pair) -> None:
+        """One pair through the pipeline (and the refinement when due), into the result."""
+        result.add(FrameReport.from_outcome(pipeline.process(pair)), T_gt)
+        _refine_if_due(pipeline, result, bar)
+        if result.first_sample is None:
+            result.first_sample = (pair.image, pair.lidar)
+        result.last_sample = (pair.image, pair.lidar)
+
+    def full() -> bool:
+        return max_frames is not None and len(result.frames) >= max_frames
+
     try:
         for rec in read_bag_messages(bag, *topics):
             if isinstance(rec, CameraInfoRecord):
@@ -136,23 +148,15 @@ def replay_bag(bag: Path, runtime: CalibrationRuntime, T_gt: np.ndarray | None, 
                     points = knocked_points(points, knock, T_gt)
                 pairs = pipeline.offer_lidar(rec.stamp_s, LidarSweep(points, frames[0]))
             for pair in pairs:
-                result.add(FrameReport.from_outcome(pipeline.process(pair)), T_gt)
-                _refine_if_due(pipeline, result, bar)
-                if result.first_sample is None:
-                    result.first_sample = (pair.image, pair.lidar)
-                result.last_sample = (pair.image, pair.lidar)
-            if max_frames is not None and len(result.frames) >= max_frames:
+                handle(pair)
+            if full():
                 break
         else:
             if pair_at_end:
                 for pair in pipeline.pairer.flush():
-                    if max_frames is not None and len(result.frames) >= max_frames:
+                    if full():
                         break
-                    result.add(FrameReport.from_outcome(pipeline.process(pair)), T_gt)
-                    _refine_if_due(pipeline, result, bar)
-                    if result.first_sample is None:
-                        result.first_sample = (pair.image, pair.lidar)
-                    result.last_sample = (pair.image, pair.lidar)
+                    handle(pair)
     except ValueError as exc:  # a corrupt message or a truncated bag: keep what was read
         result.errors.append(str(exc))
     except KeyboardInterrupt:  # Ctrl-C: the pairs processed so far are the result

@@ -91,26 +91,7 @@ class StampPairer(Generic[ImageT, LidarT]):
         """End of the streams (a recording read to its end): pair each queued sweep with the closest
         queued image within ``slop_s`` (no later image can come), then empty the queues. A live
         node never calls this."""
-        pairs = []
-        slop = self.config.slop_s
-        while self._lidars:
-            t_lidar, lidar = self._lidars.popleft()
-            if not self._images:
-                self.counters.lidar_unmatched += 1
-                continue
-            best = min(range(len(self._images)), key=lambda i: abs(self._images[i][0] - t_lidar))
-            t_image, image = self._images[best]
-            if abs(t_image - t_lidar) <= slop:
-                pairs.append(StampedPair(t_image, image, t_lidar, lidar))
-                self.counters.pairs += 1
-                for _ in range(best + 1):
-                    self._images.popleft()
-                self.counters.images_unmatched += best
-            else:
-                self.counters.lidar_unmatched += 1
-        self.counters.images_unmatched += len(self._images)
-        self._images.clear()
-        return pairs
+        return self._match(final=True)
 
     # ----------------------------------------------------------------------------- internals
     def _enqueue(self, queue: deque, stamp_s: float, item) -> bool:
@@ -132,12 +113,14 @@ class StampPairer(Generic[ImageT, LidarT]):
                 self.counters.images_unmatched += 1
         return True
 
-    def _match(self) -> list[StampedPair]:
+    def _match(self, final: bool = False) -> list[StampedPair]:
+        """Pair the queued sweeps whose closest image is known; ``final``: no image comes any more
+        (every sweep is decided now and the queues are emptied)."""
         pairs = []
         slop = self.config.slop_s
         while self._lidars and self._images:
             t_lidar, lidar = self._lidars[0]
-            if self._images[-1][0] < t_lidar:
+            if not final and self._images[-1][0] < t_lidar:
                 break  # a closer image may still come
             best = min(range(len(self._images)), key=lambda i: abs(self._images[i][0] - t_lidar))
             t_image, image = self._images[best]
@@ -150,4 +133,9 @@ class StampPairer(Generic[ImageT, LidarT]):
                 self.counters.images_unmatched += best
             else:
                 self.counters.lidar_unmatched += 1
+        if final:
+            self.counters.lidar_unmatched += len(self._lidars)
+            self.counters.images_unmatched += len(self._images)
+            self._lidars.clear()
+            self._images.clear()
         return pairs
