@@ -185,3 +185,14 @@ def test_the_gradient_term_refines_a_cloud_without_intensity():
     assert "no intensity" not in res.reason
     e0, e1 = registration_error(T0, T_GT), registration_error(res.T_searched, T_GT)
     assert e1.rre_geodesic_deg < 0.5 * e0.rre_geodesic_deg, (e0, e1)
+
+
+def test_a_window_of_more_than_32767_points_is_sampled_whole():
+    # cv2.remap refuses maps with a side >= 32767; the samples are laid out in rows of 8192
+    img, pts = _scene()
+    cfg = RefinementConfig(max_points_per_frame=60000, max_window_points=60000)
+    f = [prepare_frame(img, pts, CAMERA, T_GT, cfg)]
+    assert len(f[0].points) > 32767
+    c_gt = refinement_cost(f, T_GT, config=cfg)
+    T = make_transform(Rotation.from_rotvec(np.radians([0, 0, 1.5])), np.zeros(3)) @ T_GT
+    assert np.isfinite(c_gt) and refinement_cost(f, T, config=cfg) > c_gt + 1e-3

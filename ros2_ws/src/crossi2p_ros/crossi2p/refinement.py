@@ -491,15 +491,20 @@ class _Stack:
         """Image values under every point at ``level`` (one (N,) array per stack, default this
         one's images) and the (N,) in-image mask. Bilinear, with cv2.remap (fast)."""
         u, v, inside = self.project(T)
-        rows = np.where(inside, v + self.row0, -10.0).astype(np.float32)[None]
-        cols = np.where(inside, u, -10.0).astype(np.float32)[None]
+        # cv2.remap takes maps and images below 32767 on a side: the N samples are laid out as a
+        # (rows, 8192) map, and a stack taller than that falls back to scipy.
+        n, width = len(u), 8192
+        pad = (-n) % width if n else width
+        rows = np.pad(np.where(inside, v + self.row0, -10.0), (0, pad), constant_values=-10.0)
+        cols = np.pad(np.where(inside, u, -10.0), (0, pad), constant_values=-10.0)
+        rows, cols = rows.astype(np.float32).reshape(-1, width), cols.astype(np.float32).reshape(-1, width)
         stacks = stacks if stacks is not None else [self.stack]
-        if stacks[0].shape[1] < 32767:                 # cv2.remap's limit on the image size
-            out = [cv2.remap(st[level], cols, rows, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)[0]
-                   for st in stacks]
+        if stacks[0].shape[1] < 32767:
+            out = [cv2.remap(st[level], cols, rows, cv2.INTER_LINEAR,
+                             borderMode=cv2.BORDER_CONSTANT).ravel()[:n] for st in stacks]
         else:
-            out = [ndimage.map_coordinates(st[level], [rows[0], cols[0]], order=1, mode="constant")
-                   for st in stacks]
+            out = [ndimage.map_coordinates(st[level], [rows.ravel()[:n], cols.ravel()[:n]], order=1,
+                                           mode="constant") for st in stacks]
         return out, inside
 
     def cells(self, T: np.ndarray, c: int) -> np.ndarray:
