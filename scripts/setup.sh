@@ -11,7 +11,7 @@ PYTHON=${PYTHON:-python3.11}
 command -v "$PYTHON" >/dev/null || PYTHON=python3
 venv="$root/.venv"
 stamp="$venv/.crossi2p-setup-stamp"
-want=$(cat requirements.txt requirements-rosidl.txt tools/tf2_msgs/msg/*.msg \
+want=$(cat requirements.txt requirements-rosidl.txt requirements-nodeps.txt tools/tf2_msgs/msg/*.msg \
        ros2_ws/src/crossi2p_ros/setup.py training/pyproject.toml | sha256sum | cut -c1-16)
 
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] \
@@ -34,6 +34,7 @@ pip_install --upgrade pip setuptools wheel
 
 step "Python + ROS 2 wheels (requirements.txt)"
 pip_install -r requirements.txt -r requirements-rosidl.txt
+pip_install --no-deps -r requirements-nodeps.txt
 "$venv/bin/python" -c "import torch, onnxruntime, cv2, rosbags, embreex" \
   || { echo "setup: core dependencies failed to import" >&2; exit 1; }
 

@@ -465,8 +465,17 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: str | Path | None = Non
             torch.set_rng_state(ckpt["torch_rng_state"].cpu())
         seconds_before = ckpt.get("train_seconds")  # absent in checkpoints older than this field
     elif cfg.init_weights:
-        # fine-tuning: the weights only; optimiser, GradNorm, step and schedule start afresh
-        model.load_state_dict(load_checkpoint(cfg.init_weights, map_location=ctx.device)["state_dict"])
+        # fine-tuning: the weights only; optimiser, GradNorm, step and schedule start afresh.
+        # Tensors the checkpoint lacks or holds with another shape (a replaced stage, e.g. the
+        # pretrained image backbone) keep what the network was built with, and are listed.
+        state = load_checkpoint(cfg.init_weights, map_location=ctx.device)["state_dict"]
+        own = model.state_dict()
+        fit = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+        model.load_state_dict(fit, strict=False)
+        fresh = sorted({k.rsplit(".", 1)[0] for k in own if k not in fit})
+        if ctx.is_main and fresh:
+            print(f"init_weights: {len(fit)} of {len(own)} tensors from {cfg.init_weights}; kept as built: "
+                  f"{', '.join(fresh[:8])}{' ...' if len(fresh) > 8 else ''}", flush=True)
     net = model
     if ctx.distributed:
         net = torch.nn.parallel.DistributedDataParallel(

@@ -6,6 +6,10 @@ feature pyramid, giving
 
 both projected to the shared embedding dimension ``D`` (1x1 convolutions, no normalisation of
 the output here; the caller L2-normalises where it needs to).
+
+``backbone: ppocrv4_det`` replaces the residual stages by PP-OCRv4's pretrained text-detection
+backbone (``pretrained_backbone.py``; strides 4, 8, 16, frozen unless ``freeze_backbone`` is
+false); the pyramid and projections on top are the same.
 """
 from __future__ import annotations
 
@@ -35,6 +39,12 @@ class ImageEncoderConfig:
     """Stride of the fine (pixel) map, reached top-down through the pyramid."""
     fpn_channels: int = 64
     """Channels of the top-down pyramid."""
+    backbone: str = "resnet"
+    """``resnet``: the stages above, trained from scratch. ``ppocrv4_det``: the pretrained PP-OCRv4
+    detection backbone (needs ``coarse_stride`` 16 and ``fine_stride`` 4 or 8; the stem and stage
+    settings are then unused)."""
+    freeze_backbone: bool = True
+    """With ``ppocrv4_det``: keep the pretrained weights fixed (False: fine-tune them)."""
 
 
 class BasicBlock(nn.Module):
@@ -75,16 +85,30 @@ class ImageEncoder(nn.Module):
         if c.fine_stride not in (2, 4, 8) or c.fine_stride >= c.coarse_stride:
             raise ValueError(f"ImageEncoderConfig: fine_stride must be 2, 4 or 8 and < coarse_stride")
         self.config = c
-        self.stem = nn.Sequential(nn.Conv2d(3, c.stem_channels, 3, 2, 1, bias=False),
-                                  nn.BatchNorm2d(c.stem_channels), nn.ReLU())
-        stages, cin = [], c.stem_channels
-        for cout in c.stage_channels:
-            blocks = [BasicBlock(cin, cout, 2)] + [BasicBlock(cout, cout) for _ in range(c.blocks_per_stage - 1)]
-            stages.append(nn.Sequential(*blocks))
-            cin = cout
-        self.stages = nn.ModuleList(stages)
+        if c.backbone == "ppocrv4_det":
+            from crossi2p.preprocess import PreprocessConfig
+
+            from .pretrained_backbone import PPOCR_STAGE_CHANNELS, PPOCRBackbone
+            if c.coarse_stride != 16 or c.fine_stride not in (4, 8):
+                raise ValueError("ImageEncoderConfig: backbone ppocrv4_det gives strides 4, 8, 16: "
+                                 f"coarse_stride must be 16 and fine_stride 4 or 8, got {c.coarse_stride} / {c.fine_stride}")
+            pre = PreprocessConfig()
+            self.pretrained = PPOCRBackbone(pre.mean_rgb, pre.std_rgb, frozen=c.freeze_backbone)
+            chans = [0] + list(PPOCR_STAGE_CHANNELS)                   # strides 2 (unused), 4, 8, 16
+        elif c.backbone == "resnet":
+            self.pretrained = None
+            self.stem = nn.Sequential(nn.Conv2d(3, c.stem_channels, 3, 2, 1, bias=False),
+                                      nn.BatchNorm2d(c.stem_channels), nn.ReLU())
+            stages, cin = [], c.stem_channels
+            for cout in c.stage_channels:
+                blocks = [BasicBlock(cin, cout, 2)] + [BasicBlock(cout, cout) for _ in range(c.blocks_per_stage - 1)]
+                stages.append(nn.Sequential(*blocks))
+                cin = cout
+            self.stages = nn.ModuleList(stages)
+            chans = [c.stem_channels] + list(c.stage_channels)       # channels at strides 2, 4, 8, ...
+        else:
+            raise ValueError(f"ImageEncoderConfig.backbone: expected resnet or ppocrv4_det, got {c.backbone!r}")
         # top-down pyramid from the coarse level to the fine level
-        chans = [c.stem_channels] + list(c.stage_channels)           # channels at strides 2, 4, 8, ...
         self.n_up = int(round(math.log2(c.coarse_stride // c.fine_stride)))
         self.top = nn.Conv2d(chans[-1], c.fpn_channels, 1)
         self.lateral = nn.ModuleList([nn.Conv2d(chans[-2 - i], c.fpn_channels, 1) for i in range(self.n_up)])
@@ -93,9 +117,12 @@ class ImageEncoder(nn.Module):
         self.fine_proj = nn.Conv2d(c.fpn_channels, dim, 1)
 
     def forward(self, image: Tensor) -> tuple[Tensor, Tensor]:
-        feats = [self.stem(image)]                                    # stride 2
-        for stage in self.stages:
-            feats.append(stage(feats[-1]))                            # strides 4, 8, ...
+        if self.pretrained is not None:
+            feats = [None] + self.pretrained(image)                   # strides (2), 4, 8, 16
+        else:
+            feats = [self.stem(image)]                                # stride 2
+            for stage in self.stages:
+                feats.append(stage(feats[-1]))                        # strides 4, 8, ...
         coarse = self.coarse_proj(feats[-1])                          # (B, D, H/sc, W/sc)
         y = self.top(feats[-1])
         for i in range(self.n_up):
