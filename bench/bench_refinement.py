@@ -13,6 +13,7 @@ The real samples are a development set: never tune thresholds on one of them (do
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -33,6 +34,38 @@ def perturbed(rng: np.random.Generator, T_gt: np.ndarray, max_deg: float, max_m:
     """``T_gt`` off by a rotation (per-axis uniform within max_deg) and a translation (max_m)."""
     rv = np.radians(rng.uniform(-max_deg, max_deg, 3))
     return make_transform(Rotation.from_rotvec(rv), rng.uniform(-max_m, max_m, 3)) @ T_gt
+
+
+def densified(samples: list, neighbors: int) -> list:
+    """``samples`` (consecutive sweeps) with each cloud accumulated over ``neighbors`` sweeps on
+    each side, in its own LiDAR frame (Koide et al., ICRA 2023, accumulate before the NID). The
+    sweeps are registered by KISS-ICP (Vizzo et al., RA-L 2023; ``pip install kiss-icp``, MIT; not
+    a product dependency: the experiment was not adopted, docs/benchmarks.md section 8), not
+    deskewed (no per-point times); no ground truth is used."""
+    if neighbors <= 0 or len(samples) < 2:
+        return samples
+    from kiss_icp.config import KISSConfig
+    from kiss_icp.kiss_icp import KissICP
+    kiss = KISSConfig()
+    kiss.data.max_range, kiss.data.min_range, kiss.data.deskew = 100.0, 1.0, False
+    kiss.mapping.voxel_size = 1.0
+    odom = KissICP(config=kiss)
+    T_odom_lidar = []
+    for s in samples:
+        xyz = np.ascontiguousarray(s.points[:, :3], dtype=np.float64)
+        odom.register_frame(xyz, np.zeros(len(xyz)))
+        T_odom_lidar.append(np.asarray(odom.last_pose, float))
+    out = []
+    for k, s in enumerate(samples):
+        parts = [s.points]
+        for j in range(max(0, k - neighbors), min(len(samples), k + neighbors + 1)):
+            if j != k:
+                T = np.linalg.inv(T_odom_lidar[k]) @ T_odom_lidar[j]
+                moved = samples[j].points.copy()
+                moved[:, :3] = moved[:, :3] @ T[:3, :3].T.astype(np.float32) + T[:3, 3].astype(np.float32)
+                parts.append(moved)
+        out.append(dataclasses.replace(s, points=np.concatenate(parts)))
+    return out
 
 
 def run_case(name: str, samples: list, T_gt: np.ndarray, args, cfg: RefinementConfig, rng) -> list[dict]:
@@ -62,6 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stride", type=int, default=1,
                    help="take every STRIDE-th simulated frame (2: only the camera frames taken with a LiDAR "
                         "sweep, 15 Hz camera / 10 Hz LiDAR; the KITTI layout keeps no LiDAR stamps to pair by)")
+    p.add_argument("--accumulate", type=int, default=0, metavar="N",
+                   help="densify every frame of a multi-frame scene or simulated window with N sweeps on "
+                        "each side, registered by LiDAR odometry (KISS-ICP); single frames of a scene too")
     p.add_argument("--trials", type=int, default=3, help="prior draws per case")
     p.add_argument("--max-deg", type=float, default=5.0, help="prior rotation error per axis (deg)")
     p.add_argument("--max-m", type=float, default=0.3, help="prior translation error per axis (m)")
@@ -86,26 +122,31 @@ def main(argv: list[str] | None = None) -> int:
         setattr(cfg, key, type(old)(eval(value)) if isinstance(old, tuple) else type(old)(value))
     rng = np.random.default_rng(args.seed)
     cases = []
+    groups: dict[tuple, list[Path]] = {}
+    for folder in find_sample_folders(args.real) if args.real else []:
+        head, _, cam = folder.name.partition("_")
+        if head[:1] == "f" and head[1:].isdigit() and cam:
+            groups.setdefault((folder.parent, cam), []).append(folder)
+    loaded = {}
+    for folders in groups.values():
+        for f, s in zip(folders, densified([load_sample_folder(f) for f in folders], args.accumulate)):
+            loaded[f] = s
     if args.real:
         for folder in find_sample_folders(args.real):
-            s = load_sample_folder(folder)
+            s = loaded.get(folder) or load_sample_folder(folder)
             cases.append((str(folder.relative_to(args.real)), [s], s.T_cam_lidar))
     if args.real and args.windows:
-        groups: dict[tuple, list[Path]] = {}
-        for folder in find_sample_folders(args.real):
-            head, _, cam = folder.name.partition("_")
-            if head[:1] == "f" and head[1:].isdigit() and cam:
-                groups.setdefault((folder.parent, cam), []).append(folder)
         for (parent, cam), folders in sorted(groups.items()):
             if len(folders) < 2:
                 continue
-            samples = [load_sample_folder(f) for f in folders]
+            samples = [loaded[f] for f in folders]
             static = load_calibration_yaml(folders[0] / "calib.yaml").metadata.get("T_cam_lidar_static")
             T_gt = np.asarray(static, float) if static is not None else samples[0].T_cam_lidar
             cases.append((f"{parent.relative_to(args.real)}/{cam}x{len(samples)}", samples, T_gt))
     if args.sim:
         seq = read_kitti_sequence(args.sim)
-        samples = [seq[i] for i in range(0, len(seq), max(args.stride, 1))][:args.window]
+        samples = densified([seq[i] for i in range(0, len(seq), max(args.stride, 1))][:args.window],
+                            args.accumulate)
         cases.append((f"sim:{args.sim.name}x{len(samples)}", samples, samples[0].T_cam_lidar))
     if not cases:
         print("bench_refinement: give --real and/or --sim", file=sys.stderr)
