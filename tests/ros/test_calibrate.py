@@ -160,3 +160,17 @@ def test_a_dataset_folder_is_calibrated_without_reading_its_calibration(tmp_path
     else:
         assert "cannot calibrate" in _one_line(capsys.readouterr().err)
     assert (tmp_path / "r" / "overlay_before.png").is_file()
+
+
+def test_a_prior_of_another_camera_is_bad_input(drive, tmp_path, capsys):
+    """The prior names camera_05_optical; the bag's images are camera_optical: exit 1, one line
+    naming both, and nothing written."""
+    bag, sim = drive
+    E = make_transform(Rotation.from_rotvec(np.radians([0.5, 0.0, 0.0])), np.zeros(3))
+    prior = save_calibration_yaml(tmp_path / "p05.yaml", E @ sim.T_cam_lidar, sim.camera, lidar_frame="lidar",
+                                  camera_frame="camera_05_optical")
+    out = tmp_path / "c.yaml"
+    assert main([str(bag), "--out", str(out), "--prior", str(prior), *MODEL]) == 1
+    err = _one_line(capsys.readouterr().err)
+    assert "camera_05_optical" in err and "camera_optical" in err and "another sensor" in err
+    assert not out.exists()

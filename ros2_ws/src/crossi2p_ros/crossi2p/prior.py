@@ -110,3 +110,21 @@ def prior_violation(T_est: np.ndarray, prior: Prior) -> str | None:
         return None
     return (f"outside prior: {rot:.1f} deg / {trans:.2f} m from the prior "
             f"(bounds {prior.max_rotation_deg:g} deg / {prior.max_translation_m:g} m)")
+
+
+def prior_frame_mismatch(prior: Prior, lidar_frame: str, camera_frame: str) -> str | None:
+    """None when the prior names the data's frames (or one side names none), else one line
+    naming both, e.g. ``"prior p.yaml is for camera_05_optical <- lidar, the data is
+    camera_01_optical <- lidar (a prior of another sensor?)"``: a prior of another camera or
+    LiDAR would gate and start the refinement from the wrong pose.
+
+    Args:
+        prior: the prior; its ``lidar_frame`` / ``camera_frame`` ('' when its file names none).
+        lidar_frame: the LiDAR sweeps' frame id ('' when unknown).
+        camera_frame: the images' (optical) frame id ('' when unknown).
+    """
+    pairs = ((prior.lidar_frame, lidar_frame), (prior.camera_frame, camera_frame))
+    if all(not a or not b or a == b for a, b in pairs):
+        return None
+    return (f"prior {prior.source} is for {prior.camera_frame or '?'} <- {prior.lidar_frame or '?'}, the data is "
+            f"{camera_frame or '?'} <- {lidar_frame or '?'} (a prior of another sensor?)")

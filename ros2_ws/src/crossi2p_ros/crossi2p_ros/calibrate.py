@@ -29,9 +29,12 @@ calibration; costs, std, time), ``pairs``, ``pairs_valid``, ``fusion_status``, `
 Exit codes: 0 a calibration it trusts was written; 3 it cannot produce one (no pairs; the
 refinement rejected and the fusion not converged; nothing to start from), with the reason in
 one line; 1 bad input (one line: a missing or unreadable input or prior, a topic missing or of the wrong
-message type, an --out that cannot be written; checked before the run); 130 interrupted (Ctrl-C).
+message type, an --out that cannot be written: checked before the run; a prior whose ``frames``
+name another camera or LiDAR than the recording's messages: checked on the first pair);
+130 interrupted (Ctrl-C).
 A prior YAML needs only ``T_cam_lidar`` (or ``translation`` + ``quaternion_xyzw``); its camera keys
-are optional, the intrinsics come from the data.
+are optional, the intrinsics come from the data; its ``frames`` (parent LiDAR, child camera
+optical), when given, must be the recording's (dataset folders name none).
 """
 from __future__ import annotations
 
@@ -161,6 +164,9 @@ def _main(argv: list[str] | None) -> int:
         exit_now_if_work_in_flight(EXIT_INTERRUPTED)
         return EXIT_INTERRUPTED
     pipeline: CalibrationPipeline = result.pipeline
+    if pipeline.prior_mismatch is not None:  # bad input: the prior is for another camera or LiDAR
+        print(f"{PROG}: error: {pipeline.prior_mismatch}", file=sys.stderr)
+        return 1
     try:
         if not result.frames:
             raise CannotCalibrate(f"no camera/LiDAR pairs in {args.input} "

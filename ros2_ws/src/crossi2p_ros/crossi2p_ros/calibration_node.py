@@ -484,6 +484,8 @@ class CalibrationNode(Node):
         p = self.params.node
         if p.mode != "refine":
             return None
+        if self.pipeline.prior_mismatch is not None:  # a prior of another sensor: not used
+            return None
         if self._start_prior is not None:  # prior_calibration, or prior_source: parameter
             return self._start_prior.T_cam_lidar
         if self._prior_from_tf is None:
@@ -522,6 +524,8 @@ class CalibrationNode(Node):
     def _prior_state(self) -> str:
         """One line for diagnostics: where the refine prior comes from, or what it waits for."""
         p = self.params.node
+        if self.pipeline.prior_mismatch is not None:
+            return f"ignored: {self.pipeline.prior_mismatch}"
         if p.prior_calibration:
             return f"calibration {p.prior_calibration}"
         if p.mode != "refine":

@@ -191,8 +191,9 @@ def replay_samples(samples: Iterable[Sample], runtime: CalibrationRuntime, fusio
             points = sample.points
             if knock is not None and lidar_stamp >= knock.at_s:
                 points = knocked_points(points, knock, gt)
-            pair = StampedPair(sample.stamp_s, CameraFrame(sample.image, sample.camera, "camera"),
-                               lidar_stamp, LidarSweep(points, "lidar"))
+            # dataset folders name no tf frames: '' (unknown), so a prior's frames are not compared
+            pair = StampedPair(sample.stamp_s, CameraFrame(sample.image, sample.camera, ""),
+                               lidar_stamp, LidarSweep(points, ""))
             result.add(FrameReport.from_outcome(pipeline.process(pair)), gt)
             _refine_if_due(pipeline, result, bar)
             if result.first_sample is None:

@@ -34,7 +34,7 @@ import numpy as np
 
 from crossi2p.camera import CameraModel
 from crossi2p.fusion import ExtrinsicFuser, FusionConfig, FusionState
-from crossi2p.prior import Prior, pose_distance, prior_violation
+from crossi2p.prior import Prior, pose_distance, prior_frame_mismatch, prior_violation
 from crossi2p.refinement import PreparedFrame, RefinementConfig, RefinementResult, prepare_frame, refine_extrinsic
 from crossi2p.runtime import CalibrationRuntime, FrameEstimate
 
@@ -183,6 +183,9 @@ class CalibrationPipeline:
         self.schedule = schedule or RefinementScheduleConfig()
         self.rejected_outside_prior = 0
         """Per-frame estimates rejected because they were outside the prior's bounds."""
+        self.prior_mismatch: str | None = None
+        """Set (the reason) when the first pair's frame ids are not the frames the prior names
+        (``prior_frame_mismatch``); the prior is then dropped (``prior`` becomes None)."""
         self.pairs_processed = 0
         """Pairs fused (valid or not) since the last reset."""
         self.pairs_unsynchronised = 0
@@ -214,7 +217,12 @@ class CalibrationPipeline:
 
     def fuse(self, pair: StampedPair, estimate: FrameEstimate) -> FrameOutcome:
         """Gate a per-frame estimate with the prior, fuse it (invalid estimates are not fused) and
-        add the pair to the refinement window."""
+        add the pair to the refinement window. A prior naming other frames than the pair's is
+        dropped, with the reason in ``prior_mismatch``."""
+        if self.prior is not None:
+            self.prior_mismatch = prior_frame_mismatch(self.prior, pair.lidar.frame_id, pair.image.frame_id)
+            if self.prior_mismatch is not None:
+                self.prior = None
         if self.prior is not None and estimate.valid and estimate.T_cam_lidar is not None:
             reason = prior_violation(estimate.T_cam_lidar, self.prior)
             if reason is not None:
