@@ -292,6 +292,27 @@ def test_refinement_disabled_never_runs(ros_context, drive, prior_yaml):
         h.close()
 
 
+def test_a_prior_of_another_camera_is_ignored_and_diagnostics_say_why(ros_context, drive, tmp_path):
+    """The prior names camera_05_optical; the images are camera_optical: the node drops the prior
+    (no gate, no refinement from it, no prior fed to the network) and says so on /diagnostics."""
+    path = save_calibration_yaml(tmp_path / "p05.yaml", off_by(drive.T_cam_lidar, 2.0, [1, 0, 0], [0, 0, 0]),
+                                 drive.camera, lidar_frame="lidar", camera_frame="camera_05_optical")
+    far = off_by(drive.T_cam_lidar, 12.0, [0, 1, 0], [0, 0, 0])
+    runtime = ScriptedRuntime(near=drive.T_cam_lidar, far=far, far_calls={1})
+    h = PacedHarness(ros_context, runtime, prior_calibration=str(path), refinement_window_frames=2,
+                     refinement_every_frames=3, refinement_max_pair_offset_s=1.0)
+    try:
+        h.play(drive)
+        pipeline = h.node.pipeline
+        assert pipeline.prior is None and "camera_05_optical" in pipeline.prior_mismatch
+        assert pipeline.rejected_outside_prior == 0            # the 12 deg estimate was not gated by it
+        assert pipeline.last_refinement is None or pipeline.last_refinement.start_stage != "prior"
+        status = h.status_after(lambda d: d.get("prior", "").startswith("ignored: "))
+        assert "camera_05_optical" in status["prior"] and "camera_optical" in status["prior"]
+    finally:
+        h.close()
+
+
 # ---------------------------------------------------------------------------- subprocess
 def test_prior_file_that_cannot_be_read_is_one_line_and_exit_code_1(start_node, tmp_path):  # noqa: F811
     missing = tmp_path / "missing.yaml"
