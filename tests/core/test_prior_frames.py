@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from crossi2p.prior import Prior, prior_frame_mismatch
 
@@ -18,3 +19,30 @@ def test_another_camera_or_lidar_is_named():
     why = prior_frame_mismatch(p, "lidar", "camera_05_optical")
     assert why is not None and "p.yaml" in why and "camera_01_optical" in why and "camera_05_optical" in why
     assert prior_frame_mismatch(p, "velodyne", "camera_01_optical") is not None
+
+
+def test_a_prior_file_without_frames_names_none_and_is_not_compared(tmp_path):
+    """The calibration reader fills defaults (lidar / camera_optical) for a record without
+    ``frames``; a prior compares only what the file itself names."""
+    from crossi2p.prior import load_prior
+
+    path = tmp_path / "cad.yaml"
+    path.write_text("T_cam_lidar: [[0, -1, 0, 0], [0, 0, -1, 0], [1, 0, 0, 0], [0, 0, 0, 1]]\n")
+    p = load_prior(path)
+    assert (p.lidar_frame, p.camera_frame) == ("", "")
+    assert prior_frame_mismatch(p, "lidar", "camera_01_optical") is None
+    path.write_text(path.read_text() + "frames: {parent: velodyne}\n")
+    p = load_prior(path)
+    assert (p.lidar_frame, p.camera_frame) == ("velodyne", "")
+    assert prior_frame_mismatch(p, "velodyne", "camera_01_optical") is None
+    assert "velodyne" in prior_frame_mismatch(p, "lidar", "camera_01_optical")
+
+
+def test_a_misspelt_bound_key_is_an_error_naming_it(tmp_path):
+    from crossi2p.prior import load_prior
+
+    path = tmp_path / "p.yaml"
+    path.write_text("T_cam_lidar: [[0, -1, 0, 0], [0, 0, -1, 0], [1, 0, 0, 0], [0, 0, 0, 1]]\n"
+                    "prior_max_rotation: 1.0\nmetadata: {prior_of: a CAD drawing}\n")
+    with pytest.raises(ValueError, match=r"p\.yaml: unknown key 'prior_max_rotation' \(expected prior_max_rotation_deg"):
+        load_prior(path)

@@ -93,6 +93,9 @@ def test_bad_input_exits_1_with_one_line(drive, tmp_path, capsys):
     assert "missing.yaml" in _one_line(capsys.readouterr().err)
     assert main([str(drive[0]), *out, "--prior-max-rotation-deg", "3", *MODEL]) == 1
     assert "need --prior" in _one_line(capsys.readouterr().err)
+    prior = _prior_yaml(tmp_path / "prior.yaml", drive)
+    assert main([str(drive[0]), *out, "--prior", str(prior), "--prior-max-rotation-deg", "-5", *MODEL]) == 1
+    assert "--prior-max-rotation-deg: expected a number > 0, got -5" in _one_line(capsys.readouterr().err)
     assert main([str(drive[0]), *out, "--points-topic", "/velodyne_points", *MODEL]) == 1
     assert "/velodyne_points" in _one_line(capsys.readouterr().err)
     assert main([str(drive[0]), *out, "--model", str(tmp_path / "m.yaml")]) == 1
@@ -174,3 +177,11 @@ def test_a_prior_of_another_camera_is_bad_input(drive, tmp_path, capsys):
     err = _one_line(capsys.readouterr().err)
     assert "camera_05_optical" in err and "camera_optical" in err and "another sensor" in err
     assert not out.exists()
+    # the replay stops at the first pair (a long recording is not read to the end first)
+    from crossi2p.prior import load_prior
+    from crossi2p_ros.evaluate_bag import load_runtime, replay_bag
+
+    result = replay_bag(bag, load_runtime(MODEL_CARD, "cpu"), None,
+                        ("/camera/image_raw", "/camera/camera_info", "/lidar/points"),
+                        prior=load_prior(prior), progress=False)
+    assert len(result.frames) == 1 and result.pipeline.prior_mismatch is not None

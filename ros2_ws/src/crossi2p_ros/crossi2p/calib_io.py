@@ -102,6 +102,9 @@ class Calibration:
     """Optional: as a prior, the true rotation is within this angle of ``T_cam_lidar`` (degrees)."""
     prior_max_translation_m: float | None = None
     """Optional: as a prior, the true translation is within this of ``T_cam_lidar`` per axis (metres)."""
+    named_frames: dict = field(default_factory=dict)
+    """The ``frames`` keys the file itself gives (``parent`` / ``child``; ``{}`` when it names none):
+    ``lidar_frame`` and ``camera_frame`` fall back to defaults, a prior compares only these."""
 
 
 # --------------------------------------------------------------------------- YAML record
@@ -302,7 +305,8 @@ def load_calibration_yaml(path: str | os.PathLike, require_camera: bool = True) 
     metadata.update({k: v for k, v in record.items() if k not in _KNOWN_KEYS})
     return Calibration(T_cam_lidar=T, camera=camera, lidar_frame=str(frames.get("parent", "lidar")),
                        camera_frame=str(frames.get("child", "camera_optical")), covariance=covariance,
-                       metadata=metadata, version=version, **bounds)
+                       metadata=metadata, version=version,
+                       named_frames={k: str(frames[k]) for k in ("parent", "child") if frames.get(k)}, **bounds)
 
 
 # --------------------------------------------------------------------------- URDF

@@ -30,11 +30,13 @@ Exit codes: 0 a calibration it trusts was written; 3 it cannot produce one (no p
 refinement rejected and the fusion not converged; nothing to start from), with the reason in
 one line; 1 bad input (one line: a missing or unreadable input or prior, a topic missing or of the wrong
 message type, an --out that cannot be written: checked before the run; a prior whose ``frames``
-name another camera or LiDAR than the recording's messages: checked on the first pair);
+name another camera or LiDAR than the recording's messages: the run stops at the first pair);
 130 interrupted (Ctrl-C).
 A prior YAML needs only ``T_cam_lidar`` (or ``translation`` + ``quaternion_xyzw``); its camera keys
 are optional, the intrinsics come from the data; its ``frames`` (parent LiDAR, child camera
-optical), when given, must be the recording's (dataset folders name none).
+optical), when given, must be the recording's (dataset folders name none). Its bounds are a
+claim the tool relies on: the search stays within them, so a result can be accepted that is no
+better than a prior whose true error exceeds its stated bounds.
 """
 from __future__ import annotations
 
@@ -118,6 +120,10 @@ def _load_prior(args) -> Prior | None:
         if args.prior_max_rotation_deg is not None or args.prior_max_translation_m is not None:
             raise ValueError("--prior-max-rotation-deg / --prior-max-translation-m: need --prior YAML")
         return None
+    for flag, value in (("--prior-max-rotation-deg", args.prior_max_rotation_deg),
+                        ("--prior-max-translation-m", args.prior_max_translation_m)):
+        if value is not None and not (np.isfinite(value) and value > 0):
+            raise ValueError(f"{flag}: expected a number > 0, got {value:g}")
     prior = load_prior(args.prior)
     return dataclasses.replace(
         prior, max_rotation_deg=prior.max_rotation_deg if args.prior_max_rotation_deg is None

@@ -117,8 +117,8 @@ def replay_bag(bag: Path, runtime: CalibrationRuntime, T_gt: np.ndarray | None, 
             result.first_sample = (pair.image, pair.lidar)
         result.last_sample = (pair.image, pair.lidar)
 
-    def full() -> bool:
-        return max_frames is not None and len(result.frames) >= max_frames
+    def full() -> bool:  # enough pairs, or the prior is of another sensor (bad input: stop at once)
+        return (max_frames is not None and len(result.frames) >= max_frames) or pipeline.prior_mismatch is not None
 
     try:
         for rec in read_bag_messages(bag, *topics):
@@ -485,6 +485,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if result.interrupted:
         return _write_interrupted(args, result, runtime.card.name, source, gt_source)
+    if getattr(result.pipeline, "prior_mismatch", None) is not None:  # the prior is for another sensor
+        print(f"crossi2p-evaluate-bag: error: {result.pipeline.prior_mismatch}", file=sys.stderr)
+        return 1
     if not result.frames:
         print(f"crossi2p-evaluate-bag: error: no camera/LiDAR pairs in {args.bag} "
               f"({'; '.join(result.errors + list(result.refused)) or 'check topics and --slop-s'})", file=sys.stderr)
