@@ -66,3 +66,5 @@ def test_refusal_or_calibration_is_reported_honestly(demo):
     for name in ("camera_01_before_after.jpg", "errors.png", "report.md", "camera_01/report/report.md",
                  "camera_01/report/overlay_before.png", "camera_01/report/overlay_after.png"):
         assert (out / name).is_file(), name
+    # a number the refinement did not compute is said in words, not printed as nan
+    assert "nan" not in (out / "camera_01" / "report" / "report.md").read_text().lower()

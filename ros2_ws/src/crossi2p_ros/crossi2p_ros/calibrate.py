@@ -313,6 +313,15 @@ def _overlay(pair, T: np.ndarray, path: Path, caption: str) -> None:
     cv2.imwrite(str(path), cv2.cvtColor(np.vstack([bar, drawn]), cv2.COLOR_RGB2BGR))
 
 
+def _stds(values, digits: int) -> str:
+    """Standard deviations for the report; 'not computed' where the refinement gave none (NaN:
+    the search ended before the covariance, e.g. an ambiguous or degenerate window)."""
+    values = np.asarray(values, float)
+    if not np.all(np.isfinite(values)):
+        return "not computed (the refinement was rejected before its covariance)"
+    return ", ".join(f"{v:.{digits}f}" for v in values)
+
+
 def _write_report(args, result, pipeline: CalibrationPipeline, T, stage, failure: str, elapsed_s: float) -> Path:
     """Overlays (PNG) on the newest pair of the refinement window and report.md."""
     out = args.report
@@ -347,8 +356,8 @@ def _write_report(args, result, pipeline: CalibrationPipeline, T, stage, failure
         lines += [f"| refinement start | {run.start_stage} |",
                   f"| refinement window | {r.frames} pairs, {r.points_in_view} points in view |",
                   f"| refinement cost start / final | {r.cost_start:.5f} / {r.cost_final:.5f} |",
-                  f"| refinement std (x, y, z) m | {', '.join(f'{v:.4f}' for v in r.std_m)} |",
-                  f"| refinement std (rx, ry, rz) deg | {', '.join(f'{v:.3f}' for v in r.std_deg)} |",
+                  f"| refinement std (x, y, z) m | {_stds(r.std_m, 4)} |",
+                  f"| refinement std (rx, ry, rz) deg | {_stds(r.std_deg, 3)} |",
                   f"| refinement accepted | {r.accepted} {('(' + r.reason + ')') if r.reason else ''} |",
                   f"| refinement time | {r.time_s:.1f} s |"]
         change = registration_error(r.T_start, r.T_searched) if r.T_searched is not None else None
