@@ -172,11 +172,11 @@ def test_a_prior_of_another_camera_is_bad_input(drive, tmp_path, capsys):
     E = make_transform(Rotation.from_rotvec(np.radians([0.5, 0.0, 0.0])), np.zeros(3))
     prior = save_calibration_yaml(tmp_path / "p05.yaml", E @ sim.T_cam_lidar, sim.camera, lidar_frame="lidar",
                                   camera_frame="camera_05_optical")
-    out = tmp_path / "c.yaml"
+    out = tmp_path / "new" / "c.yaml"
     assert main([str(bag), "--out", str(out), "--prior", str(prior), *MODEL]) == 1
     err = _one_line(capsys.readouterr().err)
     assert "camera_05_optical" in err and "camera_optical" in err and "another sensor" in err
-    assert not out.exists()
+    assert not out.parent.exists()                      # not even an empty --out folder
     # the replay stops at the first pair (a long recording is not read to the end first)
     from crossi2p.prior import load_prior
     from crossi2p_ros.evaluate_bag import load_runtime, replay_bag

@@ -222,13 +222,14 @@ def _main(argv: list[str] | None) -> int:
 
 
 def _check_writable(path: Path, option: str) -> None:
-    """ValueError (one line) when ``path``'s folder cannot be made or written: checked before the
-    run, so that a long run is not lost at its end."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ValueError(f"{option} {path}: cannot create its folder ({exc.strerror})") from None
-    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+    """ValueError (one line) when ``path``'s folder could not be made or written: checked before
+    the run, so that a long run is not lost at its end; nothing is created here (a refused run
+    leaves no empty folder; the folder is made when the file is written)."""
+    folder = path.parent.absolute()
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir():
+        raise ValueError(f"{option} {path}: cannot create its folder ({existing} is a file)")
+    if not os.access(existing, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise ValueError(f"{option} {path}: not writable")
 
 
