@@ -38,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--trials", type=int, default=2, help="global-protocol draws per frame")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path)
+    p.add_argument("--card-entry", type=Path,
+                   help="also write the first model's summary as a model-card evaluation entry "
+                        "(crossi2p-export --evaluation; scripts/release_model.sh)")
     args = p.parse_args(argv)
     folders = find_sample_folders(args.real)
     if not folders:
@@ -72,6 +75,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=1, default=float))
+    if args.card_entry:
+        first = next(iter(result["models"].values()))["summary"]
+        entry = {"protocol": "global", "seed": args.seed,
+                 "data": f"shared real samples {args.real}: {len(samples)} frames x {args.trials} draws "
+                         "(network estimate alone: no validity or alignment check)",
+                 **first, "command": result["command"]}
+        args.card_entry.parent.mkdir(parents=True, exist_ok=True)
+        args.card_entry.write_text(json.dumps(entry, indent=1, default=float))
     return 0
 
 

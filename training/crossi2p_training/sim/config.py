@@ -263,6 +263,16 @@ class RigConfig:
     """Per-seed random rotation of the camera about each axis, uniform in +/- this."""
     translation_jitter_m: float = 0.05
     """Per-seed random shift of the camera along each axis, uniform in +/- this."""
+    camera_yaw_choices_deg: tuple[float, ...] = (0.0,)
+    """Mountings: the headings a seed's camera is drawn from, uniformly (degrees about the LiDAR's
+    z axis, positive to the left; 0 looks forward, 180 backward). The camera's offset turns with
+    it (the camera at heading psi sits at ``Rz(psi) @ camera_offset_m``), as on a surround rig whose
+    cameras ring the roof. One heading (the default) draws nothing."""
+    camera_pitch_range_deg: Range | None = None
+    """Geometric randomisation: the camera's downward tilt drawn per seed, uniform in this range,
+    instead of ``camera_pitch_deg``."""
+    lidar_height_jitter_m: float = 0.0
+    """Geometric randomisation: per-seed change of ``lidar_height_m``, uniform in +/- this."""
 
 
 @dataclass(frozen=True)
@@ -280,8 +290,20 @@ class DriveConfig:
 
 
 PRESETS = ("kitti", "lidar32", "lidar64", "lidar128", "small", "fisheye",
-           "kitti_hdl64", "nuscenes_hdl32", "ouster_os1_128")
-"""Names ``SimConfig.preset`` knows. The last three are named after the rig they imitate."""
+           "kitti_hdl64", "nuscenes_hdl32", "ouster_os1_128", "small_surround", "nuscenes_hdl32_surround")
+"""Names ``SimConfig.preset`` knows. ``kitti_hdl64``, ``nuscenes_hdl32`` and ``ouster_os1_128`` are
+named after the rig they imitate; the ``_surround`` ones mount the camera at any of a surround
+rig's headings."""
+
+NUSCENES_CAMERA_YAWS_DEG: tuple[float, ...] = (0.0, 55.0, -55.0, 110.0, -110.0, 180.0)
+"""Nominal headings of nuScenes' six cameras (front, front-left/right, back-left/right, back; the
+nuScenes sensor layout, Caesar et al., CVPR 2020), rounded to 5 deg."""
+
+SURROUND_RIG = dict(camera_yaw_choices_deg=NUSCENES_CAMERA_YAWS_DEG, camera_pitch_range_deg=(-2.0, 6.0),
+                    rotation_jitter_deg=2.0, lidar_height_jitter_m=0.15)
+"""The ``_surround`` presets' mounting randomisation (issue 14: several mountings, geometric
+randomisation): a heading of the six-camera ring, a tilt of -2..6 deg, +-2 deg per-axis jitter,
+the LiDAR +-0.15 m higher or lower."""
 
 
 @dataclass(frozen=True)
@@ -322,6 +344,10 @@ class SimConfig:
           +10.67 .. -30.67 deg), 20 Hz, 0.33 deg azimuth step, intensity 0..255; front camera
           1600x900, fx = fy = 1266.4 px, principal point (816.3, 491.5) px, 12 Hz; LiDAR at
           1.84 m, camera 0.76 m ahead of and 0.33 m below it.
+        - ``small_surround`` / ``nuscenes_hdl32_surround``: ``small`` / ``nuscenes_hdl32`` with the
+          camera mounted at any heading of a six-camera ring (``SURROUND_RIG``); one camera per
+          seed, with nuScenes' front-camera intrinsics at every heading (its rear camera is
+          wider in reality).
         - ``ouster_os1_128``: an Ouster OS1-128-like LiDAR (``OS1_128_ELEVATIONS_DEG``: 128 beams
           evenly over +-22.5 deg), 2048 columns at 10 Hz, 16-bit signal intensity falling off
           as 1/r^2 beyond 5 m; 1920x1200 camera with strong barrel distortion (plumb_bob k1 =
@@ -361,6 +387,9 @@ class SimConfig:
                                                               intensity_range_exponent=2.0,
                                                               intensity_range_ref_m=5.0),
                        rig=RigConfig(lidar_height_m=1.9, camera_offset_m=(0.15, 0.0, -0.25)))
+        if name.endswith("_surround") and name in PRESETS:
+            base = cls.preset(name[:-len("_surround")])
+            return base.replace(rig=dataclasses.replace(base.rig, **SURROUND_RIG))
         raise ValueError(f"SimConfig.preset: unknown preset {name!r}; expected one of {PRESETS}")
 
     def replace(self, **changes) -> "SimConfig":

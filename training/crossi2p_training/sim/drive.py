@@ -32,7 +32,7 @@ from .render import CameraRender, render_camera
 from .scene import Road, Scene, generate_scene
 
 # random streams: [seed, stream, (frame)]
-_SCENE, _RIG, _EGO, _CAMERA_NOISE, _LIDAR_NOISE = 1, 2, 3, 10, 11
+_SCENE, _RIG, _EGO, _MOUNTING, _CAMERA_NOISE, _LIDAR_NOISE = 1, 2, 3, 4, 10, 11
 # the road and ground go on this far beyond the objects (the camera sees them; haze hides the end)
 _FAR_M = 400.0
 _OBJECT_MARGIN_M = 20.0
@@ -57,13 +57,31 @@ class SensorRig:
         return invert_transform(self.T_lidar_cam)
 
 
-def make_rig(cfg: RigConfig, rng: np.random.Generator) -> SensorRig:
-    """The nominal rig of ``cfg`` with its per-seed random rotation and translation."""
-    pitch = Rotation.from_euler("x", -np.radians(cfg.camera_pitch_deg))  # positive pitch looks down
+def make_rig(cfg: RigConfig, rng: np.random.Generator, mounting_rng: np.random.Generator | None = None) -> SensorRig:
+    """The nominal rig of ``cfg`` with its per-seed random rotation and translation.
+
+    ``mounting_rng`` draws the mounting randomisation (heading, tilt range, LiDAR height) when
+    ``cfg`` asks for it; it is a stream of its own, so rigs without it are as they always were.
+    """
+    pitch_deg, yaw_deg, height_m = cfg.camera_pitch_deg, 0.0, cfg.lidar_height_m
+    if mounting_rng is not None:
+        if len(cfg.camera_yaw_choices_deg) > 1:
+            yaw_deg = float(cfg.camera_yaw_choices_deg[mounting_rng.integers(len(cfg.camera_yaw_choices_deg))])
+        else:
+            yaw_deg = float(cfg.camera_yaw_choices_deg[0])
+        if cfg.camera_pitch_range_deg is not None:
+            pitch_deg = mounting_rng.uniform(*cfg.camera_pitch_range_deg)
+        height_m += mounting_rng.uniform(-1, 1) * cfg.lidar_height_jitter_m
+    heading = Rotation.from_euler("z", np.radians(yaw_deg))  # about the LiDAR's z (up)
+    pitch = Rotation.from_euler("x", -np.radians(pitch_deg))  # positive pitch looks down
     jitter = Rotation.from_rotvec(np.radians(rng.uniform(-1, 1, 3) * cfg.rotation_jitter_deg))
-    R = R_LIDAR_CAM_NOMINAL @ (pitch * jitter).as_matrix()
-    t = np.asarray(cfg.camera_offset_m, float) + rng.uniform(-1, 1, 3) * cfg.translation_jitter_m
-    return SensorRig(make_transform(np.eye(3), [0.0, 0.0, cfg.lidar_height_m]), make_transform(R, t))
+    R = heading.as_matrix() @ R_LIDAR_CAM_NOMINAL @ (pitch * jitter).as_matrix()
+    t = heading.apply(np.asarray(cfg.camera_offset_m, float)) + rng.uniform(-1, 1, 3) * cfg.translation_jitter_m
+    return SensorRig(make_transform(np.eye(3), [0.0, 0.0, height_m]), make_transform(R, t))
+
+
+def _seed_rig(cfg: RigConfig, seed: int) -> SensorRig:
+    return make_rig(cfg, np.random.default_rng([seed, _RIG]), np.random.default_rng([seed, _MOUNTING]))
 
 
 # ---------------------------------------------------------------------------------- trajectory
@@ -178,7 +196,7 @@ class DriveSimulator:
     def __init__(self, config: SimConfig, seed: int, duration_s: float):
         self.config, self.seed = config, seed
         cc, lc, dc = config.camera, config.lidar, config.drive
-        self.rig = make_rig(config.rig, np.random.default_rng([seed, _RIG]))
+        self.rig = _seed_rig(config.rig, seed)
         ego_rng = np.random.default_rng([seed, _EGO])
         speed = ego_rng.uniform(*dc.speed_mps)
         self.t0 = dc.start_time_s
@@ -278,7 +296,7 @@ def simulate_drive(config: SimConfig, seed: int, frames: int, *, keep_buffers: b
 def simulate_frame(config: SimConfig, seed: int) -> SimFrame:
     """One independent random frame with its ground-truth buffers (see ``simulate_sample``)."""
     cc, lc = config.camera, config.lidar
-    rig = make_rig(config.rig, np.random.default_rng([seed, _RIG]))
+    rig = _seed_rig(config.rig, seed)
     ego_rng = np.random.default_rng([seed, _EGO])
     reach = lc.max_range_m + _OBJECT_MARGIN_M
     scene = generate_scene(config.scene, np.random.default_rng([seed, _SCENE]), -reach, reach, _FAR_M, 0.0,
