@@ -87,6 +87,14 @@ class SceneConfig:
     """How far the ground extends on each side of the road."""
     sun_elevation_deg: Range = (25.0, 60.0)
     """Elevation of the sun (its azimuth is uniform)."""
+    hedge_probability: float = 0.0
+    """Chance that a side of the road has hedges and bushes along the sidewalk's outer edge
+    (vegetation at sensor height; 0: none, the default streets)."""
+    clutter_per_100m: float = 0.0
+    """Mean number of street-clutter items (bollards, bins, benches, railings) per 100 m of road,
+    both sidewalks together."""
+    overpass_probability: float = 0.0
+    """Chance that a bridge crosses the street (deck 5-7 m above the road on pillars beside it)."""
 
 
 @dataclass(frozen=True)
@@ -290,14 +298,19 @@ class DriveConfig:
 
 
 PRESETS = ("kitti", "lidar32", "lidar64", "lidar128", "small", "fisheye",
-           "kitti_hdl64", "nuscenes_hdl32", "ouster_os1_128", "small_surround", "nuscenes_hdl32_surround")
+           "kitti_hdl64", "nuscenes_hdl32", "ouster_os1_128", "small_surround", "nuscenes_hdl32_surround",
+           "small_varied", "kitti_hdl64_varied", "small_surround_varied", "nuscenes_hdl32_surround_varied")
 """Names ``SimConfig.preset`` knows. ``kitti_hdl64``, ``nuscenes_hdl32`` and ``ouster_os1_128`` are
 named after the rig they imitate; the ``_surround`` ones mount the camera at any of a surround
-rig's headings."""
+rig's headings; the ``_varied`` ones add hedges, street clutter and overpasses to the street."""
 
 NUSCENES_CAMERA_YAWS_DEG: tuple[float, ...] = (0.0, 55.0, -55.0, 110.0, -110.0, 180.0)
 """Nominal headings of nuScenes' six cameras (front, front-left/right, back-left/right, back; the
 nuScenes sensor layout, Caesar et al., CVPR 2020), rounded to 5 deg."""
+
+VARIED_SCENE = dict(hedge_probability=0.5, clutter_per_100m=14.0, overpass_probability=0.35)
+"""The ``_varied`` presets' scenes (issue 14: vegetation, clutter, overpasses): hedges and bushes
+on half the sidewalks, ~14 clutter items per 100 m, a bridge over the street in a third of them."""
 
 SURROUND_RIG = dict(camera_yaw_choices_deg=NUSCENES_CAMERA_YAWS_DEG, camera_pitch_range_deg=(-2.0, 6.0),
                     rotation_jitter_deg=2.0, lidar_height_jitter_m=0.15)
@@ -348,6 +361,9 @@ class SimConfig:
           camera mounted at any heading of a six-camera ring (``SURROUND_RIG``); one camera per
           seed, with nuScenes' front-camera intrinsics at every heading (its rear camera is
           wider in reality).
+        - ``..._varied`` (``small_varied``, ``kitti_hdl64_varied``, ``small_surround_varied``,
+          ``nuscenes_hdl32_surround_varied``): the same rig in streets with hedges and bushes,
+          bollards, bins, benches and railings, and bridges over the road (``VARIED_SCENE``).
         - ``ouster_os1_128``: an Ouster OS1-128-like LiDAR (``OS1_128_ELEVATIONS_DEG``: 128 beams
           evenly over +-22.5 deg), 2048 columns at 10 Hz, 16-bit signal intensity falling off
           as 1/r^2 beyond 5 m; 1920x1200 camera with strong barrel distortion (plumb_bob k1 =
@@ -387,6 +403,9 @@ class SimConfig:
                                                               intensity_range_exponent=2.0,
                                                               intensity_range_ref_m=5.0),
                        rig=RigConfig(lidar_height_m=1.9, camera_offset_m=(0.15, 0.0, -0.25)))
+        if name.endswith("_varied") and name in PRESETS:
+            base = cls.preset(name[:-len("_varied")])
+            return base.replace(scene=dataclasses.replace(base.scene, **VARIED_SCENE))
         if name.endswith("_surround") and name in PRESETS:
             base = cls.preset(name[:-len("_surround")])
             return base.replace(rig=dataclasses.replace(base.rig, **SURROUND_RIG))

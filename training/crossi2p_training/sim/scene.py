@@ -2,7 +2,8 @@
 
 A gently curving road (arc length ``s`` along its centreline, lateral offset ``d`` to the left)
 with lanes, lane markings, zebra crossings, kerbs and sidewalks; buildings with textured facades
-along both sides; parked cars, moving cars, street lamps, traffic signs and trees. The ground is
+along both sides; parked cars, moving cars, street lamps, traffic signs and trees; optionally
+hedges and bushes, street clutter and bridges over the road (``SceneConfig``). The ground is
 flat (z = 0 on the road, the kerb height beside it). World frame: x, y horizontal, z up.
 
 Static geometry is one ``TriangleSoup``; moving cars are a ``Traffic`` that gives their
@@ -341,6 +342,111 @@ def building_mesh(rng: np.random.Generator, object_id: int, length: float, depth
     return b.build()
 
 
+def hedge_mesh(rng: np.random.Generator, object_id: int, length: float) -> TriangleSoup:
+    """A hedge along x, centred on the origin: ``length`` m long, 0.6-1.6 m high, 0.6-1.2 m deep,
+    in 1.5 m blocks of uneven height and width (a lumpy top and sides)."""
+    b = MeshBuilder()
+    h, w = rng.uniform(0.6, 1.6), rng.uniform(0.6, 1.2)
+    n = max(1, int(round(length / 1.5)))
+    seg = length / n
+    foliage = np.array([0.05, 0.13, 0.035]) * rng.uniform(0.6, 1.3) * rng.uniform(0.85, 1.15, 3)
+    for k in range(n):
+        hk, wk = h * rng.uniform(0.85, 1.15), w * rng.uniform(0.9, 1.1)
+        f = frustum_faces((-length / 2 + (k + 0.5) * seg, rng.uniform(-0.05, 0.05)), 0.0, 0.0, hk, seg, wk,
+                          seg * 0.92, wk * 0.8)
+        b.add_quads(f.quads, M.FOLIAGE, object_id, foliage)
+    return b.build()
+
+
+def bush_mesh(rng: np.random.Generator, object_id: int) -> TriangleSoup:
+    """A bush standing on the origin: a lumpy ellipsoid 0.5-1.2 m in radius."""
+    b = MeshBuilder()
+    r = rng.uniform(0.5, 1.2)
+    V, F = unit_icosphere(1)
+    V = V * rng.uniform(0.8, 1.15, (len(V), 1)) * [r, r * rng.uniform(0.8, 1.2), r * rng.uniform(0.6, 0.9)]
+    V[:, 2] += 0.7 * r
+    b.add(V[F], M.FOLIAGE, object_id, np.array([0.05, 0.13, 0.035]) * rng.uniform(0.6, 1.4) * rng.uniform(0.85, 1.15, 3))
+    return b.build()
+
+
+def clutter_mesh(rng: np.random.Generator, object_id: int) -> TriangleSoup:
+    """Street clutter standing on the origin (x along the kerb): a bollard, a bin, a bench or a
+    railing segment."""
+    b = MeshBuilder()
+    kind = int(rng.integers(4))
+    colour = np.array([(0.30, 0.31, 0.32), (0.10, 0.25, 0.12), (0.08, 0.08, 0.09), (0.12, 0.20, 0.45),
+                       (0.55, 0.38, 0.20)][rng.integers(5)]) * rng.uniform(0.8, 1.2)
+    if kind == 0:  # bollard
+        b.add(cylinder_triangles((0, 0, 0), (0, 0, rng.uniform(0.8, 1.1)), rng.uniform(0.06, 0.12), 8), M.POLE,
+              object_id, colour)
+    elif kind == 1:  # bin
+        side = rng.uniform(0.45, 0.7)
+        b.add_quads(frustum_faces((0, 0), 0.0, 0.0, rng.uniform(0.9, 1.2), side, side, side * 1.05, side * 1.05).quads,
+                    M.POLE, object_id, colour)
+    elif kind == 2:  # bench: seat, back rest, two legs
+        L = rng.uniform(1.5, 2.2)
+        b.add_quads(frustum_faces((0, 0), 0.0, 0.42, 0.48, L, 0.45, bottom=True).quads, M.POLE, object_id, colour)
+        b.add_quads(frustum_faces((0, 0.2), 0.0, 0.5, 0.9, L, 0.06, bottom=True).quads, M.POLE, object_id, colour)
+        for x in (-0.4 * L, 0.4 * L):
+            b.add_quads(frustum_faces((x, 0), 0.0, 0.0, 0.42, 0.08, 0.4).quads, M.POLE, object_id, colour * 0.6)
+    else:  # railing: posts and two rails
+        L, h = rng.uniform(2.0, 6.0), rng.uniform(0.9, 1.2)
+        for x in np.linspace(-L / 2, L / 2, max(2, int(L / 1.5) + 1)):
+            b.add(cylinder_triangles((x, 0, 0), (x, 0, h), 0.03, 6), M.POLE, object_id, colour)
+        for z in (0.5 * h, h):
+            b.add(cylinder_triangles((-L / 2, 0, z), (L / 2, 0, z), 0.025, 6), M.POLE, object_id, colour)
+    return b.build()
+
+
+def overpass_mesh(rng: np.random.Generator, object_id: int, half_width_m: float) -> TriangleSoup:
+    """A bridge crossing the street, centred on the origin with x along the road: a deck 8-14 m
+    wide (along the road) reaching ``half_width_m`` to each side, its underside 5-7 m up, parapets
+    on it and pairs of pillars at both ends."""
+    b = MeshBuilder()
+    concrete = np.array([0.55, 0.54, 0.50]) * rng.uniform(0.75, 1.15)
+    deck_w = rng.uniform(8.0, 14.0)
+    z0 = rng.uniform(5.0, 7.0)
+    z1 = z0 + rng.uniform(1.0, 1.8)
+    b.add_quads(frustum_faces((0, 0), 0.0, z0, z1, deck_w, 2 * half_width_m, bottom=True).quads, M.KERB,
+                object_id, concrete)
+    for x in (-deck_w / 2 + 0.15, deck_w / 2 - 0.15):  # parapets
+        b.add_quads(frustum_faces((x, 0), 0.0, z1, z1 + 1.0, 0.3, 2 * half_width_m).quads, M.KERB, object_id,
+                    concrete * 0.9)
+    for y in (-half_width_m + 0.6, half_width_m - 0.6):  # pillars
+        for x in (-deck_w / 3, deck_w / 3):
+            b.add_quads(frustum_faces((x, y), 0.0, 0.0, z0, 0.9, 0.9).quads, M.KERB, object_id, concrete * 0.95)
+    return b.build()
+
+
+def _scene_variety(cfg: SceneConfig, rng: np.random.Generator, put, ids, layout: "RoadLayout",
+                   s_min: float, s_max: float) -> None:
+    """Hedges and bushes, street clutter and an overpass (``SceneConfig`` hedge / clutter /
+    overpass options; nothing is drawn from ``rng`` when they are all 0)."""
+    if cfg.hedge_probability <= 0 and cfg.clutter_per_100m <= 0 and cfg.overpass_probability <= 0:
+        return
+    hk = layout.kerb_height_m
+    for side in (1, -1):
+        hw = layout.half_width_left if side > 0 else layout.half_width_right
+        sw = layout.sidewalk_left_m if side > 0 else layout.sidewalk_right_m
+        if rng.random() < cfg.hedge_probability:
+            s = s_min + rng.uniform(0, 10)
+            while s < s_max:
+                if rng.random() < 0.6:
+                    length = rng.uniform(4.0, 16.0)
+                    put(hedge_mesh(rng, ids(), length), s + length / 2, side * (hw + sw - 0.6), 0.0, hk)
+                    s += length
+                else:
+                    put(bush_mesh(rng, ids()), s, side * (hw + sw - rng.uniform(0.5, 1.2)), rng.uniform(0, 2 * np.pi), hk)
+                    s += rng.uniform(1.5, 4.0)
+                s += rng.uniform(2.0, 12.0)
+        for s in rng.uniform(s_min, s_max, rng.poisson(cfg.clutter_per_100m * (s_max - s_min) / 200.0)):
+            put(clutter_mesh(rng, ids()), s, side * (hw + rng.uniform(0.4, max(0.5, sw - 0.4))),
+                rng.choice([0.0, np.pi / 2]) + np.radians(rng.uniform(-5, 5)), hk)
+    if rng.random() < cfg.overpass_probability:
+        half = max(layout.half_width_left + layout.sidewalk_left_m, layout.half_width_right + layout.sidewalk_right_m)
+        put(overpass_mesh(rng, ids(), half), rng.uniform(0.6 * s_min, 0.6 * s_max), 0.0, 0.0, 0.0)
+
+
 # ----------------------------------------------------------------------------- object library
 # Cars, trees, lamps and signs are drawn from fixed libraries of meshes (built once per process
 # from a fixed seed, so independent of the scene seed and of call order), then recoloured,
@@ -540,8 +646,9 @@ def generate_scene(cfg: SceneConfig, rng: np.random.Generator, s_min: float, s_m
                         continue
                 traffic.cars.append(TrafficCar(object_instance("car", rng, ids()), float(s0), float(d), float(v)))
                 last = s0
-    static = TriangleSoup.concatenate([b.build(), *b_parts])
     sun_el = np.radians(rng.uniform(*cfg.sun_elevation_deg))
     sun_az = rng.uniform(0, 2 * np.pi)
+    _scene_variety(cfg, rng, put, ids, layout, s_min, s_max)  # draws after all the others: earlier streets stay
+    static = TriangleSoup.concatenate([b.build(), *b_parts])
     sun = np.array([np.cos(sun_el) * np.cos(sun_az), np.cos(sun_el) * np.sin(sun_az), np.sin(sun_el)])
     return Scene(road, layout, static, traffic, sun, layout.lane_centre(ego_lane, -1))

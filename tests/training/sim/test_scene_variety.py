@@ -1,0 +1,53 @@
+"""Scene variety (issue 14: vegetation, clutter, overpasses): the ``_varied`` presets add hedges
+and bushes, street clutter and bridges to the street; everything else of a seed's street stays
+as it was, and both sensors see the new objects consistently."""
+import dataclasses
+
+import numpy as np
+
+from crossi2p.geometry import transform_points
+from crossi2p_training.sim import SceneConfig, SimConfig, simulate_frame
+from crossi2p_training.sim.config import VARIED_SCENE
+from crossi2p_training.sim.materials import Material as M
+from crossi2p_training.sim.scene import generate_scene
+
+
+def street(cfg: SceneConfig, seed: int):
+    return generate_scene(cfg, np.random.default_rng([seed, 1]), -100.0, 100.0, 400.0)
+
+
+def test_variety_only_adds_objects_to_the_same_street():
+    for seed in range(3):
+        plain, varied = street(SceneConfig(), seed), street(dataclasses.replace(SceneConfig(), **VARIED_SCENE), seed)
+        n = len(plain.static.triangles)
+        assert len(varied.static.triangles) > n
+        np.testing.assert_array_equal(varied.static.triangles[:n], plain.static.triangles)
+        np.testing.assert_array_equal(varied.sun_direction, plain.sun_direction)
+
+
+def test_varied_streets_have_low_vegetation_clutter_and_bridges():
+    cfg = dataclasses.replace(SceneConfig(), **VARIED_SCENE)
+    low_foliage = clutter = bridges = 0
+    for seed in range(12):
+        plain, varied = street(SceneConfig(), seed), street(cfg, seed)
+        new = slice(len(plain.static.triangles), None)
+        tris, mat = varied.static.triangles[new], varied.static.material[new]
+        z_top = tris[:, :, 2].max(axis=1)
+        low_foliage += np.any((mat == M.FOLIAGE) & (z_top < 2.0))  # street-tree crowns start at 2.6 m
+        clutter += np.any((mat == M.POLE) & (z_top < 1.4))  # lamps and sign posts are taller
+        # a bridge: concrete spanning the road's centreline 5-9 m up
+        bridges += np.any((mat == M.KERB) & (tris[:, :, 2].min(axis=1) > 4.9) & (z_top < 10.0))
+    assert low_foliage >= 3 and clutter >= 10 and 1 <= bridges <= 9, (low_foliage, clutter, bridges)
+
+
+def test_ground_truth_projects_points_onto_the_varied_street():
+    frame = simulate_frame(SimConfig.preset("small_varied"), 5)  # seed 5 has a bridge ahead
+    s = frame.sample
+    uv, depth, in_view = s.camera.project_in_image(transform_points(s.T_cam_lidar, s.points[:, :3].astype(np.float64)))
+    px = np.rint(uv[in_view]).astype(int)
+    px[:, 0] = px[:, 0].clip(0, s.camera.width - 1)
+    px[:, 1] = px[:, 1].clip(0, s.camera.height - 1)
+    same_id = frame.render.object_id[px[:, 1], px[:, 0]] == frame.scan.object_id[in_view]
+    same_depth = np.abs(frame.render.depth[px[:, 1], px[:, 0]] - depth[in_view]) < 0.05 * depth[in_view] + 0.05
+    assert in_view.sum() > 2000
+    assert np.mean(same_id & same_depth) > 0.95
