@@ -98,16 +98,17 @@ def test_default_policy_is_the_former_contract_bit_for_bit(sweeps):
         assert np.array_equal(out[:, 3], former)
 
 
-def test_shipped_card_loads_with_the_former_behaviour():
-    """The shipped card states the default policy (re-released since) or none (older cards):
-    either way it loads as ``fixed``, the behaviour before the policy existed."""
+def test_shipped_card_states_its_policy_and_a_card_without_one_loads_as_fixed():
+    """The shipped card states its policy (``auto`` since the rig fine-tune: its training mix had
+    0-1, 0-255 and 0-65535 clouds) and loads as stated; an older card without the key loads as
+    ``fixed``, the behaviour before the policy existed."""
     card = yaml.safe_load(CARD.read_text())
-    stated = card["preprocess"].get("lidar_intensity")
-    assert stated is None or stated["scale"] == "fixed"
+    stated = card["preprocess"]["lidar_intensity"]
     cfg = PreprocessConfig.from_dict(card["preprocess"])
-    assert cfg.lidar_intensity == LidarIntensityConfig() and cfg.lidar_intensity.scale == "fixed"
+    assert cfg.lidar_intensity.scale == stated["scale"]
     older = {k: v for k, v in card["preprocess"].items() if k != "lidar_intensity"}
     assert PreprocessConfig.from_dict(older).lidar_intensity == LidarIntensityConfig()
+    assert LidarIntensityConfig().scale == "fixed"
 
 
 def test_policy_round_trips_through_a_card_and_bad_values_are_refused():
