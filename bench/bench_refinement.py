@@ -119,7 +119,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"bench_refinement: --set {item}: RefinementConfig has no field {key!r}", file=sys.stderr)
             return 1
         old = getattr(cfg, key)
-        setattr(cfg, key, type(old)(eval(value)) if isinstance(old, tuple) else type(old)(value))
+        if isinstance(old, bool):
+            if value.lower() not in ("true", "false", "1", "0"):
+                print(f"bench_refinement: --set {item}: expected true or false", file=sys.stderr)
+                return 1
+            setattr(cfg, key, value.lower() in ("true", "1"))
+        else:
+            setattr(cfg, key, type(old)(eval(value)) if isinstance(old, tuple) else type(old)(value))
     rng = np.random.default_rng(args.seed)
     cases = []
     groups: dict[tuple, list[Path]] = {}

@@ -8,8 +8,8 @@ from scipy.spatial.transform import Rotation
 from crossi2p.camera import CameraModel
 from crossi2p.geometry import make_transform, transform_points
 from crossi2p.metrics import registration_error
-from crossi2p.refinement import (RefinementConfig, alignment_check, image_edge_maps, image_gradient_levels,
-                                 lidar_depth_edges, point_discontinuity, prepare_frame, refine_extrinsic,
+from crossi2p.refinement import (RefinementConfig, alignment_check, hidden_from_view, image_edge_maps,
+                                 image_gradient_levels, lidar_depth_edges, point_discontinuity, prepare_frame, refine_extrinsic,
                                  refinement_cost)
 
 W, H = 640, 400
@@ -110,6 +110,23 @@ def test_refinement_recovers_a_small_prior_error_with_a_covariance():
         assert np.all(np.linalg.eigvalsh(res.covariance) >= -1e-12)
 
 
+def test_an_extra_start_inside_the_box_is_a_seed_and_one_outside_is_left_out():
+    img, pts = _scene()
+    T0 = make_transform(Rotation.from_rotvec(np.radians([0.0, 3.0, 0.0])), np.zeros(3)) @ T_GT
+    # a search that barely moves: the start only (no grid), 4 evaluations per level
+    cfg = RefinementConfig(grid_steps=1, multi_starts=0, max_evaluations_per_level=4, max_rotation_deg=8.0,
+                           max_std_rotation_deg=90.0, max_std_translation_m=90.0)
+    frame = prepare_frame(img, pts, CAMERA, T0, cfg)
+    alone = refine_extrinsic([frame], T0, cfg)
+    seeded = refine_extrinsic([frame], T0, cfg, extra_starts=[T_GT])
+    assert registration_error(alone.T_searched, T_GT).rre_geodesic_deg > 2.0
+    assert registration_error(seeded.T_searched, T_GT).rre_geodesic_deg < 0.5
+    far = make_transform(Rotation.from_rotvec(np.radians([0.0, 0.0, 20.0])), np.zeros(3)) @ T0
+    ignored = refine_extrinsic([frame], T0, cfg, extra_starts=[far])
+    np.testing.assert_allclose(ignored.T_searched, alone.T_searched, atol=1e-12)
+    assert ignored.evaluations == alone.evaluations
+
+
 def test_a_textureless_window_is_rejected_with_a_reason_and_keeps_the_start():
     img = np.full((H, W, 3), 128, np.uint8)
     xs, ys = np.meshgrid(np.linspace(3, 30, 60), np.linspace(-6, 6, 40))
@@ -164,6 +181,25 @@ def test_point_discontinuity_is_large_on_the_boxes_rims_and_zero_on_the_wall():
     # see the wall 3.5-5 m behind them
     assert np.percentile(jump[on_wall], 99) < 0.2
     assert jump[~on_wall].max() > 3.0
+
+
+BOXES = ((-3.0, -1.0, -1.5, 1.0, 7.0), (1.5, 3.5, -1.0, 2.0, 8.5))  # _scene's: y0, y1, z0, z1, x (LiDAR frame)
+
+
+def test_points_behind_the_boxes_seen_from_the_camera_are_hidden():
+    _, pts = _scene()
+    hidden = hidden_from_view(pts[:, :3], T_GT)
+    # ground truth: the segment camera -> wall point crosses a box's front face
+    o = np.linalg.inv(T_GT)[:3, 3]
+    wall = pts[:, 0] > 11.0
+    truly = np.zeros(len(pts), bool)
+    for y0, y1, z0, z1, x in BOXES:
+        s = (x - o[0]) / (pts[:, 0] - o[0])
+        y, z = o[1] + s * (pts[:, 1] - o[1]), o[2] + s * (pts[:, 2] - o[2])
+        truly |= wall & (y > y0) & (y < y1) & (z > z0) & (z < z1)
+    assert truly.sum() > 100          # the 0.3 m baseline hides a strip of wall beside each box
+    assert hidden[truly].mean() > 0.8
+    assert hidden[wall & ~truly].mean() < 0.02 and not hidden[~wall].any()
 
 
 def test_gradient_levels_are_uniform_ranks_blurred_per_level():

@@ -132,6 +132,8 @@ class RefinementJob:
     ``run_refinement``, which fills this list)."""
     pairs_processed: int
     """Pairs the pipeline had processed when the job was planned."""
+    extra_starts: list[np.ndarray] = field(default_factory=list)
+    """Further seeds of the search: the previous accepted refinement, if any."""
 
 
 @dataclass
@@ -310,7 +312,11 @@ class CalibrationPipeline:
             prepared.append(cached[1] if near else None)
         self._pairs_since_refine = 0
         self._last_start_stage = stage
-        return RefinementJob(pairs, T_start, stage, cfg, prepared, self.pairs_processed)
+        # a re-run also descends from the accepted result it would replace: each run starts at
+        # the fused estimate (independent of earlier runs), but must not lose a better solution
+        # to it (drive 900303: runs at 0.02-0.05 m replaced by one at 0.46 m; docs/benchmarks.md 8)
+        extra = [self.refined_run.result.T_cam_lidar.copy()] if self.refined_run is not None else []
+        return RefinementJob(pairs, T_start, stage, cfg, prepared, self.pairs_processed, extra)
 
     def run_refinement(self, job: RefinementJob) -> RefinementResult:
         """Prepare what is not yet prepared and refine (the heavy part, seconds; touches no
@@ -319,7 +325,7 @@ class CalibrationPipeline:
             if job.prepared[k] is None:
                 job.prepared[k] = prepare_frame(pair.image.image_rgb, pair.lidar.points, pair.image.camera,
                                                 job.T_start, job.config)
-        result = refine_extrinsic(job.prepared, job.T_start, job.config)
+        result = refine_extrinsic(job.prepared, job.T_start, job.config, job.extra_starts)
         if result.accepted and self.prior is not None:
             reason = prior_violation(result.T_cam_lidar, self.prior)
             if reason is not None:
