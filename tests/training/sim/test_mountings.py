@@ -5,10 +5,11 @@ and presets without the option keep every seed's rig exactly as before."""
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from crossi2p.geometry import transform_points
 from crossi2p_training.sim import RigConfig, SimConfig, simulate_frame
 from crossi2p_training.sim.config import NUSCENES_CAMERA_YAWS_DEG
 from crossi2p_training.sim.drive import R_LIDAR_CAM_NOMINAL, _seed_rig, make_rig
+
+from .projection_check import projection_agreement
 
 
 def camera_heading_deg(T_cam_lidar: np.ndarray) -> float:
@@ -57,12 +58,6 @@ def test_a_sideways_or_rear_camera_sees_its_points_where_the_ground_truth_puts_t
         if abs(heading) < 30 or len(checked) >= 2 or heading in checked:
             continue
         checked.add(heading)
-        uv, depth, in_view = s.camera.project_in_image(transform_points(s.T_cam_lidar, s.points[:, :3].astype(np.float64)))
-        px = np.rint(uv[in_view]).astype(int)
-        px[:, 0] = px[:, 0].clip(0, s.camera.width - 1)
-        px[:, 1] = px[:, 1].clip(0, s.camera.height - 1)
-        same_id = frame.render.object_id[px[:, 1], px[:, 0]] == frame.scan.object_id[in_view]
-        same_depth = np.abs(frame.render.depth[px[:, 1], px[:, 0]] - depth[in_view]) < 0.05 * depth[in_view] + 0.05
-        assert in_view.sum() > 500, (seed, heading)
-        assert np.mean(same_id & same_depth) > 0.95, (seed, heading)
+        in_view, agree = projection_agreement(frame)
+        assert in_view > 500 and agree > 0.95, (seed, heading)
     assert len(checked) == 2

@@ -7,11 +7,12 @@ import dataclasses
 import numpy as np
 import pytest
 
-from crossi2p.geometry import transform_points
 from crossi2p_training.sim import LidarConfig, SimConfig, simulate_frame
 from crossi2p_training.sim.cli import build_parser, config_from_args
 from crossi2p_training.sim.cli import main as sim_main
 from crossi2p_training.sim.config import HDL32E_ELEVATIONS_DEG, HDL64E_ELEVATIONS_DEG, OS1_128_ELEVATIONS_DEG
+
+from .projection_check import projection_agreement
 
 # name: (elevation table, (height, width), distortion model, intensity full scale)
 RIGS = {
@@ -69,15 +70,9 @@ def test_image_has_the_rigs_size_and_camera_model(rig_frame):
 
 def test_ground_truth_projects_points_onto_what_the_camera_sees(rig_frame):
     name, frame = rig_frame
-    s = frame.sample
-    uv, depth, in_view = s.camera.project_in_image(transform_points(s.T_cam_lidar, s.points[:, :3].astype(np.float64)))
-    px = np.rint(uv[in_view]).astype(int)
-    px[:, 0] = px[:, 0].clip(0, s.camera.width - 1)
-    px[:, 1] = px[:, 1].clip(0, s.camera.height - 1)
-    same_id = frame.render.object_id[px[:, 1], px[:, 0]] == frame.scan.object_id[in_view]
-    same_depth = np.abs(frame.render.depth[px[:, 1], px[:, 0]] - depth[in_view]) < 0.05 * depth[in_view] + 0.05
-    assert in_view.sum() > 2000
-    assert np.mean(same_id & same_depth) > 0.95, name
+    in_view, agree = projection_agreement(frame)
+    assert in_view > 2000
+    assert agree > 0.95, name
 
 
 def test_intensity_comes_in_the_drivers_units(rig_frame):

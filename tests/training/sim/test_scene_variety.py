@@ -5,11 +5,12 @@ import dataclasses
 
 import numpy as np
 
-from crossi2p.geometry import transform_points
 from crossi2p_training.sim import SceneConfig, SimConfig, simulate_frame
 from crossi2p_training.sim.config import VARIED_SCENE
 from crossi2p_training.sim.materials import Material as M
 from crossi2p_training.sim.scene import generate_scene
+
+from .projection_check import projection_agreement
 
 
 def street(cfg: SceneConfig, seed: int):
@@ -42,12 +43,5 @@ def test_varied_streets_have_low_vegetation_clutter_and_bridges():
 
 def test_ground_truth_projects_points_onto_the_varied_street():
     frame = simulate_frame(SimConfig.preset("small_varied"), 5)  # seed 5 has a bridge ahead
-    s = frame.sample
-    uv, depth, in_view = s.camera.project_in_image(transform_points(s.T_cam_lidar, s.points[:, :3].astype(np.float64)))
-    px = np.rint(uv[in_view]).astype(int)
-    px[:, 0] = px[:, 0].clip(0, s.camera.width - 1)
-    px[:, 1] = px[:, 1].clip(0, s.camera.height - 1)
-    same_id = frame.render.object_id[px[:, 1], px[:, 0]] == frame.scan.object_id[in_view]
-    same_depth = np.abs(frame.render.depth[px[:, 1], px[:, 0]] - depth[in_view]) < 0.05 * depth[in_view] + 0.05
-    assert in_view.sum() > 2000
-    assert np.mean(same_id & same_depth) > 0.95
+    in_view, agree = projection_agreement(frame)
+    assert in_view > 2000 and agree > 0.95
