@@ -41,6 +41,24 @@ def test_varied_streets_have_low_vegetation_clutter_and_bridges():
     assert low_foliage >= 3 and clutter >= 10 and 1 <= bridges <= 9, (low_foliage, clutter, bridges)
 
 
+def test_nothing_new_stands_on_the_road():
+    """Hedges, clutter and a bridge's pillars stay off the carriageway (below the deck height)."""
+    cfg = dataclasses.replace(SceneConfig(), **VARIED_SCENE)
+    for seed in range(12):
+        plain, varied = street(SceneConfig(), seed), street(cfg, seed)
+        tris = varied.static.triangles[len(plain.static.triangles):].reshape(-1, 3).astype(np.float64)
+        low = tris[tris[:, 2] < 4.5]            # a bridge deck passes over the road higher up
+        lay = varied.layout
+        # lateral offset of each vertex from the (gently curving) centreline, through its nearest centreline point
+        s = np.linspace(-110.0, 110.0, 4401)
+        centre = varied.road.point(s, np.zeros_like(s))
+        nearest = np.argmin(((low[:, None, :2] - centre[None]) ** 2).sum(-1), axis=1)
+        left = varied.road.point(s[nearest], np.ones_like(nearest, float)) - centre[nearest]
+        d = ((low[:, :2] - centre[nearest]) * left).sum(-1)
+        on_road = (d > -lay.half_width_right + 0.05) & (d < lay.half_width_left - 0.05)
+        assert not on_road.any(), (seed, low[on_road][:3])
+
+
 def test_ground_truth_projects_points_onto_the_varied_street():
     frame = simulate_frame(SimConfig.preset("small_varied"), 5)  # seed 5 has a bridge ahead
     in_view, agree = projection_agreement(frame)

@@ -40,7 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "1242x375 camera at 10 Hz), nuscenes_hdl32 (HDL-32E, +10.67..-30.67 deg at 20 Hz, "
                         "intensity 0-255; 1600x900 camera at 12 Hz), ouster_os1_128 (128 beams over +-22.5 deg, "
                         "16-bit intensity falling off with range; 1920x1200 camera with strong barrel "
-                        "distortion). Details: SimConfig.preset, docs/training.md 3.1")
+                        "distortion). Suffixes: _surround (small_surround, nuscenes_hdl32_surround) mounts the "
+                        "camera at any heading of a six-camera ring (0, +-55, +-110, 180 deg), tilted -2..6 deg, "
+                        "+-2 deg jitter, LiDAR height +-0.15 m; _varied adds hedges, street clutter and bridges "
+                        "to the street. Details: SimConfig.preset, docs/training.md 3.1")
     p.add_argument("--width", type=int, help="image width in pixels (focal length scales with it)")
     p.add_argument("--height", type=int, help="image height in pixels")
     p.add_argument("--lidar-beams", type=int, choices=[32, 64, 128],

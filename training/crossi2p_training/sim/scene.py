@@ -440,8 +440,9 @@ def _scene_variety(cfg: SceneConfig, rng: np.random.Generator, put, ids, layout:
                     s += rng.uniform(1.5, 4.0)
                 s += rng.uniform(2.0, 12.0)
         for s in rng.uniform(s_min, s_max, rng.poisson(cfg.clutter_per_100m * (s_max - s_min) / 200.0)):
+            # along the kerb (x of the mesh along the road): a railing or bench never reaches the road
             put(clutter_mesh(rng, ids()), s, side * (hw + rng.uniform(0.4, max(0.5, sw - 0.4))),
-                rng.choice([0.0, np.pi / 2]) + np.radians(rng.uniform(-5, 5)), hk)
+                np.radians(rng.uniform(-5, 5)), hk)
     if rng.random() < cfg.overpass_probability:
         half = max(layout.half_width_left + layout.sidewalk_left_m, layout.half_width_right + layout.sidewalk_right_m)
         put(overpass_mesh(rng, ids(), half), rng.uniform(0.6 * s_min, 0.6 * s_max), 0.0, 0.0, 0.0)
