@@ -32,12 +32,13 @@ from crossi2p.runtime import CalibrationRuntime, RuntimeConfig
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--real", type=Path, required=True, help="folder of real sample folders (../shared/data/real)")
+    p.add_argument("--real", type=Path, required=True,
+                   help="a real sample folder, or a folder of them (../shared/data/real)")
     p.add_argument("--model", type=Path, action="append", required=True,
                    help="model card .yaml (repeatable: each model gets the same draws)")
-    p.add_argument("--trials", type=int, default=2, help="global-protocol draws per frame")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", type=Path)
+    p.add_argument("--trials", type=int, default=2, help="global-protocol draws per frame (default 2)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the draws (default 0)")
+    p.add_argument("--json", type=Path, help="write every model's summary and per-draw rows here")
     p.add_argument("--card-entry", type=Path,
                    help="also write the first model's summary as a model-card evaluation entry "
                         "(crossi2p-export --evaluation; scripts/release_model.sh)")
@@ -49,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     samples = [(f.relative_to(args.real).as_posix(), load_sample_folder(f)) for f in folders]
     config = dataclasses.replace(RuntimeConfig(), alignment_check=False)
     result = {"real": str(args.real), "trials": args.trials, "seed": args.seed,
-              "command": " ".join(["bench/bench_real_global.py", *(argv if argv is not None else sys.argv[1:])]),
+              "command": " ".join([".venv/bin/python bench/bench_real_global.py",
+                                   *(argv if argv is not None else sys.argv[1:])]),
               "models": {}}
     for card in args.model:
         rt = CalibrationRuntime(card, config)
@@ -77,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(json.dumps(result, indent=1, default=float))
     if args.card_entry:
         first = next(iter(result["models"].values()))["summary"]
-        entry = {"protocol": "global", "seed": args.seed,
+        entry = {"protocol": "global", "seed": args.seed, "model": str(args.model[0]),
                  "data": f"shared real samples {args.real}: {len(samples)} frames x {args.trials} draws "
                          "(network estimate alone: no validity or alignment check)",
                  **first, "command": result["command"]}

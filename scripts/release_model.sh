@@ -19,6 +19,10 @@ name=${2:-crossi2p_cpu}
 out=out/release/$name
 bin=.venv/bin
 mkdir -p "$out"
+if [ $# -ge 1 ] && [ $# -lt 3 ] && [ "$ckpt" != runs/crossi2p_cpu/checkpoints/last.pt ]; then
+  echo "release_model: give the command(s) that trained $ckpt as the third argument (it goes into the card)" >&2
+  exit 1
+fi
 train_cmd=${3:-crossi2p-train --config cpu}
 real=${CROSSI2P_SHARED_DATA:-../shared/data}/real
 # fine matching: mean around each window's peak (radius 2 fine cells) instead of the whole window;
@@ -41,8 +45,8 @@ eval_rig="crossi2p-evaluate --model models/$name.onnx --sim-seed 900001 --sim-dr
 $bin/$eval_rig
 extra=(--evaluation "$out/eval_kitti_hdl64.json" --evaluation-command "$eval_rig")
 if [ -d "$real" ]; then
-  eval_real="python bench/bench_real_global.py --real $real --model models/$name.yaml --trials 2 --json $out/real_global.json --card-entry $out/eval_real.json"
-  $bin/$eval_real
+  eval_real="$bin/python bench/bench_real_global.py --real $real --model models/$name.yaml --trials 2 --json $out/real_global.json --card-entry $out/eval_real.json"
+  $eval_real
   extra+=(--evaluation "$out/eval_real.json" --evaluation-command "$eval_real")
 else
   echo "release_model: no shared real samples at $real: the card gets no real-frame figures" >&2
