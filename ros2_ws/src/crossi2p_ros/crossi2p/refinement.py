@@ -31,7 +31,8 @@ Per frame, once (``prepare_frame``):
    ``sigma`` (4 and 2 px at 1000 px width: wider blurs were tried and their minima lie away
    from the truth); with the edge term on, scale-space Canny edges give the edge-nearness maps.
 2. The LiDAR points well inside the image at the start pose are kept (``view_margin``; a fixed
-   set, so a pose cannot improve the NID by pushing a group of points out of the image), a
+   set, so a pose cannot improve the NID by pushing a group of points out of the image;
+   optionally without the points hidden from the camera, ``remove_hidden_points``), a
    random subsample of ``max_points_per_frame``, their intensities rank-normalised per frame (so
    KITTI's 0-1, nuScenes' 0-255 or a 16-bit Ouster all become uniform in [0, 1]); with the edge
    term on, depth-discontinuity points are found in the angular image seen from the camera
@@ -42,7 +43,8 @@ Over the window (``refine_extrinsic``):
 3. A grid of rotations around the start (``grid_rotation_deg``) scored on the first level; the
    start and the ``multi_starts`` best grid seeds each descend the levels with Nelder-Mead
    (rotation only, then the whole pose on the last ``full_pose_levels``), and the seeds are
-   compared on the finest level. The pose is parametrised about the camera centre
+   compared on the finest level (with ``extra_starts``, e.g. the pipeline's previous accepted
+   result, descending as further seeds). The pose is parametrised about the camera centre
    (``T = [Exp(phi) | rho] @ T0``) and kept within ``max_rotation_deg`` / ``max_translation_m``
    of the start (the prior's bounds); the prior term's weight shrinks as 1 / frames.
 4. Honest output: the finest-level objective at the start and at the end (a result that is not
