@@ -3,6 +3,7 @@
 LiDAR's height per seed; the ground truth still projects every point onto what the camera sees,
 and presets without the option keep every seed's rig exactly as before."""
 import numpy as np
+import pytest
 from scipy.spatial.transform import Rotation
 
 from crossi2p_training.sim import RigConfig, SimConfig, simulate_frame
@@ -61,3 +62,8 @@ def test_a_sideways_or_rear_camera_sees_its_points_where_the_ground_truth_puts_t
         in_view, agree = projection_agreement(frame)
         assert in_view > 500 and agree > 0.95, (seed, heading)
     assert len(checked) == 2
+
+
+def test_a_rig_without_a_heading_is_refused():
+    with pytest.raises(ValueError, match="camera_yaw_choices_deg"):
+        RigConfig(camera_yaw_choices_deg=())

@@ -282,6 +282,10 @@ class RigConfig:
     lidar_height_jitter_m: float = 0.0
     """Geometric randomisation: per-seed change of ``lidar_height_m``, uniform in +/- this."""
 
+    def __post_init__(self) -> None:
+        if not self.camera_yaw_choices_deg:
+            raise ValueError("RigConfig.camera_yaw_choices_deg: expected at least one heading, got none")
+
 
 @dataclass(frozen=True)
 class DriveConfig:
