@@ -875,8 +875,8 @@ def refine_extrinsic(frames: Sequence[PreparedFrame], T_start: np.ndarray,
                           for _, k in seeds[:cfg.multi_starts] if np.any(grid[k])]
     for Te in extra_starts:
         Te = check_transform(Te, "extra start")
-        rot_deg, _ = pose_distance(Te, T_start)
-        if rot_deg <= cfg.max_rotation_deg and np.abs(Te[:3, 3] - T_start[:3, 3]).max() <= cfg.max_translation_m:
+        rot_deg, trans_m = pose_distance(Te, T_start)        # trans_m: the largest per-axis difference
+        if rot_deg <= cfg.max_rotation_deg and trans_m <= cfg.max_translation_m:
             starts.append(Te)
     ends = sorted((descend(Ts) for Ts in starts), key=lambda r: r[1])
     T = ends[0][0]
