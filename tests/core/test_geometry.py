@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from crossi2p.geometry import (check_transform, invert_transform, make_transform, se3_exp, se3_log,
+from crossi2p.geometry import (check_transform, invert_transform, make_transform, rotation_angle_deg, se3_exp, se3_log,
                                transform_from_tq, transform_points, transform_to_tq)
 
 
@@ -63,3 +63,12 @@ def test_check_transform_names_the_problem(bad, message):
 def test_bad_quaternion_is_rejected():
     with pytest.raises(ValueError, match="quaternion"):
         transform_from_tq([0, 0, 0], [0, 0, 0, 0])
+
+
+@pytest.mark.parametrize("angle_deg", [0.0, 1e-6, 0.01, 3.0, 90.0, 179.99, 180.0])
+def test_rotation_angle_deg_matches_scipy_at_every_angle(angle_deg):
+    """The closed form (atan2 of the skew part and the trace) against scipy's rotation vector."""
+    axis = np.array([0.6, -0.48, 0.64])
+    R = Rotation.from_rotvec(np.radians(angle_deg) * axis / np.linalg.norm(axis)).as_matrix()
+    assert rotation_angle_deg(R) == pytest.approx(angle_deg, abs=1e-9)
+    assert rotation_angle_deg(R) == pytest.approx(np.degrees(Rotation.from_matrix(R).magnitude()), abs=1e-9)

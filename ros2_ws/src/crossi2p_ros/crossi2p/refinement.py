@@ -531,6 +531,7 @@ class _Stack:
         self.w_img = np.array([im.shape[2] for im in images], float)[self.fid]
         self.h_img = np.array([im.shape[1] for im in images], float)[self.fid]
         self.row0 = (self.fid * (H + 2)).astype(float)
+        self._maps: tuple[np.ndarray, np.ndarray] | None = None   # sample()'s remap maps, reused
 
     def project(self, T: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Pixels (u, v) (N,) of the points under ``T`` and (N,) whether each is in its image."""
@@ -544,12 +545,15 @@ class _Stack:
         one's images) and the (N,) in-image mask. Bilinear, with cv2.remap (fast)."""
         u, v, inside = self.project(T)
         # cv2.remap takes maps and images below 32767 on a side: the N samples are laid out as a
-        # (rows, 8192) map, and a stack taller than that falls back to scipy.
+        # (rows, 8192) map (allocated once, padded with an off-image -10), and a stack taller
+        # than that falls back to scipy.
         n, width = len(u), 8192
-        pad = (-n) % width if n else width
-        rows = np.pad(np.where(inside, v + self.row0, -10.0), (0, pad), constant_values=-10.0)
-        cols = np.pad(np.where(inside, u, -10.0), (0, pad), constant_values=-10.0)
-        rows, cols = rows.astype(np.float32).reshape(-1, width), cols.astype(np.float32).reshape(-1, width)
+        if self._maps is None:
+            shape = (max(-(-n // width), 1), width)
+            self._maps = (np.full(shape, -10.0, np.float32), np.full(shape, -10.0, np.float32))
+        rows, cols = self._maps
+        rows.ravel()[:n] = np.where(inside, v + self.row0, -10.0)
+        cols.ravel()[:n] = np.where(inside, u, -10.0)
         stacks = stacks if stacks is not None else [self.stack]
         if stacks[0].shape[1] < 32767:
             out = [cv2.remap(st[level], cols, rows, cv2.INTER_LINEAR,
@@ -600,6 +604,7 @@ class _Window:
             self.surface = _Stack(points, Ks, [f.edge_maps for f in frames])  # same points: its stack only
             self.edges = _Stack([f.edge_points[i] for f, i in zip(frames, epick)], Ks, [f.edge_maps for f in frames])
         self.bins = cfg.histogram_bins
+        self._x_bins: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     @staticmethod
     def _budget(n: int, budget: int, rng: np.random.Generator) -> np.ndarray:
@@ -655,14 +660,20 @@ class _Window:
         leave within the search box; a pose that loses more than half of them is penalised in
         ``cost_of``."""
         b = self.bins
-        fx, fy = x * (b - 1), np.clip(y, 0.0, 1.0) * (b - 1)
-        ix, iy = np.minimum(fx.astype(int), b - 2), np.minimum(fy.astype(int), b - 2)
-        ax, ay = fx - ix, fy - iy
+        key = id(x)
+        if key not in self._x_bins:                 # the LiDAR side is fixed over the window
+            fx = x * (b - 1)
+            ix = np.minimum(fx.astype(int), b - 2)
+            self._x_bins[key] = (ix * b, fx - ix)
+        ixb, ax = self._x_bins[key]
+        fy = np.clip(y, 0.0, 1.0) * (b - 1)
+        iy = np.minimum(fy.astype(int), b - 2)
+        ay = fy - iy
         hist = np.zeros(b * b)
         wi = w * inside
-        for dx, wx in ((0, 1 - ax), (1, ax)):
+        for dx, wx in ((0, wi * (1 - ax)), (b, wi * ax)):
             for dy, wy in ((0, 1 - ay), (1, ay)):
-                hist += np.bincount((ix + dx) * b + iy + dy, weights=wi * wx * wy, minlength=b * b)
+                hist += np.bincount(ixb + (iy + (dx + dy)), weights=wx * wy, minlength=b * b)
         p = hist.reshape(b, b) / hist.sum()
         h_xy = _entropy(p)
         if h_xy <= 0:
