@@ -27,7 +27,7 @@ from crossi2p.datasets.kitti import read_kitti_sequence
 from crossi2p.datasets.sample_folder import find_sample_folders, load_sample_folder
 from crossi2p.geometry import make_transform
 from crossi2p.metrics import registration_error
-from crossi2p.refinement import RefinementConfig, prepare_frame, refine_extrinsic
+from crossi2p.refinement import RefinementConfig, prepare_frame, refine_extrinsic, refinement_cost
 
 
 def perturbed(rng: np.random.Generator, T_gt: np.ndarray, max_deg: float, max_m: float) -> np.ndarray:
@@ -79,7 +79,10 @@ def run_case(name: str, samples: list, T_gt: np.ndarray, args, cfg: RefinementCo
                      "reason": res.reason, "start_rte_m": e0.rte_m, "start_rre_deg": e0.rre_geodesic_deg,
                      "searched_rte_m": e1.rte_m, "searched_rre_deg": e1.rre_geodesic_deg,
                      "time_s": res.time_s, "std_m": [float(x) for x in res.std_m],
-                     "std_deg": [float(x) for x in res.std_deg], "ambiguity_margin": res.ambiguity_margin})
+                     "std_deg": [float(x) for x in res.std_deg], "ambiguity_margin": res.ambiguity_margin,
+                     # the objective (finest level, no prior term) at the result and at the truth:
+                     # a result below the truth is the objective's fault, above it the search's
+                     "cost_searched": res.cost_final, "cost_truth": refinement_cost(frames, T_gt, -1, cfg)})
     return rows
 
 

@@ -127,6 +127,21 @@ def test_an_extra_start_inside_the_box_is_a_seed_and_one_outside_is_left_out():
     assert ignored.evaluations == alone.evaluations
 
 
+@pytest.mark.parametrize("points_every", [1, 3])
+def test_the_grid_shifts_translation_too_so_a_start_off_in_translation_finds_the_truth(points_every):
+    img, pts = _scene()
+    T0 = make_transform(np.eye(3), np.array([0.15, 0.0, 0.0])) @ T_GT          # 0.15 m off along camera x
+    # a search that barely moves (4 evaluations per level) from the grid's best seeds: the grid
+    # alone must offer the truth (the start shifted by -0.15 m) and rank it first
+    common = dict(grid_steps=1, multi_starts=1, max_evaluations_per_level=4, grid_points_every=points_every,
+                  max_std_rotation_deg=90.0, max_std_translation_m=90.0)
+    frame = prepare_frame(img, pts, CAMERA, T0, RefinementConfig(**common))
+    shifted = refine_extrinsic([frame], T0, RefinementConfig(grid_translation_m=0.15, **common))
+    rotations_only = refine_extrinsic([frame], T0, RefinementConfig(grid_translation_m=0.0, **common))
+    assert registration_error(shifted.T_searched, T_GT).rte_m < 0.03
+    assert registration_error(rotations_only.T_searched, T_GT).rte_m > 0.1
+
+
 def test_a_textureless_window_is_rejected_with_a_reason_and_keeps_the_start():
     img = np.full((H, W, 3), 128, np.uint8)
     xs, ys = np.meshgrid(np.linspace(3, 30, 60), np.linspace(-6, 6, 40))

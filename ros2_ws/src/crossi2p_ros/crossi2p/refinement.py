@@ -40,7 +40,10 @@ Per frame, once (``prepare_frame``):
 
 Over the window (``refine_extrinsic``):
 
-3. A grid of rotations around the start (``grid_rotation_deg``) scored on the first level; the
+3. A grid of rotations around the start (``grid_rotation_deg``), each also shifted by
+   ``grid_translation_m`` along the camera's axes (so that a start whose translation is off
+   does not rank its seeds by rotations that absorb the translation), scored on the first
+   level with every ``grid_points_every``-th point; the
    start and the ``multi_starts`` best grid seeds each descend the levels with Nelder-Mead
    (rotation only, then the whole pose on the last ``full_pose_levels``), and the seeds are
    compared on the finest level (with ``extra_starts``, e.g. the pipeline's previous accepted
@@ -68,6 +71,7 @@ perturbation convention of ``crossi2p.fusion``: ``R = Exp(d_rot) R_est``, ``t = 
 """
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -173,6 +177,15 @@ class RefinementConfig:
     """Half-width of the rotation grid around the start, scored on the first level."""
     grid_steps: int = 5
     """Grid points per rotation axis (odd: the start itself is one of them)."""
+    grid_translation_m: float = 0.15
+    """Every rotation of the grid is also scored shifted by this much along +-x, +-y and +-z of
+    the camera (7 translations in all): a start whose translation is off then finds seeds whose
+    rotation does not absorb the translation error (0: rotations at the start's translation
+    only, the default before this option; docs/benchmarks.md section 8 has both)."""
+    grid_points_every: int = 3
+    """The grid is scored on every n-th point of the window only (speed: the first level is
+    blurred and the grid only ranks seeds; it keeps a 20-pair window under 5 s with the
+    translated grid; 1: all points)."""
     multi_starts: int = 6
     """Best grid seeds that descend all levels (with the start itself); compared on the finest."""
     max_evaluations_per_level: int = 250
@@ -533,6 +546,14 @@ class _Stack:
         self.row0 = (self.fid * (H + 2)).astype(float)
         self._maps: tuple[np.ndarray, np.ndarray] | None = None   # sample()'s remap maps, reused
 
+    def subset(self, idx: np.ndarray) -> "_Stack":
+        """The points ``idx`` only, sharing this stack's images (no copy of them)."""
+        out = object.__new__(_Stack)
+        for name in ("fid", "points", "fx", "fy", "cx", "cy", "w_img", "h_img", "row0"):
+            setattr(out, name, getattr(self, name)[idx])
+        out.stack, out._maps = self.stack, None
+        return out
+
     def project(self, T: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Pixels (u, v) (N,) of the points under ``T`` and (N,) whether each is in its image."""
         u, v, front = _pinhole(self.points @ T[:3, :3].T + T[:3, 3], self.fx, self.fy, self.cx, self.cy)
@@ -612,6 +633,17 @@ class _Window:
         if n <= budget:
             return np.arange(n)
         return np.sort(rng.choice(n, max(budget, 1), replace=False))
+
+    def subset(self, every: int) -> "_Window":
+        """This window with every ``every``-th of its points (same images; the edge term's
+        points all kept): a cheaper objective for ranking seeds."""
+        if every <= 1:
+            return self
+        out = copy.copy(self)
+        idx = np.arange(0, len(self.intensity), every)
+        out.pts, out.intensity, out.discontinuity = self.pts.subset(idx), self.intensity[idx], self.discontinuity[idx]
+        out._x_bins = {}
+        return out
 
     def samples(self, T: np.ndarray, level: int) -> tuple:
         """Everything the cost needs at ``T`` (so that re-weighted costs need no re-projection):
@@ -848,11 +880,15 @@ def refine_extrinsic(frames: Sequence[PreparedFrame], T_start: np.ndarray,
         prior = prior_weight * (d_rot**2 + float(d_t @ d_t))
         return win.cost(Tc, level) + prior + (1.0 + excess if excess > 0 else 0.0)
 
-    # 3a. rotation grid on the widest level (multi-start)
-    g = np.radians(np.linspace(-cfg.grid_rotation_deg, cfg.grid_rotation_deg, cfg.grid_steps))
-    grid = np.stack(np.meshgrid(g, g, g, indexing="ij"), -1).reshape(-1, 3)
-    seeds = sorted(((win.cost(make_transform(Rotation.from_rotvec(rv), np.zeros(3)) @ T_start, 0), k)
-                    for k, rv in enumerate(grid)))
+    # 3a. rotation grid, also shifted in translation, on the widest level (multi-start)
+    g = (np.radians(np.linspace(-cfg.grid_rotation_deg, cfg.grid_rotation_deg, cfg.grid_steps))
+         if cfg.grid_steps > 1 else np.zeros(1))            # one step: the start's rotation only
+    rotations = np.stack(np.meshgrid(g, g, g, indexing="ij"), -1).reshape(-1, 3)
+    shifts = np.vstack([np.zeros(3)] + ([cfg.grid_translation_m * s * e for e in np.eye(3) for s in (-1.0, 1.0)]
+                                        if cfg.grid_translation_m > 0 else []))
+    grid = [make_transform(Rotation.from_rotvec(rv), dt) @ T_start for dt in shifts for rv in rotations]
+    scorer = win.subset(cfg.grid_points_every)
+    seeds = sorted((scorer.cost(Tg, 0), k) for k, Tg in enumerate(grid))
     evals += len(grid)
 
     def search(T0: np.ndarray, level: int, dof: int) -> tuple[np.ndarray, float]:
@@ -882,8 +918,7 @@ def refine_extrinsic(frames: Sequence[PreparedFrame], T_start: np.ndarray,
             T, fval = search(T, level, 6 if level >= first_full else 3)
         return T, fval
 
-    starts = [T_start] + [make_transform(Rotation.from_rotvec(grid[k]), np.zeros(3)) @ T_start
-                          for _, k in seeds[:cfg.multi_starts] if np.any(grid[k])]
+    starts = [T_start] + [grid[k] for _, k in seeds[:cfg.multi_starts] if not np.array_equal(grid[k], T_start)]
     for Te in extra_starts:
         Te = check_transform(Te, "extra start")
         rot_deg, trans_m = pose_distance(Te, T_start)        # trans_m: the largest per-axis difference
