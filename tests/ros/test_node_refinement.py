@@ -204,6 +204,12 @@ def test_accepted_refinement_from_the_prior_is_what_pose_and_tf_carry_and_diagno
     runtime = ScriptedRuntime(near=T_gt, far=far, far_calls={1, 4})
     h = PacedHarness(ros_context, runtime, prior_calibration=str(path), refinement_window_frames=2,
                      refinement_every_frames=3, refinement_max_pair_offset_s=1.0)  # every pair of the drive
+    # This test is about what an accepted refinement does to ~/pose, /tf_static and /diagnostics.
+    # On these 416 x 128 px frames the default seed grid, which also shifts translation, finds
+    # rivals 0.15 m away along the optical axis and refuses such short windows as ambiguous (as
+    # it should: docs/benchmarks.md section 8); the rotation-only grid accepts them.
+    h.node.pipeline.refinement_config = dataclasses.replace(h.node.pipeline.refinement_config,
+                                                            grid_translation_m=0.0)
     try:
         threads = record_refinement_threads(h.node)
         assert h.node.pipeline.prior.max_rotation_deg == PRIOR_BOUNDS[0]
