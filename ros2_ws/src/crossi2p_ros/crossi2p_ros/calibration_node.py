@@ -888,8 +888,12 @@ def main(args=None) -> int:
     node, code = None, 0
     try:
         rclpy.init(args=args)  # installs rclpy's SIGINT and SIGTERM handlers: they shut the context down
-        node = CalibrationNode(load_model_in_background=True)
+        # The executor before the node: a signal that shuts the context down while an executor is
+        # being constructed leaves a half-built one whose __del__ prints a traceback (rclpy); the
+        # node's constructor takes longer and announces the model load, when users (and the
+        # signal tests) are most likely to press Ctrl-C.
         executor = SingleThreadedExecutor()
+        node = CalibrationNode(load_model_in_background=True)
         executor.add_node(node)
         executor.spin_until_future_complete(node.model_failed)  # until a signal, or the model failed
         if node.model_failed.done():
