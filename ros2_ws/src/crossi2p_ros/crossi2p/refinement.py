@@ -633,7 +633,7 @@ class _Window:
             self.surface = _Stack(points, Ks, [f.edge_maps for f in frames])  # same points: its stack only
             self.edges = _Stack([f.edge_points[i] for f, i in zip(frames, epick)], Ks, [f.edge_maps for f in frames])
         self.bins = cfg.histogram_bins
-        self._x_bins: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._x_bins: dict[str, tuple[np.ndarray, np.ndarray]] = {}   # _nid's LiDAR-side bins, by attribute
 
     @staticmethod
     def _budget(n: int, budget: int, rng: np.random.Generator) -> np.ndarray:
@@ -675,9 +675,9 @@ class _Window:
         wp = np.ones(len(g)) if w_pts is None else w_pts
         if (inside * wp).sum() < 10:
             return 2.0
-        nid = self.cfg.nid_weight * self._nid(self.intensity, g, inside, wp) if self.cfg.nid_weight else 0.0
+        nid = self.cfg.nid_weight * self._nid("intensity", g, inside, wp) if self.cfg.nid_weight else 0.0
         if self.gradient is not None:
-            nid += self.cfg.gradient_nid_weight * self._nid(self.discontinuity, gm, inside, wp)
+            nid += self.cfg.gradient_nid_weight * self._nid("discontinuity", gm, inside, wp)
         kept = float((inside * wp).sum()) / float(wp.sum())
         if kept < 0.5:                                   # most of the point set left the image
             nid += 0.5 - kept
@@ -689,9 +689,10 @@ class _Window:
                 contrast = float(we @ (e * e_in)) / float(we.sum()) - float(wi @ s) / float(wi.sum())
         return nid - self.cfg.edge_weight * contrast
 
-    def _nid(self, x: np.ndarray, y: np.ndarray, inside: np.ndarray, w: np.ndarray) -> float:
+    def _nid(self, lidar: str, y: np.ndarray, inside: np.ndarray, w: np.ndarray) -> float:
         """NID of the (x, y) pairs in [0, 1]^2 of the points inside the image, weights ``w``,
-        soft (bilinear) binning.
+        soft (bilinear) binning; ``x`` is this window's (N,) array named ``lidar`` ("intensity"
+        or "discontinuity"), fixed over the window, so its bins are computed once.
 
         Only points inside the image take part. (Giving the points that leave it a grey bin of
         their own was tried and is wrong: a pose that pushes a homogeneous group, e.g. the road,
@@ -700,12 +701,11 @@ class _Window:
         leave within the search box; a pose that loses more than half of them is penalised in
         ``cost_of``."""
         b = self.bins
-        key = id(x)
-        if key not in self._x_bins:                 # the LiDAR side is fixed over the window
-            fx = x * (b - 1)
+        if lidar not in self._x_bins:
+            fx = getattr(self, lidar) * (b - 1)
             ix = np.minimum(fx.astype(int), b - 2)
-            self._x_bins[key] = (ix * b, fx - ix)
-        ixb, ax = self._x_bins[key]
+            self._x_bins[lidar] = (ix * b, fx - ix)
+        ixb, ax = self._x_bins[lidar]
         fy = np.clip(y, 0.0, 1.0) * (b - 1)
         iy = np.minimum(fy.astype(int), b - 2)
         ay = fy - iy
