@@ -51,6 +51,7 @@ def test_calibrates_a_short_bag_from_a_prior_or_exits_3_with_the_reason(drive, t
     md = (report / "report.md").read_text()
     assert "refinement start | prior" in md or "refinement start | fused" in md
     assert "refinement cost start / final" in md
+    assert " pairs (spread), " in md   # the default window span
     for png in ("overlay_before.png", "overlay_after.png"):
         assert (report / png).stat().st_size > 1000, png
     if rc == 3:

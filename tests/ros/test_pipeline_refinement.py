@@ -203,6 +203,30 @@ def test_pairs_further_apart_in_time_than_max_pair_offset_are_not_refined_on(sim
     assert pipeline.pairs_processed == 2  # the network and fusion still saw both
 
 
+@pytest.mark.parametrize("window_frames", [4, 5])
+def test_a_spread_window_keeps_pairs_evenly_spaced_over_everything_since_the_start(sim, window_frames):
+    samples, T_gt = sim
+    schedule = RefinementScheduleConfig(enabled=False, window_frames=window_frames, window_span="spread")
+    pipeline = CalibrationPipeline(ScriptedRuntime([T_gt]), schedule=schedule)
+    for n in range(1, 40):
+        feed(pipeline, samples, 1, start=n - 1)
+        stamps = [round(p.image_stamp_s / 0.1) for p in pipeline.window]  # pair indices
+        steps = set(np.diff(stamps))
+        assert stamps[0] == 0 and len(steps) <= 1, (n, stamps)        # from the first pair, evenly spaced
+        assert len(pipeline.window) <= window_frames
+        assert n - 1 - stamps[-1] < max(steps, default=1), (n, stamps)  # up to the newest admissible pair
+        assert len(pipeline.window) >= min(n, (window_frames + 1) // 2)
+    assert max(steps) >= 8                                            # it spans all 39 pairs
+    pipeline.reset()
+    feed(pipeline, samples, 2, start=100)
+    assert [round(p.image_stamp_s / 0.1) for p in pipeline.window] == [100, 101]  # a reset starts afresh
+
+
+def test_window_span_must_be_recent_or_spread():
+    with pytest.raises(ValueError, match="window_span"):
+        RefinementScheduleConfig(window_span="all")
+
+
 def test_a_card_with_a_fixed_byte_or_uint16_intensity_divisor_is_refused_on_decoded_clouds():
     """The pipeline's clouds arrive in [0, 1] from the decoders: a card dividing by 255 or 65535
     again would silently squash every intensity, so the pipeline refuses it in one line."""

@@ -5,8 +5,9 @@ No ground truth is used. The recording goes through the node's own code path
 
 1. every camera/LiDAR pair (up to ``--frames``) through the network, the prior gate (``--prior``:
    estimates outside its bounds are rejected with the reason) and the temporal fusion;
-2. once, the training-free refinement over the last ``--window-frames`` pairs, from the fused
-   estimate if it converged, else from the prior (searching within its bounds);
+2. once, the training-free refinement over ``--window-frames`` pairs spread evenly over the
+   recording (``--window-span recent``: the last ones), from the fused estimate if it converged,
+   else from the prior (searching within its bounds);
 3. the published estimate: the accepted refinement, else the converged fused estimate.
 
 Inputs: a rosbag2 (folder or ``.mcap``/``.db3``; ``--image-topic``, ``--camera-info-topic``,
@@ -23,7 +24,7 @@ on exit 3 alike: ``exit_code``, ``stage`` (``refined`` or ``fused``; null on exi
 is one), ``T_cam_lidar`` (the calibration written, or null), ``prior`` (its ``T_cam_lidar`` and
 bounds, or null), ``refinement`` (or null: ``start``, ``accepted``, ``reason``, ``T_start``,
 ``T_searched``: what the search found even when it was rejected, never to be used as a
-calibration; costs, std, time), ``pairs``, ``pairs_valid``, ``fusion_status``, ``frames_fused``,
+calibration; costs, std, time, ``window_span``), ``pairs``, ``pairs_valid``, ``fusion_status``, ``frames_fused``,
 ``rejected_outside_prior``, ``wall_time_s``. Matrices are 4x4 row lists, LiDAR -> camera optical.
 
 Exit codes: 0 a calibration it trusts was written; 3 it cannot produce one (no pairs; the
@@ -92,7 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
                                               "the shipped model")
     p.add_argument("--frames", type=int, help="use at most this many pairs (default: all)")
     p.add_argument("--window-frames", type=int, default=RefinementScheduleConfig.window_frames,
-                   help="pairs the refinement looks at: the last N (default %(default)s)")
+                   help="pairs the refinement looks at (default %(default)s)")
+    p.add_argument("--window-span", choices=["spread", "recent"], default="spread",
+                   help="which pairs: spread evenly over the whole recording (default) or the last N")
     p.add_argument("--source", choices=["auto", *SOURCES], default="auto", help="what INPUT is (default: detected)")
     p.add_argument("--image-topic", default="/camera/image_raw",
                    help="rosbag2: sensor_msgs/Image topic; a CompressedImage recorded as TOPIC/compressed is "
@@ -141,7 +144,8 @@ def _main(argv: list[str] | None) -> int:
     try:
         if args.frames is not None and args.frames < 1:
             raise ValueError(f"--frames: expected >= 1, got {args.frames}")
-        schedule = RefinementScheduleConfig(enabled=False, window_frames=args.window_frames)
+        schedule = RefinementScheduleConfig(enabled=False, window_frames=args.window_frames,
+                                            window_span=args.window_span)
         if not args.input.exists():
             raise ValueError(f"input {args.input}: not found")
         source = detect_source(args.input) if args.source == "auto" else args.source
@@ -180,7 +184,8 @@ def _main(argv: list[str] | None) -> int:
         start = pipeline.refinement_start()
         if start is not None:
             if not args.quiet:
-                print(f"refining over the last {len(pipeline.window)} pairs from the {start[1]} estimate ...",
+                span = "spread over the recording" if args.window_span == "spread" else "the last ones"
+                print(f"refining over {len(pipeline.window)} pairs ({span}) from the {start[1]} estimate ...",
                       flush=True)
             pipeline.refine()
         T, cov, stage = pipeline.published_estimate()
@@ -283,7 +288,8 @@ def _write_json(args, result, pipeline: CalibrationPipeline, T, stage, failure: 
     if run is not None:
         r = run.result
         refinement = {**_refinement_summary(run), "T_start": _matrix(r.T_start), "T_searched": _matrix(r.T_searched),
-                      "ambiguity_margin": None if r.ambiguity_margin is None else float(r.ambiguity_margin)}
+                      "ambiguity_margin": None if r.ambiguity_margin is None else float(r.ambiguity_margin),
+                      "window_span": args.window_span}
     prior = pipeline.prior
     summary = {
         "tool": PROG, "input": str(args.input), "exit_code": exit_code, "stage": stage, "reason": failure,
@@ -355,7 +361,7 @@ def _write_report(args, result, pipeline: CalibrationPipeline, T, stage, failure
     if run is not None:
         r = run.result
         lines += [f"| refinement start | {run.start_stage} |",
-                  f"| refinement window | {r.frames} pairs, {r.points_in_view} points in view |",
+                  f"| refinement window | {r.frames} pairs ({args.window_span}), {r.points_in_view} points in view |",
                   f"| refinement cost start / final | {r.cost_start:.5f} / {r.cost_final:.5f} |",
                   f"| refinement std (x, y, z) m | {_stds(r.std_m, 4)} |",
                   f"| refinement std (rx, ry, rz) deg | {_stds(r.std_deg, 3)} |",

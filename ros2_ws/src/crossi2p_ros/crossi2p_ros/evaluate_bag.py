@@ -27,7 +27,7 @@ Prior and refinement (offline mode): ``--prior YAML`` (``crossi2p.prior``: a cal
 optional ``prior_max_rotation_deg`` / ``prior_max_translation_m``) gates the per-frame estimates
 (outside its bounds: rejected with the reason) and is the refinement's start until the fusion
 converges. The pipeline refines on its schedule (``RefinementScheduleConfig``: over the last 20
-pairs, every 10 pairs; ``--no-refine`` turns it off); the summary's ``refined_rte_m`` /
+pairs, every 10 pairs; ``--refine-window-span spread``: 20 pairs spread over the whole bag; ``--no-refine`` turns it off); the summary's ``refined_rte_m`` /
 ``refined_rre_geodesic_deg`` are the error of the accepted refinement in force at the end,
 ``frames_to_refine`` the pairs processed when the first one was accepted (null: none).
 
@@ -363,6 +363,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-refine", action="store_true", help="offline: do not run the refinement stage")
     p.add_argument("--refine-window-frames", type=int, default=RefinementScheduleConfig.window_frames,
                    help="offline: pairs the refinement looks at (default %(default)s)")
+    p.add_argument("--refine-window-span", choices=["recent", "spread"], default=RefinementScheduleConfig.window_span,
+                   help="offline: the last pairs (default, as the node) or pairs spread over the whole bag")
     p.add_argument("--refine-every-frames", type=int, default=RefinementScheduleConfig.every_frames,
                    help="offline: new pairs between refinement runs (default %(default)s)")
     p.add_argument("--slop-s", type=float, default=PairingConfig.slop_s, help="pairing slop (s), rosbag2 only")
@@ -450,7 +452,8 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError("--prior: offline mode only (the node takes its prior from its parameters or /tf_static)")
         prior = load_prior(args.prior) if args.prior is not None else None
         schedule = RefinementScheduleConfig(enabled=not args.no_refine, window_frames=args.refine_window_frames,
-                                            every_frames=args.refine_every_frames)
+                                            every_frames=args.refine_every_frames,
+                                            window_span=args.refine_window_span)
         calib = load_calibration_yaml(args.ground_truth) if args.ground_truth else None
         T_override = calib.T_cam_lidar if calib is not None else None
         if source == "rosbag2":
