@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-deg", type=float, default=4.0, help="prior rotation error per axis (deg)")
     p.add_argument("--max-m", type=float, default=0.25, help="prior translation error per axis (m)")
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--window-frames", type=int, help="crossi2p-calibrate --window-frames (default: its own)")
     p.add_argument("--model", type=Path, default=Path("models/crossi2p_cpu.yaml"))
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
@@ -64,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             cmd = [str(CALIBRATE), str(bag), "--out", str(out / "calib.yaml"), "--json", str(out / "run.json"),
                    "--window-span", span, "--model", str(args.model), "--quiet"]
             cmd += ["--prior", str(prior)] if prior is not None else []
+            cmd += ["--window-frames", str(args.window_frames)] if args.window_frames else []
             subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
             d = json.loads((out / "run.json").read_text())
             ref = d.get("refinement") or {}
