@@ -26,7 +26,7 @@ from crossi2p.metrics import registration_error
 from crossi2p.datasets.rosbag2 import read_bag_ground_truth
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_refinement import perturbed  # noqa: E402
+from bench_refinement import perturbed, print_and_save  # noqa: E402
 
 CALIBRATE = Path(sys.executable).with_name("crossi2p-calibrate")
 
@@ -81,20 +81,16 @@ def main(argv: list[str] | None = None) -> int:
                        + (f"{r['searched_rte_m']:.3f} m {r['searched_rre_deg']:.3f} deg" if es else "-")
                        + ("" if r["accepted"] else f"  refused: {r['reason'][:50]}"))
     summary = {}
+    graded = lambda r: r["searched_rte_m"] <= 0.02 and r["searched_rre_deg"] <= 0.1  # noqa: E731  (<= 2 cm / 0.1 deg)
     for span in args.span:
         sel = [r for r in rows if r["span"] == span and r["searched_rte_m"] is not None]
         acc = [r for r in sel if r["accepted"]]
         summary[span] = {"runs": len(sel), "refined_accepted": len(acc),
                          "searched_rte_m_median": float(np.median([r["searched_rte_m"] for r in sel])) if sel else None,
                          "searched_rre_deg_median": float(np.median([r["searched_rre_deg"] for r in sel])) if sel else None,
-                         "searched_within_2cm_0.1deg": sum(r["searched_rte_m"] <= 0.02 and r["searched_rre_deg"] <= 0.1
-                                                           for r in sel),
-                         "accepted_within_2cm_0.1deg": sum(r["searched_rte_m"] <= 0.02 and r["searched_rre_deg"] <= 0.1
-                                                           for r in acc)}
-    print(json.dumps(summary, indent=1))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"summary": summary, "rows": rows}, indent=1))
+                         "searched_within_2cm_0.1deg": sum(map(graded, sel)),
+                         "accepted_within_2cm_0.1deg": sum(map(graded, acc))}
+    print_and_save(summary, rows, args.json)
     return 0
 
 

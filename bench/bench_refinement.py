@@ -77,6 +77,14 @@ def near_truth_cost(frames: list, T_gt: np.ndarray, cfg: RefinementConfig, at_tr
     return float(min(res.cost_final, at_truth)) if res.T_searched is not None else at_truth
 
 
+def print_and_save(summary: dict, rows: list[dict], path: Path | None) -> None:
+    """Print ``summary``; with ``path``, write ``{"summary", "rows"}`` there as JSON."""
+    print(json.dumps(summary, indent=1))
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"summary": summary, "rows": rows}, indent=1))
+
+
 def run_case(name: str, samples: list, T_gt: np.ndarray, args, cfg: RefinementConfig, rng) -> list[dict]:
     rows = []
     for trial in range(args.trials):
@@ -191,10 +199,7 @@ def main(argv: list[str] | None = None) -> int:
                "time_s_median": float(np.median([r["time_s"] for r in rows])),
                "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(cfg).items()},
                "prior": {"max_deg": args.max_deg, "max_m": args.max_m, "seed": args.seed}}
-    print(json.dumps(summary, indent=1))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"summary": summary, "rows": rows}, indent=1))
+    print_and_save(summary, rows, args.json)
     return 0
 
 
