@@ -97,6 +97,10 @@ def test_bad_input_exits_1_with_one_line(drive, tmp_path, capsys):
     prior = _prior_yaml(tmp_path / "prior.yaml", drive)
     assert main([str(drive[0]), *out, "--prior", str(prior), "--prior-max-rotation-deg", "-5", *MODEL]) == 1
     assert "--prior-max-rotation-deg: expected a number > 0, got -5" in _one_line(capsys.readouterr().err)
+    assert main([str(drive[0]), *out, "--window-frames", "0", *MODEL]) == 1
+    assert "--window-frames: expected >= 1 pairs, got 0" in _one_line(capsys.readouterr().err)
+    assert main([str(drive[0]), *out, "--max-pair-offset-s", "-1", *MODEL]) == 1
+    assert "--max-pair-offset-s: expected >= 0 seconds, got -1" in _one_line(capsys.readouterr().err)
     assert main([str(drive[0]), *out, "--points-topic", "/velodyne_points", *MODEL]) == 1
     assert "/velodyne_points" in _one_line(capsys.readouterr().err)
     assert main([str(drive[0]), *out, "--model", str(tmp_path / "m.yaml")]) == 1
@@ -186,3 +190,32 @@ def test_a_prior_of_another_camera_is_bad_input(drive, tmp_path, capsys):
                         ("/camera/image_raw", "/camera/camera_info", "/lidar/points"),
                         prior=load_prior(prior), progress=False)
     assert len(result.frames) == 1 and result.pipeline.prior_mismatch is not None
+
+
+
+def test_a_rig_whose_stamps_are_all_too_far_apart_is_told_so_and_max_pair_offset_lets_it_refine(drive, tmp_path,
+                                                                                                capsys):
+    """Every image stamped 40 ms after its sweep: no pair is kept for the refinement (the vehicle
+    moves in between); the reason names the offset and the flag, not a missing prior."""
+    import json
+
+    from crossi2p.datasets.rosbag2 import write_drive_bag
+
+    _, sim = drive
+    frames = list(sim.camera_frames)[:3]
+    nearest = [min(sim.lidar_sweeps, key=lambda sweep: abs(sweep[0] - t))[1] for t, _ in frames]
+    images = [(t + 0.04, image) for t, image in frames]
+    sweeps = [(t, points) for (t, _), points in zip(frames, nearest)]
+    bag = write_drive_bag(tmp_path / "offset", images, sweeps, sim.camera, sim.T_cam_lidar)
+    prior, out, js = _prior_yaml(tmp_path / "prior.yaml", drive), tmp_path / "calib.yaml", tmp_path / "run.json"
+    rc = main([str(bag), "--out", str(out), "--prior", str(prior), "--slop-s", "0.05", *MODEL])
+    err = _one_line(capsys.readouterr().err)
+    assert rc == 3 and not out.exists()
+    assert "no pair to refine on" in err and re.search(r"all \d+ pairs are more than 20 ms apart", err), err
+    assert "--max-pair-offset-s" in err and "no --prior" not in err
+    rc = main([str(bag), "--out", str(out), "--prior", str(prior), "--slop-s", "0.05", "--max-pair-offset-s", "0.05",
+               "--json", str(js), *MODEL])
+    capsys.readouterr()
+    assert rc in (0, 3)
+    refinement = json.loads(js.read_text())["refinement"]      # it ran, accepted or not
+    assert refinement is not None and refinement["frames"] >= 1 and refinement["window_span"] == "spread"

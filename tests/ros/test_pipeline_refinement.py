@@ -222,9 +222,11 @@ def test_a_spread_window_keeps_pairs_evenly_spaced_over_everything_since_the_sta
     assert [round(p.image_stamp_s / 0.1) for p in pipeline.window] == [100, 101]  # a reset starts afresh
 
 
-def test_window_span_must_be_recent_or_spread():
+def test_window_span_must_be_recent_or_spread_and_the_pair_offset_not_negative():
     with pytest.raises(ValueError, match="window_span"):
         RefinementScheduleConfig(window_span="all")
+    with pytest.raises(ValueError, match="max_pair_offset_s"):
+        RefinementScheduleConfig(max_pair_offset_s=-0.01)
 
 
 def test_a_card_with_a_fixed_byte_or_uint16_intensity_divisor_is_refused_on_decoded_clouds():

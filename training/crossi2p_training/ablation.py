@@ -29,6 +29,8 @@ import sys
 import time
 from pathlib import Path
 
+from crossi2p.cli import ArgumentParser
+
 VARIANTS: dict[str, list[str]] = {
     "full": [],
     "fixed_weights": ["loss.gradnorm=false"],
@@ -39,7 +41,7 @@ COLUMNS = ("acc", "rre_euler_sum_deg_median", "rre_geodesic_deg_median", "rte_m_
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m crossi2p_training.ablation", description=__doc__.split("\n\n")[0],
+    p = ArgumentParser(prog="python -m crossi2p_training.ablation", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="example:\n    python -m crossi2p_training.ablation --steps 250 "
                                        "--set optim.warmup_steps=50 --out runs/ablation")

@@ -65,6 +65,7 @@ from pathlib import Path
 import numpy as np
 
 from crossi2p.camera import CameraModel
+from crossi2p.cli import ArgumentParser
 from crossi2p.geometry import invert_transform, transform_points
 from crossi2p.interrupt import exit_130_on_ctrl_c, run_interruptibly
 from crossi2p.metrics import (ACC_RRE_DEG, ACC_RTE_M, RegistrationError, registration_error,
@@ -407,7 +408,7 @@ def _build_source(args, estimator):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="crossi2p-evaluate",
         description="Evaluate a checkpoint (.pt) or an exported model (.onnx + model card .yaml beside it) "
                     "on a dataset under the global or refine protocol; prints and writes RRE/RTE "

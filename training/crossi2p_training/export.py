@@ -23,6 +23,7 @@ import onnx
 import onnxruntime as ort
 import torch
 
+from crossi2p.cli import ArgumentParser
 from crossi2p.model_card import GRAPH_INPUTS, ModelCard, TensorSpec, sha256_of_file
 from crossi2p.preprocess import PreprocessConfig
 
@@ -104,7 +105,7 @@ def _training_section(ckpt: dict, args: argparse.Namespace, train_cfg: dict, par
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="crossi2p-export", description=__doc__.split("\n\n")[0],
+    p = ArgumentParser(prog="crossi2p-export", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="\n\n".join(__doc__.split("\n\n")[1:]))
     p.add_argument("--checkpoint", type=Path, required=True, help="training checkpoint (.pt)")

@@ -62,6 +62,7 @@ import torch.distributed as dist
 import yaml
 from torch.utils.data import DataLoader, DistributedSampler
 
+from crossi2p.cli import ArgumentParser
 from crossi2p.metrics import registration_error, summarize_errors
 from crossi2p_training.config import TrainConfig, config_help, load_train_config, parse_overrides
 from crossi2p_training.data import (CalibrationDataset, ConcatSource, KittiSource, NuScenesSource, PhotometricAugment,
@@ -632,7 +633,7 @@ def _print_summary(s: dict) -> None:
 
 # ================================================================================ CLI
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="crossi2p-train",
         description="Train CrossI2PNet from a YAML config (training/configs/{cpu,paper,tiny}.yaml). "
                     "Runs on one process or under torchrun --nproc_per_node K (DDP).",

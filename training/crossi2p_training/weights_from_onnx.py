@@ -46,6 +46,7 @@ import torch
 from onnx import numpy_helper
 from torch import nn
 
+from crossi2p.cli import ArgumentParser
 from crossi2p.model_card import GRAPH_INPUTS, ModelCard, sha256_of_file
 from crossi2p.preprocess import PreprocessConfig
 
@@ -224,7 +225,7 @@ def recover_checkpoint(card_path: Path, parity_check: bool = True) -> tuple[dict
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m crossi2p_training.weights_from_onnx",
+    ap = ArgumentParser(prog="python -m crossi2p_training.weights_from_onnx",
                                  description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog="\n\n".join(__doc__.split("\n\n")[1:]))

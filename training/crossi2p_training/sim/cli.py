@@ -14,11 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
+from crossi2p.cli import ArgumentParser
+
 from .config import PRESETS, LidarConfig, SimConfig
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="crossi2p-sim",
         description="Simulate a drive through a procedural street (camera + rotating LiDAR with a known "
                     "extrinsic, deterministic by seed) and write it as a KITTI Odometry sequence "

@@ -28,6 +28,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
 from tqdm import tqdm
 
+from crossi2p.cli import ArgumentParser
 from crossi2p.datasets.rosbag2 import open_bag
 
 DEFAULT_EXCLUDED = ("/tf_static", "/tf")
@@ -148,7 +149,7 @@ class BagPlayer:
 def main(argv: list[str] | None = None) -> int:
     import rclpy
 
-    p = argparse.ArgumentParser(prog="python -m crossi2p_ros.bag_player", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="python -m crossi2p_ros.bag_player", description=__doc__.split("\n\n")[0])
     p.add_argument("bag", type=Path, help="rosbag2 folder or .mcap file")
     p.add_argument("--rate", type=float, default=1.0, help="playback speed factor (0: as fast as possible)")
     p.add_argument("--topics", nargs="+", help=f"topics to play (default: all but {' '.join(DEFAULT_EXCLUDED)})")

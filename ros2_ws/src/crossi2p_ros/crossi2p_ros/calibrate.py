@@ -28,8 +28,9 @@ calibration; costs, std, time, ``window_span``), ``pairs``, ``pairs_valid``, ``f
 ``rejected_outside_prior``, ``wall_time_s``. Matrices are 4x4 row lists, LiDAR -> camera optical.
 
 Exit codes: 0 a calibration it trusts was written; 3 it cannot produce one (no pairs; the
-refinement rejected and the fusion not converged; nothing to start from), with the reason in
-one line; 1 bad input (one line: a missing or unreadable input or prior, a topic missing or of the wrong
+refinement rejected and the fusion not converged; nothing to start from; no pair synchronised
+within ``--max-pair-offset-s`` to refine on), with the reason in one line; 2 a usage error (an
+unknown flag or a flag's value of the wrong kind: one line); 1 bad input (one line: a missing or unreadable input or prior, a topic missing or of the wrong
 message type, an --out that cannot be written: checked before the run; a prior whose ``frames``
 name another camera or LiDAR than the recording's messages: the run stops at the first pair);
 130 interrupted (Ctrl-C).
@@ -52,6 +53,7 @@ import cv2
 import numpy as np
 
 from crossi2p.calib_io import save_calibration_yaml, urdf_joint_snippet
+from crossi2p.cli import ArgumentParser
 from crossi2p.interrupt import exit_130_on_ctrl_c, exit_now_if_work_in_flight
 from crossi2p.metrics import registration_error
 from crossi2p.prior import Prior, load_prior
@@ -80,7 +82,7 @@ class CannotCalibrate(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
+    p = ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="\n\n".join(__doc__.split("\n\n")[1:]))
     p.add_argument("input", type=Path, help="rosbag2 folder or .mcap/.db3 file, KITTI Odometry sequence folder, "
@@ -101,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pairs the refinement looks at (default %(default)s)")
     p.add_argument("--window-span", choices=["spread", "recent"], default="spread",
                    help="which pairs: spread evenly over the whole recording (default) or the last N")
+    p.add_argument("--max-pair-offset-s", type=float, default=RefinementScheduleConfig.max_pair_offset_s,
+                   help="pairs whose image and LiDAR stamps differ by more are not refined on: the vehicle "
+                        "moves in between (default %(default)s s)")
     p.add_argument("--source", choices=["auto", *SOURCES], default="auto", help="what INPUT is (default: detected)")
     p.add_argument("--image-topic", default="/camera/image_raw",
                    help="rosbag2: sensor_msgs/Image topic; a CompressedImage recorded as TOPIC/compressed is "
@@ -149,8 +154,12 @@ def _main(argv: list[str] | None) -> int:
     try:
         if args.frames is not None and args.frames < 1:
             raise ValueError(f"--frames: expected >= 1, got {args.frames}")
+        if args.window_frames < 1:
+            raise ValueError(f"--window-frames: expected >= 1 pairs, got {args.window_frames}")
+        if not args.max_pair_offset_s >= 0:
+            raise ValueError(f"--max-pair-offset-s: expected >= 0 seconds, got {args.max_pair_offset_s}")
         schedule = RefinementScheduleConfig(enabled=False, window_frames=args.window_frames,
-                                            window_span=args.window_span)
+                                            window_span=args.window_span, max_pair_offset_s=args.max_pair_offset_s)
         if not args.input.exists():
             raise ValueError(f"input {args.input}: not found")
         source = detect_source(args.input) if args.source == "auto" else args.source
@@ -214,7 +223,7 @@ def _main(argv: list[str] | None) -> int:
         "fusion_status": pipeline.fuser.state.status, "frames_fused": pipeline.fuser.state.frames_accepted,
         "rejected_outside_prior": pipeline.rejected_outside_prior,
         "prior": None if prior is None else prior.source,
-        "refinement": None if run is None else _refinement_summary(run),
+        "refinement": None if run is None else _refinement_summary(run, pipeline.schedule.window_span),
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "covariance_note": COVARIANCE_NOTE if stage == "refined" else "",
     }
@@ -255,14 +264,19 @@ def _why_not(pipeline: CalibrationPipeline) -> str:
     fusion = f"fusion not converged ({st.status}, {st.frames_accepted} of {pipeline.pairs_processed} pairs fused"
     fusion += f", {pipeline.rejected_outside_prior} outside the prior)" if pipeline.prior is not None else ")"
     run = pipeline.last_refinement
+    if run is None and pipeline.refinement_start() is not None and not pipeline.window:
+        limit_ms = pipeline.schedule.max_pair_offset_s * 1000
+        return (f"{fusion} and no pair to refine on: the image and LiDAR stamps of all "
+                f"{pipeline.pairs_unsynchronised} pairs are more than {limit_ms:.0f} ms apart (--max-pair-offset-s)")
     if run is None:
         return f"{fusion} and no --prior to refine from"
     return f"{fusion} and the refinement from the {run.start_stage} was rejected: {run.result.reason}"
 
 
-def _refinement_summary(run: RefinementRun) -> dict:
+def _refinement_summary(run: RefinementRun, window_span: str) -> dict:
     r = run.result
     return {"start": run.start_stage, "accepted": bool(r.accepted), "reason": r.reason, "frames": int(r.frames),
+            "window_span": window_span,
             "points_in_view": int(r.points_in_view), "cost_start": float(r.cost_start),
             "cost_final": float(r.cost_final), "std_m": [float(v) for v in r.std_m],
             "std_deg": [float(v) for v in r.std_deg], "time_s": float(r.time_s)}
@@ -292,9 +306,9 @@ def _write_json(args, result, pipeline: CalibrationPipeline, T, stage, failure: 
     refinement = None
     if run is not None:
         r = run.result
-        refinement = {**_refinement_summary(run), "T_start": _matrix(r.T_start), "T_searched": _matrix(r.T_searched),
-                      "ambiguity_margin": None if r.ambiguity_margin is None else float(r.ambiguity_margin),
-                      "window_span": args.window_span}
+        refinement = {**_refinement_summary(run, args.window_span), "T_start": _matrix(r.T_start),
+                      "T_searched": _matrix(r.T_searched),
+                      "ambiguity_margin": None if r.ambiguity_margin is None else float(r.ambiguity_margin)}
     prior = pipeline.prior
     summary = {
         "tool": PROG, "input": str(args.input), "exit_code": exit_code, "stage": stage, "reason": failure,
@@ -398,7 +412,8 @@ def _print_summary(T, cov, stage, pipeline, result, yaml_path, urdf_path, report
     if run is not None:
         r = run.result
         print(f"refinement from the {run.start_stage}: {'accepted' if r.accepted else 'rejected (' + r.reason + ')'}, "
-              f"cost {r.cost_start:.5f} -> {r.cost_final:.5f}, {r.frames} pairs, {r.time_s:.1f} s")
+              f"cost {r.cost_start:.5f} -> {r.cost_final:.5f}, {r.frames} pairs ({pipeline.schedule.window_span}), "
+              f"{r.time_s:.1f} s")
     if cov is not None:
         std = np.sqrt(np.maximum(np.diag(cov), 0.0))
         print(f"std: {', '.join(f'{v:.3f}' for v in std[:3])} m; "

@@ -59,6 +59,7 @@ import numpy as np
 from tqdm import tqdm
 
 from crossi2p.calib_io import load_calibration_yaml
+from crossi2p.cli import ArgumentParser
 from crossi2p.datasets.rosbag2 import (CameraInfoRecord, ImageRecord, PointCloudRecord, bag_topics,
                                        read_bag_ground_truth, read_bag_messages, read_bag_tf_tree)
 from crossi2p.fusion import FusionConfig
@@ -321,7 +322,7 @@ def write_frames_csv(result: ReplayResult, path: Path) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="crossi2p-evaluate-bag", description=__doc__.split("\n\n")[0],
+    p = ArgumentParser(prog="crossi2p-evaluate-bag", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="\n\n".join(__doc__.split("\n\n")[1:]))
     p.add_argument("bag", type=Path, help="rosbag2 folder (MCAP or sqlite3) or .mcap file, KITTI Odometry "
@@ -365,6 +366,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="offline: pairs the refinement looks at (default %(default)s)")
     p.add_argument("--refine-window-span", choices=["recent", "spread"], default=RefinementScheduleConfig.window_span,
                    help="offline: the last pairs (default, as the node) or pairs spread over the whole bag")
+    p.add_argument("--refine-max-pair-offset-s", type=float, default=RefinementScheduleConfig.max_pair_offset_s,
+                   help="offline: pairs whose image and LiDAR stamps differ by more are not refined on "
+                        "(default %(default)s s)")
     p.add_argument("--refine-every-frames", type=int, default=RefinementScheduleConfig.every_frames,
                    help="offline: new pairs between refinement runs (default %(default)s)")
     p.add_argument("--slop-s", type=float, default=PairingConfig.slop_s, help="pairing slop (s), rosbag2 only")
@@ -453,7 +457,8 @@ def main(argv: list[str] | None = None) -> int:
         prior = load_prior(args.prior) if args.prior is not None else None
         schedule = RefinementScheduleConfig(enabled=not args.no_refine, window_frames=args.refine_window_frames,
                                             every_frames=args.refine_every_frames,
-                                            window_span=args.refine_window_span)
+                                            window_span=args.refine_window_span,
+                                            max_pair_offset_s=args.refine_max_pair_offset_s)
         calib = load_calibration_yaml(args.ground_truth) if args.ground_truth else None
         T_override = calib.T_cam_lidar if calib is not None else None
         if source == "rosbag2":

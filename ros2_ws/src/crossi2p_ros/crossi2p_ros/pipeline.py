@@ -122,6 +122,9 @@ class RefinementScheduleConfig:
         for name in ("window_frames", "every_frames", "min_window_frames"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"RefinementScheduleConfig.{name}: expected >= 1, got {getattr(self, name)!r}")
+        if not self.max_pair_offset_s >= 0:
+            raise ValueError(f"RefinementScheduleConfig.max_pair_offset_s: expected >= 0 seconds, "
+                             f"got {self.max_pair_offset_s!r}")
         if self.window_span not in ("recent", "spread"):
             raise ValueError(f"RefinementScheduleConfig.window_span: expected 'recent' or 'spread', "
                              f"got {self.window_span!r}")

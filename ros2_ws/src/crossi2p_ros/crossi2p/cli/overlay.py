@@ -22,6 +22,7 @@ from ..calib_io import load_calibration_yaml
 from ..datasets.kitti import read_kitti_sequence, read_rgb, read_velodyne_bin
 from ..datasets.pcd import read_pcd_xyzi
 from ..overlay import draw_projected_points, project_lidar_points
+from . import ArgumentParser
 
 
 def read_points(path: Path) -> np.ndarray:
@@ -34,7 +35,7 @@ def read_points(path: Path) -> np.ndarray:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="crossi2p-overlay", description=__doc__.split("\n\n")[0],
         epilog="Points are coloured by depth (near red, far blue). Exit code 1 with a one-line reason on bad input.")
     src = parser.add_argument_group("input (either --image/--points/--calib or --kitti/--frame)")
