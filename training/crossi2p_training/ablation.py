@@ -42,8 +42,8 @@ COLUMNS = ("acc", "rre_euler_sum_deg_median", "rre_geodesic_deg_median", "rte_m_
 
 def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(prog="python -m crossi2p_training.ablation", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="example:\n    python -m crossi2p_training.ablation --steps 250 "
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="example:\n    python -m crossi2p_training.ablation --steps 250 "
                                        "--set optim.warmup_steps=50 --out runs/ablation")
     p.add_argument("--config", default="cpu", help="training config (name in training/configs or a YAML path)")
     p.add_argument("--steps", type=int, required=True, help="training steps of every variant")

@@ -106,8 +106,8 @@ def _training_section(ckpt: dict, args: argparse.Namespace, train_cfg: dict, par
 
 def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(prog="crossi2p-export", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="\n\n".join(__doc__.split("\n\n")[1:]))
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="\n\n".join(__doc__.split("\n\n")[1:]))
     p.add_argument("--checkpoint", type=Path, required=True, help="training checkpoint (.pt)")
     p.add_argument("--out", type=Path, required=True, help="output .onnx path (the card is written beside, .yaml)")
     p.add_argument("--name", help="model name in the card (default: the file stem)")

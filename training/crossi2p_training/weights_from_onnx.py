@@ -226,9 +226,9 @@ def recover_checkpoint(card_path: Path, parity_check: bool = True) -> tuple[dict
 
 def main(argv: list[str] | None = None) -> int:
     ap = ArgumentParser(prog="python -m crossi2p_training.weights_from_onnx",
-                                 description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter,
-                                 epilog="\n\n".join(__doc__.split("\n\n")[1:]))
+                        description=__doc__.split("\n\n")[0],
+                        formatter_class=argparse.RawDescriptionHelpFormatter,
+                        epilog="\n\n".join(__doc__.split("\n\n")[1:]))
     ap.add_argument("card", type=Path, help="model card (.yaml) whose graph holds the weights")
     ap.add_argument("--out", type=Path, required=True, help="checkpoint to write (.pt)")
     args = ap.parse_args(argv)

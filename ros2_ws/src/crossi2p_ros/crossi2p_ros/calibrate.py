@@ -24,16 +24,17 @@ on exit 3 alike: ``exit_code``, ``stage`` (``refined`` or ``fused``; null on exi
 is one), ``T_cam_lidar`` (the calibration written, or null), ``prior`` (its ``T_cam_lidar`` and
 bounds, or null), ``refinement`` (or null: ``start``, ``accepted``, ``reason``, ``T_start``,
 ``T_searched``: what the search found even when it was rejected, never to be used as a
-calibration; costs, std, time, ``window_span``), ``pairs``, ``pairs_valid``, ``fusion_status``, ``frames_fused``,
-``rejected_outside_prior``, ``wall_time_s``. Matrices are 4x4 row lists, LiDAR -> camera optical.
+calibration; costs, std, time, ``window_span``), ``pairs``, ``pairs_valid``, ``fusion_status``,
+``frames_fused``, ``rejected_outside_prior``, ``wall_time_s``. Matrices are 4x4 row lists, LiDAR ->
+camera optical.
 
 Exit codes: 0 a calibration it trusts was written; 3 it cannot produce one (no pairs; the
 refinement rejected and the fusion not converged; nothing to start from; no pair synchronised
 within ``--max-pair-offset-s`` to refine on), with the reason in one line; 2 a usage error (an
-unknown flag or a flag's value of the wrong kind: one line); 1 bad input (one line: a missing or unreadable input or prior, a topic missing or of the wrong
-message type, an --out that cannot be written: checked before the run; a prior whose ``frames``
-name another camera or LiDAR than the recording's messages: the run stops at the first pair);
-130 interrupted (Ctrl-C).
+unknown flag or a flag's value of the wrong kind: one line); 1 bad input (one line: a missing or
+unreadable input or prior, a topic missing or of the wrong message type, an --out that cannot be
+written: checked before the run; a prior whose ``frames`` name another camera or LiDAR than the
+recording's messages: the run stops at the first pair); 130 interrupted (Ctrl-C).
 A prior YAML needs only ``T_cam_lidar`` (or ``translation`` + ``quaternion_xyzw``); its camera keys
 are optional, the intrinsics come from the data; its ``frames`` (parent LiDAR, child camera
 optical), when given, must be the recording's (dataset folders name none). Its bounds are a
@@ -83,8 +84,8 @@ class CannotCalibrate(Exception):
 
 def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="\n\n".join(__doc__.split("\n\n")[1:]))
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="\n\n".join(__doc__.split("\n\n")[1:]))
     p.add_argument("input", type=Path, help="rosbag2 folder or .mcap/.db3 file, KITTI Odometry sequence folder, "
                                             "KITTI raw drive or date folder, or nuScenes-format folder")
     p.add_argument("--out", type=Path, required=True, help="calibration YAML to write (the URDF snippet goes "
@@ -306,7 +307,7 @@ def _write_json(args, result, pipeline: CalibrationPipeline, T, stage, failure: 
     refinement = None
     if run is not None:
         r = run.result
-        refinement = {**_refinement_summary(run, args.window_span), "T_start": _matrix(r.T_start),
+        refinement = {**_refinement_summary(run, pipeline.schedule.window_span), "T_start": _matrix(r.T_start),
                       "T_searched": _matrix(r.T_searched),
                       "ambiguity_margin": None if r.ambiguity_margin is None else float(r.ambiguity_margin)}
     prior = pipeline.prior
@@ -380,7 +381,8 @@ def _write_report(args, result, pipeline: CalibrationPipeline, T, stage, failure
     if run is not None:
         r = run.result
         lines += [f"| refinement start | {run.start_stage} |",
-                  f"| refinement window | {r.frames} pairs ({args.window_span}), {r.points_in_view} points in view |",
+                  f"| refinement window | {r.frames} pairs ({pipeline.schedule.window_span}), "
+                  f"{r.points_in_view} points in view |",
                   f"| refinement cost start / final | {r.cost_start:.5f} / {r.cost_final:.5f} |",
                   f"| refinement std (x, y, z) m | {_stds(r.std_m, 4)} |",
                   f"| refinement std (rx, ry, rz) deg | {_stds(r.std_deg, 3)} |",

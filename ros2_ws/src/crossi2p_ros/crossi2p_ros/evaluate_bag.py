@@ -27,7 +27,8 @@ Prior and refinement (offline mode): ``--prior YAML`` (``crossi2p.prior``: a cal
 optional ``prior_max_rotation_deg`` / ``prior_max_translation_m``) gates the per-frame estimates
 (outside its bounds: rejected with the reason) and is the refinement's start until the fusion
 converges. The pipeline refines on its schedule (``RefinementScheduleConfig``: over the last 20
-pairs, every 10 pairs; ``--refine-window-span spread``: 20 pairs spread over the whole bag; ``--no-refine`` turns it off); the summary's ``refined_rte_m`` /
+pairs, every 10 pairs; ``--refine-window-span spread``: 20 pairs spread over the whole bag;
+``--no-refine`` turns it off); the summary's ``refined_rte_m`` /
 ``refined_rre_geodesic_deg`` are the error of the accepted refinement in force at the end,
 ``frames_to_refine`` the pairs processed when the first one was accepted (null: none).
 
@@ -323,8 +324,8 @@ def write_frames_csv(result: ReplayResult, path: Path) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(prog="crossi2p-evaluate-bag", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="\n\n".join(__doc__.split("\n\n")[1:]))
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="\n\n".join(__doc__.split("\n\n")[1:]))
     p.add_argument("bag", type=Path, help="rosbag2 folder (MCAP or sqlite3) or .mcap file, KITTI Odometry "
                                           "sequence folder, KITTI raw drive or date folder, or nuScenes-format "
                                           "folder")
