@@ -72,11 +72,13 @@ def main(argv: list[str] | None = None) -> int:
             err = lambda T: registration_error(np.asarray(T), T_gt) if T is not None else None  # noqa: E731
             e, es = err(d.get("T_cam_lidar")), err(ref.get("T_searched"))
             rows.append({"bag": str(bag), "prior": k, "span": span, "exit_code": d["exit_code"], "stage": d.get("stage"),
+                         "start": ref.get("start"),
                          "rte_m": e and e.rte_m, "rre_deg": e and e.rre_geodesic_deg,
                          "searched_rte_m": es and es.rte_m, "searched_rre_deg": es and es.rre_geodesic_deg,
                          "accepted": bool(ref.get("accepted")), "reason": ref.get("reason") or d.get("reason", "")})
             r = rows[-1]
-            tqdm.write(f"{bag.parent.name:<14} prior {k} {span:<6} exit {r['exit_code']} {str(r['stage']):<7} "
+            tqdm.write(f"{bag.parent.name:<14} prior {k} {span:<6} from {str(r['start']):<6} exit {r['exit_code']} "
+                       f"{str(r['stage']):<7} "
                        + (f"{r['rte_m']:.3f} m {r['rre_deg']:.3f} deg" if e else "-") + "  searched "
                        + (f"{r['searched_rte_m']:.3f} m {r['searched_rre_deg']:.3f} deg" if es else "-")
                        + ("" if r["accepted"] else f"  refused: {r['reason'][:50]}"))
