@@ -207,10 +207,11 @@ def _main(argv: list[str] | None) -> int:
         if stage is None:
             raise CannotCalibrate(_why_not(pipeline))
     except CannotCalibrate as exc:
+        elapsed_s = time.perf_counter() - t0      # the run's time, the same in the report and the JSON
         if args.report is not None and result.frames:
-            _write_report(args, result, pipeline, None, None, str(exc), time.perf_counter() - t0)
+            _write_report(args, result, pipeline, None, None, str(exc), elapsed_s)
         if args.json is not None:
-            _write_json(args, result, pipeline, None, None, str(exc), EXIT_UNTRUSTED, time.perf_counter() - t0)
+            _write_json(args, result, pipeline, None, None, str(exc), EXIT_UNTRUSTED, elapsed_s)
         print(f"{PROG}: cannot calibrate: {exc}", file=sys.stderr)
         return EXIT_UNTRUSTED
 
@@ -233,10 +234,11 @@ def _main(argv: list[str] | None) -> int:
     urdf_path = args.out.with_suffix(".urdf")
     urdf_path.write_text(urdf_joint_snippet(T, lidar_frame, camera_frame))
     report_md = None
+    elapsed_s = time.perf_counter() - t0          # the run's time, the same in the report and the JSON
     if args.report is not None:
-        report_md = _write_report(args, result, pipeline, T, stage, "", time.perf_counter() - t0)
+        report_md = _write_report(args, result, pipeline, T, stage, "", elapsed_s)
     if args.json is not None:
-        _write_json(args, result, pipeline, T, stage, "", 0, time.perf_counter() - t0)
+        _write_json(args, result, pipeline, T, stage, "", 0, elapsed_s)
     _print_summary(T, cov, stage, pipeline, result, yaml_path, urdf_path, report_md)
     return 0
 
