@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from crossi2p.metrics import registration_error
 from crossi2p.datasets.rosbag2 import read_bag_ground_truth
+from crossi2p.metrics import registration_error
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_refinement import perturbed, print_and_save  # noqa: E402

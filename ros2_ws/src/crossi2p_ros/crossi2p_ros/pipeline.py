@@ -277,10 +277,10 @@ class CalibrationPipeline:
             if index % self._admit_every:
                 return
             if len(self._window) == self._window.maxlen:   # full: keep every other pair, admit half as often
-                kept = list(self._window)[::2]
-                for dropped in list(self._window)[1::2]:
+                pairs = list(self._window)
+                for dropped in pairs[1::2]:
                     self._prepared.pop(id(dropped), None)
-                self._window = deque(kept, maxlen=self._window.maxlen)
+                self._window = deque(pairs[::2], maxlen=self._window.maxlen)
                 self._admit_every *= 2
                 if index % self._admit_every:
                     return
