@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from crossi2p.calib_io import load_calibration_yaml
 from crossi2p.datasets.kitti import read_kitti_sequence
+from crossi2p.deskew import DeskewConfig, SweepDeskewer
 from crossi2p.datasets.sample_folder import find_sample_folders, load_sample_folder
 from crossi2p.geometry import make_transform
 from crossi2p.metrics import registration_error
@@ -66,6 +67,15 @@ def densified(samples: list, neighbors: int) -> list:
                 parts.append(moved)
         out.append(dataclasses.replace(s, points=np.concatenate(parts)))
     return out
+
+
+def deskewed(samples: list, config: DeskewConfig) -> list:
+    """``samples`` (every sweep of a drive, in order) with each sweep de-skewed to its stamp by the
+    product's ``SweepDeskewer`` (firing times from azimuth, ego motion from KISS-ICP; no ground
+    truth is used)."""
+    deskewer = SweepDeskewer(config)
+    return [dataclasses.replace(s, points=deskewer(s.lidar_stamp_s if s.lidar_stamp_s is not None else s.stamp_s,
+                                                   s.points)) for s in samples]
 
 
 def near_truth_cost(frames: list, T_gt: np.ndarray, cfg: RefinementConfig, at_truth: float) -> float:
@@ -121,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--accumulate", type=int, default=0, metavar="N",
                    help="densify every frame of a multi-frame scene or simulated window with N sweeps on "
                         "each side, registered by LiDAR odometry (KISS-ICP); single frames of a scene too")
+    p.add_argument("--deskew", action="store_true",
+                   help="de-skew every simulated sweep first (crossi2p.deskew, azimuth firing times with "
+                        "the stamp facing forward, as KITTI raw and crossi2p-sim --motion-during-sweep)")
     p.add_argument("--trials", type=int, default=3, help="prior draws per case")
     p.add_argument("--max-deg", type=float, default=5.0, help="prior rotation error per axis (deg)")
     p.add_argument("--max-m", type=float, default=0.3, help="prior translation error per axis (m)")
@@ -174,7 +187,10 @@ def main(argv: list[str] | None = None) -> int:
             cases.append((f"{parent.relative_to(args.real)}/{cam}x{len(samples)}", samples, T_gt))
     if args.sim:
         seq = read_kitti_sequence(args.sim)
-        samples = densified([seq[i] for i in range(0, len(seq), max(args.stride, 1))][:args.window],
+        every = [seq[i] for i in range(len(seq))]
+        if args.deskew:
+            every = deskewed(every, DeskewConfig(mode="azimuth"))
+        samples = densified(every[::max(args.stride, 1)][:args.window],
                             args.accumulate)
         cases.append((f"sim:{args.sim.name}x{len(samples)}", samples, samples[0].T_cam_lidar))
     if not cases:

@@ -1,0 +1,231 @@
+"""Motion compensation (de-skewing) of spinning-LiDAR sweeps, for the calibration's inputs.
+
+A spinning LiDAR fires its columns over a whole revolution (0.1 s at 10 Hz) while the vehicle
+moves: a raw sweep, as the KITTI raw ``velodyne_points`` and many ROS drivers give it, holds each
+point in the sensor frame *at its own firing time*. The camera sees the scene at one instant. At
+10 m/s the vehicle moves 1 m per revolution, so the points at the image's edges (fired some
+12 ms before or after the camera was triggered) lie 0.1 m off, and a calibration fitted to them
+absorbs that: measured on simulated KITTI-resolution drives with skewed sweeps, the refinement's
+translation error triples (docs/benchmarks.md, section 8, "Skewed sweeps").
+
+This module moves every point into the sensor frame at the sweep's stamp, with a constant-velocity
+model (as KISS-ICP, Vizzo et al., RA-L 2023, and most LiDAR odometry do):
+
+1. **Firing times** from each point's azimuth (``sweep_times_from_azimuth``): the beams face
+   ``stamp_azimuth_deg`` at the stamp and turn at ``rate_hz`` in the sensor's spin direction.
+   KITTI raw stamps a sweep when the beams face forward (+x; its ``timestamps.txt``, the camera
+   trigger), which is the default; a ROS driver that stamps at the end of the revolution needs
+   the azimuth where it cuts the sweep.
+2. **Ego motion** from the sweeps themselves: KISS-ICP registers each sweep against a local map
+   (no IMU or wheel odometry needed); the twist between the last two registered stamps is the
+   velocity (averaged over the last ``velocity_sweeps``).
+3. **De-skew** (``deskew_points``): a point fired ``tau`` seconds after the stamp is moved by the
+   sensor's motion over ``tau``: ``p_stamp = Exp(tau * omega) p + tau * v``. The translation is
+   interpolated linearly rather than through the SE(3) exponential: for a vehicle's rotation
+   within one revolution (a few degrees) the difference is under a millimetre.
+
+Only the geometry changes: the points keep their order, count and every other column
+(intensity), so a de-skewed sweep drops in wherever the raw one went.
+
+No installable package offers step 1 and 3 on arrays with columns kept (KISS-ICP de-skews
+internally but returns range-cropped xyz only), hence the few lines here; step 2 is KISS-ICP's.
+
+Frames: points are in the LiDAR frame (x forward, y left, z up: REP 103); azimuth is
+``atan2(y, x)``, counter-clockwise seen from above; "clockwise" spin (Velodyne, Ouster, Hesai)
+means the azimuth of the beams decreases with time.
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+from .geometry import check_transform, invert_transform
+
+__all__ = ["DeskewConfig", "SweepDeskewer", "sweep_times_from_azimuth", "deskew_points", "DESKEW_MODES"]
+
+DESKEW_MODES = ("off", "azimuth")
+"""``off``: sweeps are used as given (already de-skewed, or a standing vehicle). ``azimuth``:
+firing times from each point's azimuth, ego motion from LiDAR odometry."""
+
+
+@dataclass
+class DeskewConfig:
+    """How sweeps are de-skewed (module docstring)."""
+
+    mode: Literal["off", "azimuth"] = "off"
+    """``DESKEW_MODES``. Off by default: applied to a sweep that is already de-skewed, or with the
+    wrong stamp azimuth, it adds the error it is meant to remove."""
+    rate_hz: float = 10.0
+    """Revolutions per second of the LiDAR."""
+    stamp_azimuth_deg: float = 0.0
+    """Azimuth (degrees, ``atan2(y, x)`` in the LiDAR frame) the beams face at the sweep's stamp.
+    0: forward, as KITTI raw stamps its sweeps (the camera trigger)."""
+    clockwise: bool = True
+    """Spin direction seen from above (Velodyne, Ouster and Hesai spin clockwise)."""
+    voxel_size_m: float = 1.0
+    """KISS-ICP's map voxel size (its default for outdoor driving data)."""
+    min_range_m: float = 1.0
+    """Points nearer than this are left out of the odometry (the vehicle's own body)."""
+    max_range_m: float = 100.0
+    """Points farther than this are left out of the odometry."""
+    velocity_sweeps: int = 3
+    """The velocity is the mean over the motion between the last this-many + 1 sweeps (odometry
+    between two sweeps is noisy along a street; a vehicle's speed changes slowly)."""
+    initial_threshold_m: float = 5.0
+    """KISS-ICP's correspondence threshold before it has seen any motion (its own default, 2 m,
+    is too tight for a vehicle already moving 1 m or more per sweep: started on simulated
+    KITTI-like drives at 10-12 m/s it stayed stuck at about 0 m/s on 1 drive of 3; at 5 m it
+    locked on within 2-3 sweeps on all 3)."""
+    max_gap_s: float = 0.5
+    """A gap between sweeps longer than this restarts the odometry (its constant-velocity
+    prediction no longer holds); that sweep is used as given."""
+
+    def __post_init__(self) -> None:
+        if self.mode not in DESKEW_MODES:
+            raise ValueError(f"DeskewConfig.mode: expected one of {DESKEW_MODES}, got {self.mode!r}")
+        if int(self.velocity_sweeps) < 1:
+            raise ValueError(f"DeskewConfig.velocity_sweeps: expected >= 1, got {self.velocity_sweeps!r}")
+        if not self.rate_hz > 0:
+            raise ValueError(f"DeskewConfig.rate_hz: expected > 0 revolutions per second, got {self.rate_hz!r}")
+
+
+def sweep_times_from_azimuth(points: np.ndarray, rate_hz: float, stamp_azimuth_deg: float = 0.0,
+                             clockwise: bool = True) -> np.ndarray:
+    """Firing time of each point of a spinning-LiDAR sweep, relative to the sweep's stamp.
+
+    Args:
+        points: (N, 3+) LiDAR-frame points (x, y, z first), metres.
+        rate_hz: revolutions per second.
+        stamp_azimuth_deg: azimuth the beams face at the stamp (``atan2(y, x)``, degrees).
+        clockwise: spin direction seen from above (the beams' azimuth decreases with time).
+    Returns:
+        (N,) float64 seconds within +-0.5 / rate_hz: the revolution centred on the stamp (the
+        KITTI convention: half the sweep fired before the stamp, half after).
+    Raises:
+        ValueError: malformed points or a rate that is not positive.
+    """
+    P = np.asarray(points)
+    if P.ndim != 2 or P.shape[1] < 3:
+        raise ValueError(f"sweep_times_from_azimuth: points must be (N, 3+), got shape {P.shape}")
+    if not rate_hz > 0:
+        raise ValueError(f"sweep_times_from_azimuth: rate_hz must be > 0, got {rate_hz!r}")
+    az = np.arctan2(P[:, 1].astype(np.float64), P[:, 0].astype(np.float64)) - np.radians(stamp_azimuth_deg)
+    turned = np.angle(np.exp(1j * az))                      # (-pi, pi]: angle from the stamp's azimuth
+    turned = np.where(turned == np.pi, -np.pi, turned)      # [-pi, pi)
+    sign = -1.0 if clockwise else 1.0     # clockwise: what lies counter-clockwise of it fired before
+    return sign * turned / (2.0 * np.pi * rate_hz)
+
+
+def deskew_points(points: np.ndarray, times_s: np.ndarray, angular_velocity: np.ndarray,
+                  linear_velocity: np.ndarray) -> np.ndarray:
+    """Move each point from the sensor frame at its firing time into the sensor frame at the stamp.
+
+    Constant velocity (the body twist of the sensor, in its own frame): the sensor at time ``tau``
+    after the stamp is ``T_stamp_tau = (Exp(tau * omega), tau * v)``, so ``p_stamp = Exp(tau *
+    omega) p_tau + tau * v`` (translation interpolated linearly: module docstring).
+
+    Args:
+        points: (N, 3+) LiDAR-frame points at their firing times; columns after the third
+            (intensity, ...) are kept as they are.
+        times_s: (N,) firing time of each point relative to the stamp, seconds.
+        angular_velocity: (3,) rad/s, LiDAR frame.
+        linear_velocity: (3,) m/s, LiDAR frame.
+    Returns:
+        (N, C) same dtype and columns as ``points``, x, y, z de-skewed.
+    Raises:
+        ValueError: shapes that do not match.
+    """
+    P = np.asarray(points)
+    tau = np.asarray(times_s, dtype=np.float64)
+    if P.ndim != 2 or P.shape[1] < 3 or tau.shape != (len(P),):
+        raise ValueError(f"deskew_points: expected points (N, 3+) and times (N,), got {P.shape} and {tau.shape}")
+    w = np.asarray(angular_velocity, np.float64).reshape(3)
+    v = np.asarray(linear_velocity, np.float64).reshape(3)
+    out = P.copy()
+    xyz = P[:, :3].astype(np.float64)
+    out[:, :3] = Rotation.from_rotvec(tau[:, None] * w).apply(xyz) + tau[:, None] * v
+    return out
+
+
+class SweepDeskewer:
+    """De-skews a stream of sweeps, in stamp order, with KISS-ICP odometry (module docstring).
+
+    Stateful: feed every sweep of one LiDAR, oldest first (also those that never pair with an
+    image: the odometry needs them all). The first sweep, and the first after a gap longer than
+    ``max_gap_s``, are returned as given (no velocity yet).
+    """
+
+    def __init__(self, config: DeskewConfig | None = None):
+        self.config = config or DeskewConfig()
+        self._odometry = None
+        self._poses: deque[tuple[float, np.ndarray]] = deque(maxlen=self.config.velocity_sweeps + 1)
+        """(stamp, T_odom_lidar) of the last sweeps."""
+        self.velocity: tuple[np.ndarray, np.ndarray] | None = None
+        """(angular rad/s (3,), linear m/s (3,)) used for the last sweep, LiDAR frame (None: not
+        de-skewed)."""
+        self.sweeps_deskewed = 0
+
+    def reset(self) -> None:
+        """Forget the odometry (a new recording, or time jumped back)."""
+        self._odometry, self.velocity = None, None
+        self._poses.clear()
+
+    def _new_odometry(self):
+        # KISS-ICP: imported here, so that a node with de-skewing off never loads it
+        from kiss_icp.config import KISSConfig
+        from kiss_icp.kiss_icp import KissICP
+        kiss = KISSConfig()
+        kiss.data.min_range, kiss.data.max_range = self.config.min_range_m, self.config.max_range_m
+        kiss.data.deskew = True
+        kiss.mapping.voxel_size = self.config.voxel_size_m
+        kiss.adaptive_threshold.initial_threshold = self.config.initial_threshold_m
+        return KissICP(config=kiss)
+
+    def __call__(self, stamp_s: float, points: np.ndarray) -> np.ndarray:
+        """The sweep stamped ``stamp_s`` de-skewed to its stamp.
+
+        Args:
+            stamp_s: the sweep's stamp, seconds.
+            points: (N, 3+) LiDAR-frame points as fired (NaN rows allowed: left as they are).
+        Returns:
+            (N, C) the same columns, x, y, z de-skewed (the input itself when ``mode`` is off,
+            on the first sweep, or after a gap).
+        Raises:
+            ValueError: malformed points.
+        """
+        cfg = self.config
+        P = np.asarray(points)
+        if P.ndim != 2 or P.shape[1] < 3:
+            raise ValueError(f"SweepDeskewer: points must be (N, 3+), got shape {P.shape}")
+        if cfg.mode == "off":
+            return P
+        if self._poses and not 0.0 < stamp_s - self._poses[-1][0] <= cfg.max_gap_s:
+            self.reset()
+        if self._odometry is None:
+            self._odometry = self._new_odometry()
+        finite = np.isfinite(P[:, :3]).all(axis=1)
+        tau = np.zeros(len(P))
+        tau[finite] = sweep_times_from_azimuth(P[finite], cfg.rate_hz, cfg.stamp_azimuth_deg, cfg.clockwise)
+        period = 1.0 / cfg.rate_hz
+        xyz = np.ascontiguousarray(P[finite, :3], dtype=np.float64)
+        # KISS-ICP's own de-skew takes times normalised to the revolution, 0.5 = its stamp
+        self._odometry.register_frame(xyz, np.clip(0.5 + tau[finite] / period, 0.0, 1.0))
+        T_odom_lidar = check_transform(np.asarray(self._odometry.last_pose, float), "KISS-ICP pose")
+        self._poses.append((float(stamp_s), T_odom_lidar))
+        if len(self._poses) < 2:
+            self.velocity = None
+            return P
+        t_first, T_first = self._poses[0]
+        dt = float(stamp_s) - t_first
+        T_prev_cur = invert_transform(T_first) @ T_odom_lidar     # the motion over the last sweeps
+        omega = Rotation.from_matrix(T_prev_cur[:3, :3]).as_rotvec() / dt
+        v = T_prev_cur[:3, 3] / dt
+        self.velocity = (omega, v)
+        out = P.copy()
+        out[finite] = deskew_points(P[finite], tau[finite], omega, v)
+        self.sweeps_deskewed += 1
+        return out
