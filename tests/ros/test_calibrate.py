@@ -219,3 +219,44 @@ def test_a_rig_whose_stamps_are_all_too_far_apart_is_told_so_and_max_pair_offset
     assert rc in (0, 3)
     refinement = json.loads(js.read_text())["refinement"]      # it ran, accepted or not
     assert refinement is not None and refinement["frames"] >= 1 and refinement["window_span"] == "spread"
+
+
+@pytest.mark.parametrize("skewed", [True, False])
+def test_kitti_sweeps_are_deskewed_unless_the_folder_says_they_already_are(skewed, tmp_path, capsys):
+    """``--deskew auto``: a KITTI folder's sweeps are raw (KITTI never motion-compensates them), so
+    they are de-skewed; a ``crossi2p-sim`` folder records whether its sweeps are skewed. Every sweep
+    after the first (the odometry's start) is de-skewed, and the JSON and calib metadata say so."""
+    from crossi2p_training.sim.cli import main as sim_main
+    seq = tmp_path / "seq"
+    assert sim_main(["--seed", "5", "--frames", "6", "--preset", "small", "--kitti", str(seq)]
+                    + (["--motion-during-sweep"] if skewed else [])) == 0
+    truth = load_calibration_yaml(seq / "calib.yaml")
+    assert truth.metadata["lidar_sweeps"] == ("skewed" if skewed else "deskewed")
+    E = make_transform(Rotation.from_euler("xyz", [1.0, -0.5, 0.5], degrees=True), [0.05, -0.03, 0.04])
+    prior = save_calibration_yaml(tmp_path / "prior.yaml", E @ truth.T_cam_lidar, truth.camera,
+                                  prior_max_rotation_deg=4.0, prior_max_translation_m=0.2)
+    js = tmp_path / "run.json"
+    rc = main([str(seq), "--out", str(tmp_path / "calib.yaml"), "--prior", str(prior), "--json", str(js), *MODEL])
+    assert rc in (0, 3), capsys.readouterr().err
+    import json
+    summary = json.loads(js.read_text())
+    assert summary["deskew"] == ({"mode": "azimuth", "sweeps_deskewed": 5} if skewed
+                                 else {"mode": "off", "sweeps_deskewed": 0})
+    if rc == 0:
+        assert load_calibration_yaml(tmp_path / "calib.yaml").metadata["deskew"] == summary["deskew"]
+        assert ("sweeps de-skewed (azimuth): 5" in capsys.readouterr().out) == skewed
+
+
+def test_deskew_flags_are_checked_and_rosbags_are_left_alone_by_default(drive, tmp_path, capsys):
+    bag, _ = drive
+    rc = main([str(bag), "--out", str(tmp_path / "c.yaml"), "--lidar-rate-hz", "0", *MODEL])
+    assert rc == 1 and _one_line(capsys.readouterr().err).endswith(
+        "--lidar-rate-hz: expected > 0 revolutions per second, got 0")
+    from crossi2p_ros.calibrate import build_parser
+    from crossi2p_ros.recordings import deskew_config
+    args = build_parser().parse_args([str(bag), "--out", "x.yaml"])
+    assert deskew_config(args, "rosbag2", bag).mode == "off"
+    args = build_parser().parse_args([str(bag), "--out", "x.yaml", "--deskew", "azimuth", "--lidar-spin",
+                                      "counterclockwise", "--lidar-stamp-azimuth-deg", "180"])
+    cfg = deskew_config(args, "rosbag2", bag)
+    assert (cfg.mode, cfg.clockwise, cfg.stamp_azimuth_deg) == ("azimuth", False, 180.0)

@@ -125,7 +125,10 @@ def main(argv: list[str] | None = None) -> int:
         from crossi2p.datasets.kitti import write_kitti_sequence
 
         n = write_kitti_sequence(args.kitti, drive.paired_samples(), drive.camera, drive.T_cam_lidar,
-                                 metadata={"source": "crossi2p-sim", "seed": args.seed, "preset": args.preset},
+                                 metadata={"source": "crossi2p-sim", "seed": args.seed, "preset": args.preset,
+                                           # crossi2p-calibrate --deskew auto reads it (real KITTI: skewed)
+                                           "lidar_sweeps": "skewed" if config.lidar.motion_during_sweep
+                                           else "deskewed"},
                                  progress=True)
         written.append(f"KITTI sequence {args.kitti} ({n} frames)")
     if args.bag is not None:

@@ -57,8 +57,9 @@ class DeskewConfig:
     """How sweeps are de-skewed (module docstring)."""
 
     mode: Literal["off", "azimuth"] = "off"
-    """``DESKEW_MODES``. Off by default: applied to a sweep that is already de-skewed, or with the
-    wrong stamp azimuth, it adds the error it is meant to remove."""
+    """``off``: sweeps as given. ``azimuth``: each point's firing time from its azimuth, the ego
+    motion from KISS-ICP odometry over the sweeps. Off by default: applied to sweeps that are
+    already de-skewed, or with the wrong stamp azimuth, it adds the error it is meant to remove."""
     rate_hz: float = 10.0
     """Revolutions per second of the LiDAR."""
     stamp_azimuth_deg: float = 0.0
@@ -168,6 +169,10 @@ class SweepDeskewer:
         """(angular rad/s (3,), linear m/s (3,)) used for the last sweep, LiDAR frame (None: not
         de-skewed)."""
         self.sweeps_deskewed = 0
+
+    def summary(self) -> dict:
+        """``{"mode", "sweeps_deskewed"}``: what was done (the CLIs' JSON key ``deskew``)."""
+        return {"mode": self.config.mode, "sweeps_deskewed": self.sweeps_deskewed}
 
     def reset(self) -> None:
         """Forget the odometry (a new recording, or time jumped back)."""

@@ -3,6 +3,8 @@
 No ground truth is used. The recording goes through the node's own code path
 (``crossi2p_ros.pipeline.CalibrationPipeline``, fed as ``crossi2p-evaluate-bag`` feeds it):
 
+0. every LiDAR sweep de-skewed to its stamp when the vehicle moves (``--deskew``; by default for
+   KITTI folders, whose sweeps never are: ``crossi2p.deskew``);
 1. every camera/LiDAR pair (up to ``--frames``) through the network, the prior gate (``--prior``:
    estimates outside its bounds are rejected with the reason) and the temporal fusion;
 2. once, the training-free refinement over ``--window-frames`` pairs spread evenly over the
@@ -25,7 +27,8 @@ is one), ``T_cam_lidar`` (the calibration written, or null), ``prior`` (its ``T_
 bounds, or null), ``refinement`` (or null: ``start``, ``accepted``, ``reason``, ``T_start``,
 ``T_searched``: what the search found even when it was rejected, never to be used as a
 calibration; costs, std, time, ``window_span``), ``pairs``, ``pairs_valid``, ``fusion_status``,
-``frames_fused``, ``rejected_outside_prior``, ``wall_time_s``. Matrices are 4x4 row lists, LiDAR ->
+``frames_fused``, ``rejected_outside_prior``, ``wall_time_s``, ``deskew`` (``mode``,
+``sweeps_deskewed``). Matrices are 4x4 row lists, LiDAR ->
 camera optical.
 
 Exit codes: 0 a calibration it trusts was written; 3 it cannot produce one (no pairs; the
@@ -62,7 +65,7 @@ from crossi2p.runtime import ModelLoadError
 
 from .pairing import PairingConfig
 from .pipeline import CalibrationPipeline, RefinementRun, RefinementScheduleConfig
-from .recordings import SOURCES, check_bag_topics, detect_source, open_dataset
+from .recordings import SOURCES, add_deskew_arguments, check_bag_topics, deskew_config, detect_source, open_dataset
 
 PROG = "crossi2p-calibrate"
 EXIT_UNTRUSTED = 3
@@ -119,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kitti-camera", type=int, default=2, help="KITTI: camera index of image_N/ (raw: image_0N/)")
     p.add_argument("--camera-channel", default="CAM_FRONT", help="nuScenes camera channel")
     p.add_argument("--lidar-channel", default="LIDAR_TOP", help="nuScenes LiDAR channel")
+    add_deskew_arguments(p)
     p.add_argument("--execution-provider", choices=["auto", "cuda", "cpu"], default="auto")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
@@ -164,6 +168,7 @@ def _main(argv: list[str] | None) -> int:
         if not args.input.exists():
             raise ValueError(f"input {args.input}: not found")
         source = detect_source(args.input) if args.source == "auto" else args.source
+        deskew = deskew_config(args, source, args.input)
         prior = _load_prior(args)
         _check_writable(args.out, "--out")
         if source == "rosbag2":
@@ -176,10 +181,10 @@ def _main(argv: list[str] | None) -> int:
         if source == "rosbag2":
             result = replay_bag(args.input, runtime, None, topics, PairingConfig(slop_s=args.slop_s),
                                 max_frames=args.frames, progress=not args.quiet, prior=prior, schedule=schedule,
-                                pair_at_end=True)
+                                pair_at_end=True, deskew=deskew)
         else:
             result = replay_samples(samples, runtime, max_frames=args.frames, total=count, progress=not args.quiet,
-                                    prior=prior, schedule=schedule, require_ground_truth=False)
+                                    prior=prior, schedule=schedule, require_ground_truth=False, deskew=deskew)
     except (ValueError, FileNotFoundError, ModelLoadError, OSError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
@@ -226,6 +231,7 @@ def _main(argv: list[str] | None) -> int:
         "rejected_outside_prior": pipeline.rejected_outside_prior,
         "prior": None if prior is None else prior.source,
         "refinement": None if run is None else _refinement_summary(run, pipeline.schedule.window_span),
+        "deskew": pipeline.deskewer.summary(),
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "covariance_note": COVARIANCE_NOTE if stage == "refined" else "",
     }
@@ -323,6 +329,7 @@ def _write_json(args, result, pipeline: CalibrationPipeline, T, stage, failure: 
         "refinement": refinement, "pairs": len(result.frames), "pairs_valid": sum(f.valid for f in result.frames),
         "fusion_status": pipeline.fuser.state.status, "frames_fused": pipeline.fuser.state.frames_accepted,
         "rejected_outside_prior": pipeline.rejected_outside_prior, "wall_time_s": float(elapsed_s),
+        "deskew": pipeline.deskewer.summary(),
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(_nan_to_null(summary), indent=2) + "\n")
@@ -412,6 +419,8 @@ def _print_summary(T, cov, stage, pipeline, result, yaml_path, urdf_path, report
     st = pipeline.fuser.state
     print(f"pairs: {len(result.frames)} ({sum(f.valid for f in result.frames)} valid), fusion {st.status} "
           f"({st.frames_accepted} fused), {pipeline.rejected_outside_prior} rejected outside the prior")
+    if pipeline.deskewer.config.mode != "off":
+        print(f"sweeps de-skewed ({pipeline.deskewer.config.mode}): {pipeline.deskewer.sweeps_deskewed}")
     run = pipeline.last_refinement
     if run is not None:
         r = run.result

@@ -63,6 +63,7 @@ from crossi2p.calib_io import load_calibration_yaml
 from crossi2p.cli import ArgumentParser
 from crossi2p.datasets.rosbag2 import (CameraInfoRecord, ImageRecord, PointCloudRecord, bag_topics,
                                        read_bag_ground_truth, read_bag_messages, read_bag_tf_tree)
+from crossi2p.deskew import DeskewConfig
 from crossi2p.fusion import FusionConfig
 from crossi2p.interrupt import exit_130_on_ctrl_c, exit_now_if_work_in_flight, run_interruptibly
 from crossi2p.metrics import registration_error, summarize_errors
@@ -74,7 +75,8 @@ from crossi2p.tf_tree import FrameMismatchError, StaticTransformTree, check_came
 from .frame_report import FrameReport
 from .pairing import PairingConfig, StampedPair
 from .pipeline import CalibrationPipeline, CameraFrame, LidarSweep, RefinementScheduleConfig
-from .recordings import SOURCES, Source, check_bag_topics, detect_source, open_dataset
+from .recordings import (SOURCES, Source, add_deskew_arguments, check_bag_topics, deskew_config, detect_source,
+                         open_dataset)
 from .replay_types import FrameRecord, Knock, ReplayResult, knocked_points  # noqa: F401  (re-exported)
 
 
@@ -83,7 +85,7 @@ def replay_bag(bag: Path, runtime: CalibrationRuntime, T_gt: np.ndarray | None, 
                knock: Knock | None = None, max_frames: int | None = None, progress: bool = True,
                lidar_frame: str | None = None, camera_frame: str | None = None, prior: Prior | None = None,
                refinement=None, schedule: RefinementScheduleConfig | None = None,
-               pair_at_end: bool = False) -> ReplayResult:
+               pair_at_end: bool = False, deskew: DeskewConfig | None = None) -> ReplayResult:
     """Feed a bag through the node's pipeline; every pair is processed (see module docstring).
 
     ``pair_at_end``: once the bag is read to its end, the sweeps still waiting for a later image
@@ -94,7 +96,8 @@ def replay_bag(bag: Path, runtime: CalibrationRuntime, T_gt: np.ndarray | None, 
     ``T_gt``: the ground truth recorded with each pair (None: none, as for ``crossi2p-calibrate``;
     a knock needs one). ``prior``, ``refinement`` (``RefinementConfig``), ``schedule``: the
     pipeline's prior gate and refinement, run whenever ``refinement_due()`` after a pair
-    (``result.refinements``; ``result.pipeline`` holds the final state).
+    (``result.refinements``; ``result.pipeline`` holds the final state). ``deskew``: how the
+    sweeps are de-skewed (``crossi2p.deskew``; None: not).
 
     Frames, as the node treats them (``crossi2p.tf_tree``): the sweeps are used in ``lidar_frame``
     (default: the first cloud's frame, which is also the one ``read_bag_ground_truth`` takes); a
@@ -102,7 +105,7 @@ def replay_bag(bag: Path, runtime: CalibrationRuntime, T_gt: np.ndarray | None, 
     and counted in ``result.refused`` with the reason. An image must be in ``camera_frame``
     (default: the first image's) or an identity alias of it on /tf_static, or it is left out.
     """
-    pipeline = CalibrationPipeline(runtime, pairing, fusion, prior, refinement, schedule)
+    pipeline = CalibrationPipeline(runtime, pairing, fusion, prior, refinement, schedule, deskew)
     result = ReplayResult(knock=knock, pipeline=pipeline)
     camera = None
     tree = read_bag_tf_tree(bag)
@@ -172,15 +175,15 @@ def replay_samples(samples: Iterable[Sample], runtime: CalibrationRuntime, fusio
                    knock: Knock | None = None, T_gt: np.ndarray | None = None, max_frames: int | None = None,
                    total: int | None = None, progress: bool = True, prior: Prior | None = None,
                    refinement=None, schedule: RefinementScheduleConfig | None = None,
-                   require_ground_truth: bool = True) -> ReplayResult:
+                   require_ground_truth: bool = True, deskew: DeskewConfig | None = None) -> ReplayResult:
     """Feed already paired dataset samples through the node's runtime -> fusion -> refinement
-    pipeline (``prior``, ``refinement``, ``schedule`` as in ``replay_bag``).
+    pipeline (``prior``, ``refinement``, ``schedule``, ``deskew`` as in ``replay_bag``).
 
     Each sample is one pair (its ``stamp_s`` the image's, ``lidar_stamp_s`` the sweep's); the
     ground truth is the sample's own ``T_cam_lidar`` unless ``T_gt`` is given;
     ``require_ground_truth=False`` records none (``crossi2p-calibrate``).
     """
-    pipeline = CalibrationPipeline(runtime, None, fusion, prior, refinement, schedule)
+    pipeline = CalibrationPipeline(runtime, None, fusion, prior, refinement, schedule, deskew)
     result = ReplayResult(knock=knock, pipeline=pipeline)
     bar = tqdm(total=total if max_frames is None else min(total or max_frames, max_frames),
                desc="replay", unit="frame", disable=not progress)
@@ -190,7 +193,7 @@ def replay_samples(samples: Iterable[Sample], runtime: CalibrationRuntime, fusio
             if gt is None and (require_ground_truth or knock is not None):
                 raise ValueError(f"sample {sample.frame_id}: no ground-truth calibration; pass --ground-truth YAML")
             lidar_stamp = sample.stamp_s if sample.lidar_stamp_s is None else sample.lidar_stamp_s
-            points = sample.points
+            points = pipeline.deskew_sweep(lidar_stamp, sample.points)
             if knock is not None and lidar_stamp >= knock.at_s:
                 points = knocked_points(points, knock, gt)
             # dataset folders name no tf frames: '' (unknown), so a prior's frames are not compared
@@ -373,6 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--refine-every-frames", type=int, default=RefinementScheduleConfig.every_frames,
                    help="offline: new pairs between refinement runs (default %(default)s)")
     p.add_argument("--slop-s", type=float, default=PairingConfig.slop_s, help="pairing slop (s), rosbag2 only")
+    add_deskew_arguments(p)
     p.add_argument("--knock-at-s", type=float, help="inject a decalibration at this bag time (s)")
     p.add_argument("--knock-rot-deg", type=float, default=3.0, help="knock rotation about the optical axis (deg)")
     p.add_argument("--knock-trans-m", type=float, default=0.0, help="knock translation along camera x (m)")
@@ -455,6 +459,9 @@ def main(argv: list[str] | None = None) -> int:
                              "--mode offline")
         if args.mode == "live" and args.prior is not None:
             raise ValueError("--prior: offline mode only (the node takes its prior from its parameters or /tf_static)")
+        if args.mode == "live" and args.deskew not in ("auto", "off"):
+            raise ValueError("--deskew: offline mode only (the node takes its deskew.* parameters)")
+        deskew = deskew_config(args, source, args.bag)
         prior = load_prior(args.prior) if args.prior is not None else None
         schedule = RefinementScheduleConfig(enabled=not args.no_refine, window_frames=args.refine_window_frames,
                                             every_frames=args.refine_every_frames,
@@ -482,10 +489,11 @@ def main(argv: list[str] | None = None) -> int:
         elif source == "rosbag2":
             result = replay_bag(args.bag, runtime, T_gt, topics, PairingConfig(slop_s=args.slop_s), knock=knock,
                                 max_frames=args.max_frames, lidar_frame=calib and calib.lidar_frame,
-                                camera_frame=calib and calib.camera_frame, prior=prior, schedule=schedule)
+                                camera_frame=calib and calib.camera_frame, prior=prior, schedule=schedule,
+                                deskew=deskew)
         else:
             result = replay_samples(samples, runtime, knock=knock, T_gt=T_override, max_frames=args.max_frames,
-                                    total=count, prior=prior, schedule=schedule)
+                                    total=count, prior=prior, schedule=schedule, deskew=deskew)
     except (ValueError, FileNotFoundError, ModelLoadError, OSError) as exc:
         print(f"crossi2p-evaluate-bag: error: {exc}", file=sys.stderr)
         return 1
@@ -509,6 +517,8 @@ def main(argv: list[str] | None = None) -> int:
 
         summary["live"] = live_summary(result)
         summary.update(node_refinement_summary(result))
+    else:
+        summary["deskew"] = result.pipeline.deskewer.summary()
     from .bag_report import write_report  # matplotlib only when reporting
 
     report_md = write_report(result, summary, args.report)

@@ -1,7 +1,8 @@
 """The calibration node's parameters, declared in one place.
 
 ROS parameters map 1:1 onto typed dataclasses: the node's own ``NodeConfig`` (top-level names)
-and the core stages' configs under a prefix (``pairing.*``, ``fusion.*``, ``runtime.*``; the
+and the core stages' configs under a prefix (``pairing.*``, ``fusion.*``, ``runtime.*``,
+``deskew.*``; the
 refinement's schedule, ``crossi2p_ros.pipeline.RefinementScheduleConfig``, under ``refinement_*``).
 Descriptions come from the docstring under each dataclass field; ranges from ``RANGES``.
 ``docs/parameters.md`` is generated from the same declarations (``parameter_table_markdown``) and
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from crossi2p.config_schema import config_from_dict, field_docs
+from crossi2p.deskew import DeskewConfig
 from crossi2p.fusion import FusionConfig
 from crossi2p.runtime import RuntimeConfig
 
@@ -104,6 +106,7 @@ class CalibrationNodeParameters:
     fusion: FusionConfig = field(default_factory=FusionConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     refinement: RefinementScheduleConfig = field(default_factory=RefinementScheduleConfig)
+    deskew: DeskewConfig = field(default_factory=DeskewConfig)
 
 
 # Allowed ranges of numeric parameters (inclusive), by ROS parameter name.
@@ -150,10 +153,18 @@ RANGES: dict[str, tuple[float, float]] = {
     "refinement_reprepare_rotation_deg": (0.0, 180.0),
     "refinement_reprepare_translation_m": (0.0, 100.0),
     "refinement_max_pair_offset_s": (0.0, 1e9),
+    "deskew.rate_hz": (0.1, 100.0),
+    "deskew.stamp_azimuth_deg": (-360.0, 360.0),
+    "deskew.voxel_size_m": (0.01, 10.0),
+    "deskew.min_range_m": (0.0, 1000.0),
+    "deskew.max_range_m": (0.1, 10000.0),
+    "deskew.velocity_sweeps": (1, 100),
+    "deskew.initial_threshold_m": (0.1, 100.0),
+    "deskew.max_gap_s": (0.0, 3600.0),
 }
 
 _GROUPS = {"node": "", "pairing": "pairing.", "fusion": "fusion.", "runtime": "runtime.",
-           "refinement": "refinement_"}
+           "refinement": "refinement_", "deskew": "deskew."}
 
 
 @dataclass(frozen=True)

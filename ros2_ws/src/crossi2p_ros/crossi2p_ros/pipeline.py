@@ -37,6 +37,7 @@ import numpy as np
 from crossi2p.camera import CameraModel
 from crossi2p.fusion import ExtrinsicFuser, FusionConfig, FusionState
 from crossi2p.prior import Prior, pose_distance, prior_frame_mismatch, prior_violation
+from crossi2p.deskew import DeskewConfig, SweepDeskewer
 from crossi2p.refinement import PreparedFrame, RefinementConfig, RefinementResult, prepare_frame, refine_extrinsic
 from crossi2p.runtime import CalibrationRuntime, FrameEstimate
 
@@ -189,7 +190,8 @@ class CalibrationPipeline:
 
     def __init__(self, runtime: CalibrationRuntime, pairing: PairingConfig | None = None,
                  fusion: FusionConfig | None = None, prior: Prior | None = None,
-                 refinement: RefinementConfig | None = None, schedule: RefinementScheduleConfig | None = None):
+                 refinement: RefinementConfig | None = None, schedule: RefinementScheduleConfig | None = None,
+                 deskew: DeskewConfig | None = None):
         check_intensity_policy(runtime)
         self.runtime = runtime
         self.pairer: StampPairer[CameraFrame, LidarSweep] = StampPairer(pairing)
@@ -199,6 +201,9 @@ class CalibrationPipeline:
         (the node's /tf_static prior arrives after start-up)."""
         self.refinement_config = refinement or RefinementConfig()
         self.schedule = schedule or RefinementScheduleConfig()
+        self.deskewer = SweepDeskewer(deskew)
+        """De-skews every sweep offered (``crossi2p.deskew``; off by default); a caller that builds
+        pairs itself (``process``) passes its sweeps through ``deskew_sweep`` first, in stamp order."""
         self.rejected_outside_prior = 0
         """Per-frame estimates rejected because they were outside the prior's bounds."""
         self.prior_mismatch: str | None = None
@@ -228,8 +233,13 @@ class CalibrationPipeline:
         return self.pairer.add_image(stamp_s, frame)
 
     def offer_lidar(self, stamp_s: float, sweep: LidarSweep) -> list[StampedPair]:
-        """Queue a LiDAR sweep; returns the pairs that became final."""
-        return self.pairer.add_lidar(stamp_s, sweep)
+        """De-skew a LiDAR sweep (``deskew_sweep``) and queue it; returns the pairs that became final."""
+        return self.pairer.add_lidar(stamp_s, LidarSweep(self.deskew_sweep(stamp_s, sweep.points), sweep.frame_id))
+
+    def deskew_sweep(self, stamp_s: float, points: np.ndarray) -> np.ndarray:
+        """(N, 4) points of the sweep stamped ``stamp_s`` moved to the sensor's pose at the stamp
+        (``crossi2p.deskew.SweepDeskewer``: every sweep, in stamp order; as given when off)."""
+        return self.deskewer(stamp_s, points)
 
     def estimate(self, pair: StampedPair, T_prior: np.ndarray | None = None) -> FrameEstimate:
         """Per-frame estimate on one pair (the expensive step; touches no shared state)."""

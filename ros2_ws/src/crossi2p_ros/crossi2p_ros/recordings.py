@@ -11,14 +11,18 @@
 - ``nuscenes``: a nuScenes-format folder (``v1.0-*/`` tables, ``samples/``).
 
 Datasets come already paired (KITTI frame index, nuScenes sample): ``open_dataset`` gives their
-``Sample`` sequence.
+``Sample`` sequence. ``add_deskew_arguments`` / ``deskew_config`` are the two CLIs' de-skewing
+flags (``crossi2p.deskew``), with what ``auto`` means for each layout.
 """
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 from typing import Literal
 
+from crossi2p.calib_io import load_calibration_yaml
 from crossi2p.datasets.rosbag2 import bag_topics
+from crossi2p.deskew import DESKEW_MODES, DeskewConfig
 
 Source = Literal["rosbag2", "kitti", "kitti_raw", "nuscenes"]
 SOURCES: tuple[str, ...] = ("rosbag2", "kitti", "kitti_raw", "nuscenes")
@@ -94,3 +98,43 @@ def check_bag_topics(bag: Path, topics: tuple[str, str, str]) -> None:
         found = present.get(topic, present.get(topic + "/compressed"))
         if found not in types:
             raise ValueError(f"bag {bag}: topic {topic} has type {found}, expected {' or '.join(types)}")
+
+
+def add_deskew_arguments(p: argparse.ArgumentParser) -> None:
+    """The de-skewing flags of ``crossi2p-calibrate`` and ``crossi2p-evaluate-bag``."""
+    p.add_argument("--deskew", choices=["auto", *DESKEW_MODES], default="auto",
+                   help="de-skew moving LiDAR sweeps to their stamps (firing times from azimuth, ego motion "
+                        "from KISS-ICP odometry). auto (default): on for KITTI raw and KITTI Odometry folders "
+                        "(their sweeps never are; a crossi2p-sim folder says whether its are), off for rosbag2 "
+                        "and nuScenes (say --deskew azimuth and where your driver stamps)")
+    p.add_argument("--lidar-rate-hz", type=float, default=DeskewConfig.rate_hz,
+                   help="LiDAR revolutions per second, for --deskew (default %(default)g)")
+    p.add_argument("--lidar-stamp-azimuth-deg", type=float, default=DeskewConfig.stamp_azimuth_deg,
+                   help="azimuth the beams face at a sweep's stamp, atan2(y, x) in the LiDAR frame, for "
+                        "--deskew (default 0: forward, as KITTI)")
+    p.add_argument("--lidar-spin", choices=["clockwise", "counterclockwise"], default="clockwise",
+                   help="spin direction seen from above, for --deskew (default: clockwise, as Velodyne, "
+                        "Ouster, Hesai)")
+
+
+def deskew_config(args: argparse.Namespace, source: Source, path: Path) -> DeskewConfig:
+    """The ``DeskewConfig`` the flags of ``add_deskew_arguments`` ask for. ``auto``: ``azimuth`` for
+    a KITTI raw drive, and for a KITTI Odometry folder unless its ``calib.yaml`` was written by
+    ``crossi2p-sim`` with de-skewed sweeps (``metadata.lidar_sweeps``); ``off`` otherwise.
+
+    Raises:
+        ValueError: a rate that is not positive (naming the flag).
+    """
+    if not args.lidar_rate_hz > 0:
+        raise ValueError(f"--lidar-rate-hz: expected > 0 revolutions per second, got {args.lidar_rate_hz:g}")
+    mode = args.deskew
+    if mode == "auto":
+        mode = "off"
+        if source == "kitti_raw":
+            mode = "azimuth"
+        elif source == "kitti":
+            record = Path(path) / "calib.yaml"
+            swept = load_calibration_yaml(record).metadata.get("lidar_sweeps") if record.is_file() else None
+            mode = "off" if swept == "deskewed" else "azimuth"
+    return DeskewConfig(mode=mode, rate_hz=args.lidar_rate_hz, stamp_azimuth_deg=args.lidar_stamp_azimuth_deg,
+                        clockwise=args.lidar_spin == "clockwise")
