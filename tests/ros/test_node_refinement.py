@@ -298,6 +298,25 @@ def test_refinement_disabled_never_runs(ros_context, drive, prior_yaml):
         h.close()
 
 
+def test_deskew_on_every_sweep_is_in_diagnostics(ros_context, drive):
+    """``deskew.mode: azimuth``: every sweep after the first is de-skewed (odometry over the
+    sweeps), and /diagnostics says how many and at what speed; off (the default) says off."""
+    runtime = ScriptedRuntime(near=drive.T_cam_lidar, far=drive.T_cam_lidar, far_calls=set())
+    h = PacedHarness(ros_context, runtime, refinement_enabled=False, deskew__mode="azimuth")
+    try:
+        h.play(drive)
+        clouds = len(drive.lidar_sweeps)
+        status = h.status_after(lambda d: d.get("sweeps_deskewed") == str(clouds - 1))
+        assert status["deskew"] == "azimuth" and float(status["deskew_speed_mps"]) >= 0.0
+    finally:
+        h.close()
+    h = PacedHarness(ros_context, runtime, refinement_enabled=False)
+    try:
+        assert h.status_after(lambda d: "deskew" in d)["deskew"] == "off"
+    finally:
+        h.close()
+
+
 def test_a_prior_of_another_camera_is_ignored_and_diagnostics_say_why(ros_context, drive, tmp_path):
     """The prior names camera_05_optical; the images are camera_optical: the node drops the prior
     (no gate, no refinement from it, no prior fed to the network) and says so on /diagnostics."""

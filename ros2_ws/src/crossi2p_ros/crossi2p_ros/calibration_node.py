@@ -753,6 +753,7 @@ class CalibrationNode(Node):
                 "drift_events": st.drift_events, "tf_published": c.tf_published, "last_error": c.last_error,
                 "execution_providers": ",".join(self.runtime.providers) if self.runtime is not None else "",
                 "stage": stage,
+                **self._deskew_values(),
                 **self._refinement_values(),
                 "rejected_outside_prior": self.pipeline.rejected_outside_prior,
                 "prior_bounds": (f"{self.pipeline.prior.max_rotation_deg:g} deg / "
@@ -765,6 +766,13 @@ class CalibrationNode(Node):
         return DiagnosticStatus(level=level, name="crossi2p_calibration: camera-LiDAR extrinsic",
                                 hardware_id=self.get_fully_qualified_name(), message=message,
                                 values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
+
+    def _deskew_values(self) -> dict[str, object]:
+        """Diagnostics of the de-skewing (call with the lock): the mode, the sweeps de-skewed, and
+        the ego speed the last one was de-skewed with (empty when it was not)."""
+        d = self.pipeline.deskewer
+        speed = "" if d.velocity is None else f"{np.linalg.norm(d.velocity[1]):.2f}"
+        return {"deskew": d.config.mode, "sweeps_deskewed": d.sweeps_deskewed, "deskew_speed_mps": speed}
 
     def _refinement_values(self) -> dict[str, object]:
         """Diagnostics of the refinement (call with the lock): whether one runs now, the counts, and
