@@ -256,6 +256,10 @@ def test_deskew_flags_are_checked_and_rosbags_are_left_alone_by_default(drive, t
     from crossi2p_ros.recordings import deskew_config
     args = build_parser().parse_args([str(bag), "--out", "x.yaml"])
     assert deskew_config(args, "rosbag2", bag).mode == "off"
+    # KITTI raw sweeps are raw; KITTI Odometry's were compensated (a folder with no calib.yaml
+    # record saying otherwise)
+    assert deskew_config(args, "kitti_raw", tmp_path).mode == "azimuth"
+    assert deskew_config(args, "kitti", tmp_path).mode == "off"
     args = build_parser().parse_args([str(bag), "--out", "x.yaml", "--deskew", "azimuth", "--lidar-spin",
                                       "counterclockwise", "--lidar-stamp-azimuth-deg", "180"])
     cfg = deskew_config(args, "rosbag2", bag)

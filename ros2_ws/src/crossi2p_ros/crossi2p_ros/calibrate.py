@@ -4,7 +4,7 @@ No ground truth is used. The recording goes through the node's own code path
 (``crossi2p_ros.pipeline.CalibrationPipeline``, fed as ``crossi2p-evaluate-bag`` feeds it):
 
 0. every LiDAR sweep de-skewed to its stamp when the vehicle moves (``--deskew``; by default for
-   KITTI folders, whose sweeps never are: ``crossi2p.deskew``);
+   KITTI raw drives, whose sweeps are raw: ``crossi2p.deskew``);
 1. every camera/LiDAR pair (up to ``--frames``) through the network, the prior gate (``--prior``:
    estimates outside its bounds are rejected with the reason) and the temporal fusion;
 2. once, the training-free refinement over ``--window-frames`` pairs spread evenly over the

@@ -104,9 +104,10 @@ def add_deskew_arguments(p: argparse.ArgumentParser) -> None:
     """The de-skewing flags of ``crossi2p-calibrate`` and ``crossi2p-evaluate-bag``."""
     p.add_argument("--deskew", choices=["auto", *DESKEW_MODES], default="auto",
                    help="de-skew moving LiDAR sweeps to their stamps (firing times from azimuth, ego motion "
-                        "from KISS-ICP odometry). auto (default): on for KITTI raw and KITTI Odometry folders "
-                        "(their sweeps never are; a crossi2p-sim folder says whether its are), off for rosbag2 "
-                        "and nuScenes (say --deskew azimuth and where your driver stamps)")
+                        "from KISS-ICP odometry). auto (default): on for KITTI raw drives (their sweeps are raw), "
+                        "off for KITTI Odometry folders (already compensated; a crossi2p-sim folder says whether "
+                        "its sweeps are skewed), rosbag2 and nuScenes (say --deskew azimuth and where your "
+                        "driver stamps)")
     p.add_argument("--lidar-rate-hz", type=float, default=DeskewConfig.rate_hz,
                    help="LiDAR revolutions per second, for --deskew (default %(default)g)")
     p.add_argument("--lidar-stamp-azimuth-deg", type=float, default=DeskewConfig.stamp_azimuth_deg,
@@ -119,8 +120,11 @@ def add_deskew_arguments(p: argparse.ArgumentParser) -> None:
 
 def deskew_config(args: argparse.Namespace, source: Source, path: Path) -> DeskewConfig:
     """The ``DeskewConfig`` the flags of ``add_deskew_arguments`` ask for. ``auto``: ``azimuth`` for
-    a KITTI raw drive, and for a KITTI Odometry folder unless its ``calib.yaml`` was written by
-    ``crossi2p-sim`` with de-skewed sweeps (``metadata.lidar_sweeps``); ``off`` otherwise.
+    a KITTI raw drive (the raw data's readme: its sweeps are not compensated for the ego motion,
+    and ``velodyne_points/timestamps.txt`` is when the beams face forward) and for a KITTI Odometry
+    folder whose ``calib.yaml`` (written by ``crossi2p-sim``) says its sweeps are skewed
+    (``metadata.lidar_sweeps``); ``off`` otherwise, real KITTI Odometry included (its readme: its
+    sweeps were compensated for the ego motion).
 
     Raises:
         ValueError: a rate that is not positive (naming the flag).
@@ -135,6 +139,6 @@ def deskew_config(args: argparse.Namespace, source: Source, path: Path) -> Deske
         elif source == "kitti":
             record = Path(path) / "calib.yaml"
             swept = load_calibration_yaml(record).metadata.get("lidar_sweeps") if record.is_file() else None
-            mode = "off" if swept == "deskewed" else "azimuth"
+            mode = "azimuth" if swept == "skewed" else "off"
     return DeskewConfig(mode=mode, rate_hz=args.lidar_rate_hz, stamp_azimuth_deg=args.lidar_stamp_azimuth_deg,
                         clockwise=args.lidar_spin == "clockwise")
