@@ -231,7 +231,7 @@ def test_kitti_sweeps_are_deskewed_unless_the_folder_says_they_already_are(skewe
     assert sim_main(["--seed", "5", "--frames", "6", "--preset", "small", "--kitti", str(seq)]
                     + (["--motion-during-sweep"] if skewed else [])) == 0
     truth = load_calibration_yaml(seq / "calib.yaml")
-    assert truth.metadata["lidar_sweeps"] == ("skewed" if skewed else "deskewed")
+    assert truth.metadata["lidar_sweeps"] == ("skewed" if skewed else "at_stamp")
     E = make_transform(Rotation.from_euler("xyz", [1.0, -0.5, 0.5], degrees=True), [0.05, -0.03, 0.04])
     prior = save_calibration_yaml(tmp_path / "prior.yaml", E @ truth.T_cam_lidar, truth.camera,
                                   prior_max_rotation_deg=4.0, prior_max_translation_m=0.2)
@@ -244,14 +244,18 @@ def test_kitti_sweeps_are_deskewed_unless_the_folder_says_they_already_are(skewe
                                  else {"mode": "off", "sweeps_deskewed": 0})
     if rc == 0:
         assert load_calibration_yaml(tmp_path / "calib.yaml").metadata["deskew"] == summary["deskew"]
-        assert ("sweeps de-skewed (azimuth): 5" in capsys.readouterr().out) == skewed
+        out = capsys.readouterr().out
+        assert ("de-skewing: 5 sweeps de-skewed (azimuth)" if skewed else "de-skewing: off") in out
 
 
 def test_deskew_flags_are_checked_and_rosbags_are_left_alone_by_default(drive, tmp_path, capsys):
     bag, _ = drive
-    rc = main([str(bag), "--out", str(tmp_path / "c.yaml"), "--lidar-rate-hz", "0", *MODEL])
-    assert rc == 1 and _one_line(capsys.readouterr().err).endswith(
-        "--lidar-rate-hz: expected > 0 revolutions per second, got 0")
+    for flag, value, reason in (("--lidar-rate-hz", "0", "expected 0.1 to 100 revolutions per second, got 0"),
+                                ("--lidar-rate-hz", "inf", "expected 0.1 to 100 revolutions per second, got inf"),
+                                ("--lidar-stamp-azimuth-deg", "nan", "expected -360 to 360 degrees, got nan"),
+                                ("--lidar-stamp-azimuth-deg", "1000", "expected -360 to 360 degrees, got 1000")):
+        rc = main([str(bag), "--out", str(tmp_path / "c.yaml"), flag, value, *MODEL])
+        assert rc == 1 and _one_line(capsys.readouterr().err).endswith(f"{flag}: {reason}")
     from crossi2p_ros.calibrate import build_parser
     from crossi2p_ros.recordings import deskew_config
     args = build_parser().parse_args([str(bag), "--out", "x.yaml"])
@@ -264,3 +268,7 @@ def test_deskew_flags_are_checked_and_rosbags_are_left_alone_by_default(drive, t
                                       "counterclockwise", "--lidar-stamp-azimuth-deg", "180"])
     cfg = deskew_config(args, "rosbag2", bag)
     assert (cfg.mode, cfg.clockwise, cfg.stamp_azimuth_deg) == ("azimuth", False, 180.0)
+    capsys.readouterr()
+    args = build_parser().parse_args([str(bag), "--out", "x.yaml", "--lidar-spin", "counterclockwise"])
+    assert deskew_config(args, "rosbag2", bag).mode == "off"        # flags without --deskew: said so
+    assert "--lidar-spin have no effect: de-skewing is off" in _one_line(capsys.readouterr().err)

@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
                                  metadata={"source": "crossi2p-sim", "seed": args.seed, "preset": args.preset,
                                            # crossi2p-calibrate --deskew auto reads it (real KITTI: skewed)
                                            "lidar_sweeps": "skewed" if config.lidar.motion_during_sweep
-                                           else "deskewed"},
+                                           else "at_stamp"},
                                  progress=True)
         written.append(f"KITTI sequence {args.kitti} ({n} frames)")
     if args.bag is not None:

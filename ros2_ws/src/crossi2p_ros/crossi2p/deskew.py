@@ -90,8 +90,10 @@ class DeskewConfig:
             raise ValueError(f"DeskewConfig.mode: expected one of {DESKEW_MODES}, got {self.mode!r}")
         if int(self.velocity_sweeps) < 1:
             raise ValueError(f"DeskewConfig.velocity_sweeps: expected >= 1, got {self.velocity_sweeps!r}")
-        if not self.rate_hz > 0:
+        if not 0 < self.rate_hz < np.inf:
             raise ValueError(f"DeskewConfig.rate_hz: expected > 0 revolutions per second, got {self.rate_hz!r}")
+        if not np.isfinite(self.stamp_azimuth_deg):
+            raise ValueError(f"DeskewConfig.stamp_azimuth_deg: expected a finite angle, got {self.stamp_azimuth_deg!r}")
 
 
 def sweep_times_from_azimuth(points: np.ndarray, rate_hz: float, stamp_azimuth_deg: float = 0.0,
@@ -112,8 +114,9 @@ def sweep_times_from_azimuth(points: np.ndarray, rate_hz: float, stamp_azimuth_d
     P = np.asarray(points)
     if P.ndim != 2 or P.shape[1] < 3:
         raise ValueError(f"sweep_times_from_azimuth: points must be (N, 3+), got shape {P.shape}")
-    if not rate_hz > 0:
-        raise ValueError(f"sweep_times_from_azimuth: rate_hz must be > 0, got {rate_hz!r}")
+    if not 0 < rate_hz < np.inf or not np.isfinite(stamp_azimuth_deg):
+        raise ValueError(f"sweep_times_from_azimuth: rate_hz must be > 0 and finite and the stamp azimuth finite, "
+                         f"got {rate_hz!r} and {stamp_azimuth_deg!r}")
     az = np.arctan2(P[:, 1].astype(np.float64), P[:, 0].astype(np.float64)) - np.radians(stamp_azimuth_deg)
     turned = np.angle(np.exp(1j * az))                      # (-pi, pi]: angle from the stamp's azimuth
     turned = np.where(turned == np.pi, -np.pi, turned)      # [-pi, pi)

@@ -306,6 +306,13 @@ def _nan_to_null(value):
     return value
 
 
+def _deskew_line(pipeline: CalibrationPipeline) -> str:
+    """One line on the de-skewing for the printed summary and report.md."""
+    d = pipeline.deskewer
+    return (f"{d.sweeps_deskewed} sweeps de-skewed (azimuth)" if d.config.mode != "off"
+            else "off (sweeps used as recorded)")
+
+
 def _write_json(args, result, pipeline: CalibrationPipeline, T, stage, failure: str, exit_code: int,
                 elapsed_s: float) -> Path:
     """The run's figures as JSON (keys in the module docstring); parent folders are created."""
@@ -386,6 +393,7 @@ def _write_report(args, result, pipeline: CalibrationPipeline, T, stage, failure
              f"| fusion | {st.status}, {st.frames_accepted} frames fused |",
              f"| prior | {pipeline.prior.source if pipeline.prior else 'none'} |",
              f"| rejected outside the prior | {pipeline.rejected_outside_prior} |",
+             f"| de-skewing | {_deskew_line(pipeline)} |",
              f"| wall time | {elapsed_s:.1f} s |"]
     if run is not None:
         r = run.result
@@ -419,8 +427,7 @@ def _print_summary(T, cov, stage, pipeline, result, yaml_path, urdf_path, report
     st = pipeline.fuser.state
     print(f"pairs: {len(result.frames)} ({sum(f.valid for f in result.frames)} valid), fusion {st.status} "
           f"({st.frames_accepted} fused), {pipeline.rejected_outside_prior} rejected outside the prior")
-    if pipeline.deskewer.config.mode != "off":
-        print(f"sweeps de-skewed ({pipeline.deskewer.config.mode}): {pipeline.deskewer.sweeps_deskewed}")
+    print(f"de-skewing: {_deskew_line(pipeline)}")
     run = pipeline.last_refinement
     if run is not None:
         r = run.result

@@ -582,6 +582,10 @@ def _print_summary(s: dict, report_md: Path) -> None:
 
     converged = f"converged after {s['frames_to_converge']} frames" if s["frames_to_converge"] else "did not converge"
     print(f"frames: {s['frames']} ({s['frames_valid']} valid), {converged}")
+    if "deskew" in s:
+        d = s["deskew"]
+        print("de-skewing: " + (f"{d['sweeps_deskewed']} sweeps de-skewed ({d['mode']})" if d["mode"] != "off"
+                                else "off (sweeps used as recorded)"))
     print(f"per-frame: median RTE {fmt(s.get('rte_m_median'), ' m')}, median RRE "
           f"{fmt(s.get('rre_geodesic_deg_median'), ' deg')}, acc {fmt(s.get('acc'))}, "
           f"latency {fmt(s['latency_ms_median'], ' ms')}")

@@ -17,6 +17,7 @@ flags (``crossi2p.deskew``), with what ``auto`` means for each layout.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Literal
 
@@ -126,11 +127,15 @@ def deskew_config(args: argparse.Namespace, source: Source, path: Path) -> Deske
     (``metadata.lidar_sweeps``); ``off`` otherwise, real KITTI Odometry included (its readme: its
     sweeps were compensated for the ego motion).
 
+    Warns (stderr, one line) when de-skewing ends up off although ``--lidar-*`` flags were given.
+
     Raises:
-        ValueError: a rate that is not positive (naming the flag).
+        ValueError: a rate or azimuth outside the node's ranges, or not finite (naming the flag).
     """
-    if not args.lidar_rate_hz > 0:
-        raise ValueError(f"--lidar-rate-hz: expected > 0 revolutions per second, got {args.lidar_rate_hz:g}")
+    if not 0.1 <= args.lidar_rate_hz <= 100.0:     # the node's deskew.rate_hz range (parameters.RANGES)
+        raise ValueError(f"--lidar-rate-hz: expected 0.1 to 100 revolutions per second, got {args.lidar_rate_hz:g}")
+    if not -360.0 <= args.lidar_stamp_azimuth_deg <= 360.0:
+        raise ValueError(f"--lidar-stamp-azimuth-deg: expected -360 to 360 degrees, got {args.lidar_stamp_azimuth_deg:g}")
     mode = args.deskew
     if mode == "auto":
         mode = "off"
@@ -140,5 +145,12 @@ def deskew_config(args: argparse.Namespace, source: Source, path: Path) -> Deske
             record = Path(path) / "calib.yaml"
             swept = load_calibration_yaml(record).metadata.get("lidar_sweeps") if record.is_file() else None
             mode = "azimuth" if swept == "skewed" else "off"
+    given = [flag for flag, value, default in (("--lidar-rate-hz", args.lidar_rate_hz, DeskewConfig.rate_hz),
+                                               ("--lidar-stamp-azimuth-deg", args.lidar_stamp_azimuth_deg,
+                                                DeskewConfig.stamp_azimuth_deg),
+                                               ("--lidar-spin", args.lidar_spin, "clockwise")) if value != default]
+    if mode == "off" and given:
+        print(f"warning: {', '.join(given)} have no effect: de-skewing is off for this {source} input "
+              f"(--deskew {args.deskew}); --deskew azimuth turns it on", file=sys.stderr)
     return DeskewConfig(mode=mode, rate_hz=args.lidar_rate_hz, stamp_azimuth_deg=args.lidar_stamp_azimuth_deg,
                         clockwise=args.lidar_spin == "clockwise")
