@@ -45,7 +45,8 @@ from scipy.spatial.transform import Rotation
 
 from .geometry import check_transform, invert_transform
 
-__all__ = ["DeskewConfig", "SweepDeskewer", "sweep_times_from_azimuth", "deskew_points", "DESKEW_MODES"]
+__all__ = ["DeskewConfig", "SweepDeskewer", "sweep_times_from_azimuth", "deskew_points", "describe_deskew",
+           "DESKEW_MODES"]
 
 DESKEW_MODES = ("off", "azimuth")
 """``off``: sweeps are used as given (already de-skewed, or a standing vehicle). ``azimuth``:
@@ -153,6 +154,13 @@ def deskew_points(points: np.ndarray, times_s: np.ndarray, angular_velocity: np.
     xyz = P[:, :3].astype(np.float64)
     out[:, :3] = Rotation.from_rotvec(tau[:, None] * w).apply(xyz) + tau[:, None] * v
     return out
+
+
+def describe_deskew(summary: dict) -> str:
+    """One line for people from ``SweepDeskewer.summary()`` (the CLIs' printed summaries, report.md)."""
+    if summary["mode"] == "off":
+        return "off (sweeps used as recorded)"
+    return f"{summary['sweeps_deskewed']} sweeps de-skewed ({summary['mode']})"
 
 
 class SweepDeskewer:

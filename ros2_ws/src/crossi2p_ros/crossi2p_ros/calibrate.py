@@ -58,6 +58,7 @@ import numpy as np
 
 from crossi2p.calib_io import save_calibration_yaml, urdf_joint_snippet
 from crossi2p.cli import ArgumentParser
+from crossi2p.deskew import describe_deskew
 from crossi2p.interrupt import exit_130_on_ctrl_c, exit_now_if_work_in_flight
 from crossi2p.metrics import registration_error
 from crossi2p.prior import Prior, load_prior
@@ -306,13 +307,6 @@ def _nan_to_null(value):
     return value
 
 
-def _deskew_line(pipeline: CalibrationPipeline) -> str:
-    """One line on the de-skewing for the printed summary and report.md."""
-    d = pipeline.deskewer
-    return (f"{d.sweeps_deskewed} sweeps de-skewed (azimuth)" if d.config.mode != "off"
-            else "off (sweeps used as recorded)")
-
-
 def _write_json(args, result, pipeline: CalibrationPipeline, T, stage, failure: str, exit_code: int,
                 elapsed_s: float) -> Path:
     """The run's figures as JSON (keys in the module docstring); parent folders are created."""
@@ -393,7 +387,7 @@ def _write_report(args, result, pipeline: CalibrationPipeline, T, stage, failure
              f"| fusion | {st.status}, {st.frames_accepted} frames fused |",
              f"| prior | {pipeline.prior.source if pipeline.prior else 'none'} |",
              f"| rejected outside the prior | {pipeline.rejected_outside_prior} |",
-             f"| de-skewing | {_deskew_line(pipeline)} |",
+             f"| de-skewing | {describe_deskew(pipeline.deskewer.summary())} |",
              f"| wall time | {elapsed_s:.1f} s |"]
     if run is not None:
         r = run.result
@@ -427,7 +421,7 @@ def _print_summary(T, cov, stage, pipeline, result, yaml_path, urdf_path, report
     st = pipeline.fuser.state
     print(f"pairs: {len(result.frames)} ({sum(f.valid for f in result.frames)} valid), fusion {st.status} "
           f"({st.frames_accepted} fused), {pipeline.rejected_outside_prior} rejected outside the prior")
-    print(f"de-skewing: {_deskew_line(pipeline)}")
+    print(f"de-skewing: {describe_deskew(pipeline.deskewer.summary())}")
     run = pipeline.last_refinement
     if run is not None:
         r = run.result

@@ -63,7 +63,7 @@ from crossi2p.calib_io import load_calibration_yaml
 from crossi2p.cli import ArgumentParser
 from crossi2p.datasets.rosbag2 import (CameraInfoRecord, ImageRecord, PointCloudRecord, bag_topics,
                                        read_bag_ground_truth, read_bag_messages, read_bag_tf_tree)
-from crossi2p.deskew import DeskewConfig
+from crossi2p.deskew import DeskewConfig, describe_deskew
 from crossi2p.fusion import FusionConfig
 from crossi2p.interrupt import exit_130_on_ctrl_c, exit_now_if_work_in_flight, run_interruptibly
 from crossi2p.metrics import registration_error, summarize_errors
@@ -583,9 +583,7 @@ def _print_summary(s: dict, report_md: Path) -> None:
     converged = f"converged after {s['frames_to_converge']} frames" if s["frames_to_converge"] else "did not converge"
     print(f"frames: {s['frames']} ({s['frames_valid']} valid), {converged}")
     if "deskew" in s:
-        d = s["deskew"]
-        print("de-skewing: " + (f"{d['sweeps_deskewed']} sweeps de-skewed ({d['mode']})" if d["mode"] != "off"
-                                else "off (sweeps used as recorded)"))
+        print(f"de-skewing: {describe_deskew(s['deskew'])}")
     print(f"per-frame: median RTE {fmt(s.get('rte_m_median'), ' m')}, median RRE "
           f"{fmt(s.get('rre_geodesic_deg_median'), ' deg')}, acc {fmt(s.get('acc'))}, "
           f"latency {fmt(s['latency_ms_median'], ' ms')}")

@@ -2,8 +2,8 @@
 
 ROS parameters map 1:1 onto typed dataclasses: the node's own ``NodeConfig`` (top-level names)
 and the core stages' configs under a prefix (``pairing.*``, ``fusion.*``, ``runtime.*``,
-``deskew.*``; the
-refinement's schedule, ``crossi2p_ros.pipeline.RefinementScheduleConfig``, under ``refinement_*``).
+``deskew.*``; the refinement's schedule, ``crossi2p_ros.pipeline.RefinementScheduleConfig``, under
+``refinement_*``).
 Descriptions come from the docstring under each dataclass field; ranges from ``RANGES``.
 ``docs/parameters.md`` is generated from the same declarations (``parameter_table_markdown``) and
 a test fails when it drifts.
