@@ -49,6 +49,9 @@ def test_config_and_inputs_are_checked():
         SweepDeskewer(DeskewConfig(mode="azimuth"))(0.0, np.zeros((5, 2)))
     off = np.ones((4, 4))
     assert SweepDeskewer()(0.0, off) is off                               # off: as given
+    sparse = SweepDeskewer(DeskewConfig(mode="azimuth"))
+    few = np.random.default_rng(0).uniform(-20, 20, (50, 4))
+    assert sparse(0.0, few) is few and sparse(0.1, few) is few and sparse.sweeps_deskewed == 0  # too few to register
 
 
 def _to_surface(ref, tree, query: np.ndarray, k: int = 8) -> np.ndarray:

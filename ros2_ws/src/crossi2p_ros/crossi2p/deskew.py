@@ -82,6 +82,12 @@ class DeskewConfig:
     is too tight for a vehicle already moving 1 m or more per sweep: started on simulated
     KITTI-like drives at 10-12 m/s it stayed stuck at about 0 m/s on 1 drive of 3; at 5 m it
     locked on within 2-3 sweeps on all 3)."""
+    min_points: int = 1000
+    """A sweep with fewer finite points is used as given and left out of the odometry (too
+    sparse to register)."""
+    max_speed_mps: float = 70.0
+    """An odometry velocity above this (or a turn rate above 180 deg/s) is taken for a failed
+    registration: the odometry restarts and that sweep is used as given."""
     max_gap_s: float = 0.5
     """A gap between sweeps longer than this restarts the odometry (its constant-velocity
     prediction no longer holds); that sweep is used as given."""
@@ -219,11 +225,14 @@ class SweepDeskewer:
             raise ValueError(f"SweepDeskewer: points must be (N, 3+), got shape {P.shape}")
         if cfg.mode == "off":
             return P
+        finite = np.isfinite(P[:, :3]).all(axis=1)
+        if finite.sum() < cfg.min_points:
+            self.velocity = None
+            return P
         if self._poses and not 0.0 < stamp_s - self._poses[-1][0] <= cfg.max_gap_s:
             self.reset()
         if self._odometry is None:
             self._odometry = self._new_odometry()
-        finite = np.isfinite(P[:, :3]).all(axis=1)
         tau = np.zeros(len(P))
         tau[finite] = sweep_times_from_azimuth(P[finite], cfg.rate_hz, cfg.stamp_azimuth_deg, cfg.clockwise)
         period = 1.0 / cfg.rate_hz
@@ -240,6 +249,9 @@ class SweepDeskewer:
         T_prev_cur = invert_transform(T_first) @ T_odom_lidar     # the motion over the last sweeps
         omega = Rotation.from_matrix(T_prev_cur[:3, :3]).as_rotvec() / dt
         v = T_prev_cur[:3, 3] / dt
+        if np.linalg.norm(v) > cfg.max_speed_mps or np.linalg.norm(omega) > np.pi:
+            self.reset()                      # a registration that failed: start again from this sweep
+            return P
         self.velocity = (omega, v)
         out = P.copy()
         out[finite] = deskew_points(P[finite], tau[finite], omega, v)

@@ -161,6 +161,8 @@ RANGES: dict[str, tuple[float, float]] = {
     "deskew.velocity_sweeps": (1, 100),
     "deskew.initial_threshold_m": (0.1, 100.0),
     "deskew.max_gap_s": (0.0, 3600.0),
+    "deskew.min_points": (0, 10_000_000),
+    "deskew.max_speed_mps": (0.1, 1000.0),
 }
 
 _GROUPS = {"node": "", "pairing": "pairing.", "fusion": "fusion.", "runtime": "runtime.",
