@@ -347,12 +347,14 @@ def live_summary(result: LiveReplayResult) -> dict:
 def node_refinement_summary(result: LiveReplayResult) -> dict:
     """The refinement figures of a live run, read from what the node published: its diagnostics
     counters (``refinements_run``, ``refinements_accepted``, ``refinement_reason``) and, when its
-    published stage is ``refined``, the error of its last /tf_static against the ground truth.
+    published stage is ``refined``, the error of its last /tf_static against the ground truth;
+    ``deskew`` from its diagnostics too.
     Keys as ``evaluate_bag``'s offline ``refined_*`` keys (``frames_to_refine`` stays null: the
     node does not report the pair count of its first accepted run)."""
     st = result.recording.final_status
     runs = int(st.get("refinements_run") or 0)
-    out = {"refinement_runs": runs, "refinement_accepted_runs": int(st.get("refinements_accepted") or 0),
+    out = {"deskew": {"mode": st.get("deskew") or "off", "sweeps_deskewed": int(st.get("sweeps_deskewed") or 0)},
+           "refinement_runs": runs, "refinement_accepted_runs": int(st.get("refinements_accepted") or 0),
            "refinement_last_reason": st.get("refinement_reason") or (None if not runs else ""),
            "refinement_start": st.get("refinement_start_stage") or None}
     T_tf = result.recording.tf_static_T_cam_lidar()
