@@ -249,3 +249,21 @@ def test_a_card_with_a_fixed_byte_or_uint16_intensity_divisor_is_refused_on_deco
                 CalibrationPipeline(runtime)
     finally:
         runtime.close()
+
+
+def test_sweeps_that_could_not_be_deskewed_are_not_refined_on():
+    """With de-skewing on, the first sweep (no odometry velocity yet) is marked skewed and kept out
+    of the refinement window (counted); the next one, de-skewed, goes in."""
+    from crossi2p.deskew import DeskewConfig
+    from crossi2p_training.sim import SimConfig, simulate_drive
+
+    drive = simulate_drive(SimConfig.preset("small"), seed=3, frames=3)
+    pipeline = CalibrationPipeline(None, deskew=DeskewConfig(mode="azimuth"))
+    sweeps = [pipeline.deskew_sweep(t, LidarSweep(p, "lidar")) for t, p in drive.lidar_sweeps]
+    assert [s.skewed for s in sweeps] == [True, False, False]
+    assert not np.array_equal(sweeps[1].points[:, :3], drive.lidar_sweeps[1][1][:, :3])   # moved
+    image = CameraFrame(drive.camera_frames[0][1], drive.camera, "camera")
+    fake = FrameEstimate(valid=False, reason="scripted")
+    for k, s in enumerate(sweeps):
+        pipeline.fuse(StampedPair(drive.lidar_sweeps[k][0], image, drive.lidar_sweeps[k][0], s), fake)
+    assert pipeline.pairs_skewed == 1 and len(pipeline.window) == 2

@@ -276,8 +276,16 @@ def _why_not(pipeline: CalibrationPipeline) -> str:
     run = pipeline.last_refinement
     if run is None and pipeline.refinement_start() is not None and not pipeline.window:
         limit_ms = pipeline.schedule.max_pair_offset_s * 1000
-        return (f"{fusion} and no pair to refine on: the image and LiDAR stamps of all "
-                f"{pipeline.pairs_unsynchronised} pairs are more than {limit_ms:.0f} ms apart (--max-pair-offset-s)")
+        apart = f"more than {limit_ms:.0f} ms apart (--max-pair-offset-s)"
+        skewed = (f"could not be de-skewed (too few points, or too few sweeps for the odometry; --deskew off "
+                  f"uses them as recorded)")
+        if not pipeline.pairs_skewed:
+            return (f"{fusion} and no pair to refine on: the image and LiDAR stamps of all "
+                    f"{pipeline.pairs_unsynchronised} pairs are {apart}")
+        if not pipeline.pairs_unsynchronised:
+            return f"{fusion} and no pair to refine on: the sweeps of all {pipeline.pairs_skewed} pairs {skewed}"
+        return (f"{fusion} and no pair to refine on: the stamps of {pipeline.pairs_unsynchronised} pairs are "
+                f"{apart}, the sweeps of the other {pipeline.pairs_skewed} {skewed}")
     if run is None:
         return f"{fusion} and no --prior to refine from"
     return f"{fusion} and the refinement from the {run.start_stage} was rejected: {run.result.reason}"

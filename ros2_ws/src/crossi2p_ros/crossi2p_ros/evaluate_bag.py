@@ -193,12 +193,11 @@ def replay_samples(samples: Iterable[Sample], runtime: CalibrationRuntime, fusio
             if gt is None and (require_ground_truth or knock is not None):
                 raise ValueError(f"sample {sample.frame_id}: no ground-truth calibration; pass --ground-truth YAML")
             lidar_stamp = sample.stamp_s if sample.lidar_stamp_s is None else sample.lidar_stamp_s
-            points = pipeline.deskew_sweep(lidar_stamp, sample.points)
-            if knock is not None and lidar_stamp >= knock.at_s:
-                points = knocked_points(points, knock, gt)
             # dataset folders name no tf frames: '' (unknown), so a prior's frames are not compared
-            pair = StampedPair(sample.stamp_s, CameraFrame(sample.image, sample.camera, ""),
-                               lidar_stamp, LidarSweep(points, ""))
+            sweep = pipeline.deskew_sweep(lidar_stamp, LidarSweep(sample.points, ""))
+            if knock is not None and lidar_stamp >= knock.at_s:
+                sweep.points = knocked_points(sweep.points, knock, gt)
+            pair = StampedPair(sample.stamp_s, CameraFrame(sample.image, sample.camera, ""), lidar_stamp, sweep)
             result.add(FrameReport.from_outcome(pipeline.process(pair)), gt)
             _refine_if_due(pipeline, result, bar)
             if result.first_sample is None:

@@ -61,6 +61,9 @@ class LidarSweep:
     points: np.ndarray
     """(N, 4) float32 x, y, z, intensity in the LiDAR frame."""
     frame_id: str
+    skewed: bool = False
+    """De-skewing is on but this sweep could not be de-skewed (the odometry had no velocity yet:
+    the first sweeps, or after a gap): it is not refined on."""
 
 
 @dataclass
@@ -213,6 +216,8 @@ class CalibrationPipeline:
         """Pairs fused (valid or not) since the last reset."""
         self.pairs_unsynchronised = 0
         """Pairs not kept for the refinement: stamps further apart than ``max_pair_offset_s``."""
+        self.pairs_skewed = 0
+        """Pairs not kept for the refinement: their sweep could not be de-skewed (``LidarSweep.skewed``)."""
         self.refinement_runs = 0
         self.last_refinement: RefinementRun | None = None
         """The newest refinement run, accepted or not."""
@@ -234,12 +239,15 @@ class CalibrationPipeline:
 
     def offer_lidar(self, stamp_s: float, sweep: LidarSweep) -> list[StampedPair]:
         """De-skew a LiDAR sweep (``deskew_sweep``) and queue it; returns the pairs that became final."""
-        return self.pairer.add_lidar(stamp_s, LidarSweep(self.deskew_sweep(stamp_s, sweep.points), sweep.frame_id))
+        return self.pairer.add_lidar(stamp_s, self.deskew_sweep(stamp_s, sweep))
 
-    def deskew_sweep(self, stamp_s: float, points: np.ndarray) -> np.ndarray:
-        """(N, 4) points of the sweep stamped ``stamp_s`` moved to the sensor's pose at the stamp
-        (``crossi2p.deskew.SweepDeskewer``: every sweep, in stamp order; as given when off)."""
-        return self.deskewer(stamp_s, points)
+    def deskew_sweep(self, stamp_s: float, sweep: LidarSweep) -> LidarSweep:
+        """The sweep stamped ``stamp_s`` with its points moved to the sensor's pose at the stamp
+        (``crossi2p.deskew.SweepDeskewer``: every sweep, in stamp order; as given when off), and
+        marked ``skewed`` when de-skewing is on but could not be done for it."""
+        points = self.deskewer(stamp_s, sweep.points)
+        skewed = self.deskewer.config.mode != "off" and self.deskewer.velocity is None
+        return LidarSweep(points, sweep.frame_id, skewed)
 
     def estimate(self, pair: StampedPair, T_prior: np.ndarray | None = None) -> FrameEstimate:
         """Per-frame estimate on one pair (the expensive step; touches no shared state)."""
@@ -265,10 +273,12 @@ class CalibrationPipeline:
             self._drift_events = st.drift_events
             self.refined_run = None
             self._clear_window()
-        if abs(pair.dt_s) <= self.schedule.max_pair_offset_s:
-            self._add_to_window(pair)
-        else:
+        if abs(pair.dt_s) > self.schedule.max_pair_offset_s:
             self.pairs_unsynchronised += 1
+        elif pair.lidar.skewed:
+            self.pairs_skewed += 1
+        else:
+            self._add_to_window(pair)
         self.pairs_processed += 1
         self._pairs_since_refine += 1
         snapshot = FusionState(**{**st.__dict__,
