@@ -117,7 +117,7 @@ def test_an_extra_start_inside_the_box_is_a_seed_and_one_outside_is_left_out():
     T0 = make_transform(Rotation.from_rotvec(np.radians([0.0, 3.0, 0.0])), np.zeros(3)) @ T_GT
     # a search that barely moves: the start only (no grid), 4 evaluations per level
     cfg = RefinementConfig(grid_steps=1, multi_starts=0, max_evaluations_per_level=4, max_rotation_deg=8.0,
-                           max_std_rotation_deg=90.0, max_std_translation_m=90.0)
+                           max_std_rotation_deg=90.0, max_std_translation_m=90.0, fine_search_max_frames=0)
     frame = prepare_frame(img, pts, CAMERA, T0, cfg)
     alone = refine_extrinsic([frame], T0, cfg)
     seeded = refine_extrinsic([frame], T0, cfg, extra_starts=[T_GT])
@@ -136,12 +136,32 @@ def test_the_grid_shifts_translation_too_so_a_start_off_in_translation_finds_the
     # a search that barely moves (4 evaluations per level) from the grid's best seeds: the grid
     # alone must offer the truth (the start shifted by -0.15 m) and rank it first
     common = dict(grid_steps=1, multi_starts=1, max_evaluations_per_level=4, grid_points_every=points_every,
-                  max_std_rotation_deg=90.0, max_std_translation_m=90.0)
+                  max_std_rotation_deg=90.0, max_std_translation_m=90.0, fine_search_max_frames=0)
     frame = prepare_frame(img, pts, CAMERA, T0, RefinementConfig(**common))
     shifted = refine_extrinsic([frame], T0, RefinementConfig(grid_translation_m=0.15, **common))
     rotations_only = refine_extrinsic([frame], T0, RefinementConfig(grid_translation_m=0.0, **common))
     assert registration_error(shifted.T_searched, T_GT).rte_m < 0.03
     assert registration_error(rotations_only.T_searched, T_GT).rte_m > 0.1
+
+
+def test_a_single_frame_is_searched_on_a_fine_grid_on_the_finest_level():
+    """A window of at most ``fine_search_max_frames`` frames: a 0.5 deg rotation grid scored on the
+    finest level offers a seed at the truth when the start is off by multiples of 0.5 deg, so even
+    a search that barely moves (4 evaluations per level) ends there; the coarse 2 deg grid does
+    not offer one."""
+    img, pts = _scene()
+    T0 = make_transform(Rotation.from_rotvec(np.radians([1.5, -2.5, 1.0])), np.zeros(3)) @ T_GT
+    common = dict(max_evaluations_per_level=4, max_std_rotation_deg=90.0, max_std_translation_m=90.0,
+                  grid_translation_m=0.0)
+    frame = prepare_frame(img, pts, CAMERA, T0, RefinementConfig(**common))
+    fine = refine_extrinsic([frame], T0, RefinementConfig(fine_multi_starts=1, **common))
+    coarse = refine_extrinsic([frame], T0, RefinementConfig(fine_search_max_frames=0, multi_starts=1, **common))
+    assert registration_error(fine.T_searched, T_GT).rre_geodesic_deg < 0.3
+    assert registration_error(coarse.T_searched, T_GT).rre_geodesic_deg > 0.5
+    assert fine.evaluations > 19**3                       # the fine grid was scored
+    # a window of more frames keeps the coarse search (the same frame twice: 2 > 1)
+    two = refine_extrinsic([frame, frame], T0, RefinementConfig(fine_search_max_frames=1, multi_starts=1, **common))
+    assert two.evaluations < 19**3
 
 
 def test_a_textureless_window_is_rejected_with_a_reason_and_keeps_the_start():
