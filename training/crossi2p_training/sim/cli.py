@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
 
         n = write_kitti_sequence(args.kitti, drive.paired_samples(), drive.camera, drive.T_cam_lidar,
                                  metadata={"source": "crossi2p-sim", "seed": args.seed, "preset": args.preset,
-                                           # crossi2p-calibrate --deskew auto reads it (real KITTI: skewed)
+                                           # crossi2p-calibrate --deskew auto reads it (skewed: as real KITTI raw)
                                            "lidar_sweeps": "skewed" if config.lidar.motion_during_sweep
                                            else "at_stamp"},
                                  progress=True)
