@@ -437,9 +437,12 @@ class CalibrationNode(Node):
             lambda frame: points_in_lidar_frame(points, msg.header.frame_id, frame, self._tf_tree))
         if refused:
             return self._bad_input("cloud", refused)
-        sweep = LidarSweep(points, lidar_frame)
+        stamp_s = stamp_to_s(msg.header.stamp)
+        # de-skewed outside the lock (its odometry takes tens of ms and the worker must not wait):
+        # only this callback touches the odometry, and the executor runs callbacks one at a time
+        sweep = self.pipeline.deskew_sweep(stamp_s, LidarSweep(points, lidar_frame))
         with self._lock:
-            pairs = self.pipeline.offer_lidar(stamp_to_s(msg.header.stamp), sweep)
+            pairs = self.pipeline.offer_lidar(stamp_s, sweep, deskewed=True)
         self._offer(pairs)
 
     def _offer(self, pairs) -> None:

@@ -237,9 +237,10 @@ class CalibrationPipeline:
         """Queue a camera frame; returns the pairs that became final."""
         return self.pairer.add_image(stamp_s, frame)
 
-    def offer_lidar(self, stamp_s: float, sweep: LidarSweep) -> list[StampedPair]:
-        """De-skew a LiDAR sweep (``deskew_sweep``) and queue it; returns the pairs that became final."""
-        return self.pairer.add_lidar(stamp_s, self.deskew_sweep(stamp_s, sweep))
+    def offer_lidar(self, stamp_s: float, sweep: LidarSweep, deskewed: bool = False) -> list[StampedPair]:
+        """De-skew a LiDAR sweep (``deskew_sweep``; ``deskewed``: the caller already did) and queue
+        it; returns the pairs that became final."""
+        return self.pairer.add_lidar(stamp_s, sweep if deskewed else self.deskew_sweep(stamp_s, sweep))
 
     def deskew_sweep(self, stamp_s: float, sweep: LidarSweep) -> LidarSweep:
         """The sweep stamped ``stamp_s`` with its points moved to the sensor's pose at the stamp
