@@ -35,9 +35,9 @@ from typing import Literal
 import numpy as np
 
 from crossi2p.camera import CameraModel
+from crossi2p.deskew import DeskewConfig, SweepDeskewer
 from crossi2p.fusion import ExtrinsicFuser, FusionConfig, FusionState
 from crossi2p.prior import Prior, pose_distance, prior_frame_mismatch, prior_violation
-from crossi2p.deskew import DeskewConfig, SweepDeskewer
 from crossi2p.refinement import PreparedFrame, RefinementConfig, RefinementResult, prepare_frame, refine_extrinsic
 from crossi2p.runtime import CalibrationRuntime, FrameEstimate
 

@@ -135,7 +135,8 @@ def deskew_config(args: argparse.Namespace, source: Source, path: Path) -> Deske
     if not 0.1 <= args.lidar_rate_hz <= 100.0:     # the node's deskew.rate_hz range (parameters.RANGES)
         raise ValueError(f"--lidar-rate-hz: expected 0.1 to 100 revolutions per second, got {args.lidar_rate_hz:g}")
     if not -360.0 <= args.lidar_stamp_azimuth_deg <= 360.0:
-        raise ValueError(f"--lidar-stamp-azimuth-deg: expected -360 to 360 degrees, got {args.lidar_stamp_azimuth_deg:g}")
+        raise ValueError(f"--lidar-stamp-azimuth-deg: expected -360 to 360 degrees, "
+                         f"got {args.lidar_stamp_azimuth_deg:g}")
     mode = args.deskew
     if mode == "auto":
         mode = "off"
