@@ -105,3 +105,26 @@ def test_a_skewed_simulated_drive_comes_back_close_to_the_unskewed_one():
     excess_fixed = np.array(fixed_err) - np.array(ideal_err)
     assert np.all(excess_raw > 0.02), (raw_err, ideal_err)
     assert np.median(excess_fixed) < 0.25 * np.median(excess_raw), (raw_err, fixed_err, ideal_err)
+
+
+def test_the_time_mode_uses_the_clouds_own_times_and_matches_the_azimuth_mode_on_a_spinning_lidar():
+    """The simulator's per-point times are the spinning sensor's firing times, so de-skewing with
+    them (mode ``time``) and with times from azimuth (mode ``azimuth``) agree; in mode ``time`` a
+    sweep without times is used as given."""
+    from crossi2p_training.sim import SimConfig, simulate_drive
+    base = SimConfig.preset("small")
+    lidar = dataclasses.replace(base.lidar, with_time=True, motion_during_sweep=True)
+    drive = simulate_drive(base.replace(lidar=lidar), seed=4, frames=4)
+    by_time = SweepDeskewer(DeskewConfig(mode="time"))
+    by_azimuth = SweepDeskewer(DeskewConfig(mode="azimuth"))
+    for t, p in drive.lidar_sweeps:
+        a = by_time(t, p[:, :4], p[:, 4].astype(np.float64))
+        b = by_azimuth(t, p[:, :4])
+    assert by_time.sweeps_deskewed == by_azimuth.sweeps_deskewed == 3
+    moved = np.linalg.norm(b[:, :3] - drive.lidar_sweeps[-1][1][:, :3], axis=1)
+    assert np.median(np.linalg.norm(a[:, :3] - b[:, :3], axis=1)) < 0.05 * max(np.median(moved), 1e-3) + 1e-3
+    untimed = SweepDeskewer(DeskewConfig(mode="time"))
+    p = drive.lidar_sweeps[0][1][:, :4]
+    assert untimed(0.0, p) is p and untimed(0.1, p) is p and untimed.velocity is None
+    with pytest.raises(ValueError, match="times must be"):
+        untimed(0.2, p, np.zeros(3))

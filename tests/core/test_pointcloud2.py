@@ -16,6 +16,8 @@ from crossi2p.pointcloud2 import (
     pointcloud2_to_xyzi,
     rclpy_pointcloud2,
     rosbags_pointcloud2,
+    structured_point_times,
+    structured_to_xyzi,
     xyzi_to_pointcloud2_fields,
 )
 
@@ -302,3 +304,30 @@ def test_io_modules_import_without_ros_or_torch():
             "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('rclpy', 'torch', 'sensor_msgs', 'std_msgs')); "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("field, dtype, scale, absolute", [
+    ("t", "<u4", 1e9, False),              # Ouster: uint32 ns since the stamp
+    ("t", "<f4", 1.0, False),              # crossi2p-sim --with-time: float32 s
+    ("time", "<f4", 1.0, False),           # Velodyne ROS driver: float32 s
+    ("offset_time", "<u4", 1e9, False),    # Livox: uint32 ns
+    ("timestamp", "<f8", 1.0, True),       # Hesai: float64 absolute s
+])
+def test_point_times_in_seconds_from_the_stamp_for_each_drivers_field(field, dtype, scale, absolute):
+    stamp = 1_700_000_000.25
+    rel = np.array([0.0, 0.01, 0.05, 0.099])
+    pts = np.zeros(4, dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), (field, dtype)])
+    pts["x"] = [1.0, np.nan, 3.0, 4.0]                       # a NaN row, dropped as structured_to_xyzi does
+    pts[field] = (rel + stamp) if absolute else rel * scale
+    t = structured_point_times(pts, stamp)
+    np.testing.assert_allclose(t, rel[[0, 2, 3]], atol=1e-6)
+    assert len(t) == len(structured_to_xyzi(pts))
+
+
+def test_a_cloud_without_a_time_field_has_no_times_and_bad_times_are_named():
+    pts = np.zeros(3, dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("intensity", "<f4")])
+    assert structured_point_times(pts, 0.0) is None
+    bad = np.zeros(3, dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("time", "<f4")])
+    bad["time"][1] = np.nan
+    with pytest.raises(ValueError, match="time field 'time' has non-finite values"):
+        structured_point_times(bad, 0.0, "cloud on /points")

@@ -272,3 +272,30 @@ def test_deskew_flags_are_checked_and_rosbags_are_left_alone_by_default(drive, t
     args = build_parser().parse_args([str(bag), "--out", "x.yaml", "--lidar-spin", "counterclockwise"])
     assert deskew_config(args, "rosbag2", bag).mode == "off"        # flags without --deskew: said so
     assert "--lidar-spin have no effect: de-skewing is off" in _one_line(capsys.readouterr().err)
+
+
+def test_a_bag_whose_clouds_carry_per_point_times_is_deskewed_with_them(tmp_path, capsys):
+    """``--deskew time``: the clouds' own time field (here ``t``, seconds, as crossi2p-sim
+    --with-time writes it; Ouster / Velodyne / Livox / Hesai fields are decoded the same way) gives
+    the firing times; every sweep after the first is de-skewed. A bag without the field is used as
+    recorded, and says so."""
+    import dataclasses
+    import json
+
+    from crossi2p.datasets.rosbag2 import write_drive_bag
+    from crossi2p_training.sim import SimConfig, simulate_drive
+
+    base = SimConfig.preset("small")
+    drive = simulate_drive(base.replace(lidar=dataclasses.replace(base.lidar, with_time=True,
+                                                                  motion_during_sweep=True)), seed=21, frames=5)
+    timed = write_drive_bag(tmp_path / "timed", drive.camera_frames, drive.lidar_sweeps, drive.camera,
+                            drive.T_cam_lidar)
+    untimed = write_drive_bag(tmp_path / "untimed", drive.camera_frames, [(t, p[:, :4]) for t, p in drive.lidar_sweeps],
+                              drive.camera, drive.T_cam_lidar)
+    prior = _prior_yaml(tmp_path / "prior.yaml", (None, drive))
+    for bag, deskewed in ((timed, 4), (untimed, 0)):
+        js = tmp_path / f"{bag.name}.json"
+        rc = main([str(bag), "--out", str(tmp_path / f"{bag.name}.yaml"), "--prior", str(prior), "--json", str(js),
+                   "--deskew", "time", *MODEL])
+        assert rc in (0, 3), capsys.readouterr().err
+        assert json.loads(js.read_text())["deskew"] == {"mode": "time", "sweeps_deskewed": deskewed}

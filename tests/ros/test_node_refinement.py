@@ -150,9 +150,9 @@ class PacedHarness:
                 with self._lock:
                     self.frames.append({kv.key: kv.value for kv in s.values})
 
-    def play(self, drive) -> None:
+    def play(self, drive, columns: int = 4) -> None:
         """Publish the drive in stamp order, each message handled (and every pair it made finished,
-        refinement included) before the next."""
+        refinement included) before the next (``columns`` 5: with the per-point time field ``t``)."""
         events = [(t, "image", d) for t, d in drive.camera_frames] + [(t, "lidar", d) for t, d in drive.lidar_sweeps]
         for t, kind, data in sorted(events, key=lambda e: e[0]):
             if kind == "image":
@@ -160,7 +160,7 @@ class PacedHarness:
                 self.pub_image.publish(image_msg(data, t))
                 self.handled += 2
             else:
-                self.pub_points.publish(rclpy_pointcloud2(data[:, :4], t, "lidar"))
+                self.pub_points.publish(rclpy_pointcloud2(data[:, :columns], t, "lidar"))
                 self.handled += 1
             assert self.node.wait_until_idle(self.handled, 120.0), f"the node did not handle {t:.3f} s ({kind})"
 
@@ -313,6 +313,25 @@ def test_deskew_on_every_sweep_is_in_diagnostics(ros_context, drive):
     h = PacedHarness(ros_context, runtime, refinement_enabled=False)
     try:
         assert h.status_after(lambda d: "deskew" in d)["deskew"] == "off"
+    finally:
+        h.close()
+
+
+def test_deskew_with_the_clouds_per_point_times(ros_context):
+    """``deskew.mode: time``: the node reads each cloud's time field (``t`` here) and de-skews with
+    it; /diagnostics counts the sweeps."""
+    import dataclasses as dc
+
+    from crossi2p_training.sim import SimConfig, simulate_drive
+
+    base = SimConfig.preset("small")
+    drive = simulate_drive(base.replace(lidar=dc.replace(base.lidar, with_time=True)), seed=11, frames=4)
+    runtime = ScriptedRuntime(near=drive.T_cam_lidar, far=drive.T_cam_lidar, far_calls=set())
+    h = PacedHarness(ros_context, runtime, refinement_enabled=False, deskew__mode="time")
+    try:
+        h.play(drive, columns=5)
+        status = h.status_after(lambda d: d.get("sweeps_deskewed") == str(len(drive.lidar_sweeps) - 1))
+        assert status["deskew"] == "time"
     finally:
         h.close()
 

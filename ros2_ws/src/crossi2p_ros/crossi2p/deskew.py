@@ -11,11 +11,13 @@ translation error triples (docs/benchmarks.md, section 8, "Skewed sweeps").
 This module moves every point into the sensor frame at the sweep's stamp, with a constant-velocity
 model (as KISS-ICP, Vizzo et al., RA-L 2023, and most LiDAR odometry do):
 
-1. **Firing times** from each point's azimuth (``sweep_times_from_azimuth``): the beams face
-   ``stamp_azimuth_deg`` at the stamp and turn at ``rate_hz`` in the sensor's spin direction.
-   KITTI raw stamps a sweep when the beams face forward (+x; its ``timestamps.txt``, the camera
-   trigger), which is the default; a ROS driver that stamps at the end of the revolution needs
-   the azimuth where it cuts the sweep.
+1. **Firing times** from each point's azimuth (mode ``azimuth``, ``sweep_times_from_azimuth``):
+   the beams face ``stamp_azimuth_deg`` at the stamp and turn at ``rate_hz`` in the sensor's spin
+   direction. KITTI raw stamps a sweep when the beams face forward (+x; its ``timestamps.txt``,
+   the camera trigger), which is the default; a ROS driver that stamps at the end of the
+   revolution needs the azimuth where it cuts the sweep. Or (mode ``time``) from the cloud's own
+   per-point time field (``crossi2p.pointcloud2.structured_point_times``: Ouster, Velodyne,
+   Livox, Hesai), which needs no convention and suits any scan pattern.
 2. **Ego motion** from the sweeps themselves: KISS-ICP registers each sweep against a local map
    (no IMU or wheel odometry needed); the twist between the last two registered stamps is the
    velocity (averaged over the last ``velocity_sweeps``).
@@ -48,18 +50,20 @@ from .geometry import check_transform, invert_transform
 __all__ = ["DeskewConfig", "SweepDeskewer", "sweep_times_from_azimuth", "deskew_points", "describe_deskew",
            "DESKEW_MODES"]
 
-DESKEW_MODES = ("off", "azimuth")
+DESKEW_MODES = ("off", "azimuth", "time")
 """``off``: sweeps are used as given (already de-skewed, or a standing vehicle). ``azimuth``:
-firing times from each point's azimuth, ego motion from LiDAR odometry."""
+firing times from each point's azimuth, ego motion from LiDAR odometry. ``time``: firing times
+from the cloud's own per-point time field (``crossi2p.pointcloud2.POINT_TIME_FIELDS``), ego motion
+from LiDAR odometry."""
 
 
 @dataclass
 class DeskewConfig:
     """How sweeps are de-skewed (module docstring)."""
 
-    mode: Literal["off", "azimuth"] = "off"
-    """``off``: sweeps as given. ``azimuth``: each point's firing time from its azimuth, the ego
-    motion from KISS-ICP odometry over the sweeps. Off by default: applied to sweeps that are
+    mode: Literal["off", "azimuth", "time"] = "off"
+    """``off``: sweeps as given. ``azimuth``: each point's firing time from its azimuth; ``time``:
+    from the cloud's per-point time field; the ego motion from KISS-ICP odometry over the sweeps. Off by default: applied to sweeps that are
     already de-skewed, or with the wrong stamp azimuth, it adds the error it is meant to remove."""
     rate_hz: float = 10.0
     """Revolutions per second of the LiDAR."""
@@ -207,25 +211,34 @@ class SweepDeskewer:
         kiss.adaptive_threshold.initial_threshold = self.config.initial_threshold_m
         return KissICP(config=kiss)
 
-    def __call__(self, stamp_s: float, points: np.ndarray) -> np.ndarray:
+    def __call__(self, stamp_s: float, points: np.ndarray, times_s: np.ndarray | None = None) -> np.ndarray:
         """The sweep stamped ``stamp_s`` de-skewed to its stamp.
 
         Args:
             stamp_s: the sweep's stamp, seconds.
             points: (N, 3+) LiDAR-frame points as fired (NaN rows allowed: left as they are).
+            times_s: (N,) each point's firing time relative to the stamp, seconds (the cloud's
+                time field; used in mode ``time``, where a sweep without it is used as given).
         Returns:
             (N, C) the same columns, x, y, z de-skewed (the input itself when ``mode`` is off,
-            on the first sweep, or after a gap).
+            on the first sweep, after a gap, or in mode ``time`` without times).
         Raises:
-            ValueError: malformed points.
+            ValueError: malformed points, or times of another length.
         """
         cfg = self.config
         P = np.asarray(points)
         if P.ndim != 2 or P.shape[1] < 3:
             raise ValueError(f"SweepDeskewer: points must be (N, 3+), got shape {P.shape}")
+        if times_s is not None and np.shape(times_s) != (len(P),):
+            raise ValueError(f"SweepDeskewer: times must be ({len(P)},), got shape {np.shape(times_s)}")
         if cfg.mode == "off":
             return P
         finite = np.isfinite(P[:, :3]).all(axis=1)
+        if cfg.mode == "time":
+            if times_s is None:
+                self.velocity = None
+                return P
+            finite &= np.isfinite(times_s)
         if finite.sum() < cfg.min_points:
             self.velocity = None
             return P
@@ -234,11 +247,16 @@ class SweepDeskewer:
         if self._odometry is None:
             self._odometry = self._new_odometry()
         tau = np.zeros(len(P))
-        tau[finite] = sweep_times_from_azimuth(P[finite], cfg.rate_hz, cfg.stamp_azimuth_deg, cfg.clockwise)
-        period = 1.0 / cfg.rate_hz
+        if cfg.mode == "time":
+            tau[finite] = np.asarray(times_s, np.float64)[finite]
+        else:
+            tau[finite] = sweep_times_from_azimuth(P[finite], cfg.rate_hz, cfg.stamp_azimuth_deg, cfg.clockwise)
         xyz = np.ascontiguousarray(P[finite, :3], dtype=np.float64)
-        # KISS-ICP's own de-skew takes times normalised to the revolution, 0.5 = its stamp
-        self._odometry.register_frame(xyz, np.clip(0.5 + tau[finite] / period, 0.0, 1.0))
+        # KISS-ICP's own de-skew takes times normalised to the sweep ([0, 1], its pose at 0.5): a
+        # fixed offset between that pose and the stamp leaves the velocity between sweeps the same
+        t = tau[finite]
+        span = float(t.max() - t.min()) if len(t) else 0.0
+        self._odometry.register_frame(xyz, (t - t.min()) / span if span > 0 else np.full(len(t), 0.5))
         T_odom_lidar = check_transform(np.asarray(self._odometry.last_pose, float), "KISS-ICP pose")
         self._poses.append((float(stamp_s), T_odom_lidar))
         if len(self._poses) < 2:

@@ -55,6 +55,8 @@ __all__ = [
     "pointcloud2_to_array",
     "pointcloud2_to_xyzi",
     "structured_to_xyzi",
+    "POINT_TIME_FIELDS",
+    "structured_point_times",
     "normalise_intensity",
     "xyzi_to_pointcloud2_fields",
     "rosbags_pointcloud2",
@@ -224,6 +226,42 @@ def structured_to_xyzi(points: np.ndarray, intensity_field: str = "intensity",
     if normalise:
         out[:, 3] = normalise_intensity(out[:, 3])
     return out
+
+
+POINT_TIME_FIELDS = ("t", "time", "offset_time", "timestamp")
+"""Per-point time fields drivers write, looked for in this order: ``t`` (Ouster: uint32
+nanoseconds; ``crossi2p-sim --with-time``: float32 seconds), ``time`` (Velodyne ROS driver:
+float32 seconds), ``offset_time`` (Livox: uint32 nanoseconds), ``timestamp`` (Hesai: float64
+absolute seconds). Integer fields are read as nanoseconds, float fields as seconds; values over
+1e6 s as absolute times (the header stamp is subtracted)."""
+
+
+def structured_point_times(points: np.ndarray, stamp_s: float, source: str = "point cloud") -> np.ndarray | None:
+    """Per-point firing time of a structured cloud, seconds relative to its header stamp, for
+    the same rows ``structured_to_xyzi`` keeps (finite x, y, z), or None when the cloud has no
+    time field (``POINT_TIME_FIELDS``; the first present is used).
+
+    Raises:
+        ValueError: a time field with more than one value per point, or non-finite times
+            (naming ``source`` and the field).
+    """
+    names = points.dtype.names or ()
+    field = next((f for f in POINT_TIME_FIELDS if f in names), None)
+    if field is None:
+        return None
+    if points.dtype[field].shape:
+        raise ValueError(f"{source}: time field {field!r} has count {points.dtype[field].shape}, expected 1")
+    raw = points[field]
+    t = raw.astype(np.float64) * (1e-9 if np.issubdtype(raw.dtype, np.integer) else 1.0)
+    keep = np.ones(len(points), bool)
+    for c in ("x", "y", "z"):
+        keep &= np.isfinite(points[c])
+    t = t[keep]
+    if len(t) and not np.all(np.isfinite(t)):
+        raise ValueError(f"{source}: time field {field!r} has non-finite values")
+    if len(t) and np.median(np.abs(t)) > 1e6:          # absolute times (Hesai): relative to the stamp
+        t = t - float(stamp_s)
+    return t
 
 
 def pointcloud2_to_xyzi(msg, intensity_field: str = "intensity", normalise: bool = True) -> np.ndarray:

@@ -81,7 +81,8 @@ from crossi2p.interrupt import exit_now_if_work_in_flight, register_native_worke
 from crossi2p.image_encoding import message_to_rgb, rgb_to_image_fields
 from crossi2p.metrics import registration_error
 from crossi2p.overlay import draw_projected_points
-from crossi2p.pointcloud2 import normalise_intensity, pointcloud2_to_xyzi, stamp_to_sec_nanosec
+from crossi2p.pointcloud2 import (normalise_intensity, pointcloud2_to_array, stamp_to_sec_nanosec,
+                                  structured_point_times, structured_to_xyzi)
 from crossi2p.preprocess import detect_intensity_scale
 from crossi2p.prior import Prior, load_prior
 from crossi2p.runtime import CalibrationRuntime, ModelLoadError, RuntimeConfig
@@ -416,8 +417,11 @@ class CalibrationNode(Node):
         p = self.params.node
         with self._lock:
             self.counters.clouds_in += 1
+        stamp_s = stamp_to_s(msg.header.stamp)
         try:
-            points = pointcloud2_to_xyzi(msg, p.intensity_field, normalise=False)
+            cloud = pointcloud2_to_array(msg)
+            points = structured_to_xyzi(cloud, p.intensity_field, source="PointCloud2", normalise=False)
+            times = structured_point_times(cloud, stamp_s, "PointCloud2")  # None: no time field
             detected = detect_intensity_scale(points[:, 3])  # the driver's scale, before normalising
             points[:, 3] = normalise_intensity(points[:, 3])
         except ValueError as exc:
@@ -429,18 +433,18 @@ class CalibrationNode(Node):
         if len(points) > p.max_points:
             with self._lock:
                 self.counters.clouds_subsampled += 1
-            keep = np.random.default_rng(len(points)).choice(len(points), p.max_points, replace=False)
-            points = points[np.sort(keep)]
+            keep = np.sort(np.random.default_rng(len(points)).choice(len(points), p.max_points, replace=False))
+            points = points[keep]
+            times = times[keep] if times is not None else None
         # the points in the LiDAR frame estimates are published under, or refused
         lidar_frame, points, refused = self._in_configured_frame(
             0, p.lidar_frame, msg.header.frame_id, f"cloud on {p.points_topic}",
             lambda frame: points_in_lidar_frame(points, msg.header.frame_id, frame, self._tf_tree))
         if refused:
             return self._bad_input("cloud", refused)
-        stamp_s = stamp_to_s(msg.header.stamp)
         # de-skewed outside the lock (its odometry takes tens of ms and the worker must not wait):
         # only this callback touches the odometry, and the executor runs callbacks one at a time
-        sweep = self.pipeline.deskew_sweep(stamp_s, LidarSweep(points, lidar_frame))
+        sweep = self.pipeline.deskew_sweep(stamp_s, LidarSweep(points, lidar_frame, times_s=times))
         with self._lock:
             pairs = self.pipeline.offer_lidar(stamp_s, sweep, deskewed=True)
         self._offer(pairs)

@@ -149,9 +149,10 @@ def replay_bag(bag: Path, runtime: CalibrationRuntime, T_gt: np.ndarray | None, 
                 except FrameMismatchError as exc:
                     result.refused[str(exc)] = result.refused.get(str(exc), 0) + 1
                     continue
+                sweep = pipeline.deskew_sweep(rec.stamp_s, LidarSweep(points, frames[0], times_s=rec.times_s))
                 if knock is not None and rec.stamp_s >= knock.at_s:
-                    points = knocked_points(points, knock, T_gt)
-                pairs = pipeline.offer_lidar(rec.stamp_s, LidarSweep(points, frames[0]))
+                    sweep.points = knocked_points(sweep.points, knock, T_gt)
+                pairs = pipeline.offer_lidar(rec.stamp_s, sweep, deskewed=True)
             for pair in pairs:
                 handle(pair)
             if full():

@@ -63,7 +63,10 @@ class LidarSweep:
     frame_id: str
     skewed: bool = False
     """De-skewing is on but this sweep could not be de-skewed (the odometry had no velocity yet:
-    the first sweeps, or after a gap): it is not refined on."""
+    the first sweeps, or after a gap; mode ``time`` and no time field): it is not refined on."""
+    times_s: np.ndarray | None = None
+    """(N,) each point's firing time relative to the stamp, seconds, from the cloud's time field
+    (``crossi2p.pointcloud2.structured_point_times``; None: none). Dropped once de-skewed."""
 
 
 @dataclass
@@ -246,7 +249,7 @@ class CalibrationPipeline:
         """The sweep stamped ``stamp_s`` with its points moved to the sensor's pose at the stamp
         (``crossi2p.deskew.SweepDeskewer``: every sweep, in stamp order; as given when off), and
         marked ``skewed`` when de-skewing is on but could not be done for it."""
-        points = self.deskewer(stamp_s, sweep.points)
+        points = self.deskewer(stamp_s, sweep.points, sweep.times_s)
         skewed = self.deskewer.config.mode != "off" and self.deskewer.velocity is None
         return LidarSweep(points, sweep.frame_id, skewed)
 

@@ -108,7 +108,8 @@ def add_deskew_arguments(p: argparse.ArgumentParser) -> None:
                         "from KISS-ICP odometry). auto (default): on for KITTI raw drives (their sweeps are raw), "
                         "off for KITTI Odometry folders (already compensated; a crossi2p-sim folder says whether "
                         "its sweeps are skewed), rosbag2 and nuScenes (say --deskew azimuth and where your "
-                        "driver stamps)")
+                        "driver stamps, or --deskew time when its clouds carry per-point times: Ouster t, "
+                        "Velodyne time, Livox offset_time, Hesai timestamp)")
     p.add_argument("--lidar-rate-hz", type=float, default=DeskewConfig.rate_hz,
                    help="LiDAR revolutions per second, for --deskew (default %(default)g)")
     p.add_argument("--lidar-stamp-azimuth-deg", type=float, default=DeskewConfig.stamp_azimuth_deg,

@@ -37,7 +37,8 @@ from tqdm import tqdm
 from ..camera import CameraModel, UncalibratedCameraError, camera_from_camera_info
 from ..geometry import check_transform, invert_transform, transform_from_tq, transform_to_tq
 from ..image_encoding import message_to_rgb, rgb_to_compressed, rgb_to_image_fields
-from ..pointcloud2 import pointcloud2_to_xyzi, rosbags_pointcloud2, stamp_to_sec_nanosec
+from ..pointcloud2 import (pointcloud2_to_array, rosbags_pointcloud2, stamp_to_sec_nanosec, structured_point_times,
+                           structured_to_xyzi)
 from ..tf_tree import StaticTransformTree
 from ..log_once import warn_once
 
@@ -117,6 +118,9 @@ class PointCloudRecord:
     frame_id: str
     points: np.ndarray
     """(N, 4) float32 ``x, y, z, intensity`` in ``frame_id`` (NaN points dropped)."""
+    times_s: np.ndarray | None = None
+    """(N,) each point's firing time relative to ``stamp_s``, seconds, from the cloud's time field
+    (``crossi2p.pointcloud2.structured_point_times``; None: the cloud has none)."""
 
 
 BagRecord = ImageRecord | CameraInfoRecord | PointCloudRecord
@@ -494,7 +498,8 @@ def read_bag_messages(bag_dir: str | os.PathLike,
     """Decoded camera, camera-info and LiDAR messages of a bag, in log-time order.
 
     Yields ``ImageRecord`` (images decoded by ``crossi2p.image_encoding``),
-    ``CameraInfoRecord`` and ``PointCloudRecord`` (``crossi2p.pointcloud2.pointcloud2_to_xyzi``).
+    ``CameraInfoRecord`` and ``PointCloudRecord`` (``crossi2p.pointcloud2.structured_to_xyzi``, and the
+    per-point times of ``structured_point_times``).
     A topic given as ``None`` is skipped. When ``image_topic`` is absent but
     ``<image_topic>/compressed`` exists, that one is read. Raises ``ValueError`` naming the
     bag, the topic and the topics present when a topic is missing or has an unexpected type,
@@ -543,7 +548,10 @@ def _decoded_messages(bag_dir, topics: set[str]) -> Iterator[BagRecord]:
                         continue
                     record = CameraInfoRecord(conn.topic, stamp, log_s, frame, camera)
                 elif conn.msgtype == POINTCLOUD2:
-                    record = PointCloudRecord(conn.topic, stamp, log_s, frame, pointcloud2_to_xyzi(msg))
+                    cloud = pointcloud2_to_array(msg)
+                    record = PointCloudRecord(conn.topic, stamp, log_s, frame,
+                                              structured_to_xyzi(cloud, source="PointCloud2"),
+                                              structured_point_times(cloud, stamp, "PointCloud2"))
                 else:
                     record = ImageRecord(conn.topic, stamp, log_s, frame, message_to_rgb(msg))
             except ValueError as exc:
