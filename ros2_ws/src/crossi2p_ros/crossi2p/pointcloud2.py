@@ -239,27 +239,28 @@ absolute seconds). Integer fields are read as nanoseconds, float fields as secon
 def structured_point_times(points: np.ndarray, stamp_s: float, source: str = "point cloud") -> np.ndarray | None:
     """Per-point firing time of a structured cloud, seconds relative to its header stamp, for
     the same rows ``structured_to_xyzi`` keeps (finite x, y, z), or None when the cloud has no
-    time field (``POINT_TIME_FIELDS``; the first present is used).
-
-    Raises:
-        ValueError: a time field with more than one value per point, or non-finite times
-            (naming ``source`` and the field).
+    usable time field (``POINT_TIME_FIELDS``; the first present is used; one with several values
+    per point is not usable: one warning per source and field). Never raises: a cloud is not
+    refused for its times, which only de-skewing (mode ``time``) uses; non-finite times stay NaN
+    (those points are not de-skewed).
     """
     names = points.dtype.names or ()
     field = next((f for f in POINT_TIME_FIELDS if f in names), None)
     if field is None:
         return None
     if points.dtype[field].shape:
-        raise ValueError(f"{source}: time field {field!r} has count {points.dtype[field].shape}, expected 1")
+        _warn_once(("time field count", source, field),
+                   f"{source}: time field {field!r} has count {points.dtype[field].shape}, expected 1; not used", _log)
+        return None
     raw = points[field]
     t = raw.astype(np.float64) * (1e-9 if np.issubdtype(raw.dtype, np.integer) else 1.0)
     keep = np.ones(len(points), bool)
     for c in ("x", "y", "z"):
         keep &= np.isfinite(points[c])
     t = t[keep]
-    if len(t) and not np.all(np.isfinite(t)):
-        raise ValueError(f"{source}: time field {field!r} has non-finite values")
-    if len(t) and np.median(np.abs(t)) > 1e6:          # absolute times (Hesai): relative to the stamp
+    t[~np.isfinite(t)] = np.nan
+    finite = t[np.isfinite(t)]
+    if len(finite) and np.median(np.abs(finite)) > 1e6:  # absolute times (Hesai): relative to the stamp
         t = t - float(stamp_s)
     return t
 
