@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from crossi2p.datasets.rosbag2 import read_bag_ground_truth
 from crossi2p.metrics import registration_error
+from crossi2p_ros.pipeline import WINDOW_SPANS
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_refinement import perturbed, print_and_save  # noqa: E402
@@ -41,7 +42,7 @@ def prior_yaml(path: Path, T: np.ndarray, max_deg: float, max_m: float) -> Path:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("bags", type=Path, nargs="+", help="rosbag2 folders with the ground truth on /tf_static")
-    p.add_argument("--span", nargs="+", choices=["spread", "recent"], default=["spread", "recent"])
+    p.add_argument("--span", nargs="+", choices=WINDOW_SPANS, default=["spread", "recent"])
     p.add_argument("--priors", type=int, default=1, help="prior draws per bag (besides the run without a prior)")
     p.add_argument("--max-deg", type=float, default=4.0, help="prior rotation error per axis (deg)")
     p.add_argument("--max-m", type=float, default=0.25, help="prior translation error per axis (m)")

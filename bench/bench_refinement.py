@@ -24,8 +24,8 @@ from tqdm import tqdm
 
 from crossi2p.calib_io import load_calibration_yaml
 from crossi2p.datasets.kitti import read_kitti_sequence
-from crossi2p.deskew import DeskewConfig, SweepDeskewer
 from crossi2p.datasets.sample_folder import find_sample_folders, load_sample_folder
+from crossi2p.deskew import DeskewConfig, SweepDeskewer
 from crossi2p.geometry import make_transform
 from crossi2p.metrics import registration_error
 from crossi2p.refinement import RefinementConfig, prepare_frame, refine_extrinsic, refinement_cost

@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(prog="python -m crossi2p_training.ablation", description=__doc__.split("\n\n")[0],
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        epilog="example:\n    python -m crossi2p_training.ablation --steps 250 "
-                                       "--set optim.warmup_steps=50 --out runs/ablation")
+                              "--set optim.warmup_steps=50 --out runs/ablation")
     p.add_argument("--config", default="cpu", help="training config (name in training/configs or a YAML path)")
     p.add_argument("--steps", type=int, required=True, help="training steps of every variant")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

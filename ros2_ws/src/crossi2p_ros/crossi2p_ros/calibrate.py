@@ -65,7 +65,7 @@ from crossi2p.prior import Prior, load_prior
 from crossi2p.runtime import ModelLoadError
 
 from .pairing import PairingConfig
-from .pipeline import CalibrationPipeline, RefinementRun, RefinementScheduleConfig
+from .pipeline import WINDOW_SPANS, CalibrationPipeline, RefinementRun, RefinementScheduleConfig
 from .recordings import SOURCES, add_deskew_arguments, check_bag_topics, deskew_config, detect_source, open_dataset
 
 PROG = "crossi2p-calibrate"
@@ -106,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, help="use at most this many pairs (default: all)")
     p.add_argument("--window-frames", type=int, default=WINDOW_FRAMES,
                    help="pairs the refinement looks at (default %(default)s)")
-    p.add_argument("--window-span", choices=["spread", "recent"], default="spread",
+    p.add_argument("--window-span", choices=WINDOW_SPANS, default="spread",
                    help="which pairs: spread evenly over the whole recording (default) or the last N")
     p.add_argument("--max-pair-offset-s", type=float, default=RefinementScheduleConfig.max_pair_offset_s,
                    help="pairs whose image and LiDAR stamps differ by more are not refined on: the vehicle "

@@ -421,7 +421,8 @@ class CalibrationNode(Node):
         try:
             cloud = pointcloud2_to_array(msg)
             points = structured_to_xyzi(cloud, p.intensity_field, source="PointCloud2", normalise=False)
-            times = structured_point_times(cloud, stamp_s, "PointCloud2")  # None: no time field
+            times = (structured_point_times(cloud, stamp_s, "PointCloud2")  # None: no time field
+                     if self.pipeline.deskewer.config.mode == "time" else None)  # only de-skewing uses them
             detected = detect_intensity_scale(points[:, 3])  # the driver's scale, before normalising
             points[:, 3] = normalise_intensity(points[:, 3])
         except ValueError as exc:

@@ -74,7 +74,7 @@ from crossi2p.tf_tree import FrameMismatchError, StaticTransformTree, check_came
 
 from .frame_report import FrameReport
 from .pairing import PairingConfig, StampedPair
-from .pipeline import CalibrationPipeline, CameraFrame, LidarSweep, RefinementScheduleConfig
+from .pipeline import WINDOW_SPANS, CalibrationPipeline, CameraFrame, LidarSweep, RefinementScheduleConfig
 from .recordings import (SOURCES, Source, add_deskew_arguments, check_bag_topics, deskew_config, detect_source,
                          open_dataset)
 from .replay_types import FrameRecord, Knock, ReplayResult, knocked_points  # noqa: F401  (re-exported)
@@ -368,7 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-refine", action="store_true", help="offline: do not run the refinement stage")
     p.add_argument("--refine-window-frames", type=int, default=RefinementScheduleConfig.window_frames,
                    help="offline: pairs the refinement looks at (default %(default)s)")
-    p.add_argument("--refine-window-span", choices=["recent", "spread"], default=RefinementScheduleConfig.window_span,
+    p.add_argument("--refine-window-span", choices=WINDOW_SPANS, default=RefinementScheduleConfig.window_span,
                    help="offline: the last pairs (default, as the node) or pairs spread over the whole bag")
     p.add_argument("--refine-max-pair-offset-s", type=float, default=RefinementScheduleConfig.max_pair_offset_s,
                    help="offline: pairs whose image and LiDAR stamps differ by more are not refined on "

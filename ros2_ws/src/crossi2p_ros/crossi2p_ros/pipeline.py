@@ -30,7 +30,7 @@ from __future__ import annotations
 import dataclasses
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -81,6 +81,10 @@ class FrameOutcome:
     """Snapshot of the fusion state after this frame (T_cam_lidar and covariance are copies)."""
 
 
+WindowSpan = Literal["recent", "spread"]
+WINDOW_SPANS: tuple[str, ...] = get_args(WindowSpan)
+"""The refinement window's spans (``RefinementScheduleConfig.window_span``; the CLIs' choices)."""
+
 EstimateStage = Literal["refined", "fused", "prior"]
 """Where an extrinsic comes from: an accepted refinement, the converged fusion, the user's prior."""
 
@@ -93,7 +97,7 @@ class RefinementScheduleConfig:
     """False: ``refinement_due`` is never true (``refine()`` still runs when called)."""
     window_frames: int = 20
     """Pairs kept for the refinement (decoded image, camera and points each)."""
-    window_span: Literal["recent", "spread"] = "recent"
+    window_span: WindowSpan = "recent"
     """Which pairs the window keeps. ``recent``: the last ``window_frames``. ``spread``:
     ``window_frames`` pairs spread evenly over every pair since the start (or the last drift
     event), in bounded memory: once the window is full, every other pair is dropped and only every
@@ -132,8 +136,8 @@ class RefinementScheduleConfig:
         if not self.max_pair_offset_s >= 0:
             raise ValueError(f"RefinementScheduleConfig.max_pair_offset_s: expected >= 0 seconds, "
                              f"got {self.max_pair_offset_s!r}")
-        if self.window_span not in ("recent", "spread"):
-            raise ValueError(f"RefinementScheduleConfig.window_span: expected 'recent' or 'spread', "
+        if self.window_span not in WINDOW_SPANS:
+            raise ValueError(f"RefinementScheduleConfig.window_span: expected {' or '.join(map(repr, WINDOW_SPANS))}, "
                              f"got {self.window_span!r}")
 
 
