@@ -87,6 +87,35 @@ def near_truth_cost(frames: list, T_gt: np.ndarray, cfg: RefinementConfig, at_tr
     return float(min(res.cost_final, at_truth)) if res.T_searched is not None else at_truth
 
 
+def real_cases(real: Path, windows: bool = False, accumulate: int = 0) -> list[tuple[str, list, np.ndarray]]:
+    """``(name, samples, T_gt)`` for every sample folder under ``real`` (a window of 1) and, with
+    ``windows``, every multi-frame scene's camera over its sweeps (folders ``f0_X``, ``f1_X``, ...
+    of one parent; ground truth: the rig's ``T_cam_lidar_static`` when the record has it);
+    ``accumulate``: see ``densified``."""
+    cases = []
+    groups: dict[tuple, list[Path]] = {}
+    for folder in find_sample_folders(real):
+        head, _, cam = folder.name.partition("_")
+        if head[:1] == "f" and head[1:].isdigit() and cam:
+            groups.setdefault((folder.parent, cam), []).append(folder)
+    loaded = {}
+    for folders in groups.values():
+        for f, s in zip(folders, densified([load_sample_folder(f) for f in folders], accumulate)):
+            loaded[f] = s
+    for folder in find_sample_folders(real):
+        s = loaded.get(folder) or load_sample_folder(folder)
+        cases.append((str(folder.relative_to(real)), [s], s.T_cam_lidar))
+    if windows:
+        for (parent, cam), folders in sorted(groups.items()):
+            if len(folders) < 2:
+                continue
+            samples = [loaded[f] for f in folders]
+            static = load_calibration_yaml(folders[0] / "calib.yaml").metadata.get("T_cam_lidar_static")
+            T_gt = np.asarray(static, float) if static is not None else samples[0].T_cam_lidar
+            cases.append((f"{parent.relative_to(real)}/{cam}x{len(samples)}", samples, T_gt))
+    return cases
+
+
 def print_and_save(summary: dict, rows: list[dict], path: Path | None) -> None:
     """Print ``summary``; with ``path``, write ``{"summary", "rows"}`` there as JSON."""
     print(json.dumps(summary, indent=1))
@@ -163,28 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             setattr(cfg, key, type(old)(eval(value)) if isinstance(old, tuple) else type(old)(value))
     rng = np.random.default_rng(args.seed)
-    cases = []
-    groups: dict[tuple, list[Path]] = {}
-    for folder in find_sample_folders(args.real) if args.real else []:
-        head, _, cam = folder.name.partition("_")
-        if head[:1] == "f" and head[1:].isdigit() and cam:
-            groups.setdefault((folder.parent, cam), []).append(folder)
-    loaded = {}
-    for folders in groups.values():
-        for f, s in zip(folders, densified([load_sample_folder(f) for f in folders], args.accumulate)):
-            loaded[f] = s
-    if args.real:
-        for folder in find_sample_folders(args.real):
-            s = loaded.get(folder) or load_sample_folder(folder)
-            cases.append((str(folder.relative_to(args.real)), [s], s.T_cam_lidar))
-    if args.real and args.windows:
-        for (parent, cam), folders in sorted(groups.items()):
-            if len(folders) < 2:
-                continue
-            samples = [loaded[f] for f in folders]
-            static = load_calibration_yaml(folders[0] / "calib.yaml").metadata.get("T_cam_lidar_static")
-            T_gt = np.asarray(static, float) if static is not None else samples[0].T_cam_lidar
-            cases.append((f"{parent.relative_to(args.real)}/{cam}x{len(samples)}", samples, T_gt))
+    cases = real_cases(args.real, args.windows, args.accumulate) if args.real else []
     if args.sim:
         seq = read_kitti_sequence(args.sim)
         every = [seq[i] for i in range(len(seq))]
