@@ -321,3 +321,11 @@ def test_segment_term_alone_is_lowest_at_the_truth_and_refines():
     assert bare[0].segments is None and bare[0].features is None
     with pytest.raises(ValueError, match="segment_weight"):
         refinement_cost(bare, T_GT, config=cfg)
+
+
+def test_surface_normals_of_the_ground_point_up_towards_the_lidar():
+    from crossi2p.refinement import _normals_at
+    xs, ys = np.meshgrid(np.linspace(3, 30, 60), np.linspace(-6, 6, 40))
+    ground = np.column_stack([xs.ravel(), ys.ravel(), np.full(xs.size, -1.7)])
+    n = _normals_at(ground, ground[::7], 10)
+    np.testing.assert_allclose(n, np.tile([0.0, 0.0, 1.0], (len(n), 1)), atol=1e-6)

@@ -43,7 +43,8 @@ Per frame, once (``prepare_frame``):
    random subsample of ``max_points_per_frame``, their intensities rank-normalised per frame (so
    KITTI's 0-1, nuScenes' 0-255 or a 16-bit Ouster all become uniform in [0, 1]) and, for the
    segment term, their surface normals (a plane fit to each point's ``normal_neighbors``
-   nearest points in view, turned to face the LiDAR); with the edge term on, depth-discontinuity points are found in the angular image seen from the camera
+   nearest points in view, turned to face the LiDAR); with the edge term on,
+   depth-discontinuity points are found in the angular image seen from the camera
    (``lidar_depth_edges``).
 
 Over the window (``refine_extrinsic``):
@@ -147,12 +148,14 @@ class RefinementConfig:
     so when aligned the points inside it agree. Its values vary about 10x more than the NID's
     over the prior's range (measured on the real samples), hence 0.1: the two then weigh alike.
     On (since this release): real single frames searched 2.03 -> 1.19 deg, real 3-sweep windows
-    4.65 -> 1.07 deg, simulated drives unchanged; about 0.4 s per frame to prepare and 1.7x the
+    4.65 -> 1.07 deg, simulated drives unchanged; about 0.4 s per frame to prepare and 1.6x the
     search time (docs/benchmarks.md, section 8). 0 turns it off."""
     segment_scale: float = 200.0
-    """Felzenszwalb-Huttenlocher ``scale`` at the working width (larger: bigger segments)."""
+    """Felzenszwalb-Huttenlocher ``scale`` (larger: bigger segments; about 300-500 segments on a
+    1024 px wide street image), on the working image (at most ``max_width_px`` wide; Gaussian
+    pre-smoothing sigma 0.8 px)."""
     segment_min_size_px: int = 100
-    """Smallest segment, pixels at the working width."""
+    """Smallest segment, pixels of the working image."""
     normal_neighbors: int = 10
     """Points per local plane fit of the surface normals (segment term)."""
     remove_hidden_points: bool = False
@@ -748,7 +751,8 @@ class _Window:
     def samples(self, T: np.ndarray, level: int) -> tuple:
         """Everything the cost needs at ``T`` (so that re-weighted costs need no re-projection):
         grey, gradient and edge-nearness values under the points (gradient / edge-nearness: empty
-        when their term is off), the in-image mask, and the depth-edge points' values and mask."""
+        when their term is off), the in-image mask, the depth-edge points' values and mask, and
+        the image segment label under each point (empty when the segment term is off)."""
         stacks = [self.pts.stack] + [st for st in (self.gradient, self.surface and self.surface.stack)
                                      if st is not None]
         u, v, inside = projected = self.pts.project(T)
