@@ -3,11 +3,11 @@ the committed TRI DGP recording data/real/tri_dgp_scene_02 (no shared data neede
 
 Tolerances, and why (docs/benchmarks.md section 8, "The real recording demo"): the committed
 priors are the rig calibration moved by 3 deg / 0.2 m (RTE 0.18-0.26 m, median 0.22 m). Today the
-refinement's search brings the six cameras to a median of 0.72 deg / 0.17 m (0.44-1.39 deg on five,
-6.35 deg on camera_09; camera_01 0.55 deg but 0.29 m) and refuses every result ("ambiguous"). The
-test runs the demo as a user does (all six cameras) and pins that the median rotation improves on
-the prior by at least 2 deg and stays <= 1.0 deg, that the median translation is below the
-priors' median, and that every refusal comes with its reason and no calibration file.
+refinement's search brings the six cameras to a median of 0.71 deg / 0.13 m (0.42-0.92 deg on five,
+3.61 deg on camera_06; every camera's translation below its prior's) and refuses every result
+("ambiguous"). The test runs the demo as a user does (all six cameras) and pins that the median
+rotation improves on the prior by at least 2 deg and stays <= 1.0 deg, that the median translation
+is below the priors' median, and that every refusal comes with its reason and no calibration file.
 """
 from __future__ import annotations
 
