@@ -207,9 +207,11 @@ def test_accepted_refinement_from_the_prior_is_what_pose_and_tf_carry_and_diagno
     # This test is about what an accepted refinement does to ~/pose, /tf_static and /diagnostics.
     # On these 416 x 128 px frames the default seed grid, which also shifts translation, finds
     # rivals 0.15 m away along the optical axis and refuses such short windows as ambiguous (as
-    # it should: docs/benchmarks.md section 8); the rotation-only grid accepts them.
+    # it should: docs/benchmarks.md section 8); the rotation-only grid accepts them. Windows of
+    # up to 3 frames are searched on the fine rotation grid by default, whose extra seeds find
+    # such rivals too: this test uses the coarse-to-fine search.
     h.node.pipeline.refinement_config = dataclasses.replace(h.node.pipeline.refinement_config,
-                                                            grid_translation_m=0.0)
+                                                            grid_translation_m=0.0, fine_search_max_frames=0)
     try:
         threads = record_refinement_threads(h.node)
         assert h.node.pipeline.prior.max_rotation_deg == PRIOR_BOUNDS[0]
