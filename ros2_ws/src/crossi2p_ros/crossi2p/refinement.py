@@ -625,12 +625,13 @@ class _Stack:
         self.fx, self.fy, self.cx, self.cy = K[:, 0, 0], K[:, 1, 1], K[:, 0, 2], K[:, 1, 2]
         H = max(im.shape[1] for im in images)
         W = max(im.shape[2] for im in images)
-        self.stack = np.zeros((images[0].shape[0], len(images) * (H + 2), W), np.float32)
+        self.frame_rows = H + 2                  # rows per frame in the tall stack (2 rows of padding)
+        self.stack = np.zeros((images[0].shape[0], len(images) * self.frame_rows, W), np.float32)
         for k, im in enumerate(images):
-            self.stack[:, k * (H + 2):k * (H + 2) + im.shape[1], :im.shape[2]] = im
+            self.stack[:, k * self.frame_rows:k * self.frame_rows + im.shape[1], :im.shape[2]] = im
         self.w_img = np.array([im.shape[2] for im in images], float)[self.fid]
         self.h_img = np.array([im.shape[1] for im in images], float)[self.fid]
-        self.row0 = (self.fid * (H + 2)).astype(float)
+        self.row0 = (self.fid * self.frame_rows).astype(float)
         self._maps: tuple[np.ndarray, np.ndarray] | None = None   # sample()'s remap maps, reused
 
     def subset(self, idx: np.ndarray) -> "_Stack":
@@ -638,7 +639,7 @@ class _Stack:
         out = object.__new__(_Stack)
         for name in ("fid", "points", "fx", "fy", "cx", "cy", "w_img", "h_img", "row0"):
             setattr(out, name, getattr(self, name)[idx])
-        out.stack, out._maps = self.stack, None
+        out.stack, out.frame_rows, out._maps = self.stack, self.frame_rows, None
         return out
 
     def project(self, T: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -722,8 +723,8 @@ class _Window:
             self.features_t = np.ascontiguousarray(features.T)          # (4, N): one row per feature
             self.features_sq = (features ** 2).sum(axis=1)
             # one tall label image, frames one under the other as in the stacks, labels offset per frame
-            H, W = self.pts.stack.shape[1] // len(frames), self.pts.stack.shape[2]
-            self.labels = np.zeros((len(frames) * H, W), np.intp)       # intp: bincount takes it as is
+            H = self.pts.frame_rows
+            self.labels = np.zeros((len(frames) * H, self.pts.stack.shape[2]), np.intp)  # intp: as bincount takes it
             offset = 0
             for k, f in enumerate(frames):
                 h, w = f.segments.shape
