@@ -39,6 +39,12 @@ VARIANTS = {
 }
 
 
+def pose_error(T: np.ndarray, T_gt: np.ndarray) -> float:
+    """One number per pose: geodesic RRE in degrees + 10 x RTE in metres (0.1 m weighs as 1 deg)."""
+    e = registration_error(T, T_gt)
+    return e.rre_geodesic_deg + 10.0 * e.rte_m
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--real", type=Path, required=True, help="folder of real sample folders (../shared/data/real)")
@@ -58,8 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, samples, T_gt in tqdm(real_cases(args.real, args.windows), desc="cases", unit="case"):
         poses = [T_gt] + [perturbed(rng, T_gt, s * args.max_deg, s * args.max_m)
                           for s in rng.uniform(0, 1, args.poses)]
-        errs = np.array([(lambda e: e.rre_geodesic_deg + 10.0 * e.rte_m)(registration_error(T, T_gt))
-                         for T in poses])
+        errs = np.array([pose_error(T, T_gt) for T in poses])
         row = {"case": name}
         for variant, overrides in VARIANTS.items():
             cfg = dataclasses.replace(RefinementConfig(), **overrides)
