@@ -633,19 +633,43 @@ class _Stack:
         self.h_img = np.array([im.shape[1] for im in images], float)[self.fid]
         self.row0 = (self.fid * self.frame_rows).astype(float)
         self._maps: tuple[np.ndarray, np.ndarray] | None = None   # sample()'s remap maps, reused
+        self._p32 = self._k32 = None                  # project()'s float32 inputs, made on first use
 
     def subset(self, idx: np.ndarray) -> "_Stack":
         """The points ``idx`` only, sharing this stack's images (no copy of them)."""
         out = object.__new__(_Stack)
         for name in ("fid", "points", "fx", "fy", "cx", "cy", "w_img", "h_img", "row0"):
             setattr(out, name, getattr(self, name)[idx])
-        out.stack, out.frame_rows, out._maps = self.stack, self.frame_rows, None
+        out.stack, out.frame_rows, out._maps, out._p32, out._k32 = self.stack, self.frame_rows, None, None, None
         return out
 
     def project(self, T: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Pixels (u, v) (N,) of the points under ``T`` and (N,) whether each is in its image."""
-        u, v, front = _pinhole(self.points @ T[:3, :3].T + T[:3, 3], self.fx, self.fy, self.cx, self.cy)
-        inside = front & (u >= 0) & (u <= self.w_img - 1) & (v >= 0) & (v <= self.h_img - 1)
+        """Pixels (u, v) (N,) float32 of the points under ``T`` and (N,) whether each is in its
+        image. The objective's hot path (thousands of poses per window), so: ``cv2.transform``
+        for the rigid motion (one C loop, about 10x numpy's matmul on (N, 3)) and float32 with
+        in-place operations (``cv2.remap`` samples at float32 pixels anyway)."""
+        if self._p32 is None:
+            self._p32 = self.points.astype(np.float32).reshape(-1, 1, 3)
+            self._k32 = [np.asarray(a, np.float32) for a in (self.fx, self.fy, self.cx, self.cy,
+                                                              self.w_img - 1, self.h_img - 1)]
+        fx, fy, cx, cy, u_max, v_max = self._k32
+        if not len(self.points):
+            return np.zeros(0, np.float32), np.zeros(0, np.float32), np.zeros(0, bool)
+        q = cv2.transform(self._p32, T[:3].astype(np.float32)).reshape(-1, 3)
+        z = q[:, 2]
+        front = z > 0.5                                   # as _pinhole
+        inv = np.divide(1.0, z, out=np.ones_like(z), where=front)
+        u = q[:, 0] * inv
+        u *= fx
+        u += cx
+        v = q[:, 1] * inv
+        v *= fy
+        v += cy
+        inside = u >= 0
+        inside &= front
+        inside &= u <= u_max
+        inside &= v >= 0
+        inside &= v <= v_max
         return u, v, inside
 
     def sample(self, T: np.ndarray, level: int, stacks: Sequence[np.ndarray] | None = None,
@@ -663,8 +687,12 @@ class _Stack:
             shape = (max(-(-n // width), 1), width)
             self._maps = (np.full(shape, -10.0, np.float32), np.full(shape, -10.0, np.float32))
         rows, cols = self._maps
-        rows.ravel()[:n] = np.where(inside, v + self.row0, -10.0)
-        cols.ravel()[:n] = np.where(inside, u, -10.0)
+        outside = ~inside
+        r, c = rows.ravel()[:n], cols.ravel()[:n]
+        np.add(v, self.row0, out=r, casting="unsafe")
+        np.copyto(c, u)
+        np.copyto(r, -10.0, where=outside)
+        np.copyto(c, -10.0, where=outside)
         stacks = stacks if stacks is not None else [self.stack]
         if stacks[0].shape[1] < 32767:
             out = [cv2.remap(st[level], cols, rows, cv2.INTER_LINEAR,
@@ -724,7 +752,7 @@ class _Window:
             self.features_sq = (features ** 2).sum(axis=1)
             # one tall label image, frames one under the other as in the stacks, labels offset per frame
             H = self.pts.frame_rows
-            self.labels = np.zeros((len(frames) * H, self.pts.stack.shape[2]), np.intp)  # intp: as bincount takes it
+            self.labels = np.zeros((len(frames) * H, self.pts.stack.shape[2]), np.int32)  # int32: half the memory
             offset = 0
             for k, f in enumerate(frames):
                 h, w = f.segments.shape
@@ -763,10 +791,14 @@ class _Window:
                                      if st is not None]
         u, v, inside = projected = self.pts.project(T)
         values, _ = self.pts.sample(T, level, stacks, projected)
-        lab = np.zeros(0, np.int64)
+        lab = np.zeros(0, np.intp)
         if self.labels is not None:                      # nearest label under each point
-            flat = np.rint(v + self.pts.row0) * self.labels.shape[1] + np.rint(u)
-            lab = self.labels.ravel()[np.where(inside, flat, 0).astype(np.intp)]
+            rows, cols = (m.ravel()[:len(u)] for m in self.pts._maps)   # sample()'s pixels, -10 outside
+            flat = np.rint(rows).astype(np.intp)
+            flat *= self.labels.shape[1]
+            flat += np.rint(cols).astype(np.intp)
+            lab = self.labels.take(flat, mode="clip").astype(np.intp)   # off-image: clipped to label 0,
+            # weight 0 (inside); intp: what bincount takes without a copy
         g = values.pop(0)
         gm = values.pop(0) if self.gradient is not None else np.zeros(0)
         s = values.pop(0) if self.surface is not None else np.zeros(0)
@@ -779,29 +811,30 @@ class _Window:
     def cost_of(self, samples: tuple, w_pts: np.ndarray | None = None, w_edges: np.ndarray | None = None) -> float:
         """Cost from ``samples``, with optional per-point multiplicities (the bootstrap)."""
         g, gm, inside, s, e, e_in, lab = samples
-        wp = np.ones(len(g)) if w_pts is None else w_pts
-        if (inside * wp).sum() < 10:
+        wi = inside.astype(np.float64) if w_pts is None else inside * w_pts      # (N,) weight of each point
+        w_in = float(wi.sum())
+        if w_in < 10:
             return 2.0
-        nid = self.cfg.nid_weight * self._nid("intensity", g, inside, wp) if self.cfg.nid_weight else 0.0
+        nid = self.cfg.nid_weight * self._nid("intensity", g, wi) if self.cfg.nid_weight else 0.0
         if self.gradient is not None:
-            nid += self.cfg.gradient_nid_weight * self._nid("discontinuity", gm, inside, wp)
+            nid += self.cfg.gradient_nid_weight * self._nid("discontinuity", gm, wi)
         if self.labels is not None:
-            nid += self.cfg.segment_weight * self._unexplained(lab, inside, wp)
-        kept = float((inside * wp).sum()) / float(wp.sum())
+            nid += self.cfg.segment_weight * self._unexplained(lab, inside, wi if w_pts is not None else None)
+        kept = w_in / (float(len(g)) if w_pts is None else float(w_pts.sum()))
         if kept < 0.5:                                   # most of the point set left the image
             nid += 0.5 - kept
         contrast = 0.0
         if self.cfg.edge_weight and len(e):
             we = self.edge_w if w_edges is None else self.edge_w * w_edges
-            wi = inside * wp
             if we.sum() > 0:
-                contrast = float(we @ (e * e_in)) / float(we.sum()) - float(wi @ s) / float(wi.sum())
+                contrast = float(we @ (e * e_in)) / float(we.sum()) - float(wi @ s) / w_in
         return nid - self.cfg.edge_weight * contrast
 
-    def _nid(self, lidar: str, y: np.ndarray, inside: np.ndarray, w: np.ndarray) -> float:
-        """NID of the (x, y) pairs in [0, 1]^2 of the points inside the image, weights ``w``,
-        soft (bilinear) binning; ``x`` is this window's (N,) array named ``lidar`` ("intensity"
-        or "discontinuity"), fixed over the window, so its bins are computed once.
+    def _nid(self, lidar: str, y: np.ndarray, wi: np.ndarray) -> float:
+        """NID of the (x, y) pairs in [0, 1]^2 of the points, weights ``wi`` (zero for the points
+        outside the image), soft (bilinear) binning; ``x`` is this window's (N,) array named
+        ``lidar`` ("intensity" or "discontinuity"), fixed over the window, so its bins are
+        computed once.
 
         Only points inside the image take part. (Giving the points that leave it a grey bin of
         their own was tried and is wrong: a pose that pushes a homogeneous group, e.g. the road,
@@ -812,33 +845,50 @@ class _Window:
         b = self.bins
         if lidar not in self._x_bins:
             fx = getattr(self, lidar) * (b - 1)
-            ix = np.minimum(fx.astype(int), b - 2)
-            self._x_bins[lidar] = (ix * b, fx - ix)
-        ixb, ax = self._x_bins[lidar]
-        fy = np.clip(y, 0.0, 1.0) * (b - 1)
-        iy = np.minimum(fy.astype(int), b - 2)
-        ay = fy - iy
-        hist = np.zeros(b * b)
-        wi = w * inside
-        for dx, wx in ((0, wi * (1 - ax)), (b, wi * ax)):
-            for dy, wy in ((0, 1 - ay), (1, ay)):
-                hist += np.bincount(ixb + (iy + (dx + dy)), weights=wx * wy, minlength=b * b)
+            ix = np.minimum(fx.astype(np.intp), b - 2)
+            ax = fx - ix
+            self._x_bins[lidar] = (ix * b, 1.0 - ax, ax)
+        ixb, ax0, ax1 = self._x_bins[lidar]
+        fy = np.clip(y, 0.0, 1.0).astype(np.float64)
+        fy *= b - 1
+        iy = fy.astype(np.intp)
+        np.minimum(iy, b - 2, out=iy)
+        wy1 = fy - iy                                    # the y fraction, then its weight
+        wy1 *= wi
+        wy0 = wi - wy1
+        iy += ixb                                        # the (x, y) bin of the lower corner
+        # one bincount per corner on the same index, shifted afterwards (a shift of b*b counts
+        # costs less than a shifted copy of the N indices)
+        bb, size = b * b, b * b + b + 2
+        hist = np.bincount(iy, wy0 * ax0, size)[:bb]
+        hist[1:] += np.bincount(iy, wy1 * ax0, size)[:bb - 1]
+        hist[b:] += np.bincount(iy, wy0 * ax1, size)[:bb - b]
+        hist[b + 1:] += np.bincount(iy, wy1 * ax1, size)[:bb - b - 1]
         p = hist.reshape(b, b) / hist.sum()
         h_xy = _entropy(p)
         if h_xy <= 0:
             return 1.0
         return (2.0 * h_xy - _entropy(p.sum(1)) - _entropy(p.sum(0))) / h_xy
 
-    def _unexplained(self, lab: np.ndarray, inside: np.ndarray, w: np.ndarray) -> float:
+    def _unexplained(self, lab: np.ndarray, inside: np.ndarray, wi: np.ndarray | None) -> float:
         """``1 - eta^2``: the share of the variance of the points' features (intensity, normal)
         that their image segments do not explain (within-segment / total sum of squares), over
-        the points inside the image, weights ``w``."""
-        wi = w * inside
-        cnt = np.bincount(lab, wi, self.n_labels)
-        s1 = np.stack([np.bincount(lab, wi * y, self.n_labels) for y in self.features_t])  # feature x segment
-        sum_sq, mean_sum = float((wi * self.features_sq).sum()), s1.sum(axis=1)
+        the points inside the image, weights ``wi`` (None: weight 1 inside, 0 outside)."""
+        n = self.n_labels
+        if wi is None:           # unit weights: the points outside go to an extra label, dropped
+            lab = np.where(inside, lab, n)
+            cnt = np.bincount(lab, minlength=n + 1)[:n].astype(np.float64)
+            s1 = np.empty((len(self.features_t), n))                                  # feature x segment
+            for k, y in enumerate(self.features_t):
+                s1[k] = np.bincount(lab, y, n + 1)[:n]
+            sum_sq = float(np.bincount(lab, self.features_sq, n + 1)[:n].sum())
+        else:
+            cnt = np.bincount(lab, wi, n)
+            s1 = np.stack([np.bincount(lab, wi * y, n) for y in self.features_t])
+            sum_sq = float((wi * self.features_sq).sum())
+        mean_sum = s1.sum(axis=1)
         within = sum_sq - float((s1 ** 2 / np.maximum(cnt, 1e-12)).sum())
-        total = sum_sq - float(mean_sum @ mean_sum) / max(float(wi.sum()), 1e-12)
+        total = sum_sq - float(mean_sum @ mean_sum) / max(float(cnt.sum()), 1e-12)
         return within / total if total > 0 else 1.0
 
     def cost(self, T: np.ndarray, level: int) -> float:
@@ -863,7 +913,9 @@ class _Window:
 def _perturb(T0: np.ndarray, x: np.ndarray, scale: np.ndarray) -> np.ndarray:
     """``[Exp(phi) | rho] @ T0`` with ``(rho, phi) = x * scale`` (rotation about the camera centre)."""
     d = x * scale
-    return make_transform(Rotation.from_rotvec(d[3:]), d[:3]) @ T0
+    # cv2.Rodrigues: the same rotation as scipy's Rotation.from_rotvec, about 20x faster (this
+    # runs once per evaluation of the objective)
+    return make_transform(cv2.Rodrigues(d[3:])[0], d[:3]) @ T0
 
 
 def refinement_cost(frames: Sequence[PreparedFrame], T_cam_lidar: np.ndarray, level: int = -1,
