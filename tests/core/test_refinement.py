@@ -333,3 +333,28 @@ def test_surface_normals_of_the_ground_point_up_towards_the_lidar():
     ground = np.column_stack([xs.ravel(), ys.ravel(), np.full(xs.size, -1.7)])
     n = _normals_at(ground, ground[::7], 10)
     np.testing.assert_allclose(n, np.tile([0.0, 0.0, 1.0], (len(n), 1)), atol=1e-6)
+
+
+def test_distinct_seeds_are_the_best_poses_apart_from_every_better_one():
+    """Non-maximum suppression of ranked seeds: each taken pose is farther than 1 deg or 0.1 m
+    (per axis) from every better one taken; a pose within both of a taken one is skipped."""
+    from crossi2p.prior import pose_distance
+    from crossi2p.refinement import _distinct_best
+
+    rng = np.random.default_rng(3)
+    ranked = [make_transform(Rotation.from_rotvec(np.radians(rng.uniform(-3, 3, 3))), rng.uniform(-0.2, 0.2, 3))
+              for _ in range(200)]
+    taken = _distinct_best(ranked, 12, 1.0, 0.1)
+    assert len(taken) == 12 and taken[0] is ranked[0]
+    for i, Ti in enumerate(taken):
+        for Tj in taken[:i]:
+            rot_deg, trans_m = pose_distance(Ti, Tj)
+            assert rot_deg > 1.0 or trans_m > 0.1
+    # every skipped pose before the last one taken is near a better taken one
+    last = next(k for k, T in enumerate(ranked) if T is taken[-1])
+    for T in ranked[:last]:
+        if not any(T is Tt for Tt in taken):
+            assert any(pose_distance(T, Tt)[0] <= 1.0 and pose_distance(T, Tt)[1] <= 0.1 for Tt in taken)
+    # 0.4 deg apart about one axis: a 1 deg suppression keeps every third one
+    line = [make_transform(Rotation.from_rotvec([0, 0, np.radians(0.4 * k + 0.01)]), np.zeros(3)) for k in range(9)]
+    assert [next(k for k, T in enumerate(line) if T is Tt) for Tt in _distinct_best(line, 9, 1.0, 0.1)] == [0, 3, 6]
