@@ -245,6 +245,14 @@ class RefinementConfig:
     """Best fine-grid seeds that descend (with the start itself)."""
     multi_starts: int = 6
     """Best grid seeds that descend all levels (with the start itself); compared on the finest."""
+    distinct_seeds: bool = False
+    """Take the best grid seeds that are distinct from every better one taken (farther than
+    ``ambiguity_deg`` / ``ambiguity_m``: non-maximum suppression), instead of the best grid
+    points, which on the fine grid are mostly neighbours in one basin."""
+    translation_hops_m: float = 0.0
+    """After the seeds' descents, the best result shifted by this much along each camera axis
+    (six starts) descends again, and those ends join the others (an iterated local search in
+    the weakly observed translation). 0: off."""
     max_evaluations_per_level: int = 250
     """Nelder-Mead objective evaluations per level and seed."""
     full_pose_levels: int = 1
@@ -933,6 +941,25 @@ def refinement_cost(frames: Sequence[PreparedFrame], T_cam_lidar: np.ndarray, le
 
 
 # ----------------------------------------------------------------------------- search
+def _distinct_best(ranked: Sequence[np.ndarray], n: int, min_deg: float, min_m: float) -> list[np.ndarray]:
+    """The first ``n`` of ``ranked`` (4, 4) poses, best first, skipping each pose within
+    ``min_deg`` and ``min_m`` (``pose_distance``) of one already taken (non-maximum suppression)."""
+    taken: list[np.ndarray] = []
+    cos_min = np.cos(np.radians(min_deg))
+    for T in ranked:
+        if len(taken) == n:
+            break
+        if taken:
+            P = np.asarray(taken)
+            # angle of R_T R_P^T from its trace; translation: the largest per-axis difference
+            cos = (np.einsum("ij,nij->n", T[:3, :3], P[:, :3, :3]) - 1.0) / 2.0
+            near = (cos > cos_min) & (np.abs(P[:, :3, 3] - T[:3, 3]).max(axis=1) <= min_m)
+            if near.any():
+                continue
+        taken.append(T)
+    return taken
+
+
 def _nelder_mead(fun, x0: np.ndarray, step: float, max_evals: int) -> tuple[np.ndarray, float, int]:
     simplex = np.vstack([x0] + [x0 + step * e for e in np.eye(len(x0))])
     res = optimize.minimize(fun, x0, method="Nelder-Mead",
@@ -1111,13 +1138,19 @@ def refine_extrinsic(frames: Sequence[PreparedFrame], T_start: np.ndarray,
         return T, fval
 
     n_starts = cfg.fine_multi_starts if fine else cfg.multi_starts
-    starts = [T_start] + [grid[k] for _, k in seeds[:n_starts] if not np.array_equal(grid[k], T_start)]
+    picked = (_distinct_best([grid[k] for _, k in seeds], n_starts, cfg.ambiguity_deg, cfg.ambiguity_m)
+              if cfg.distinct_seeds else [grid[k] for _, k in seeds[:n_starts]])
+    starts = [T_start] + [Tg for Tg in picked if not np.array_equal(Tg, T_start)]
     for Te in extra_starts:
         Te = check_transform(Te, "extra start")
         rot_deg, trans_m = pose_distance(Te, T_start)        # trans_m: the largest per-axis difference
         if rot_deg <= cfg.max_rotation_deg and trans_m <= cfg.max_translation_m:
             starts.append(Te)
     ends = sorted((descend(Ts) for Ts in starts), key=lambda r: r[1])
+    if cfg.translation_hops_m > 0:
+        hops = [make_transform(np.eye(3), cfg.translation_hops_m * sign * axis) @ ends[0][0]
+                for axis in np.eye(3) for sign in (-1.0, 1.0)]
+        ends = sorted(ends + [descend(Th) for Th in hops], key=lambda r: r[1])
     T = ends[0][0]
     # Ambiguity: the best other solution farther than ambiguity_deg / ambiguity_m from the best.
     def distinct(Te: np.ndarray) -> bool:
