@@ -530,7 +530,8 @@ def image_gradient_levels(gray: np.ndarray, sigmas_px: Sequence[float]) -> np.nd
 def _pinhole(p_cam: np.ndarray, fx, fy, cx, cy) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pinhole pixels ``u, v`` (N,) of camera-frame points (N, 3) and (N,) ``front`` (z > 0.5 m);
     the intrinsics are scalars or (N,) arrays (one per point: the window's frames). The images
-    are undistorted first, so no distortion here; a vectorised hot path, not CameraModel.project."""
+    are undistorted first, so no distortion here; vectorised, not CameraModel.project; the
+    objective's own projection is ``_Stack.project``, in float32."""
     z = p_cam[:, 2]
     front = z > 0.5
     zs = np.where(front, z, 1.0)
@@ -697,7 +698,9 @@ class _Stack:
                ) -> tuple[list[np.ndarray], np.ndarray]:
         """Image values under every point at ``level`` (one (N,) array per stack, default this
         one's images) and the (N,) in-image mask. Bilinear, with cv2.remap (fast).
-        ``projected``: ``project(T)`` when the caller has it already."""
+        ``projected``: ``project(T)`` when the caller has it already. The pixels stay in
+        ``self._maps`` (rows, cols; -10 off the image) until the next call: the segment term's
+        label lookup reuses them."""
         u, v, inside = projected if projected is not None else self.project(T)
         # cv2.remap takes maps and images below 32767 on a side: the N samples are laid out as a
         # (rows, 8192) map (allocated once, padded with an off-image -10), and a stack taller
