@@ -82,6 +82,8 @@ def test_missing_key_names_file_and_key(tmp_path, drop, key):
      r"key 'K' expected shape \(3, 3\)"),
     ("K: [[1, 0, 0], [0, 1, 0], [0, 0, 1]]\nwidth: 2\nheight: 2\nT_cam_lidar: [[2,0,0,0],[0,1,0,0],[0,0,1,0],[0,0,0,1]]\n",
      "not a proper rotation"),
+    ("K: [[1, 0, 0], [0, 1, 0], [0, 0, 1]]\nwidth: 2\nheight: 2\nT_cam_lidar: [[1,0,0,0],[0,1,0],[0,0,1,0],[0,0,0,1]]\n",
+     r"key 'T_cam_lidar' expected a numeric 4x4 matrix \(4 rows of 4 numbers\), got \[\[1, 0, 0, 0\], \[0, 1, 0\]"),
     ("version: 7\n", "schema version 7 is newer"),
     ("a: [\n", "not valid YAML"),
 ])

@@ -114,6 +114,16 @@ def test_bad_input_exits_1_with_one_line(drive, tmp_path, capsys):
     blocker.write_text("")
     assert main([str(drive[0]), "--out", str(blocker / "c.yaml"), *MODEL]) == 1
     assert "--out" in _one_line(capsys.readouterr().err)
+    # ... also where the permission bits say yes but nothing can be created (root under /proc),
+    # and for --report / --json
+    assert main([str(drive[0]), "--out", "/proc/crossi2p_nope/c.yaml", *MODEL]) == 1
+    assert "--out /proc/crossi2p_nope/c.yaml: not writable" in _one_line(capsys.readouterr().err)
+    assert main([str(drive[0]), *out, "--report", "/proc/crossi2p_nope/r", *MODEL]) == 1
+    assert "--report" in _one_line(capsys.readouterr().err)
+    # a folder as the prior: said so, not "not found"
+    assert main([str(drive[0]), *out, "--prior", str(tmp_path), *MODEL]) == 1
+    assert "is a folder (expected a calibration YAML file)" in _one_line(capsys.readouterr().err)
+    assert not (tmp_path / "c.yaml").exists()
 
 
 def test_help_names_the_outputs_and_exit_codes(capsys):

@@ -213,8 +213,9 @@ def normalise_distortion_model(name: str | None) -> str:
 def _matrix(record: Mapping, key: str, shape: tuple[int, int], where: str) -> np.ndarray:
     try:
         M = np.asarray(record[key], dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{where}: key {key!r} is not a numeric matrix ({exc})") from None
+    except (TypeError, ValueError):       # numpy's own wording (ragged rows, ...) says less than this
+        raise ValueError(f"{where}: key {key!r} expected a numeric {shape[0]}x{shape[1]} matrix "
+                         f"({shape[0]} rows of {shape[1]} numbers), got {record[key]!r}"[:300]) from None
     if M.size == shape[0] * shape[1] and M.ndim == 1:
         M = M.reshape(shape)
     if M.shape != shape:

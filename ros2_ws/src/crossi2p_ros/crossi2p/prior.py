@@ -76,6 +76,8 @@ def load_prior(path: str | os.PathLike) -> Prior:
             bound, a misspelt ``prior_max*`` key).
     """
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"prior {path}: is a folder (expected a calibration YAML file)")
     if not path.is_file():
         raise ValueError(f"prior {path}: file not found (expected a calibration YAML)")
     try:

@@ -125,6 +125,10 @@ class RefinementConfig:
     windows 0.025 m / 0.19 deg -> 0.014 m / 0.096 deg, real single frames searched 3.85 -> 3.00 deg,
     real 3-sweep windows 2.62 -> 1.29 deg (docs/benchmarks.md, section 8)."""
     histogram_bins: int = 24
+    nid_depth_bands: int = 1
+    """The NID is the mean of the NIDs of this many bands of the points' range (equal counts per
+    frame), so that a pose must align near and far points alike: a rotation that absorbs a
+    translation error aligns one depth only (parallax). 1: one NID over all points."""
     """Bins per axis of the joint intensity / grey histogram of the NID."""
     nid_weight: float = 1.0
     """Weight of the NID term (LiDAR intensity vs image grey level)."""
@@ -757,6 +761,13 @@ class _Window:
         self.pts = _Stack(points, Ks, [f.gray_levels for f in frames])
         self.intensity = np.concatenate([f.intensity[i] for f, i in zip(frames, pick)])
         self.discontinuity = np.concatenate([f.discontinuity[i] for f, i in zip(frames, pick)])
+        # the NID's depth band of every point: range quantiles within its own frame
+        bands = []
+        for f, i in zip(frames, pick):
+            r = np.linalg.norm(f.points[i], axis=1)
+            edges = np.quantile(r, np.linspace(0, 1, cfg.nid_depth_bands + 1)[1:-1]) if len(r) else []
+            bands.append(np.searchsorted(edges, r))
+        self.band = np.concatenate(bands).astype(np.intp)
         # the gradient term's stack: same points, other images (only when it is on)
         self.gradient = (_Stack(points, Ks, [f.gradient_levels for f in frames]).stack
                          if cfg.gradient_nid_weight else None)
@@ -800,6 +811,7 @@ class _Window:
         out = copy.copy(self)
         idx = np.arange(0, len(self.intensity), every)
         out.pts, out.intensity, out.discontinuity = self.pts.subset(idx), self.intensity[idx], self.discontinuity[idx]
+        out.band = self.band[idx]
         if self.labels is not None:
             out.features_t, out.features_sq = self.features_t[:, idx], self.features_sq[idx]
         out._x_bins = {}
@@ -870,7 +882,7 @@ class _Window:
             fx = getattr(self, lidar) * (b - 1)
             ix = np.minimum(fx.astype(np.intp), b - 2)
             ax = fx - ix
-            self._x_bins[lidar] = (ix * b, 1.0 - ax, ax)
+            self._x_bins[lidar] = (ix * b + self.band * (b * b), 1.0 - ax, ax)   # one b x b block per band
         ixb, ax0, ax1 = self._x_bins[lidar]
         fy = np.clip(y, 0.0, 1.0).astype(np.float64)
         fy *= b - 1
@@ -882,16 +894,23 @@ class _Window:
         iy += ixb                                        # the (x, y) bin of the lower corner
         # one bincount per corner on the same index, shifted afterwards (a shift of b*b counts
         # costs less than a shifted copy of the N indices)
-        bb, size = b * b, b * b + b + 2
-        hist = np.bincount(iy, wy0 * ax0, size)[:bb]
-        hist[1:] += np.bincount(iy, wy1 * ax0, size)[:bb - 1]
-        hist[b:] += np.bincount(iy, wy0 * ax1, size)[:bb - b]
-        hist[b + 1:] += np.bincount(iy, wy1 * ax1, size)[:bb - b - 1]
-        p = hist.reshape(b, b) / hist.sum()
-        h_xy = _entropy(p)
-        if h_xy <= 0:
-            return 1.0
-        return (2.0 * h_xy - _entropy(p.sum(1)) - _entropy(p.sum(0))) / h_xy
+        # (a corner's shift never leaves its band's block: the lower corner is at most b*b - b - 2)
+        bb = b * b
+        nb = self.cfg.nid_depth_bands
+        size = nb * bb + b + 2
+        hist = np.bincount(iy, wy0 * ax0, size)[:nb * bb]
+        hist[1:] += np.bincount(iy, wy1 * ax0, size)[:nb * bb - 1]
+        hist[b:] += np.bincount(iy, wy0 * ax1, size)[:nb * bb - b]
+        hist[b + 1:] += np.bincount(iy, wy1 * ax1, size)[:nb * bb - b - 1]
+        nids = []
+        for h in hist.reshape(nb, b, b):
+            total = h.sum()
+            if total <= 0:
+                continue
+            p = h / total
+            h_xy = _entropy(p)
+            nids.append(1.0 if h_xy <= 0 else (2.0 * h_xy - _entropy(p.sum(1)) - _entropy(p.sum(0))) / h_xy)
+        return float(np.mean(nids)) if nids else 1.0
 
     def _unexplained(self, lab: np.ndarray, inside: np.ndarray, wi: np.ndarray | None) -> float:
         """``1 - eta^2``: the share of the variance of the points' features (intensity, normal)

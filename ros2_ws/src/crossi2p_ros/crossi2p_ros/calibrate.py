@@ -50,6 +50,7 @@ import argparse
 import dataclasses
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -172,6 +173,9 @@ def _main(argv: list[str] | None) -> int:
         deskew = deskew_config(args, source, args.input)
         prior = _load_prior(args)
         _check_writable(args.out, "--out")
+        for option, path in (("--report", args.report and args.report / "report.md"), ("--json", args.json)):
+            if path is not None:
+                _check_writable(path, option)
         if source == "rosbag2":
             check_bag_topics(args.input, topics)
         else:
@@ -214,10 +218,16 @@ def _main(argv: list[str] | None) -> int:
             raise CannotCalibrate(_why_not(pipeline))
     except CannotCalibrate as exc:
         elapsed_s = time.perf_counter() - t0      # the run's time, the same in the report and the JSON
-        if args.report is not None and result.frames:
-            _write_report(args, result, pipeline, None, None, str(exc), elapsed_s)
-        if args.json is not None:
-            _write_json(args, result, pipeline, None, None, str(exc), EXIT_UNTRUSTED, elapsed_s)
+        try:
+            if args.report is not None and result.frames:
+                _write_report(args, result, pipeline, None, None, str(exc), elapsed_s)
+            if args.json is not None:
+                _write_json(args, result, pipeline, None, None, str(exc), EXIT_UNTRUSTED, elapsed_s)
+        except OSError as write_exc:
+            print(f"{PROG}: error: could not write the report or JSON: {write_exc}", file=sys.stderr)
+        if not args.quiet:        # the next step, on stdout (stderr keeps the one-line reason)
+            print("no calibration written: the result did not pass its checks"
+                  + ("; keep using the prior" if prior is not None else ""))
         print(f"{PROG}: cannot calibrate: {exc}", file=sys.stderr)
         return EXIT_UNTRUSTED
 
@@ -236,29 +246,41 @@ def _main(argv: list[str] | None) -> int:
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "covariance_note": COVARIANCE_NOTE if stage == "refined" else "",
     }
-    yaml_path = save_calibration_yaml(args.out, T, pair.image.camera, lidar_frame=lidar_frame,
-                                      camera_frame=camera_frame, covariance=cov, metadata=metadata)
-    urdf_path = args.out.with_suffix(".urdf")
-    urdf_path.write_text(urdf_joint_snippet(T, lidar_frame, camera_frame))
-    report_md = None
-    elapsed_s = time.perf_counter() - t0          # the run's time, the same in the report and the JSON
-    if args.report is not None:
-        report_md = _write_report(args, result, pipeline, T, stage, "", elapsed_s)
-    if args.json is not None:
-        _write_json(args, result, pipeline, T, stage, "", 0, elapsed_s)
+    try:       # checked before the run; a disk that fills up or a folder removed meanwhile: one line
+        yaml_path = save_calibration_yaml(args.out, T, pair.image.camera, lidar_frame=lidar_frame,
+                                          camera_frame=camera_frame, covariance=cov, metadata=metadata)
+        urdf_path = args.out.with_suffix(".urdf")
+        urdf_path.write_text(urdf_joint_snippet(T, lidar_frame, camera_frame))
+        report_md = None
+        elapsed_s = time.perf_counter() - t0      # the run's time, the same in the report and the JSON
+        if args.report is not None:
+            report_md = _write_report(args, result, pipeline, T, stage, "", elapsed_s)
+        if args.json is not None:
+            _write_json(args, result, pipeline, T, stage, "", 0, elapsed_s)
+    except OSError as exc:
+        print(f"{PROG}: error: could not write the results: {exc}", file=sys.stderr)
+        return 1
     _print_summary(T, cov, stage, pipeline, result, yaml_path, urdf_path, report_md)
     return 0
 
 
 def _check_writable(path: Path, option: str) -> None:
     """ValueError (one line) when ``path``'s folder could not be made or written: checked before
-    the run, so that a long run is not lost at its end; nothing is created here (a refused run
-    leaves no empty folder; the folder is made when the file is written)."""
+    the run, so that a long run is not lost at its end. The nearest existing folder is probed by
+    creating (and deleting) a temporary file in it: ``os.access`` says yes to root even where
+    nothing can be written (e.g. under /proc). No folder is created here (a refused run leaves no
+    empty folder; the folder is made when the file is written)."""
     folder = path.parent.absolute()
     existing = next(p for p in (folder, *folder.parents) if p.exists())
     if not existing.is_dir():
         raise ValueError(f"{option} {path}: cannot create its folder ({existing} is a file)")
-    if not os.access(existing, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        raise ValueError(f"{option} {path}: not writable (cannot create a file in {existing}: "
+                         f"{exc.strerror or exc})") from None
+    if path.exists() and not os.access(path, os.W_OK):
         raise ValueError(f"{option} {path}: not writable")
 
 

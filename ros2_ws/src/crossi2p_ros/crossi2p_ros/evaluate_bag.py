@@ -268,7 +268,8 @@ def _refined_summary(result: ReplayResult) -> dict:
     runs = [r for r in result.refinements if r is not None]
     out = dict(refined_rte_m=None, refined_rre_geodesic_deg=None, refined_rre_euler_sum_deg=None,
                refined_T_cam_lidar=None, frames_to_refine=result.frames_to_refine, refinement_runs=len(runs),
-               refinement_accepted_runs=sum(r.result.accepted for r in runs), refinement_start=None,
+               refinement_accepted_runs=sum(r.result.accepted for r in runs),
+               refinement_start=runs[-1].start_stage if runs else None,   # the last run's, accepted or not
                refinement_last_reason=runs[-1].result.reason if runs else None,
                rejected_outside_prior=(result.pipeline.rejected_outside_prior  # null without a prior (and live)
                                        if result.pipeline is not None and result.pipeline.prior is not None else None))
@@ -594,7 +595,10 @@ def _print_summary(s: dict, report_md: Path) -> None:
               f"RTE {fmt(s['estimate_rte_m'], ' m')}, RRE {fmt(s['estimate_rre_geodesic_deg'], ' deg')}")
     else:
         print("no estimate: no frame could be processed")
-    print(f"fused (converged): RTE {fmt(s['fused_rte_m'], ' m')}, RRE {fmt(s['fused_rre_geodesic_deg'], ' deg')}")
+    if s.get("fused_rte_m") is None:
+        print("fused: not converged")
+    else:
+        print(f"fused (converged): RTE {fmt(s['fused_rte_m'], ' m')}, RRE {fmt(s['fused_rre_geodesic_deg'], ' deg')}")
     if s.get("refinement_runs"):
         print(f"refined ({s['refinement_accepted_runs']} of {s['refinement_runs']} runs accepted"
               + (f", first after {s['frames_to_refine']} pairs" if s["frames_to_refine"] else "")
