@@ -288,7 +288,9 @@ def test_rivals_that_differ_only_in_translation_widen_the_covariance_instead_of_
     T0 = make_transform(Rotation.from_rotvec(np.radians(2.0) * np.array([1.0, -1.0, 2.0]) / np.sqrt(6.0)),
                         np.zeros(3)) @ drive.T_cam_lidar
     T0[:3, 3] = drive.T_cam_lidar[:3, 3] + np.array([0.06, -0.04, 0.08])
-    cfg = RefinementConfig(max_rotation_deg=5.0, max_translation_m=0.3)      # the default: refuse
+    # the default: refuse; one NID (the scene was built with it: with the depth bands the rivals
+    # spread wider and the widened result is refused as unobservable instead, 0.23 m > 0.2 m)
+    cfg = RefinementConfig(max_rotation_deg=5.0, max_translation_m=0.3, nid_depth_bands=1)
     frames = [prepare_frame(s.image, s.points, drive.camera, T0, cfg) for s in drive.paired_samples()]
     shifted = [make_transform(np.eye(3), 0.15 * sign * axis) @ T0 for axis in np.eye(3) for sign in (-1.0, 1.0)]
     strict = refine_extrinsic(frames, T0, cfg, extra_starts=shifted)
@@ -358,3 +360,26 @@ def test_distinct_seeds_are_the_best_poses_apart_from_every_better_one():
     # 0.4 deg apart about one axis: a 1 deg suppression keeps every third one
     line = [make_transform(Rotation.from_rotvec([0, 0, np.radians(0.4 * k + 0.01)]), np.zeros(3)) for k in range(9)]
     assert [next(k for k, T in enumerate(line) if T is Tt) for Tt in _distinct_best(line, 9, 1.0, 0.1)] == [0, 3, 6]
+
+
+def test_nid_depth_bands_split_each_frame_at_its_median_range_and_keep_the_minimum():
+    """nid_depth_bands = 2: each frame's points fall in two bands of equal count (nearer and
+    farther half of its ranges), and the banded NID is still lowest at the truth; 1 band is the
+    single NID over all points."""
+    from crossi2p.refinement import _Window
+
+    img, pts = _scene()
+    cfg = RefinementConfig(segment_weight=0.0, nid_depth_bands=2)
+    f = prepare_frame(img, pts, CAMERA, T_GT, cfg)
+    win = _Window([f, f], cfg)
+    r = np.linalg.norm(win.pts.points, axis=1)
+    assert set(np.unique(win.band)) == {0, 1} and abs(win.band.mean() - 0.5) < 0.01
+    for k in (0, 1):                                  # per frame (each has its own median)
+        near, far = r[(win.pts.fid == k) & (win.band == 0)], r[(win.pts.fid == k) & (win.band == 1)]
+        assert abs(len(near) - len(far)) <= 1 and near.max() <= far.min() + 1e-9
+    c_gt = refinement_cost([f], T_GT, config=cfg)
+    for rv in ([1.0, 0, 0], [0, -1.0, 0], [0, 0, 1.5]):
+        T = make_transform(Rotation.from_rotvec(np.radians(rv)), np.zeros(3)) @ T_GT
+        assert refinement_cost([f], T, config=cfg) > c_gt + 1e-3
+    one = dataclasses.replace(cfg, nid_depth_bands=1)
+    assert not np.isclose(refinement_cost([f], T_GT, config=one), c_gt)

@@ -215,9 +215,10 @@ class CalibrationRuntime:
         """Mark ``est`` invalid when image and LiDAR do not agree at it (RuntimeConfig.alignment_*)."""
         cfg = self.config
         # the levels the check was measured with (docs/benchmarks.md section 9), not the refinement's
-        # and the NID alone (the segment term's image segmentation costs about 0.5 s a frame)
+        # and one NID over all points alone (the segment term's image segmentation costs about 0.5 s
+        # a frame; the depth bands were not measured for this check)
         rcfg = RefinementConfig(max_width_px=cfg.alignment_max_width_px, seed=cfg.seed, sigmas_px=(4.0, 2.0),
-                                segment_weight=0.0)
+                                segment_weight=0.0, nid_depth_bands=1)
         frame = prepare_frame(image_rgb, points, camera, est.T_cam_lidar, rcfg)
         check = alignment_check(frame, est.T_cam_lidar, cfg.alignment_offset_deg, cfg.alignment_offset_m,
                                 cfg.alignment_min_margin, rcfg)
