@@ -1,13 +1,15 @@
 """The README's main job on real sensors: scripts/real_demo.py (crossi2p-calibrate from a prior) on
 the committed TRI DGP recording data/real/tri_dgp_scene_02 (no shared data needed).
 
-Tolerances, and why (docs/benchmarks.md section 8, "The real recording demo"): the committed
-priors are the rig calibration moved by 3 deg / 0.2 m (RTE 0.18-0.26 m, median 0.22 m). Today the
-refinement's search brings the six cameras to a median of 0.71 deg / 0.13 m (0.42-0.92 deg on five,
-3.61 deg on camera_06; every camera's translation below its prior's) and refuses every result
-("ambiguous"). The test runs the demo as a user does (all six cameras) and pins that the median
-rotation improves on the prior by at least 2 deg and stays <= 1.0 deg, that the median translation
-is below the priors' median, and that every refusal comes with its reason and no calibration file.
+Tolerances, and why (docs/benchmarks.md section 8, "Depth bands in the NID" and "The real
+recording demo"): the committed priors are the rig calibration moved by 3 deg / 0.2 m (RTE
+0.18-0.26 m, median 0.22 m). Today the refinement's search brings the six cameras to a median of
+0.35 deg / 0.16 m (0.17-0.59 deg; every camera's translation below its prior's) and refuses every
+result ("ambiguous"). The test runs the demo as a user does (all six cameras) and pins that the
+median rotation improves on the prior by at least 2 deg and stays <= 0.6 deg (0.71 deg before the
+depth bands; the margin is for the search's sensitivity to floating-point rounding on another
+CPU), that the median translation is below the priors' median, and that every refusal comes with
+its reason and no calibration file.
 """
 from __future__ import annotations
 
@@ -57,7 +59,7 @@ def test_the_search_beats_the_prior_in_rotation_and_translation(demo):
     prior_rre = [r["prior_error"]["rre_geodesic_deg"] for r in runs]
     searched_rre = [r["searched_error"]["rre_geodesic_deg"] for r in runs]
     assert np.median(searched_rre) < np.median(prior_rre) - 2.0
-    assert np.median(searched_rre) <= 1.0
+    assert np.median(searched_rre) <= 0.6
     assert (np.median([r["searched_error"]["rte_m"] for r in runs])
             < np.median([r["prior_error"]["rte_m"] for r in runs]))
 
