@@ -544,12 +544,12 @@ def image_gradient_levels(gray: np.ndarray, sigmas_px: Sequence[float]) -> np.nd
 def _pinhole(p_cam: np.ndarray, fx, fy, cx, cy) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pinhole pixels ``u, v`` (N,) of camera-frame points (N, 3) and (N,) ``front`` (z > 0.5 m);
     the intrinsics are scalars or (N,) arrays (one per point: the window's frames). The images
-    are undistorted first, so no distortion here; vectorised, not CameraModel.project; the
-    objective's own projection is ``_Stack.project``, in float32."""
+    are undistorted first, so no distortion here; vectorised, not CameraModel.project. The
+    pixels keep the points' dtype (``_Stack.project``, the objective's hot path, passes float32)."""
     z = p_cam[:, 2]
     front = z > 0.5
-    zs = np.where(front, z, 1.0)
-    return fx * p_cam[:, 0] / zs + cx, fy * p_cam[:, 1] / zs + cy, front
+    inv = np.divide(1.0, z, out=np.ones_like(z), where=front)
+    return p_cam[:, 0] * inv * fx + cx, p_cam[:, 1] * inv * fy + cy, front
 
 
 def _in_view_mask(points: np.ndarray, T: np.ndarray, K: np.ndarray, width: int, height: int,
@@ -681,8 +681,8 @@ class _Stack:
     def project(self, T: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Pixels (u, v) (N,) float32 of the points under ``T`` and (N,) whether each is in its
         image. The objective's hot path (thousands of poses per window), so: ``cv2.transform``
-        for the rigid motion (one C loop, about 10x numpy's matmul on (N, 3)) and float32 with
-        in-place operations (``cv2.remap`` samples at float32 pixels anyway)."""
+        for the rigid motion (one C loop, about 10x numpy's matmul on (N, 3)) and float32 pixels
+        (``cv2.remap`` samples at float32 pixels anyway)."""
         if self._p32 is None:
             self._p32 = self.points.astype(np.float32).reshape(-1, 1, 3)
             self._k32 = [np.asarray(a, np.float32) for a in (self.fx, self.fy, self.cx, self.cy,
@@ -690,16 +690,7 @@ class _Stack:
         fx, fy, cx, cy, u_max, v_max = self._k32
         if not len(self.points):
             return np.zeros(0, np.float32), np.zeros(0, np.float32), np.zeros(0, bool)
-        q = cv2.transform(self._p32, T[:3].astype(np.float32)).reshape(-1, 3)
-        z = q[:, 2]
-        front = z > 0.5                                   # as _pinhole
-        inv = np.divide(1.0, z, out=np.ones_like(z), where=front)
-        u = q[:, 0] * inv
-        u *= fx
-        u += cx
-        v = q[:, 1] * inv
-        v *= fy
-        v += cy
+        u, v, front = _pinhole(cv2.transform(self._p32, T[:3].astype(np.float32)).reshape(-1, 3), fx, fy, cx, cy)
         inside = u >= 0
         inside &= front
         inside &= u <= u_max
@@ -773,8 +764,8 @@ class _Window:
         self.discontinuity = np.concatenate([f.discontinuity[i] for f, i in zip(frames, pick)])
         # the NID's depth band of every point: range quantiles within its own frame
         bands = []
-        for f, i in zip(frames, pick):
-            r = np.linalg.norm(f.points[i], axis=1)
+        for p in points:
+            r = np.linalg.norm(p, axis=1)
             edges = np.quantile(r, np.linspace(0, 1, cfg.nid_depth_bands + 1)[1:-1]) if len(r) else []
             bands.append(np.searchsorted(edges, r))
         self.band = np.concatenate(bands).astype(np.intp)
@@ -991,18 +982,11 @@ def _distinct_best(ranked: Sequence[np.ndarray], n: int, min_deg: float, min_m: 
     """The first ``n`` of ``ranked`` (4, 4) poses, best first, skipping each pose within
     ``min_deg`` and ``min_m`` (``pose_distance``) of one already taken (non-maximum suppression)."""
     taken: list[np.ndarray] = []
-    cos_min = np.cos(np.radians(min_deg))
     for T in ranked:
         if len(taken) == n:
             break
-        if taken:
-            P = np.asarray(taken)
-            # angle of R_T R_P^T from its trace; translation: the largest per-axis difference
-            cos = (np.einsum("ij,nij->n", T[:3, :3], P[:, :3, :3]) - 1.0) / 2.0
-            near = (cos > cos_min) & (np.abs(P[:, :3, 3] - T[:3, 3]).max(axis=1) <= min_m)
-            if near.any():
-                continue
-        taken.append(T)
+        if not any(rot <= min_deg and trans <= min_m for rot, trans in (pose_distance(T, Tt) for Tt in taken)):
+            taken.append(T)
     return taken
 
 
