@@ -225,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     summary = {"recording": str(args.recording), "runs": runs}
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     lines = [f"# Real recording demo: {args.recording}", "", f"Prior offset: {off.get('offset', '')}.", "",
+             "Errors against the recording's own calibration (its /tf_static): RTE in metres / geodesic "
+             "RRE in degrees. *searched*: the refinement's best pose, whether or not it passed its checks.", "",
              "| camera | prior | searched | crossi2p-calibrate |", "|---|---|---|---|"]
     for r in runs:
         ref = r["refinement"] or {}

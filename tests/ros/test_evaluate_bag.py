@@ -93,7 +93,8 @@ def kitti_sequence(tmp_path_factory):
 
 
 def test_kitti_sequence_runs_offline_with_its_calibration_as_ground_truth(kitti_sequence, tmp_path):
-    rc = main([str(kitti_sequence), "--model", str(MODEL_CARD), "--json", str(tmp_path / "s.json"),
+    # no --model: the shipped model (MODEL_CARD), as crossi2p-calibrate
+    rc = main([str(kitti_sequence), "--json", str(tmp_path / "s.json"),
                "--report", str(tmp_path / "report"), "--execution-provider", "cpu"])
     assert rc == 0
     summary = json.loads((tmp_path / "s.json").read_text())

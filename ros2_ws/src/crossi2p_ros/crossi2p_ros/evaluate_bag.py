@@ -333,7 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("bag", type=Path, help="rosbag2 folder (MCAP or sqlite3) or .mcap file, KITTI Odometry "
                                           "sequence folder, KITTI raw drive or date folder, or nuScenes-format "
                                           "folder")
-    p.add_argument("--model", type=Path, required=True, help="model card YAML (or the .onnx with its card beside it)")
+    p.add_argument("--model", type=Path, help="model card YAML (or the .onnx with its card beside it); default: "
+                                              "the shipped model")
     p.add_argument("--json", type=Path, help="write the summary figures here too")
     p.add_argument("--report", type=Path, default=Path("out/bag_report"), help="report folder (default out/bag_report)")
     p.add_argument("--source", choices=["auto", *SOURCES], default="auto",
@@ -355,9 +356,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ros-domain-id", type=int, help="live mode: ROS domain (default: ROS_DOMAIN_ID)")
     p.add_argument("--ground-truth", type=Path, help="calibration YAML (default: the bag's /tf_static, the "
                                                      "dataset's calibration)")
-    p.add_argument("--image-topic", default="/camera/image_raw")
-    p.add_argument("--camera-info-topic", default="/camera/camera_info")
-    p.add_argument("--points-topic", default="/lidar/points")
+    p.add_argument("--image-topic", default="/camera/image_raw",
+                   help="rosbag2: sensor_msgs/Image or CompressedImage topic (default /camera/image_raw)")
+    p.add_argument("--camera-info-topic", default="/camera/camera_info",
+                   help="rosbag2: sensor_msgs/CameraInfo topic (default /camera/camera_info)")
+    p.add_argument("--points-topic", default="/lidar/points",
+                   help="rosbag2: sensor_msgs/PointCloud2 topic (default /lidar/points)")
     p.add_argument("--kitti-camera", type=int, default=2, help="KITTI: camera index of image_N/ (raw: image_0N/) (default 2)")
     p.add_argument("--camera-channel", default="CAM_FRONT", help="nuScenes camera channel (default CAM_FRONT)")
     p.add_argument("--lidar-channel", default="LIDAR_TOP", help="nuScenes LiDAR channel (default LIDAR_TOP)")
@@ -480,6 +484,10 @@ def main(argv: list[str] | None = None) -> int:
             samples, count, gt_source, _ = _open_dataset(args, source)
             if T_override is not None:
                 gt_source = "--ground-truth YAML"
+        if args.model is None:
+            from .calibration_node import default_model_card  # rclpy only when the shipped model is looked up
+
+            args.model = default_model_card()
         runtime = load_runtime(args.model, args.execution_provider)
         if source == "rosbag2" and args.mode == "live":
             from .live_replay import LiveReplayConfig, replay_bag_live  # rclpy only in live mode
