@@ -289,8 +289,9 @@ def test_rivals_that_differ_only_in_translation_widen_the_covariance_instead_of_
                         np.zeros(3)) @ drive.T_cam_lidar
     T0[:3, 3] = drive.T_cam_lidar[:3, 3] + np.array([0.06, -0.04, 0.08])
     # the default: refuse; one NID (the scene was built with it: with the depth bands the rivals
-    # spread wider and the widened result is refused as unobservable instead, 0.23 m > 0.2 m)
-    cfg = RefinementConfig(max_rotation_deg=5.0, max_translation_m=0.3, nid_depth_bands=1)
+    # spread wider and the widened result is refused as unobservable instead, 0.23 m > 0.2 m);
+    # every seed descends on its own (merge_deg=0: merged seeds leave fewer rivals to spread)
+    cfg = RefinementConfig(max_rotation_deg=5.0, max_translation_m=0.3, nid_depth_bands=1, merge_deg=0.0)
     frames = [prepare_frame(s.image, s.points, drive.camera, T0, cfg) for s in drive.paired_samples()]
     shifted = [make_transform(np.eye(3), 0.15 * sign * axis) @ T0 for axis in np.eye(3) for sign in (-1.0, 1.0)]
     strict = refine_extrinsic(frames, T0, cfg, extra_starts=shifted)
@@ -383,3 +384,46 @@ def test_nid_depth_bands_split_each_frame_at_its_median_range_and_keep_the_minim
         assert refinement_cost([f], T, config=cfg) > c_gt + 1e-3
     one = dataclasses.replace(cfg, nid_depth_bands=1)
     assert not np.isclose(refinement_cost([f], T_GT, config=one), c_gt)
+
+
+def test_seeds_that_end_together_on_a_blurred_level_are_merged_and_the_result_is_kept():
+    """``merge_deg`` / ``merge_m``: a seed that ends within them of a better one is dropped (its
+    finer descents would repeat the better one's); on the test scene the search ends where it
+    ends without merging, with fewer evaluations."""
+    from crossi2p.refinement import _distinct_best_ends
+
+    A = make_transform(Rotation.from_rotvec(np.radians([0.0, 0.0, 0.1])), np.zeros(3)) @ T_GT
+    far = make_transform(Rotation.from_rotvec(np.radians([0.0, 2.0, 0.0])), np.zeros(3)) @ T_GT
+    shifted = make_transform(np.eye(3), np.array([0.05, 0.0, 0.0])) @ T_GT
+    kept = _distinct_best_ends([(A, 1.0), (T_GT, 0.5), (far, 2.0), (shifted, 3.0)], 0.3, 0.03)
+    assert [c for _, c in kept] == [0.5, 2.0, 3.0]          # A (0.1 deg from the better T_GT) dropped
+
+    img, pts = _scene()
+    T0 = make_transform(Rotation.from_rotvec(np.radians([1.5, -2.0, 1.0])), np.array([0.08, -0.05, 0.1])) @ T_GT
+    common = dict(fine_search_max_frames=0, max_std_rotation_deg=90.0, max_std_translation_m=90.0)
+    frame = prepare_frame(img, pts, CAMERA, T0, RefinementConfig(**common))
+    every = refine_extrinsic([frame], T0, RefinementConfig(merge_deg=0.0, **common))
+    merged = refine_extrinsic([frame], T0, RefinementConfig(merge_deg=0.3, merge_m=0.03, **common))
+    assert merged.evaluations < every.evaluations
+    e_every, e_merged = registration_error(every.T_searched, T_GT), registration_error(merged.T_searched, T_GT)
+    assert e_merged.rre_geodesic_deg < 0.3 and e_merged.rte_m <= e_every.rte_m + 0.01
+
+
+def test_decoupled_translation_moves_along_the_parallax_valley_to_the_truth():
+    """A start off by 0.3 m along camera x whose rotation absorbs that shift at the wall (12 m):
+    only the boxes (7-8.5 m) show the error. Descending from it alone (no grid, 60 evaluations)
+    with translation steps that carry their compensating rotation reaches the truth's
+    translation; plain steps must first undo the rotation and do not get there in that budget.
+    The objective is the same, only the search's coordinates differ."""
+    img, pts = _scene()
+    shift = np.array([0.3, 0.0, 0.0])
+    comp = np.array([0.0, -shift[0] / 12.0, 0.0])          # phi_y = -rho_x / d: the wall stays put
+    T0 = make_transform(Rotation.from_rotvec(comp), shift) @ T_GT
+    common = dict(grid_steps=1, fine_grid_steps=1, multi_starts=0, fine_multi_starts=0, grid_translation_m=0.0,
+                  prior_weight=0.0, max_evaluations_per_level=60, translation_step=4.0,
+                  max_std_rotation_deg=90.0, max_std_translation_m=90.0)
+    frame = prepare_frame(img, pts, CAMERA, T0, RefinementConfig(**common))
+    valley = refine_extrinsic([frame], T0, RefinementConfig(decoupled_translation=True, **common))
+    plain = refine_extrinsic([frame], T0, RefinementConfig(decoupled_translation=False, **common))
+    assert registration_error(valley.T_searched, T_GT).rte_m < 0.1       # measured 0.05 m
+    assert registration_error(plain.T_searched, T_GT).rte_m > 0.2        # measured 0.29 m (start 0.3 m)
