@@ -119,6 +119,22 @@ def real_cases(real: Path, windows: bool = False, accumulate: int = 0) -> list[t
     return cases
 
 
+def set_fields(cfg: RefinementConfig, items: list[str]) -> str | None:
+    """Apply ``--set KEY=VALUE`` overrides to ``cfg`` in place; the first bad one's reason, or None."""
+    for item in items:
+        key, _, value = item.partition("=")
+        if not hasattr(cfg, key):
+            return f"--set {item}: RefinementConfig has no field {key!r}"
+        old = getattr(cfg, key)
+        if isinstance(old, bool):
+            if value.lower() not in ("true", "false", "1", "0"):
+                return f"--set {item}: expected true or false"
+            setattr(cfg, key, value.lower() in ("true", "1"))
+        else:
+            setattr(cfg, key, type(old)(eval(value)) if isinstance(old, tuple) else type(old)(value))
+    return None
+
+
 def print_and_save(summary: dict, rows: list[dict], path: Path | None) -> None:
     """Print ``summary``; with ``path``, write ``{"summary", "rows"}`` there as JSON."""
     print(json.dumps(summary, indent=1))
@@ -185,19 +201,10 @@ def main(argv: list[str] | None = None) -> int:
         cfg.nid_weight = args.nid_weight
     if args.edge_weight is not None:
         cfg.edge_weight = args.edge_weight
-    for item in args.set:
-        key, _, value = item.partition("=")
-        if not hasattr(cfg, key):
-            print(f"bench_refinement: --set {item}: RefinementConfig has no field {key!r}", file=sys.stderr)
-            return 1
-        old = getattr(cfg, key)
-        if isinstance(old, bool):
-            if value.lower() not in ("true", "false", "1", "0"):
-                print(f"bench_refinement: --set {item}: expected true or false", file=sys.stderr)
-                return 1
-            setattr(cfg, key, value.lower() in ("true", "1"))
-        else:
-            setattr(cfg, key, type(old)(eval(value)) if isinstance(old, tuple) else type(old)(value))
+    error = set_fields(cfg, args.set)
+    if error:
+        print(f"bench_refinement: {error}", file=sys.stderr)
+        return 1
     rng = np.random.default_rng(args.seed)
     cases = real_cases(args.real, args.windows, args.accumulate) if args.real else []
     if args.sim:
