@@ -49,6 +49,18 @@ def test_bad_input_exits_1_with_one_line(drive_bag, tmp_path, capsys):
     assert "/velodyne_points" in err and "/lidar/points" in err and len(err.splitlines()) == 1
     assert main([str(drive_bag), "--model", str(tmp_path / "missing.yaml")]) == 1
     assert "model card" in capsys.readouterr().err
+    # an .onnx: the path as given is named, missing or without its card
+    assert main([str(drive_bag), "--model", str(tmp_path / "missing.onnx")]) == 1
+    assert f"model {tmp_path / 'missing.onnx'}: not found" in capsys.readouterr().err
+    assert main([str(drive_bag), "--model", str(tmp_path)]) == 1
+    assert "is a folder" in capsys.readouterr().err
+    # outputs that cannot be written are refused before the replay (one line), not after it
+    for option, path in (("--json", "/proc/crossi2p_test/s.json"), ("--json", str(tmp_path)),
+                         ("--report", "/proc/crossi2p_test_report")):
+        assert main([str(drive_bag), "--model", str(MODEL_CARD), option, path]) == 1
+        captured = capsys.readouterr()
+        assert option in captured.err and len(captured.err.strip().splitlines()) == 1
+        assert "replay" not in captured.err and "frames:" not in captured.out
 
 
 def test_corrupt_bags_and_foreign_ground_truth_exit_1_with_one_line(drive_bag, tmp_path, capsys):
@@ -314,3 +326,19 @@ def test_ground_truth_yaml_in_os_sensor_evaluates_an_os_lidar_bag(tmp_path, monk
     with pytest.raises(ValueError, match="lidar 'os_sensor' but the bag's lidar messages are in 'os_lidar'"):
         evaluate_bag.check_ground_truth_frames(bag, ("/camera/image_raw", "/camera/camera_info", "/lidar/points"),
                                                load_calibration_yaml(gt), gt, map_clouds=False)
+
+
+def test_a_sweep_left_waiting_at_the_end_of_the_bag_is_counted_and_said(tmp_path, capsys):
+    """The committed real recording: 3 sweeps, each camera image a little after its sweep; the
+    last sweep waits for a later image that never comes (the node's pairing; crossi2p-calibrate
+    pairs it at the end). No prior and no converged fusion: the refinement says why it did not run."""
+    bag = REPO / "data" / "real" / "tri_dgp_scene_02" / "bag"
+    rc = main([str(bag), "--image-topic", "/camera_01/image_raw/compressed", "--camera-info-topic",
+               "/camera_01/camera_info", "--json", str(tmp_path / "s.json"), "--report", str(tmp_path / "report"),
+               "--execution-provider", "cpu"])
+    assert rc == 0
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["frames"] + summary["sweeps_unpaired_at_end"] == 3 and summary["sweeps_unpaired_at_end"] == 1
+    out = capsys.readouterr().out
+    assert "1 sweep(s) still waiting for a later image" in out
+    assert "refinement: not run" in out and "--prior" in out

@@ -48,9 +48,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -67,7 +65,8 @@ from crossi2p.runtime import ModelLoadError
 
 from .pairing import PairingConfig
 from .pipeline import WINDOW_SPANS, CalibrationPipeline, RefinementRun, RefinementScheduleConfig
-from .recordings import SOURCES, add_deskew_arguments, check_bag_topics, deskew_config, detect_source, open_dataset
+from .recordings import (SOURCES, add_deskew_arguments, check_bag_topics, check_writable, deskew_config, detect_source,
+                         open_dataset)
 
 PROG = "crossi2p-calibrate"
 EXIT_UNTRUSTED = 3
@@ -172,10 +171,10 @@ def _main(argv: list[str] | None) -> int:
         source = detect_source(args.input) if args.source == "auto" else args.source
         deskew = deskew_config(args, source, args.input)
         prior = _load_prior(args)
-        _check_writable(args.out, "--out")
+        check_writable(args.out, "--out")
         for option, path in (("--report", args.report and args.report / "report.md"), ("--json", args.json)):
             if path is not None:
-                _check_writable(path, option)
+                check_writable(path, option)
         if source == "rosbag2":
             check_bag_topics(args.input, topics)
         else:
@@ -262,26 +261,6 @@ def _main(argv: list[str] | None) -> int:
         return 1
     _print_summary(T, cov, stage, pipeline, result, yaml_path, urdf_path, report_md)
     return 0
-
-
-def _check_writable(path: Path, option: str) -> None:
-    """ValueError (one line) when ``path``'s folder could not be made or written: checked before
-    the run, so that a long run is not lost at its end. The nearest existing folder is probed by
-    creating (and deleting) a temporary file in it: ``os.access`` says yes to root even where
-    nothing can be written (e.g. under /proc). No folder is created here (a refused run leaves no
-    empty folder; the folder is made when the file is written)."""
-    folder = path.parent.absolute()
-    existing = next(p for p in (folder, *folder.parents) if p.exists())
-    if not existing.is_dir():
-        raise ValueError(f"{option} {path}: cannot create its folder ({existing} is a file)")
-    try:
-        with tempfile.TemporaryFile(dir=existing):
-            pass
-    except OSError as exc:
-        raise ValueError(f"{option} {path}: not writable (cannot create a file in {existing}: "
-                         f"{exc.strerror or exc})") from None
-    if path.exists() and not os.access(path, os.W_OK):
-        raise ValueError(f"{option} {path}: not writable")
 
 
 def _default_model_card() -> Path:

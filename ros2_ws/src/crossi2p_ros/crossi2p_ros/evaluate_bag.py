@@ -75,8 +75,8 @@ from crossi2p.tf_tree import FrameMismatchError, StaticTransformTree, check_came
 from .frame_report import FrameReport
 from .pairing import PairingConfig, StampedPair
 from .pipeline import WINDOW_SPANS, CalibrationPipeline, CameraFrame, LidarSweep, RefinementScheduleConfig
-from .recordings import (SOURCES, Source, add_deskew_arguments, check_bag_topics, deskew_config, detect_source,
-                         open_dataset)
+from .recordings import (SOURCES, Source, add_deskew_arguments, check_bag_topics, check_writable, deskew_config,
+                         detect_source, open_dataset)
 from .replay_types import FrameRecord, Knock, ReplayResult, knocked_points  # noqa: F401  (re-exported)
 
 
@@ -163,6 +163,8 @@ def replay_bag(bag: Path, runtime: CalibrationRuntime, T_gt: np.ndarray | None, 
                     if full():
                         break
                     handle(pair)
+            else:
+                result.sweeps_unpaired_at_end = pipeline.pairer.sweeps_waiting
     except ValueError as exc:  # a corrupt message or a truncated bag: keep what was read
         result.errors.append(str(exc))
     except KeyboardInterrupt:  # Ctrl-C: the pairs processed so far are the result
@@ -392,9 +394,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def resolve_model_card(path: Path) -> Path:
-    """A model card path from a card or an .onnx beside its card."""
+    """A model card path from a card or an .onnx beside its card.
+
+    Raises:
+        ValueError: ``path`` is a folder, or an .onnx that is missing or has no card beside it
+            (the message names the path as given).
+    """
+    if path.is_dir():
+        raise ValueError(f"model {path}: is a folder, expected a model card YAML or an .onnx beside its card")
     if path.suffix == ".onnx":
-        path = path.with_suffix(".yaml")
+        card = path.with_suffix(".yaml")
+        if not path.is_file():
+            raise ValueError(f"model {path}: not found (expected an .onnx with its card {card.name} beside it)")
+        if not card.is_file():
+            raise ValueError(f"model {path}: no model card {card.name} beside it")
+        return card
     return path
 
 
@@ -458,6 +472,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not args.bag.exists():
             raise ValueError(f"bag {args.bag}: not found")
+        for option, path in (("--report", args.report / "report.md"), ("--json", args.json)):
+            if path is not None:        # checked now, so that the replay is not lost at its end
+                check_writable(path, option)
         source = detect_source(args.bag) if args.source == "auto" else args.source
         if args.mode == "live" and source != "rosbag2":
             raise ValueError(f"{args.bag}: live mode plays a rosbag2; a {source} folder is evaluated with "
@@ -521,6 +538,8 @@ def main(argv: list[str] | None = None) -> int:
     summary = summarize_replay(result)
     summary.update(bag=str(args.bag), model=runtime.card.name, source=source, mode=args.mode,
                    ground_truth=gt_source, ground_truth_T_cam_lidar=result.frames[-1].T_gt.tolist(), interrupted=False)
+    if args.mode == "offline" and source == "rosbag2":
+        summary["sweeps_unpaired_at_end"] = result.sweeps_unpaired_at_end
     if args.mode == "live":
         from .live_replay import live_summary, node_refinement_summary
 
@@ -536,7 +555,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(summary, indent=2))
-    _print_summary(summary, report_md)
+    _print_summary(summary, report_md, refine=not args.no_refine)
     for err in result.errors:
         print(f"crossi2p-evaluate-bag: warning: stopped early: {err}", file=sys.stderr)
     for reason, count in result.refused.items():
@@ -585,12 +604,15 @@ def _write_interrupted(args, result: ReplayResult, model: str, source: str, gt_s
     return 130
 
 
-def _print_summary(s: dict, report_md: Path) -> None:
+def _print_summary(s: dict, report_md: Path, refine: bool = True) -> None:
     def fmt(v, unit=""):
         return "n/a" if v is None else f"{v:.3f}{unit}"
 
     converged = f"converged after {s['frames_to_converge']} frames" if s["frames_to_converge"] else "did not converge"
     print(f"frames: {s['frames']} ({s['frames_valid']} valid), {converged}")
+    if s.get("sweeps_unpaired_at_end"):
+        print(f"{s['sweeps_unpaired_at_end']} sweep(s) still waiting for a later image when the bag ended: left "
+              "unpaired, as the live node leaves them (crossi2p-calibrate pairs them)")
     if "deskew" in s:
         print(f"de-skewing: {describe_deskew(s['deskew'])}")
     print(f"per-frame: median RTE {fmt(s.get('rte_m_median'), ' m')}, median RRE "
@@ -612,6 +634,12 @@ def _print_summary(s: dict, report_md: Path) -> None:
               + (f", first after {s['frames_to_refine']} pairs" if s["frames_to_refine"] else "")
               + f"): RTE {fmt(s['refined_rte_m'], ' m')}, RRE {fmt(s['refined_rre_geodesic_deg'], ' deg')}"
               + (f"; last run: {s['refinement_last_reason']}" if s["refinement_last_reason"] else ""))
+    elif refine and "live" not in s:
+        if not s["frames_to_converge"] and s.get("rejected_outside_prior") is None:   # null: no --prior
+            print("refinement: not run (it starts from a converged fused estimate or from a --prior calibration "
+                  "YAML; there was neither)")
+        else:
+            print("refinement: not run (too few pairs for its window; --refine-window-frames)")
     if "live" in s:
         lv = s["live"]
         print(f"live: {lv['messages_published']} messages played ({lv['pacing']} pacing), "

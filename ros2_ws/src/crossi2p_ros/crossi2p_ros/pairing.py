@@ -87,6 +87,11 @@ class StampPairer(Generic[ImageT, LidarT]):
             return self._match()
         return []
 
+    @property
+    def sweeps_waiting(self) -> int:
+        """LiDAR sweeps queued, waiting for a later image to pair with."""
+        return len(self._lidars)
+
     def flush(self) -> list[StampedPair[ImageT, LidarT]]:
         """End of the streams (a recording read to its end): pair each queued sweep with the closest
         queued image within ``slop_s`` (no later image can come), then empty the queues. A live

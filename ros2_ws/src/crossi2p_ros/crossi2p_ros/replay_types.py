@@ -74,6 +74,9 @@ class ReplayResult:
     refused: dict[str, int] = field(default_factory=dict)
     """Messages left out, counted by reason: a cloud or image in a frame that cannot be expressed in
     the evaluated one (``crossi2p.tf_tree``'s rule, as the node applies it)."""
+    sweeps_unpaired_at_end: int = 0
+    """Sweeps still waiting for a later image when the bag ended (offline, without ``pair_at_end``:
+    left unpaired, as the live node leaves them)."""
     first_sample: tuple | None = None
     last_sample: tuple | None = None
     knock: Knock | None = None
