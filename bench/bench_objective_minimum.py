@@ -31,14 +31,19 @@ from crossi2p.refinement import RefinementConfig, prepare_frame, refinement_cost
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split("\n", 2)[2] + "\nAbout 1.5 min for the 23 frames and 6 windows "
+                                       "of ../shared/data/real on one core.")
     p.add_argument("--real", type=Path, required=True, help="folder of real sample folders (../shared/data/real)")
     p.add_argument("--windows", action="store_true", help="also the multi-frame scenes as 3-sweep windows")
     p.add_argument("--translation-step", type=float, default=4.0,
-                   help="Nelder-Mead's first translation step, search units (RefinementConfig.translation_step)")
+                   help="Nelder-Mead's first translation step (RefinementConfig.translation_step; the product's "
+                        "default is 1; one unit moves a point at the median depth by one blur sigma of the finest "
+                        "level, 1 px at 1000 px image width), default 4: the published figures")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a RefinementConfig field (repeatable), e.g. --set segment_weight=0")
-    p.add_argument("--json", type=Path)
+    p.add_argument("--json", type=Path, help="write the summary and the per-case rows here")
     args = p.parse_args(argv)
     cfg = dataclasses.replace(RefinementConfig(), prior_weight=0.0, decoupled_translation=True,
                               translation_step=args.translation_step)
@@ -46,8 +51,13 @@ def main(argv: list[str] | None = None) -> int:
     if error:
         print(f"bench_objective_minimum: {error}", file=sys.stderr)
         return 1
+    cases = real_cases(args.real, args.windows) if args.real.is_dir() else []
+    if not cases:
+        print(f"bench_objective_minimum: --real {args.real}: no real sample folders found (expected folders "
+              "with an image, a cloud and a calib.yaml, as ../shared/data/real)", file=sys.stderr)
+        return 1
     rows = []
-    for name, samples, T_gt in tqdm(real_cases(args.real, args.windows), desc="cases", unit="case"):
+    for name, samples, T_gt in tqdm(cases, desc="cases", unit="case"):
         frames = [prepare_frame(s.image, s.points, s.camera, T_gt, cfg) for s in samples]
         _, T_min = near_truth(frames, T_gt, cfg, refinement_cost(frames, T_gt, -1, cfg))
         e = registration_error(T_min, T_gt)

@@ -122,7 +122,9 @@ def real_cases(real: Path, windows: bool = False, accumulate: int = 0) -> list[t
 def set_fields(cfg: RefinementConfig, items: list[str]) -> str | None:
     """Apply ``--set KEY=VALUE`` overrides to ``cfg`` in place; the first bad one's reason, or None."""
     for item in items:
-        key, _, value = item.partition("=")
+        key, eq, value = item.partition("=")
+        if not eq:
+            return f"--set {item}: expected KEY=VALUE"
         if not hasattr(cfg, key):
             return f"--set {item}: RefinementConfig has no field {key!r}"
         old = getattr(cfg, key)
@@ -130,8 +132,13 @@ def set_fields(cfg: RefinementConfig, items: list[str]) -> str | None:
             if value.lower() not in ("true", "false", "1", "0"):
                 return f"--set {item}: expected true or false"
             setattr(cfg, key, value.lower() in ("true", "1"))
-        else:
-            setattr(cfg, key, type(old)(eval(value)) if isinstance(old, tuple) else type(old)(value))
+            continue
+        try:
+            setattr(cfg, key, tuple(float(v) for v in value.strip("()").split(",") if v.strip())
+                    if isinstance(old, tuple) else type(old)(value))
+        except ValueError:
+            return f"--set {item}: expected a {type(old).__name__}" + (" (comma-separated numbers)"
+                                                                       if isinstance(old, tuple) else "")
     return None
 
 

@@ -124,7 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--camera-channel", default="CAM_FRONT", help="nuScenes camera channel")
     p.add_argument("--lidar-channel", default="LIDAR_TOP", help="nuScenes LiDAR channel")
     add_deskew_arguments(p)
-    p.add_argument("--execution-provider", choices=["auto", "cuda", "cpu"], default="auto")
+    p.add_argument("--execution-provider", choices=["auto", "cuda", "cpu"], default="auto",
+                   help="onnxruntime provider: auto = CUDA when available, else the CPU (default auto)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 

@@ -389,7 +389,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--knock-trans-m", type=float, default=0.0, help="knock translation along camera x (m)")
     p.add_argument("--max-rte-m", type=float, help="exit 3 when the final fused RTE exceeds this")
     p.add_argument("--max-rre-deg", type=float, help="exit 3 when the final fused geodesic RRE exceeds this")
-    p.add_argument("--execution-provider", choices=["auto", "cuda", "cpu"], default="auto")
+    p.add_argument("--execution-provider", choices=["auto", "cuda", "cpu"], default="auto",
+                   help="onnxruntime provider: auto = CUDA when available, else the CPU (default auto)")
     return p
 
 
