@@ -4,12 +4,12 @@ the committed TRI DGP recording data/real/tri_dgp_scene_02 (no shared data neede
 Tolerances, and why (docs/benchmarks.md section 8, "Depth bands in the NID" and "The real
 recording demo"): the committed priors are the rig calibration moved by 3 deg / 0.2 m (RTE
 0.18-0.26 m, median 0.22 m). Today the refinement's search brings the six cameras to a median of
-0.35 deg / 0.16 m (0.17-0.59 deg; every camera's translation below its prior's) and refuses every
+0.28 deg / 0.15 m (0.19-0.66 deg; camera_05's translation ends above its prior's) and refuses every
 result ("ambiguous"). The test runs the demo as a user does (all six cameras) and pins that the
-median rotation improves on the prior by at least 2 deg and stays <= 0.6 deg (0.71 deg before the
-depth bands; the margin is for the search's sensitivity to floating-point rounding on another
-CPU), that the median translation is below the priors' median, and that every refusal comes with
-its reason and no calibration file.
+median rotation improves on the prior by at least 2 deg and stays <= 0.45 deg (0.35 deg before the
+translation hops, 0.71 deg before the depth bands; the margin is for the search's sensitivity to
+floating-point rounding on another CPU), that the median translation is below the priors' median,
+and that every refusal comes with its reason and no calibration file.
 """
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ def test_the_search_beats_the_prior_in_rotation_and_translation(demo):
     prior_rre = [r["prior_error"]["rre_geodesic_deg"] for r in runs]
     searched_rre = [r["searched_error"]["rre_geodesic_deg"] for r in runs]
     assert np.median(searched_rre) < np.median(prior_rre) - 2.0
-    assert np.median(searched_rre) <= 0.6
+    assert np.median(searched_rre) <= 0.45
     assert (np.median([r["searched_error"]["rte_m"] for r in runs])
             < np.median([r["prior_error"]["rte_m"] for r in runs]))
 

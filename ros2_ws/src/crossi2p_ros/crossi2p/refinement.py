@@ -270,16 +270,20 @@ class RefinementConfig:
     points, which on the fine grid are mostly neighbours in one basin. Measured on the real
     samples and not adopted (docs/benchmarks.md section 8): single frames 1.21 -> 1.26 deg,
     3-sweep windows 0.77 -> 1.32 deg (median searched RRE, paired draws)."""
-    translation_hops_m: float = 0.0
+    translation_hops_m: float = 0.1
     """After the seeds' descents, the best result shifted by this much along each camera axis
     (six starts) descends again, and those ends join the others (an iterated local search in
-    the weakly observed translation). 0: off. Measured at 0.1 m on the real samples and not
-    adopted (docs/benchmarks.md section 8): single frames 1.21 -> 1.16 deg, 3-sweep windows
-    0.77 -> 0.81 deg, for 1.25x the time; it finds lower minima more often, but those are as
-    often away from the truth. With the depth bands (``nid_depth_bands``) it helps a little
-    (windows 0.51 -> 0.45 deg, single frames 0.81 -> 0.82 deg with 18 draws better and 10
-    worse) and refuses results whose translation is wrong; not measured on long windows, where it
-    would nearly double the time."""
+    the weakly observed translation); on windows searched on the fine grid only
+    (``fine_search_max_frames``: single frames, short recordings). 0: off (before this release).
+    With one NID it did not help (single frames 1.21 -> 1.16 deg, 3-sweep windows 0.77 -> 0.81
+    deg: the lower minima it found were as often away from the truth). With the depth bands
+    (``nid_depth_bands``; docs/benchmarks.md section 8, "Translation hops on the fine search"),
+    from +-5 deg / 0.3 m priors on the real samples: 3-sweep windows 0.236 m / 0.51 deg -> 0.232 m
+    / 0.46 deg (rotation 7 draws better, 1 worse), single frames 0.287 m / 0.81 deg -> 0.266 m /
+    0.82 deg (rotation 15 better, 16 worse), and the hops find the rivals of the single frames that
+    were accepted with their translation 0.15-0.46 m wrong, which are then refused (3 -> 0); the
+    demo's six cameras 0.35 -> 0.28 deg median. Longer windows (the node's 20 pairs) keep the coarse-to-fine search without hops (they
+    would nearly double its time)."""
     decoupled_translation: bool = False
     """The descents move the translation along the parallax valley: a translation step comes with
     the rotation that keeps the points at the median depth where they project (for a shift
@@ -1236,7 +1240,7 @@ def refine_extrinsic(frames: Sequence[PreparedFrame], T_start: np.ndarray,
         if rot_deg <= cfg.max_rotation_deg and trans_m <= cfg.max_translation_m:
             starts.append(Te)
     ends = sorted(descend(starts), key=lambda r: r[1])
-    if cfg.translation_hops_m > 0:
+    if cfg.translation_hops_m > 0 and fine:
         hops = [make_transform(np.eye(3), cfg.translation_hops_m * sign * axis) @ ends[0][0]
                 for axis in np.eye(3) for sign in (-1.0, 1.0)]
         ends = sorted(ends + descend(hops), key=lambda r: r[1])
