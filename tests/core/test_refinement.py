@@ -427,3 +427,22 @@ def test_decoupled_translation_moves_along_the_parallax_valley_to_the_truth():
     plain = refine_extrinsic([frame], T0, RefinementConfig(decoupled_translation=False, **common))
     assert registration_error(valley.T_searched, T_GT).rte_m < 0.1       # measured 0.05 m
     assert registration_error(plain.T_searched, T_GT).rte_m > 0.2        # measured 0.29 m (start 0.3 m)
+
+
+def test_translation_hops_run_on_the_fine_search_only_and_never_end_above_the_plain_search():
+    """``translation_hops_m``: on a window searched on the fine grid the best end, shifted by 0.1 m
+    along each camera axis, descends again (more evaluations; the best of all ends is kept, so the
+    objective is no higher, up to the prior term's 1e-3); the coarse-to-fine search of longer
+    windows runs without them."""
+    img, pts = _scene()
+    T0 = make_transform(Rotation.from_rotvec(np.radians([0.5, -0.5, 0.0])), np.array([0.12, 0.0, -0.1])) @ T_GT
+    common = dict(fine_grid_steps=3, fine_multi_starts=1, multi_starts=1, grid_steps=3, grid_translation_m=0.0,
+                  max_std_rotation_deg=90.0, max_std_translation_m=90.0)
+    frame = prepare_frame(img, pts, CAMERA, T0, RefinementConfig(**common))
+    plain = refine_extrinsic([frame], T0, RefinementConfig(translation_hops_m=0.0, **common))
+    hops = refine_extrinsic([frame], T0, RefinementConfig(translation_hops_m=0.1, **common))
+    assert hops.evaluations > plain.evaluations
+    assert hops.cost_final <= plain.cost_final + 1e-3
+    coarse = dict(common, fine_search_max_frames=0)
+    assert refine_extrinsic([frame], T0, RefinementConfig(translation_hops_m=0.1, **coarse)).evaluations == \
+        refine_extrinsic([frame], T0, RefinementConfig(translation_hops_m=0.0, **coarse)).evaluations

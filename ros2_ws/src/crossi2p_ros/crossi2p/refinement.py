@@ -68,7 +68,8 @@ Over the window (``refine_extrinsic``):
    recording) is searched on the finest level only instead: a 0.5 deg rotation grid there,
    whose best seeds
    descend on that level (on real images the blurred levels' minima lie away from the truth and
-   few frames do not average that out).
+   few frames do not average that out), then the best end shifted by ``translation_hops_m`` along
+   each camera axis descends again (translation is weakly observed in a few frames).
 4. Honest output: the finest-level objective at the start and at the end (a result that is not
    better than its start is never accepted); ambiguity (a distinct other seed's result within
    ``min_ambiguity_margin`` of the best: several poses explain the window alike; when all such
