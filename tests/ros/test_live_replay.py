@@ -148,7 +148,7 @@ def test_cli_live_mode_writes_the_offline_report_with_the_same_figures(drive_bag
     assert s_live["mode"] == "live" and s_live["live"]["pacing"] == "node"
     assert set(s_off) <= set(s_live) and set(s_live) - set(s_off) == {"live"}
     for key, value in s_off.items():
-        if key in ("mode", "latency_ms_median"):
+        if key in ("mode", "latency_ms_median", "sweeps_unpaired_at_end"):   # the last: null live (the node's queue)
             continue
         if isinstance(value, float):
             assert s_live[key] == pytest.approx(value, abs=TOL_T), key

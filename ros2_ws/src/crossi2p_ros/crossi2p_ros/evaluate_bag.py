@@ -539,8 +539,9 @@ def main(argv: list[str] | None = None) -> int:
     summary = summarize_replay(result)
     summary.update(bag=str(args.bag), model=runtime.card.name, source=source, mode=args.mode,
                    ground_truth=gt_source, ground_truth_T_cam_lidar=result.frames[-1].T_gt.tolist(), interrupted=False)
-    if args.mode == "offline" and source == "rosbag2":
-        summary["sweeps_unpaired_at_end"] = result.sweeps_unpaired_at_end
+    # null where not counted: live mode (the node's own queue) and dataset folders (already paired)
+    summary["sweeps_unpaired_at_end"] = (result.sweeps_unpaired_at_end
+                                         if args.mode == "offline" and source == "rosbag2" else None)
     if args.mode == "live":
         from .live_replay import live_summary, node_refinement_summary
 
