@@ -283,8 +283,8 @@ class RefinementConfig:
     / 0.46 deg (rotation 7 draws better, 1 worse), single frames 0.287 m / 0.81 deg -> 0.266 m /
     0.82 deg (rotation 15 better, 16 worse), and the hops find the rivals of the single frames that
     were accepted with their translation 0.15-0.46 m wrong, which are then refused (3 -> 0); the
-    demo's six cameras 0.35 -> 0.28 deg median. Longer windows (the node's 20 pairs) keep the coarse-to-fine search without hops (they
-    would nearly double its time)."""
+    demo's six cameras 0.35 -> 0.28 deg median. Longer windows (the node's 20 pairs) keep the
+    coarse-to-fine search without hops (they would nearly double its time)."""
     decoupled_translation: bool = False
     """The descents move the translation along the parallax valley: a translation step comes with
     the rotation that keeps the points at the median depth where they project (for a shift
@@ -301,13 +301,13 @@ class RefinementConfig:
     point at the median depth by one blur sigma)."""
     merge_deg: float = 0.3
     """After each blurred level, a seed that ended within this rotation (and ``merge_m``) of a
-    better seed's end is dropped: the finer levels would take both into the same minimum (speed;
-    well inside ``ambiguity_deg``, so no distinct rival is lost). 0: off (before this release).
-    Measured (docs/benchmarks.md section 8, "Fewer descents"): a de-skewed 20-pair window 5.3 ->
-    4.55 s on an idle machine, the same poses on all 3 draws; simulated 40-pair windows (18
-    priors) 0.015 m / 0.054 deg -> 0.014 m / 0.056 deg, 14 of 18 draws at the same pose, 15
-    accepted either way. Windows
-    searched on the fine grid (``fine_search_max_frames``) have no blurred level to merge after."""
+    better seed's end is dropped: the finer levels would almost always take both into the same
+    minimum (speed; well inside ``ambiguity_deg``, though a merged seed could have parted on the
+    finest level and been a rival). 0: off (before this release). Measured (docs/benchmarks.md
+    section 8, "Fewer descents"): a de-skewed 20-pair window 5.3 -> 4.55 s on an idle machine,
+    the same poses on all 3 draws; simulated 40-pair windows (18 priors) 0.015 m / 0.054 deg ->
+    0.014 m / 0.056 deg, 14 of 18 draws at the same pose, 15 accepted either way. Windows searched
+    on the fine grid (``fine_search_max_frames``) have no blurred level to merge after."""
     merge_m: float = 0.03
     """... and within this translation, per axis."""
     max_evaluations_per_level: int = 250
@@ -316,7 +316,7 @@ class RefinementConfig:
     """A Nelder-Mead descent stops once its simplex's objective values agree within this (and the
     simplex is within 0.02 search units). 1e-7 before this release; the minima a window can tell
     apart differ by about 1e-3. Measured with ``merge_deg`` (docs/benchmarks.md section 8, "Fewer
-    descents"): a de-skewed 20-pair window 4.55 -> 4.2 s; simulated 40-pair windows 0.014 m /
+    descents"): a de-skewed 20-pair window 4.55 -> 4.1-4.2 s; simulated 40-pair windows 0.014 m /
     0.056 deg -> 0.015 m / 0.062 deg (rotation 6 draws better, 5 worse), real samples the same
     poses on 86 of 87 draws. 1e-5: 3.7 s, translation 2 mm worse on average on the simulated
     windows."""
