@@ -54,6 +54,9 @@ def test_bad_input_exits_1_with_one_line(drive_bag, tmp_path, capsys):
     assert f"model {tmp_path / 'missing.onnx'}: not found" in capsys.readouterr().err
     assert main([str(drive_bag), "--model", str(tmp_path)]) == 1
     assert "is a folder" in capsys.readouterr().err
+    assert main([str(drive_bag), "--model", str(REPO / "README.md")]) == 1          # not YAML: one line, where
+    err = capsys.readouterr().err.strip()
+    assert "not valid YAML" in err and "line" in err and len(err.splitlines()) == 1
     # outputs that cannot be written are refused before the replay (one line), not after it
     for option, path in (("--json", "/proc/crossi2p_test/s.json"), ("--json", str(tmp_path)),
                          ("--report", "/proc/crossi2p_test_report")):

@@ -63,6 +63,7 @@ __all__ = [
     "Calibration",
     "save_calibration_yaml",
     "load_calibration_yaml",
+    "yaml_problem",
     "normalise_distortion_model",
     "urdf_joint_snippet",
     "parse_kitti_calib",
@@ -223,6 +224,14 @@ def _matrix(record: Mapping, key: str, shape: tuple[int, int], where: str) -> np
     return M
 
 
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """One line for a PyYAML parse error: its problem and where (``"... at line L, column C"``),
+    without the multi-line excerpt of the file that ``str(exc)`` carries."""
+    mark = getattr(exc, "problem_mark", None)
+    at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{getattr(exc, 'problem', None) or type(exc).__name__}{at}"
+
+
 def load_calibration_yaml(path: str | os.PathLike, require_camera: bool = True) -> Calibration:
     """Read a calibration YAML written by ``save_calibration_yaml`` or a normalised record.
 
@@ -241,10 +250,7 @@ def load_calibration_yaml(path: str | os.PathLike, require_camera: bool = True) 
     except UnicodeDecodeError:
         raise ValueError(f"{where}: not a text file (expected a calibration YAML)") from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or type(exc).__name__
-        raise ValueError(f"{where}: not valid YAML ({problem}{at})") from None
+        raise ValueError(f"{where}: not valid YAML ({yaml_problem(exc)})") from None
     if not isinstance(record, dict):
         raise ValueError(f"{where}: expected a YAML mapping at the top level, got {type(record).__name__}")
     try:

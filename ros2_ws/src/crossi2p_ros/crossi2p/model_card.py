@@ -27,6 +27,8 @@ from pathlib import Path
 
 import yaml
 
+from .calib_io import yaml_problem
+
 CARD_VERSION = 1
 
 # The graph's interface (issue: exported graph). Names are stable: the runtime, the exporter
@@ -75,7 +77,8 @@ class ModelCard:
         try:
             d = yaml.safe_load(path.read_text())
         except yaml.YAMLError as exc:
-            raise ValueError(f"model card {path}: not valid YAML ({exc})") from None
+            raise ValueError(f"model card {path}: not valid YAML ({yaml_problem(exc)}; expected a model card "
+                             "YAML, as models/crossi2p_cpu.yaml)") from None
         if not isinstance(d, dict):
             raise ValueError(f"model card {path}: expected a mapping at the top level")
         missing = [k for k in ("name", "onnx_file", "onnx_sha256", "preprocess", "inputs", "outputs")
