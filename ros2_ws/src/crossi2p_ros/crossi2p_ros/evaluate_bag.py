@@ -359,7 +359,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ground-truth", type=Path, help="calibration YAML (default: the bag's /tf_static, the "
                                                      "dataset's calibration)")
     p.add_argument("--image-topic", default="/camera/image_raw",
-                   help="rosbag2: sensor_msgs/Image or CompressedImage topic (default /camera/image_raw)")
+                   help="rosbag2: sensor_msgs/Image or CompressedImage topic; a CompressedImage recorded as "
+                        "TOPIC/compressed is found too (default /camera/image_raw)")
     p.add_argument("--camera-info-topic", default="/camera/camera_info",
                    help="rosbag2: sensor_msgs/CameraInfo topic (default /camera/camera_info)")
     p.add_argument("--points-topic", default="/lidar/points",
