@@ -65,8 +65,8 @@ from crossi2p.runtime import ModelLoadError
 
 from .pairing import PairingConfig
 from .pipeline import WINDOW_SPANS, CalibrationPipeline, RefinementRun, RefinementScheduleConfig
-from .recordings import (SOURCES, add_deskew_arguments, check_bag_topics, check_writable, deskew_config, detect_source,
-                         open_dataset)
+from .recordings import (SOURCES, add_deskew_arguments, add_topic_arguments, check_bag_topics, check_writable,
+                         deskew_config, detect_source, open_dataset)
 
 PROG = "crossi2p-calibrate"
 EXIT_UNTRUSTED = 3
@@ -112,13 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pairs whose image and LiDAR stamps differ by more are not refined on: the vehicle "
                         "moves in between (default %(default)s s)")
     p.add_argument("--source", choices=["auto", *SOURCES], default="auto", help="what INPUT is (default: detected)")
-    p.add_argument("--image-topic", default="/camera/image_raw",
-                   help="rosbag2: sensor_msgs/Image topic; a CompressedImage recorded as TOPIC/compressed is "
-                        "read too (default %(default)s)")
-    p.add_argument("--camera-info-topic", default="/camera/camera_info",
-                   help="rosbag2: sensor_msgs/CameraInfo topic (default %(default)s)")
-    p.add_argument("--points-topic", default="/lidar/points",
-                   help="rosbag2: sensor_msgs/PointCloud2 topic (default %(default)s)")
+    add_topic_arguments(p)
     p.add_argument("--slop-s", type=float, default=PairingConfig.slop_s, help="pairing slop (s), rosbag2 only")
     p.add_argument("--kitti-camera", type=int, default=2, help="KITTI: camera index of image_N/ (raw: image_0N/)")
     p.add_argument("--camera-channel", default="CAM_FRONT", help="nuScenes camera channel")

@@ -75,8 +75,8 @@ from crossi2p.tf_tree import FrameMismatchError, StaticTransformTree, check_came
 from .frame_report import FrameReport
 from .pairing import PairingConfig, StampedPair
 from .pipeline import WINDOW_SPANS, CalibrationPipeline, CameraFrame, LidarSweep, RefinementScheduleConfig
-from .recordings import (SOURCES, Source, add_deskew_arguments, check_bag_topics, check_writable, deskew_config,
-                         detect_source, open_dataset)
+from .recordings import (SOURCES, Source, add_deskew_arguments, add_topic_arguments, check_bag_topics,
+                         check_writable, deskew_config, detect_source, open_dataset)
 from .replay_types import FrameRecord, Knock, ReplayResult, knocked_points  # noqa: F401  (re-exported)
 
 
@@ -358,13 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ros-domain-id", type=int, help="live mode: ROS domain (default: ROS_DOMAIN_ID)")
     p.add_argument("--ground-truth", type=Path, help="calibration YAML (default: the bag's /tf_static, the "
                                                      "dataset's calibration)")
-    p.add_argument("--image-topic", default="/camera/image_raw",
-                   help="rosbag2: sensor_msgs/Image or CompressedImage topic; a CompressedImage recorded as "
-                        "TOPIC/compressed is found too (default /camera/image_raw)")
-    p.add_argument("--camera-info-topic", default="/camera/camera_info",
-                   help="rosbag2: sensor_msgs/CameraInfo topic (default /camera/camera_info)")
-    p.add_argument("--points-topic", default="/lidar/points",
-                   help="rosbag2: sensor_msgs/PointCloud2 topic (default /lidar/points)")
+    add_topic_arguments(p)
     p.add_argument("--kitti-camera", type=int, default=2, help="KITTI: camera index of image_N/ (raw: image_0N/) (default 2)")
     p.add_argument("--camera-channel", default="CAM_FRONT", help="nuScenes camera channel (default CAM_FRONT)")
     p.add_argument("--lidar-channel", default="LIDAR_TOP", help="nuScenes LiDAR channel (default LIDAR_TOP)")

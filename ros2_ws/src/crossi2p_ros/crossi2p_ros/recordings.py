@@ -11,7 +11,8 @@
 - ``nuscenes``: a nuScenes-format folder (``v1.0-*/`` tables, ``samples/``).
 
 Datasets come already paired (KITTI frame index, nuScenes sample): ``open_dataset`` gives their
-``Sample`` sequence. ``add_deskew_arguments`` / ``deskew_config`` are the two CLIs' de-skewing
+``Sample`` sequence. ``add_topic_arguments`` are the two CLIs' rosbag2 topic flags;
+``add_deskew_arguments`` / ``deskew_config`` their de-skewing
 flags (``crossi2p.deskew``), with what ``auto`` means for each layout; ``check_writable`` checks
 their output paths before a run.
 """
@@ -102,6 +103,18 @@ def check_bag_topics(bag: Path, topics: tuple[str, str, str]) -> None:
         found = present.get(topic, present.get(topic + "/compressed"))
         if found not in types:
             raise ValueError(f"bag {bag}: topic {topic} has type {found}, expected {' or '.join(types)}")
+
+
+def add_topic_arguments(p: argparse.ArgumentParser) -> None:
+    """The two CLIs' rosbag2 topic flags (``--image-topic``, ``--camera-info-topic``,
+    ``--points-topic``), read in that order by ``check_bag_topics``."""
+    p.add_argument("--image-topic", default="/camera/image_raw",
+                   help="rosbag2: sensor_msgs/Image or CompressedImage topic; a CompressedImage recorded as "
+                        "TOPIC/compressed is found too (default %(default)s)")
+    p.add_argument("--camera-info-topic", default="/camera/camera_info",
+                   help="rosbag2: sensor_msgs/CameraInfo topic (default %(default)s)")
+    p.add_argument("--points-topic", default="/lidar/points",
+                   help="rosbag2: sensor_msgs/PointCloud2 topic (default %(default)s)")
 
 
 def add_deskew_arguments(p: argparse.ArgumentParser) -> None:
