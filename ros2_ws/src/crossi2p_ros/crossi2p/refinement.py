@@ -74,15 +74,19 @@ Over the window (``refine_extrinsic``):
    better than its start is never accepted); ambiguity (a distinct other seed's result within
    ``min_ambiguity_margin`` of the best: several poses explain the window alike; when all such
    rivals agree on the rotation and differ only in translation, the result is accepted with
-   their translation spread added to its covariance, ``accept_translation_ambiguity``); a covariance
-   from a cluster bootstrap (clusters = image cells of each frame, resampled with replacement;
-   each replicate's optimum by one Newton step with the finite-difference Hessian); an
-   observability check (enough points in view; every direction of the pose constrained:
-   standard deviations below ``max_std_*``). A degenerate window (no texture, only flat ground,
-   too few points) keeps the start, with the reason.
-   The covariance is the optimum's local precision under resampling, not its accuracy: a
-   minimum in the wrong place (objective bias) is not in it, and measured against ground truth
-   it is optimistic by an order of magnitude (docs/benchmarks.md, section 8).
+   their spread in its covariance, ``accept_translation_ambiguity``); a covariance from a cluster
+   bootstrap (clusters = image cells of each frame, resampled with replacement; each replicate's
+   optimum by one Newton step with the finite-difference Hessian) plus the spread of the
+   search's equivalent ends (every seed's end within ``min_ambiguity_margin`` of the best:
+   poses the window cannot tell apart, ``end_spread_covariance``); an observability check
+   (enough points in view; every direction of the pose constrained: standard deviations below
+   ``max_std_*``). A degenerate window (no texture, only flat ground, too few points) keeps the
+   start, with the reason.
+   Measured against ground truth (docs/benchmarks.md, section 8, "An honest covariance"): on
+   simulated 40-pair windows the errors are about one standard deviation (RMS 0.5-0.9; the
+   bootstrap alone: 4-6); on real frames, where a result is accepted only with
+   ``accept_translation_ambiguity``, about 2-3: a minimum in the wrong place (the objective's
+   own bias) is not in it.
 
 ``alignment_check`` reuses the objective as a per-frame validity test of a network estimate.
 
@@ -336,9 +340,11 @@ class RefinementConfig:
     accept_translation_ambiguity: bool = False
     """When every rival solution within ``min_ambiguity_margin`` agrees with the best on the
     rotation (within ``ambiguity_deg``) and differs only in translation, accept the result with
-    the rivals' per-axis translation spread added to its covariance (the observability check
-    then decides) instead of refusing it as ambiguous. Off: measured on the real samples it let
-    through 5 more results, 4 of them 4-6 deg off (docs/benchmarks.md section 8)."""
+    the rivals' spread in its covariance (``end_spread_covariance``; without it, their largest
+    per-axis translation difference; the observability check then decides) instead of refusing
+    it as ambiguous. Off: on the real samples (docs/benchmarks.md section 8) it accepts 16 of 87
+    draws, 0.04-0.50 m / 0.06-1.48 deg off, with errors about 2-3 standard deviations (RMS;
+    before the end spread: 13 draws, rotation 10-150 standard deviations off)."""
     max_std_rotation_deg: float = 0.5
     """Observability: a rotation standard deviation above this is degenerate."""
     max_std_translation_m: float = 0.2
@@ -347,6 +353,15 @@ class RefinementConfig:
     """Each frame is cut into cluster_cells x cluster_cells image cells for the bootstrap."""
     bootstrap_replicates: int = 64
     """Replicates of the cluster bootstrap of the covariance."""
+    end_spread_covariance: bool = True
+    """Add to the bootstrap covariance the spread of the search's equivalent ends: every seed's
+    end whose cost is within ``min_ambiguity_margin`` of the best (the best included), as their
+    second moment about the result in ``(d_t, d_rot)``. Those are poses the window cannot tell
+    apart, so the result is only known to within their spread (the bootstrap alone measures the
+    curvature of one minimum: on simulated 40-pair windows its errors were 4-6 standard deviations,
+    with the spread about one; docs/benchmarks.md section 8, "An honest covariance"). False: the
+    bootstrap alone (before this release; translation-only rivals then added their largest
+    per-axis translation difference)."""
     seed: int = 0
     """Seed of the point subsample and of the bootstrap (same input, same result)."""
 
@@ -415,6 +430,9 @@ class RefinementResult:
     """Objective evaluations spent."""
     ambiguity_margin: float | None = None
     """Cost of the best distinct other solution minus the best one's (None: no distinct one)."""
+    equivalent_ends: int = 0
+    """Search ends within ``min_ambiguity_margin`` of the best cost, the best included (0: the
+    search did not run)."""
     time_s: float = 0.0
     """Wall time of ``refine_extrinsic`` (excluding ``prepare_frame``)."""
     std_m: np.ndarray = field(default_factory=lambda: np.full(3, np.nan))
@@ -1092,6 +1110,14 @@ def _bootstrap_covariance(win: _Window, T: np.ndarray, level: int, scale: np.nda
     return D @ np.cov(np.array(steps), rowvar=False) @ D
 
 
+def _equivalent_spread(poses: Sequence[np.ndarray], T: np.ndarray) -> np.ndarray:
+    """(6, 6) second moment of the (4, 4) ``poses`` about ``T``, in the covariance convention of
+    the module docstring: ``d_t = t_i - t`` (m), ``d_rot = Log(R_i R^T)`` (rad)."""
+    D = np.array([np.r_[Te[:3, 3] - T[:3, 3], Rotation.from_matrix(Te[:3, :3] @ T[:3, :3].T).as_rotvec()]
+                  for Te in poses])
+    return D.T @ D / len(D)
+
+
 def _to_fusion_convention(cov_cam: np.ndarray, T: np.ndarray) -> np.ndarray:
     """Camera-centred ``(rho, phi)`` covariance -> ``(d_t, d_rot)`` of ``t = t_est + d_t``.
 
@@ -1270,7 +1296,11 @@ def refine_extrinsic(frames: Sequence[PreparedFrame], T_start: np.ndarray,
         return done(f"degenerate window: {win.in_view(T)} LiDAR points in view at the result, "
                     f"need {cfg.min_points_in_view}")
     cov = _to_fusion_convention(_bootstrap_covariance(win, T, finest, scale_for(finest), cfg), T)
-    if rivals:              # translation-only rivals: their spread is the translation's uncertainty
+    equivalent = [Te for Te, f in ends if f - ends[0][1] < cfg.min_ambiguity_margin]
+    res.equivalent_ends = len(equivalent)
+    if cfg.end_spread_covariance:
+        cov += _equivalent_spread(equivalent, T)
+    elif rivals:              # translation-only rivals: their spread is the translation's uncertainty
         spread = np.max([np.abs(Te[:3, 3] - T[:3, 3]) for Te in rivals], axis=0)
         cov[:3, :3] += np.diag(spread**2)
     res.covariance = cov
@@ -1284,6 +1314,45 @@ def refine_extrinsic(frames: Sequence[PreparedFrame], T_start: np.ndarray,
         return done(f"unobservable in this window: {worst} (limits {cfg.max_std_rotation_deg} deg, "
                     f"{cfg.max_std_translation_m} m)")
     return done()
+
+
+def translation_profile(frames: Sequence[PreparedFrame], T_cam_lidar: np.ndarray,
+                        offsets_m: Sequence[float] = (-0.2, -0.1, 0.0, 0.1, 0.2),
+                        config: RefinementConfig | None = None) -> np.ndarray:
+    """How well does the window observe each axis of the translation? (a profile of the objective)
+
+    For each camera axis (x right, y down, z forward) and each offset, the translation of
+    ``T_cam_lidar`` is shifted by that many metres and the rotation re-optimised (Nelder-Mead,
+    finest level, no prior term); the cost at that best rotation is the profile (profile
+    likelihood). A profile that rises by less than the ambiguity margin over +-0.2 m means the
+    window cannot tell those translations apart: a rotation absorbs the shift (parallax only).
+
+    Args:
+        frames: K >= 1 frames from ``prepare_frame``.
+        T_cam_lidar: (4, 4) the pose to profile around (e.g. the ground truth or a result).
+        offsets_m: shifts along each axis (metres).
+    Returns:
+        (3, len(offsets_m)) costs, rows x / y / z (2.0 where fewer than 10 points are in view).
+    Raises:
+        ValueError: malformed ``T_cam_lidar``; no frame given.
+    """
+    cfg = config or RefinementConfig()
+    T = check_transform(T_cam_lidar, "T_cam_lidar")
+    if not frames:
+        raise ValueError("translation_profile: no frames given")
+    win = _Window(frames, cfg)
+    if not win.frames:
+        return np.full((3, len(offsets_m)), 2.0)
+    finest = win.levels - 1
+    step = np.radians(0.05)                  # search units of the rotation: 0.05 deg
+    out = np.zeros((3, len(offsets_m)))
+    for axis in range(3):
+        for j, d in enumerate(offsets_m):
+            Ts = make_transform(np.eye(3), d * np.eye(3)[axis]) @ T
+            _, out[axis, j], _ = _nelder_mead(
+                lambda y: win.cost(_perturb(Ts, np.r_[0.0, 0.0, 0.0, y], np.full(6, step)), finest),
+                np.zeros(3), np.full(3, 4.0), cfg.max_evaluations_per_level, cfg.search_fatol)
+    return out
 
 
 # ----------------------------------------------------------------------------- validity
