@@ -1110,6 +1110,24 @@ def _bootstrap_covariance(win: _Window, T: np.ndarray, level: int, scale: np.nda
     return D @ np.cov(np.array(steps), rowvar=False) @ D
 
 
+def _ambiguity_reason(rivals: Sequence[np.ndarray], rotation_rivals: Sequence[np.ndarray], T: np.ndarray,
+                      margin: float, cfg: RefinementConfig) -> str:
+    """The refusal's reason: what the rivals (4, 4) of ``T`` disagree on, a rotation or only the
+    translation (then by how much and mostly along which camera axis: what the window leaves
+    undetermined), and the cost margin."""
+    within = f"within {margin:.4f} of the best cost (need {cfg.min_ambiguity_margin})"
+    if rotation_rivals:
+        rot_deg, trans_m = max(pose_distance(Te, T) for Te in rotation_rivals)
+        return (f"ambiguous: {len(rivals)} other solution(s), up to {rot_deg:.1f} deg / {trans_m:.2f} m away, "
+                f"score {within}: the rotation is not determined")
+    d = np.array([Te[:3, 3] - T[:3, 3] for Te in rivals])
+    worst = d[np.argmax(np.abs(d).max(axis=1))]
+    return (f"ambiguous: {len(rivals)} other solution(s) within {cfg.ambiguity_deg} deg in rotation but up to "
+            f"{np.abs(worst).max():.2f} m away in translation (mostly along camera {'xyz'[int(np.argmax(np.abs(worst)))]}) "
+            f"score {within}: the translation is not determined (too little parallax; a prior that fixes "
+            f"it, or more motion)")
+
+
 def _equivalent_spread(poses: Sequence[np.ndarray], T: np.ndarray) -> np.ndarray:
     """(6, 6) second moment of the (4, 4) ``poses`` about ``T``, in the covariance convention of
     the module docstring: ``d_t = t_i - t`` (m), ``d_rot = Log(R_i R^T)`` (rad)."""
@@ -1290,8 +1308,7 @@ def refine_extrinsic(frames: Sequence[PreparedFrame], T_start: np.ndarray,
     if not res.cost_final < res.cost_start - cfg.min_improvement:
         return done(f"objective not better than its start ({res.cost_final:.5f} vs {res.cost_start:.5f})")
     if rivals and (rotation_rivals or not cfg.accept_translation_ambiguity):
-        return done(f"ambiguous: another solution more than {cfg.ambiguity_deg} deg / {cfg.ambiguity_m} m away "
-                    f"is within {res.ambiguity_margin:.4f} of the best cost (need {cfg.min_ambiguity_margin})")
+        return done(_ambiguity_reason(rivals, rotation_rivals, T, res.ambiguity_margin, cfg))
     if win.in_view(T) < cfg.min_points_in_view:
         return done(f"degenerate window: {win.in_view(T)} LiDAR points in view at the result, "
                     f"need {cfg.min_points_in_view}")
