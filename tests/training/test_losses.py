@@ -112,6 +112,11 @@ def test_build_targets_by_hand():
     torch.testing.assert_close(tg.corr_uv[0, :2], torch.tensor([[14.5, 14.5], [16.5, 16.5]]))
     # window centre (7.5, 7.5) with half size 8: (14.5, 14.5) inside, (16.5, 16.5) not, point 3 not in view
     assert tg.corr_valid[0].tolist() == [True, False, False]
+    # coarse_target "centre": the cell of the centre's projection, whatever the members do
+    tc = build_targets(points, T, K, (32, 32), out, ModelGeometry(16, 4, 8.0), min_overlap=0.9, coarse_target="centre")
+    assert tc.superpoint_cell[0].tolist() == [0, 3, -1]
+    with pytest.raises(ValueError, match="coarse_target"):
+        build_targets(points, T, K, (32, 32), out, ModelGeometry(16, 4, 8.0), coarse_target="center")
 
 
 def _quadratic_tasks(W):

@@ -91,6 +91,8 @@ def test_shipped_configs_load_and_paper_is_paper_sized():
     assert paper.model.dim == 256 and paper.data.source == "kitti"
     assert [p[-2:] for p in paper.data.train_paths] == [f"{i:02d}" for i in range(9)]
     assert [p[-2:] for p in paper.data.val_paths] == ["09", "10"]
+    # its superpoints (32 members) span several 8-px superpixels: the centre's cell is the target
+    assert paper.loss.coarse_target == "centre"
     cpu = load_train_config("cpu")
     assert 64 <= cpu.model.dim <= 128 and cpu.data.source == "sim_cache"
 

@@ -509,6 +509,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: str | Path | None = Non
     recent: dict[str, list[float]] = defaultdict(list)
     last_val: dict = {}
     skipped = 0  # steps whose gradients were not finite (not applied)
+    warned_coarse = False
     bar = None
     if show:
         from tqdm import tqdm
@@ -556,6 +557,12 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: str | Path | None = Non
                 for k, v in scalars.items():
                     if k.startswith("loss/"):
                         recent[k] = (recent[k] + [v])[-10:]
+                if ctx.is_main and not warned_coarse and scalars.get("stats/coarse_gt", 1.0) == 0.0:
+                    warned_coarse = True     # once: a geometry whose superpoints never get a superpixel
+                    print(f"warning: step {step}: no in-view superpoint has a ground-truth superpixel, so the "
+                          f"coarse loss is 0 (loss.coarse_target {cfg.loss.coarse_target!r}, coarse_min_overlap "
+                          f"{cfg.loss.coarse_min_overlap}); if this persists, set --set loss.coarse_target=centre",
+                          file=sys.stderr, flush=True)
                 if ctx.is_main:
                     train_log.write({"step": step, "epoch": epoch, **scalars})
                     if writer is not None:
