@@ -105,6 +105,10 @@ def test_bad_data_folder_or_model_is_a_one_line_error(tmp_path, tiny_checkpoint,
     assert main(["--model", str(tiny_checkpoint), "--fine-peak-radius", "-1", "--sim-seed", "1",
                  "--json", str(tmp_path / "x.json")]) == 1
     assert "expected >= 0" in capsys.readouterr().err
+    # --json a folder: refused before the model is even loaded (results are written at the end)
+    assert main(["--model", str(tmp_path / "nope.pt"), "--sim-seed", "1", "--json", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--json" in err and "is a folder" in err
 
 
 def test_kitti_option_reads_a_kitti_raw_drive_or_its_date_folder(tmp_path):

@@ -79,3 +79,21 @@ def test_runtime_refuses_a_graph_whose_hash_or_interface_does_not_match(exported
         CalibrationRuntime(bad_inputs)
     with pytest.raises(ModelLoadError, match="not found"):
         CalibrationRuntime(tmp_path / "no_card.yaml")
+
+
+@pytest.mark.parametrize("out, extra, message", [
+    ("model.pt", [], "expected a .onnx path"),
+    ("", [], "expected a .onnx path"),                                  # --out is a folder
+    ("model.onnx", ["--evaluation", "nosuch.json"], "--evaluation nosuch.json: expected a crossi2p-evaluate"),
+    ("model.onnx", ["--evaluation", "eval.json", "--evaluation-command", "a", "--evaluation-command", "b"],
+     "one --evaluation-command per --evaluation"),
+])
+def test_bad_output_or_evaluation_is_one_line_before_any_export(tiny_checkpoint, tmp_path, monkeypatch, capsys,
+                                                                   out, extra, message):
+    """Checked before the (slow) export: nothing is written, one line, exit 1."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "eval.json").write_text("{}")
+    assert export_main(["--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / out), *extra]) == 1
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and err.startswith("crossi2p-export: error:")
+    assert not list(tmp_path.glob("*.onnx")) and not list(tmp_path.glob("*.yaml"))

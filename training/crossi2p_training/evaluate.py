@@ -65,7 +65,7 @@ from pathlib import Path
 import numpy as np
 
 from crossi2p.camera import CameraModel
-from crossi2p.cli import ArgumentParser
+from crossi2p.cli import ArgumentParser, check_writable
 from crossi2p.geometry import invert_transform, transform_points
 from crossi2p.interrupt import exit_130_on_ctrl_c, run_interruptibly
 from crossi2p.metrics import (ACC_RRE_DEG, ACC_RTE_M, RegistrationError, registration_error,
@@ -452,6 +452,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.protocol != "refine" and (args.refine_max_deg is not None or args.refine_max_m is not None):
             raise ValueError("--refine-max-deg / --refine-max-m: apply to --protocol refine only")
+        check_writable(Path(args.json), "--json")   # before the run: results are written at its end
         max_deg = 20.0 if args.refine_max_deg is None else args.refine_max_deg
         max_m = 1.5 if args.refine_max_m is None else args.refine_max_m
         if not (0 < max_deg <= 180 and 0 < max_m):

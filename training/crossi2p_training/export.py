@@ -23,7 +23,7 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from crossi2p.cli import ArgumentParser
+from crossi2p.cli import ArgumentParser, check_writable
 from crossi2p.model_card import GRAPH_INPUTS, ModelCard, TensorSpec, sha256_of_file
 from crossi2p.preprocess import PreprocessConfig
 
@@ -125,13 +125,32 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        # the inputs and outputs first: the export takes seconds to minutes
+        if args.out.suffix != ".onnx":
+            raise ValueError(f"--out {args.out}: expected a .onnx path (the card is written beside it, .yaml)")
+        for option, path in (("--out", args.out), ("--out", args.out.with_suffix(".yaml"))):
+            check_writable(path, option)
+        if len(args.evaluation_command) not in (0, len(args.evaluation)):
+            raise ValueError("give one --evaluation-command per --evaluation JSON")
+        evaluation = []
+        for i, path in enumerate(args.evaluation):
+            try:
+                entry = json.loads(Path(path).read_text())
+            except (OSError, ValueError) as exc:
+                raise ValueError(f"--evaluation {path}: expected a crossi2p-evaluate summary JSON "
+                                 f"({getattr(exc, 'strerror', None) or exc})") from None
+            if not isinstance(entry, dict):
+                raise ValueError(f"--evaluation {path}: expected a JSON object (a crossi2p-evaluate summary)")
+            if args.evaluation_command:
+                entry = {**entry, "command": args.evaluation_command[i]}  # the given command wins
+            evaluation.append(entry)
         ckpt = load_checkpoint(args.checkpoint)
         net = model_from_checkpoint(ckpt, args.fine_peak_radius).eval()
         train_cfg = ckpt.get("config") or {}
         if "preprocess" not in train_cfg:
             raise ValueError(f"checkpoint {args.checkpoint}: has no training config with a preprocess section")
         pre = PreprocessConfig.from_dict(train_cfg["preprocess"])
-        out = args.out.with_suffix(".onnx")
+        out = args.out
         out.parent.mkdir(parents=True, exist_ok=True)
         image_hw = (pre.image_height, pre.image_width)
         names = export_onnx(net, out, image_hw, pre.num_points)
@@ -143,14 +162,6 @@ def main(argv: list[str] | None = None) -> int:
         parity = check_parity(net, out, pre)
         if parity["rotation_rad"] > 1e-3 or parity["translation_m"] > 1e-3 or parity["corr_uv_px_max"] > 0.05:
             raise ValueError(f"{out}: PyTorch/onnxruntime parity failed: {parity}")
-        if len(args.evaluation_command) not in (0, len(args.evaluation)):
-            raise ValueError("give one --evaluation-command per --evaluation JSON")
-        evaluation = []
-        for i, path in enumerate(args.evaluation):
-            entry = json.loads(Path(path).read_text())
-            if args.evaluation_command:
-                entry = {**entry, "command": args.evaluation_command[i]}  # the given command wins
-            evaluation.append(entry)
     except (ValueError, FileNotFoundError, KeyError, RuntimeError, onnx.checker.ValidationError) as exc:
         print(f"crossi2p-export: error: {exc}", file=sys.stderr)
         return 1

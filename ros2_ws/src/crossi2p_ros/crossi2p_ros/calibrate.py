@@ -56,7 +56,7 @@ import cv2
 import numpy as np
 
 from crossi2p.calib_io import save_calibration_yaml, urdf_joint_snippet
-from crossi2p.cli import ArgumentParser
+from crossi2p.cli import ArgumentParser, check_writable
 from crossi2p.deskew import describe_deskew
 from crossi2p.interrupt import exit_130_on_ctrl_c, exit_now_if_work_in_flight
 from crossi2p.metrics import registration_error
@@ -65,7 +65,7 @@ from crossi2p.runtime import ModelLoadError
 
 from .pairing import PairingConfig
 from .pipeline import WINDOW_SPANS, CalibrationPipeline, RefinementRun, RefinementScheduleConfig
-from .recordings import (SOURCES, add_deskew_arguments, add_topic_arguments, check_bag_topics, check_writable,
+from .recordings import (SOURCES, add_deskew_arguments, add_topic_arguments, check_bag_topics,
                          deskew_config, detect_source, open_dataset)
 
 PROG = "crossi2p-calibrate"

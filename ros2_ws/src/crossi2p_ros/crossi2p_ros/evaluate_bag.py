@@ -60,7 +60,7 @@ import numpy as np
 from tqdm import tqdm
 
 from crossi2p.calib_io import load_calibration_yaml
-from crossi2p.cli import ArgumentParser
+from crossi2p.cli import ArgumentParser, check_writable
 from crossi2p.datasets.rosbag2 import (CameraInfoRecord, ImageRecord, PointCloudRecord, bag_topics,
                                        read_bag_ground_truth, read_bag_messages, read_bag_tf_tree)
 from crossi2p.deskew import DeskewConfig, describe_deskew
@@ -76,7 +76,7 @@ from .frame_report import FrameReport
 from .pairing import PairingConfig, StampedPair
 from .pipeline import WINDOW_SPANS, CalibrationPipeline, CameraFrame, LidarSweep, RefinementScheduleConfig
 from .recordings import (SOURCES, Source, add_deskew_arguments, add_topic_arguments, check_bag_topics,
-                         check_writable, deskew_config, detect_source, open_dataset)
+                         deskew_config, detect_source, open_dataset)
 from .replay_types import FrameRecord, Knock, ReplayResult, knocked_points  # noqa: F401  (re-exported)
 
 

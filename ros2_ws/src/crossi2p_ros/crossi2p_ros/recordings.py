@@ -13,15 +13,13 @@
 Datasets come already paired (KITTI frame index, nuScenes sample): ``open_dataset`` gives their
 ``Sample`` sequence. ``add_topic_arguments`` are the two CLIs' rosbag2 topic flags;
 ``add_deskew_arguments`` / ``deskew_config`` their de-skewing
-flags (``crossi2p.deskew``), with what ``auto`` means for each layout; ``check_writable`` checks
-their output paths before a run.
+flags (``crossi2p.deskew``), with what ``auto`` means for each layout (their output paths are
+checked before a run by ``crossi2p.cli.check_writable``, shared with the training CLIs).
 """
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Literal
 
@@ -172,25 +170,3 @@ def deskew_config(args: argparse.Namespace, source: Source, path: Path) -> Deske
               f"(--deskew {args.deskew}); --deskew azimuth turns it on", file=sys.stderr)
     return DeskewConfig(mode=mode, rate_hz=args.lidar_rate_hz, stamp_azimuth_deg=args.lidar_stamp_azimuth_deg,
                         clockwise=args.lidar_spin == "clockwise")
-
-
-def check_writable(path: Path, option: str) -> None:
-    """ValueError (one line) when ``path``'s folder could not be made or written: checked before
-    the run, so that a long run is not lost at its end. The nearest existing folder is probed by
-    creating (and deleting) a temporary file in it: ``os.access`` says yes to root even where
-    nothing can be written (e.g. under /proc). No folder is created here (a refused run leaves no
-    empty folder; the folder is made when the file is written)."""
-    if path.is_dir():
-        raise ValueError(f"{option} {path}: is a folder, expected a file path")
-    folder = path.parent.absolute()
-    existing = next(p for p in (folder, *folder.parents) if p.exists())
-    if not existing.is_dir():
-        raise ValueError(f"{option} {path}: cannot create its folder ({existing} is a file)")
-    try:
-        with tempfile.TemporaryFile(dir=existing):
-            pass
-    except OSError as exc:
-        raise ValueError(f"{option} {path}: not writable (cannot create a file in {existing}: "
-                         f"{exc.strerror or exc})") from None
-    if path.exists() and not os.access(path, os.W_OK):
-        raise ValueError(f"{option} {path}: not writable")

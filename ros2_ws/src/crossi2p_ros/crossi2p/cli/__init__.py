@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import os
+import tempfile
+from pathlib import Path
 
-__all__ = ["ArgumentParser"]
+__all__ = ["ArgumentParser", "check_writable"]
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -13,3 +16,25 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def check_writable(path: Path, option: str) -> None:
+    """ValueError (one line) when ``path``'s folder could not be made or written: checked before
+    the run, so that a long run is not lost at its end. The nearest existing folder is probed by
+    creating (and deleting) a temporary file in it: ``os.access`` says yes to root even where
+    nothing can be written (e.g. under /proc). No folder is created here (a refused run leaves no
+    empty folder; the folder is made when the file is written)."""
+    if path.is_dir():
+        raise ValueError(f"{option} {path}: is a folder, expected a file path")
+    folder = path.parent.absolute()
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir():
+        raise ValueError(f"{option} {path}: cannot create its folder ({existing} is a file)")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        raise ValueError(f"{option} {path}: not writable (cannot create a file in {existing}: "
+                         f"{exc.strerror or exc})") from None
+    if path.exists() and not os.access(path, os.W_OK):
+        raise ValueError(f"{option} {path}: not writable")
