@@ -120,3 +120,28 @@ def test_warm_restart_keeps_the_first_cycle_and_restarts_lower(tiny_train_config
     after = [lr_at(s, sgdr, 160) for s in range(100, 160)]
     assert after[0] == pytest.approx(0.3) and after[-1] == pytest.approx(0.1, abs=0.01)
     assert all(a >= b for a, b in zip(after, after[1:]))
+
+
+@pytest.mark.parametrize("extra, code, message", [
+    (["--set", "optim.lr"], 2, "expected key=value"),
+    (["--set", "data.source=kitti", "--set", "data.root=NOSUCH", "--set", "data.train_paths=[\"00\"]",
+      "--set", "data.val_paths=[\"01\"]"], 1, "not found or not a folder"),
+    (["--resume", "NOSUCH.pt"], 1, "file not found"),
+    (["--out", "A_FILE"], 1, "is a file, expected the run's folder"),
+    (["--set", "model.dim=48", "--resume", "TINY"], 1, "does not match this configuration"),
+    (["--set", "model.dim=48", "--set", "init_weights=TINY"], 1, "tensors fit this network"),
+])
+def test_bad_setup_input_is_one_line_not_a_traceback(tmp_path, tiny_checkpoint, tiny_overrides, capsys, extra, code,
+                                                     message):
+    """Set-up errors (data, checkpoints, output folder) are one line and exit 1 (2: the config),
+    before any step; a checkpoint of another model configuration is refused, not half-loaded."""
+    (tmp_path / "A_FILE").write_text("")
+    extra = [e.replace("NOSUCH", str(tmp_path / "nosuch")).replace("A_FILE", str(tmp_path / "A_FILE"))
+             .replace("TINY", str(tiny_checkpoint)) for e in extra]
+    args = ["--config", "tiny", "--out", str(tmp_path / "run"), "--steps", "1"]
+    for k, v in tiny_overrides.items():
+        args += ["--set", f"{k}={v}"]
+    assert main(args + extra) == code
+    err = capsys.readouterr().err.strip()
+    assert message in err and err.startswith("crossi2p-train: error:") and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "run" / "checkpoints").exists()

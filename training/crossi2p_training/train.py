@@ -62,7 +62,7 @@ import torch.distributed as dist
 import yaml
 from torch.utils.data import DataLoader, DistributedSampler
 
-from crossi2p.cli import ArgumentParser
+from crossi2p.cli import ArgumentParser, check_writable
 from crossi2p.metrics import registration_error, summarize_errors
 from crossi2p_training.config import TrainConfig, config_help, load_train_config, parse_overrides
 from crossi2p_training.data import (CalibrationDataset, ConcatSource, KittiSource, NuScenesSource, PhotometricAugment,
@@ -94,6 +94,11 @@ class DistContext:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
+
+
+class SetupError(Exception):
+    """Bad input found while ``train`` sets up (data, checkpoints, output folder): the CLI prints
+    it as one line."""
 
 
 def init_distributed(device_choice: str = "auto") -> DistContext:
@@ -428,79 +433,93 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: str | Path | None = Non
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
 
-    # 1. data (under DDP every process simulates its share of a missing cache, then all read it)
-    if ctx.distributed and cfg.data.source == "sim_cache":
-        d = cfg.data
-        for preset, n in _sim_presets(cfg):
-            seeds = [*range(d.train_seed, d.train_seed + n), *range(d.val_seed, d.val_seed + d.val_frames)]
-            build_sim_cache(d.cache_dir, _sim_config(cfg, preset), seeds[ctx.rank::ctx.world_size], d.cache_workers,
-                            show)
-        dist.barrier()
-    train_src, val_src = build_sources(cfg, progress=show)
-    train_set = CalibrationDataset(train_src, cfg.preprocess, cfg.data.protocol, cfg.seed, _photometric(cfg))
-    val_set = (CalibrationDataset(val_src, cfg.preprocess, cfg.data.protocol, cfg.seed + 1)
-               if val_src is not None else None)
-    sampler = ResumableDistributedSampler(train_set, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
-                                          seed=cfg.seed, drop_last=True)
-    bs = cfg.optim.batch_size
-    steps_per_epoch = (len(train_set) // ctx.world_size) // bs
-    if steps_per_epoch < 1:
-        raise ValueError(f"{len(train_set)} training frames are fewer than one batch of {bs} per process "
-                         f"x {ctx.world_size} processes")
-    total_steps = cfg.optim.epochs * steps_per_epoch if cfg.optim.epochs > 0 else cfg.optim.steps
+    try:  # setting up: bad input here is a SetupError (one line in the CLI), not a traceback
+        # 1. data (under DDP every process simulates its share of a missing cache, then all read it)
+        if ctx.distributed and cfg.data.source == "sim_cache":
+            d = cfg.data
+            for preset, n in _sim_presets(cfg):
+                seeds = [*range(d.train_seed, d.train_seed + n), *range(d.val_seed, d.val_seed + d.val_frames)]
+                build_sim_cache(d.cache_dir, _sim_config(cfg, preset), seeds[ctx.rank::ctx.world_size], d.cache_workers,
+                                show)
+            dist.barrier()
+        train_src, val_src = build_sources(cfg, progress=show)
+        train_set = CalibrationDataset(train_src, cfg.preprocess, cfg.data.protocol, cfg.seed, _photometric(cfg))
+        val_set = (CalibrationDataset(val_src, cfg.preprocess, cfg.data.protocol, cfg.seed + 1)
+                   if val_src is not None else None)
+        sampler = ResumableDistributedSampler(train_set, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
+                                              seed=cfg.seed, drop_last=True)
+        bs = cfg.optim.batch_size
+        steps_per_epoch = (len(train_set) // ctx.world_size) // bs
+        if steps_per_epoch < 1:
+            raise ValueError(f"{len(train_set)} training frames are fewer than one batch of {bs} per process "
+                             f"x {ctx.world_size} processes")
+        total_steps = cfg.optim.epochs * steps_per_epoch if cfg.optim.epochs > 0 else cfg.optim.steps
 
-    # 2. model, optimiser, losses
-    model = build_model(cfg).to(ctx.device)
-    optimizer = build_optimizer(cfg, model)
-    loss = LossComputer(cfg, model, ctx.device)
-    step = 0
-    seconds_before: float | None = 0.0  # training time of the steps before this run (resume)
-    if resume is not None:
-        ckpt = load_checkpoint(resume, map_location=ctx.device)
-        model.load_state_dict(ckpt["state_dict"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        if ckpt.get("loss"):
-            loss.load_state_dict(ckpt["loss"])
-        step = int(ckpt["step"])
-        if "torch_rng_state" in ckpt:
-            torch.set_rng_state(ckpt["torch_rng_state"].cpu())
-        seconds_before = ckpt.get("train_seconds")  # absent in checkpoints older than this field
-    elif cfg.init_weights:
-        # fine-tuning: the weights only; optimiser, GradNorm, step and schedule start afresh.
-        # Tensors the checkpoint lacks or holds with another shape (a replaced stage, e.g. the
-        # pretrained image backbone) keep what the network was built with, and are listed.
-        state = load_checkpoint(cfg.init_weights, map_location=ctx.device)["state_dict"]
-        own = model.state_dict()
-        fit = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-        model.load_state_dict(fit, strict=False)
-        fresh = sorted({k.rsplit(".", 1)[0] for k in own if k not in fit})
-        if ctx.is_main and fresh:
-            print(f"init_weights: {len(fit)} of {len(own)} tensors from {cfg.init_weights}; kept as built: "
-                  f"{', '.join(fresh[:8])}{' ...' if len(fresh) > 8 else ''}", flush=True)
-    net = model
-    if ctx.distributed:
-        net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None,
-            find_unused_parameters=not (cfg.ablation.fine_stage and cfg.ablation.pose_loss))
+        # 2. model, optimiser, losses
+        model = build_model(cfg).to(ctx.device)
+        optimizer = build_optimizer(cfg, model)
+        loss = LossComputer(cfg, model, ctx.device)
+        step = 0
+        seconds_before: float | None = 0.0  # training time of the steps before this run (resume)
+        if resume is not None:
+            ckpt = load_checkpoint(resume, map_location=ctx.device)
+            own = model.state_dict()
+            other = [k for k, v in ckpt["state_dict"].items() if k not in own or own[k].shape != v.shape]
+            if other or len(ckpt["state_dict"]) != len(own):
+                raise ValueError(f"--resume {resume}: its network does not match this configuration "
+                                 f"({len(other)} tensors missing or of another shape, e.g. {other[:1] or '-'}): "
+                                 f"resume with the config it was trained with (its config.yaml)")
+            model.load_state_dict(ckpt["state_dict"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            if ckpt.get("loss"):
+                loss.load_state_dict(ckpt["loss"])
+            step = int(ckpt["step"])
+            if "torch_rng_state" in ckpt:
+                torch.set_rng_state(ckpt["torch_rng_state"].cpu())
+            seconds_before = ckpt.get("train_seconds")  # absent in checkpoints older than this field
+        elif cfg.init_weights:
+            # fine-tuning: the weights only; optimiser, GradNorm, step and schedule start afresh.
+            # Tensors the checkpoint lacks or holds with another shape (a replaced stage, e.g. the
+            # pretrained image backbone) keep what the network was built with, and are listed.
+            state = load_checkpoint(cfg.init_weights, map_location=ctx.device)["state_dict"]
+            own = model.state_dict()
+            fit = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+            stages = sorted({k.split(".")[0] for k in own if k not in fit})
+            if len(stages) > 1:   # one replaced stage is fine-tuning; more is another model configuration
+                raise ValueError(f"init_weights {cfg.init_weights}: only {len(fit)} of {len(own)} tensors fit this "
+                                 f"network (stages {', '.join(stages)} differ): a checkpoint of another model "
+                                 f"configuration? (fine-tuning may replace one stage, e.g. the image encoder)")
+            model.load_state_dict(fit, strict=False)
+            fresh = sorted({k.rsplit(".", 1)[0] for k in own if k not in fit})
+            if ctx.is_main and fresh:
+                print(f"init_weights: {len(fit)} of {len(own)} tensors from {cfg.init_weights}; kept as built: "
+                      f"{', '.join(fresh[:8])}{' ...' if len(fresh) > 8 else ''}", flush=True)
+        net = model
+        if ctx.distributed:
+            net = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None,
+                find_unused_parameters=not (cfg.ablation.fine_stage and cfg.ablation.pose_loss))
 
-    # 3. logs
-    writer = None
-    if ctx.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-        train_log, val_log = CsvLog(out_dir / "train_log.csv"), CsvLog(out_dir / "val_log.csv")
-        if cfg.log.tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
+        # 3. logs
+        writer = None
+        if ctx.is_main:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            (out_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+            train_log, val_log = CsvLog(out_dir / "train_log.csv"), CsvLog(out_dir / "val_log.csv")
+            if cfg.log.tensorboard:
+                from torch.utils.tensorboard import SummaryWriter
 
-            writer = SummaryWriter(str(out_dir / "tensorboard"), purge_step=step if resume else None)
-        print(f"crossi2p-train: {cfg.name}: {len(train_set)} training frames ({train_src!r}), "
-              f"{len(val_set) if val_set else 0} validation frames, {model.num_parameters() / 1e6:.2f} M parameters, "
-              f"{ctx.world_size} process(es) on {ctx.device} x {threads} threads, batch {bs}/process, "
-              f"steps {step} -> {total_steps}", flush=True)
+                writer = SummaryWriter(str(out_dir / "tensorboard"), purge_step=step if resume else None)
+            print(f"crossi2p-train: {cfg.name}: {len(train_set)} training frames ({train_src!r}), "
+                  f"{len(val_set) if val_set else 0} validation frames, {model.num_parameters() / 1e6:.2f} M parameters, "
+                  f"{ctx.world_size} process(es) on {ctx.device} x {threads} threads, batch {bs}/process, "
+                  f"steps {step} -> {total_steps}", flush=True)
 
-    loader = DataLoader(train_set, batch_size=bs, sampler=sampler, num_workers=cfg.data.num_workers,
-                        collate_fn=collate_items, worker_init_fn=seed_worker, drop_last=True,
-                        pin_memory=ctx.device.type == "cuda")
+        loader = DataLoader(train_set, batch_size=bs, sampler=sampler, num_workers=cfg.data.num_workers,
+                            collate_fn=collate_items, worker_init_fn=seed_worker, drop_last=True,
+                            pin_memory=ctx.device.type == "cuda")
+    except (ValueError, OSError) as exc:
+        raise SetupError(str(exc)) from exc
 
     # 4. loop
     model.train()
@@ -657,19 +676,32 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The CLI. Exit 2: a bad config or override; 1: bad input found while setting up (data,
+    checkpoints, output folder, device), one line each; errors during the steps keep their
+    traceback (a bug, not an input)."""
     args = build_parser().parse_args(argv)
-    overrides = parse_overrides(args.set)
-    if args.steps is not None:
-        overrides.update({"optim.steps": args.steps, "optim.epochs": 0})
     try:
+        overrides = parse_overrides(args.set)
+        if args.steps is not None:
+            overrides.update({"optim.steps": args.steps, "optim.epochs": 0})
         cfg = load_train_config(args.config, overrides)
     except (ValueError, FileNotFoundError) as exc:
-        print(f"crossi2p-train: {exc}", file=sys.stderr)
+        print(f"crossi2p-train: error: {exc}", file=sys.stderr)
         return 2
     out = Path(args.out) if args.out else Path("runs") / cfg.name
-    ctx = init_distributed(cfg.device)
+    try:
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"--out {out}: is a file, expected the run's folder")
+        check_writable(out / "config.yaml", "--out")
+        ctx = init_distributed(cfg.device)
+    except (ValueError, RuntimeError) as exc:
+        print(f"crossi2p-train: error: {exc}", file=sys.stderr)
+        return 1
     try:
         train(cfg, out, args.resume, ctx)
+    except SetupError as exc:
+        print(f"crossi2p-train: error: {exc}", file=sys.stderr)
+        return 1
     finally:
         if ctx.distributed and dist.is_initialized():
             dist.destroy_process_group()
