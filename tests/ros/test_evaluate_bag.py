@@ -30,10 +30,11 @@ def test_replay_writes_summary_csv_plots_and_report(drive_bag, tmp_path, capsys)
     for key in ("frames", "acc", "rte_m_median", "rre_geodesic_deg_median", "latency_ms_median",
                 "fused_rte_m", "fused_rre_geodesic_deg", "frames_to_converge"):
         assert key in summary
-    assert summary["frames"] == 4  # 5 sweeps; the last waits for a later image
+    # 5 sweeps, each paired (the simulator writes each CameraInfo before its image: none is dropped)
+    assert summary["frames"] == 5 and summary["messages_refused"] == {}
     for name in ("summary.json", "frames.csv", "errors.png", "components.png", "inliers.png", "report.md"):
         assert (report / name).is_file(), name
-    assert len((report / "frames.csv").read_text().splitlines()) == 1 + 4
+    assert len((report / "frames.csv").read_text().splitlines()) == 1 + 5
     # Exit code gates on the final fused error: 0 within the thresholds, 3 otherwise.
     converged_within = summary["fused_rte_m"] is not None and summary["fused_rte_m"] <= 0.5 \
         and summary["fused_rre_geodesic_deg"] <= 2
@@ -217,7 +218,7 @@ def test_bare_mcap_file_is_replayed_like_its_recording(drive_bag, tmp_path):
     rc = main([str(mcap), "--model", str(MODEL_CARD), "--json", str(tmp_path / "s.json"),
                "--report", str(tmp_path / "r"), "--execution-provider", "cpu"])
     summary = json.loads((tmp_path / "s.json").read_text())
-    assert rc == 0 and summary["frames"] == 4 and summary["ground_truth"] == "the bag's /tf_static"
+    assert rc == 0 and summary["frames"] == 5 and summary["ground_truth"] == "the bag's /tf_static"
     np.testing.assert_allclose(summary["ground_truth_T_cam_lidar"], read_bag_ground_truth(drive_bag), atol=1e-12)
 
 

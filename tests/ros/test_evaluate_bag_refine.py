@@ -36,7 +36,7 @@ def test_prior_runs_the_refinement_and_reports_its_error(drive, tmp_path):
     s = json.loads((tmp_path / "s.json").read_text())
     for key in REFINED_KEYS:
         assert key in s, key
-    assert s["frames"] == 4 and s["refinement_runs"] >= 1  # due at the first pair: the prior is a start
+    assert s["frames"] == 5 and s["refinement_runs"] >= 1  # due at the first pair: the prior is a start
     assert isinstance(s["rejected_outside_prior"], int)
     assert (report / "overlay_refine_before.png").is_file()
     if s["refinement_accepted_runs"]:

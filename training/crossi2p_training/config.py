@@ -350,12 +350,16 @@ def load_train_config(path: str | Path, overrides: dict | None = None) -> TrainC
         candidate = CONFIG_DIR / (p.name if p.suffix else p.name + ".yaml")
         if candidate.is_file():
             p = candidate
+    if p.is_dir():
+        raise ValueError(f"config {p}: is a folder, expected a YAML file (or a name in {CONFIG_DIR})")
     if not p.is_file():
-        raise FileNotFoundError(f"config {p}: file not found")
+        raise FileNotFoundError(f"config {p}: file not found (nor a name in {CONFIG_DIR})")
     try:
         data = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ValueError(f"config {p}: not valid YAML ({exc})") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ValueError(f"config {p}: not a YAML text file ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"config {p}: expected a YAML mapping of config sections, got a {type(data).__name__}")
     for dotted, value in (overrides or {}).items():
         _set_dotted(data, dotted, value)
     return train_config_from_dict(data, str(p))

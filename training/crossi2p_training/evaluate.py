@@ -385,14 +385,14 @@ def _build_source(args, estimator):
     chosen = [n for n, v in (("--kitti", args.kitti), ("--nuscenes", args.nuscenes), ("--bag", args.bag),
                              ("--sim-seed", args.sim_seed)) if v not in (None, [])]
     if len(chosen) != 1:
-        raise SystemExit(f"crossi2p-evaluate: give exactly one data source (--kitti, --nuscenes, --bag or "
+        raise SystemExit(f"crossi2p-evaluate: error: give exactly one data source (--kitti, --nuscenes, --bag or "
                          f"--sim-seed); got {chosen or 'none'}")
     if args.sim_seed is not None:
         from crossi2p_training.sim import SimConfig, simulate_drive
 
         preset = args.sim_preset or getattr(estimator, "config_dict", {}).get("data", {}).get("sim_preset", "small")
         if args.sim_drives < 1:
-            raise SystemExit(f"crossi2p-evaluate: --sim-drives: expected >= 1, got {args.sim_drives}")
+            raise SystemExit(f"crossi2p-evaluate: error: --sim-drives: expected >= 1, got {args.sim_drives}")
         seeds = range(args.sim_seed, args.sim_seed + args.sim_drives)
         samples = [s for seed in seeds
                    for s in simulate_drive(SimConfig.preset(preset), seed, args.frames or 20).paired_samples()]
@@ -453,11 +453,19 @@ def main(argv: list[str] | None = None) -> int:
         if args.protocol != "refine" and (args.refine_max_deg is not None or args.refine_max_m is not None):
             raise ValueError("--refine-max-deg / --refine-max-m: apply to --protocol refine only")
         check_writable(Path(args.json), "--json")   # before the run: results are written at its end
+        for flag, value in (("--frames", args.frames), ("--refine-frames", args.refine_frames)):
+            if value < 0:
+                raise ValueError(f"{flag}: expected >= 0 (0: {'all' if flag == '--frames' else 'none'}), got {value}")
         max_deg = 20.0 if args.refine_max_deg is None else args.refine_max_deg
         max_m = 1.5 if args.refine_max_m is None else args.refine_max_m
         if not (0 < max_deg <= 180 and 0 < max_m):
             raise ValueError(f"--refine-max-deg / --refine-max-m: expected 0 < D <= 180 and M > 0, "
                              f"got {max_deg} / {max_m}")
+        if str(args.device).startswith("cuda"):
+            import torch
+
+            if not torch.cuda.is_available():
+                raise ValueError(f"--device {args.device}: torch sees no GPU here (use --device cpu)")
         estimator = run_interruptibly(  # a large ONNX graph can take seconds to load: Ctrl-C stops the wait
             lambda: load_estimator(args.model, device=args.device, fine_peak_radius=args.fine_peak_radius),
             name="crossi2p_model_loader")

@@ -1,6 +1,7 @@
 """crossi2p-overlay draws real frames with their calibration and refuses bad input in one line."""
 import cv2
 import numpy as np
+import pytest
 
 from crossi2p.cli.overlay import main
 
@@ -41,3 +42,20 @@ def test_bad_input_exits_1_with_a_one_line_reason(shared_data, tmp_path, capsys)
     assert main(["--image", str(d / "000000.png"), "--points", str(d / "000000.txt"),
                  "--calib", str(d / "calib.yaml")]) == 1
     assert "expected a KITTI .bin or a .pcd" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--out", "DIR"], "--out DIR: expected a .png"),
+    (["--out", "DIR/o.txt"], "expected a .png"),
+    (["--radius-px", "-3"], "--radius-px: expected >= 0"),
+    (["--max-depth-m", "0"], "--max-depth-m: expected a depth > 0"),
+    (["--extrinsic", "DIR"], "is a folder, expected a file"),
+    (["--calib", "DIR/nosuch.yaml"], "not found, expected a file"),
+])
+def test_bad_options_are_one_line_before_anything_is_read(shared_data, tmp_path, capsys, extra, message):
+    d = shared_data / "real" / "kitti_000000"
+    args = ["--image", str(d / "000000.png"), "--points", str(d / "000000.bin"), "--calib", str(d / "calib.yaml"),
+            "--out", str(tmp_path / "o.png")]
+    assert main(args + [e.replace("DIR", str(tmp_path)) for e in extra]) == 1
+    err = capsys.readouterr().err.strip()
+    assert message.replace("DIR", str(tmp_path)) in err and len(err.splitlines()) == 1, err

@@ -320,3 +320,23 @@ def test_cli_rejects_an_existing_bag_folder(tmp_path):
     with pytest.raises(SystemExit) as e:
         sim_main(["--frames", "1", "--bag", str(tmp_path)])
     assert e.value.code == 2
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--kitti", "FULL"], "already exists and is not an empty folder"),     # it would mix two drives
+    (["--kitti", "A_FILE"], "already exists and is not an empty folder"),
+    (["--kitti", "A_FILE/seq"], "cannot create its folder"),
+    (["--seed", "-1"], "--seed: expected an integer >= 0"),
+    (["--camera-rate", "0"], "--camera-rate: expected a value > 0"),
+    (["--width", "-5"], "--width: expected a value > 0"),
+])
+def test_cli_refuses_bad_values_and_output_folders_in_one_line(tmp_path, capsys, args, message):
+    (tmp_path / "FULL").mkdir()
+    (tmp_path / "FULL" / "times.txt").write_text("0.0\n")
+    (tmp_path / "A_FILE").write_text("")
+    args = [a.replace("FULL", str(tmp_path / "FULL")).replace("A_FILE", str(tmp_path / "A_FILE")) for a in args]
+    with pytest.raises(SystemExit) as e:
+        sim_main(["--frames", "1", "--preset", "small", *args])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and message in err and len(err.splitlines()) == 1, err
+    assert (tmp_path / "FULL" / "times.txt").read_text() == "0.0\n"          # nothing overwritten

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from crossi2p.cli import ArgumentParser
+from crossi2p.cli import ArgumentParser, check_writable
 
 from .config import PRESETS, LidarConfig, SimConfig
 
@@ -106,8 +106,24 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.frames < 1:
         parser.error("--frames must be at least 1")
+    if args.seed < 0:
+        parser.error(f"--seed: expected an integer >= 0, got {args.seed}")
+    for flag, value in (("--width", args.width), ("--height", args.height), ("--azimuth-step", args.azimuth_step),
+                        ("--max-range", args.max_range), ("--camera-rate", args.camera_rate),
+                        ("--lidar-rate", args.lidar_rate)):
+        if value is not None and not value > 0:
+            parser.error(f"{flag}: expected a value > 0, got {value}")
     if args.bag is not None and args.bag.exists():
         parser.error(f"--bag {args.bag}: already exists (rosbag2 writes a new folder)")
+    if args.kitti is not None and args.kitti.exists() and (not args.kitti.is_dir() or any(args.kitti.iterdir())):
+        parser.error(f"--kitti {args.kitti}: already exists and is not an empty folder (a new sequence would mix "
+                     f"with its frames; give a new folder)")
+    try:
+        for flag, path in (("--kitti", args.kitti), ("--bag", args.bag)):
+            if path is not None:   # the folder (made when written) can be created, or written into
+                check_writable(path / "calib.yaml" if path.is_dir() else path, flag)
+    except ValueError as exc:
+        parser.error(str(exc))
     if args.kitti is None and args.bag is None:
         print("crossi2p-sim: neither --kitti nor --bag given: simulating only (nothing is written)", file=sys.stderr)
     try:

@@ -132,6 +132,10 @@ def replay_bag(bag: Path, runtime: CalibrationRuntime, T_gt: np.ndarray | None, 
                 continue
             if isinstance(rec, ImageRecord):
                 if camera is None or (camera.width, camera.height) != (rec.image.shape[1], rec.image.shape[0]):
+                    why = (f"image dropped: no CameraInfo yet on {topics[1]}" if camera is None else
+                           f"image dropped: {rec.image.shape[1]}x{rec.image.shape[0]}, its CameraInfo says "
+                           f"{camera.width}x{camera.height}")
+                    result.refused[why] = result.refused.get(why, 0) + 1    # counted, as the node logs it
                     continue
                 frames[1] = frames[1] or rec.frame_id.lstrip("/")
                 try:
@@ -468,6 +472,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not args.bag.exists():
             raise ValueError(f"bag {args.bag}: not found")
+        if args.max_frames is not None and args.max_frames < 1:
+            raise ValueError(f"--max-frames: expected >= 1 pairs, got {args.max_frames}")
+        if not args.slop_s > 0:
+            raise ValueError(f"--slop-s: expected a stamp difference > 0 seconds, got {args.slop_s}")
         for option, path in (("--report", args.report / "report.md"), ("--json", args.json)):
             if path is not None:        # checked now, so that the replay is not lost at its end
                 check_writable(path, option)

@@ -22,7 +22,7 @@ from ..calib_io import load_calibration_yaml
 from ..datasets.kitti import read_kitti_sequence, read_rgb, read_velodyne_bin
 from ..datasets.pcd import read_pcd_xyzi
 from ..overlay import draw_projected_points, project_lidar_points
-from . import ArgumentParser
+from . import ArgumentParser, check_writable
 
 
 def read_points(path: Path) -> np.ndarray:
@@ -55,8 +55,24 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.out.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+            raise ValueError(f"--out {args.out}: expected a .png (or .jpg) file path")
+        check_writable(args.out, "--out")
+        if args.frame < 0:
+            raise ValueError(f"--frame: expected an index >= 0, got {args.frame}")
+        if args.radius_px < 0:
+            raise ValueError(f"--radius-px: expected >= 0 pixels, got {args.radius_px}")
+        if not args.max_depth_m > 0:
+            raise ValueError(f"--max-depth-m: expected a depth > 0 m, got {args.max_depth_m}")
+        for flag in ("image", "points", "calib", "extrinsic"):
+            path = getattr(args, flag)
+            if path is not None and not path.is_file():
+                raise ValueError(f"--{flag} {path}: {'is a folder' if path.is_dir() else 'not found'}, expected a file")
         if args.kitti is not None:
-            sample = read_kitti_sequence(args.kitti)[args.frame]
+            sequence = read_kitti_sequence(args.kitti)
+            if args.frame >= len(sequence):
+                raise ValueError(f"--frame {args.frame}: {args.kitti} has {len(sequence)} frames (0 to {len(sequence) - 1})")
+            sample = sequence[args.frame]
             image, points, camera, T = sample.image, sample.points, sample.camera, sample.T_cam_lidar
         else:
             missing = [n for n in ("image", "points", "calib") if getattr(args, n) is None]

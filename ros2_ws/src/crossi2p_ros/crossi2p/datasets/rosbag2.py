@@ -230,9 +230,10 @@ def write_drive_bag(bag_dir: str | os.PathLike,
             raise ValueError(f"camera frame {k}: image {rgb.shape[1]}x{rgb.shape[0]} does not match the "
                              f"camera's {camera.width}x{camera.height}")
         ns = _ns(stamp)
-        queue.append((ns, 1, img_topic, lambda s=stamp, im=rgb: _image(im, s, camera_frame, compressed,
+        queue.append((ns, 2, img_topic, lambda s=stamp, im=rgb: _image(im, s, camera_frame, compressed,
                                                                           compressed_format)))
-        queue.append((ns, 2, info_topic, lambda s=stamp: _camera_info(camera, s, camera_frame)))
+        # CameraInfo first at the same stamp: a reader that needs it for the image has it
+        queue.append((ns, 1, info_topic, lambda s=stamp: _camera_info(camera, s, camera_frame)))
     for stamp, pts in lidar_sweeps:
         queue.append((_ns(stamp), 3, lidar_topic, lambda s=stamp, p=pts: rosbags_pointcloud2(p, s, lidar_frame, ts)))
     queue.append((_ns(first), 0, TF_STATIC_TOPIC,
