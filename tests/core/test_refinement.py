@@ -11,8 +11,8 @@ from crossi2p.camera import CameraModel
 from crossi2p.geometry import make_transform, transform_points
 from crossi2p.metrics import registration_error
 from crossi2p.refinement import (RefinementConfig, alignment_check, hidden_from_view, image_edge_maps,
-                                 image_gradient_levels, lidar_depth_edges, point_discontinuity, prepare_frame, refine_extrinsic,
-                                 refinement_cost, translation_profile)
+                                 image_gradient_levels, lidar_depth_edges, point_discontinuity, prepare_frame,
+                                 refine_extrinsic, refinement_cost, translation_profile)
 
 W, H = 640, 400
 CAMERA = CameraModel(np.array([[500.0, 0, 319.5], [0, 500.0, 199.5], [0, 0, 1]]), W, H)

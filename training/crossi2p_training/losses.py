@@ -95,9 +95,10 @@ class LossConfig:
     members' projections (at least ``coarse_min_overlap`` of them); ``centre``, the cell its centre
     projects into. ``overlap`` needs superpoints about as wide as a superpixel in the image: with the
     ``paper`` model (coarse stride 8, 32 members per superpoint) the best cell holds a median 3 of
-    32 members (0.094) on a simulated KITTI-resolution frame, so no superpoint had a ground truth
-    and the coarse loss was 0; the ``paper`` configuration uses ``centre``. (The ``cpu`` model:
-    median 0.375, 63 of 85 in-view superpoints with a ground truth.)"""
+    32 members (0.094) on simulated KITTI-resolution frames, so no superpoint had a ground truth
+    (0 of 524 in 3 frames) and the coarse loss was 0; the ``paper`` configuration uses ``centre``.
+    The ``cpu`` model: median 0.375, 210 of 260 with a ground truth
+    (``bench/bench_coarse_targets.py --kitti out/simk3/sequences/00``, drive 900207)."""
     coarse_min_overlap: float = 0.3
     """A superpoint has a ground-truth superpixel when at least this fraction of its members
     project into that one cell (``coarse_target: overlap``)."""

@@ -425,7 +425,12 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: str | Path | None = Non
     """Run the training loop; returns the summary (also written to ``<out>/summary.json`` by rank 0).
 
     ``on_end(model, loss_computer)``, if given, is called on every process after the last step
-    (tests compare the replicas with it)."""
+    (tests compare the replicas with it).
+
+    Raises:
+        SetupError: bad input found before the first step (data, checkpoints, output folder),
+            with a one-line reason.
+    """
     ctx = ctx or init_distributed(cfg.device)
     out_dir = Path(out_dir)
     threads = _set_threads(cfg.threads, ctx)
@@ -439,8 +444,8 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: str | Path | None = Non
             d = cfg.data
             for preset, n in _sim_presets(cfg):
                 seeds = [*range(d.train_seed, d.train_seed + n), *range(d.val_seed, d.val_seed + d.val_frames)]
-                build_sim_cache(d.cache_dir, _sim_config(cfg, preset), seeds[ctx.rank::ctx.world_size], d.cache_workers,
-                                show)
+                build_sim_cache(d.cache_dir, _sim_config(cfg, preset), seeds[ctx.rank::ctx.world_size],
+                                d.cache_workers, show)
             dist.barrier()
         train_src, val_src = build_sources(cfg, progress=show)
         train_set = CalibrationDataset(train_src, cfg.preprocess, cfg.data.protocol, cfg.seed, _photometric(cfg))
@@ -464,8 +469,9 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: str | Path | None = Non
         if resume is not None:
             ckpt = load_checkpoint(resume, map_location=ctx.device)
             own = model.state_dict()
-            other = [k for k, v in ckpt["state_dict"].items() if k not in own or own[k].shape != v.shape]
-            if other or len(ckpt["state_dict"]) != len(own):
+            other = ([k for k, v in ckpt["state_dict"].items() if k not in own or own[k].shape != v.shape]
+                     + [k for k in own if k not in ckpt["state_dict"]])
+            if other:
                 raise ValueError(f"--resume {resume}: its network does not match this configuration "
                                  f"({len(other)} tensors missing or of another shape, e.g. {other[:1] or '-'}): "
                                  f"resume with the config it was trained with (its config.yaml)")
@@ -511,7 +517,8 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: str | Path | None = Non
 
                 writer = SummaryWriter(str(out_dir / "tensorboard"), purge_step=step if resume else None)
             print(f"crossi2p-train: {cfg.name}: {len(train_set)} training frames ({train_src!r}), "
-                  f"{len(val_set) if val_set else 0} validation frames, {model.num_parameters() / 1e6:.2f} M parameters, "
+                  f"{len(val_set) if val_set else 0} validation frames, "
+                  f"{model.num_parameters() / 1e6:.2f} M parameters, "
                   f"{ctx.world_size} process(es) on {ctx.device} x {threads} threads, batch {bs}/process, "
                   f"steps {step} -> {total_steps}", flush=True)
 

@@ -88,7 +88,9 @@ Over the window (``refine_extrinsic``):
    ``accept_translation_ambiguity``, about 2-3: a minimum in the wrong place (the objective's
    own bias) is not in it.
 
-``alignment_check`` reuses the objective as a per-frame validity test of a network estimate.
+``alignment_check`` reuses the objective as a per-frame validity test of a network estimate;
+``translation_profile`` tells how well a window observes each axis of the translation (the
+objective with the translation shifted and the rotation re-optimised).
 
 Frames: points are in the LiDAR frame, ``T_cam_lidar`` maps them into the camera optical frame
 (REP 103: x right, y down, z forward); pixels follow OpenCV. The covariance order is
@@ -1121,9 +1123,9 @@ def _ambiguity_reason(rivals: Sequence[np.ndarray], rotation_rivals: Sequence[np
         return (f"ambiguous: {len(rivals)} other solution(s), up to {rot_deg:.1f} deg / {trans_m:.2f} m away, "
                 f"score {within}: the rotation is not determined")
     d = np.array([Te[:3, 3] - T[:3, 3] for Te in rivals])
-    worst = d[np.argmax(np.abs(d).max(axis=1))]
+    worst = np.abs(d[np.argmax(np.abs(d).max(axis=1))])         # the farthest rival's per-axis offset
     return (f"ambiguous: {len(rivals)} other solution(s) within {cfg.ambiguity_deg} deg in rotation but up to "
-            f"{np.abs(worst).max():.2f} m away in translation (mostly along camera {'xyz'[int(np.argmax(np.abs(worst)))]}) "
+            f"{worst.max():.2f} m away in translation (mostly along camera {'xyz'[int(np.argmax(worst))]}) "
             f"score {within}: the translation is not determined (too little parallax; a prior that fixes "
             f"it, or more motion)")
 
@@ -1301,6 +1303,8 @@ def refine_extrinsic(frames: Sequence[PreparedFrame], T_start: np.ndarray,
     # ambiguity_deg) and differ only in translation leave the rotation determined
     rivals = [Te for Te, f in far if f - ends[0][1] < cfg.min_ambiguity_margin]
     rotation_rivals = [Te for Te in rivals if pose_distance(Te, T)[0] > cfg.ambiguity_deg]
+    equivalent = [Te for Te, f in ends if f - ends[0][1] < cfg.min_ambiguity_margin]   # the best included
+    res.equivalent_ends = len(equivalent)
     res.evaluations = evals
     res.cost_final = win.cost(T, finest)
     res.T_cam_lidar, res.T_searched = T, T.copy()
@@ -1313,8 +1317,6 @@ def refine_extrinsic(frames: Sequence[PreparedFrame], T_start: np.ndarray,
         return done(f"degenerate window: {win.in_view(T)} LiDAR points in view at the result, "
                     f"need {cfg.min_points_in_view}")
     cov = _to_fusion_convention(_bootstrap_covariance(win, T, finest, scale_for(finest), cfg), T)
-    equivalent = [Te for Te, f in ends if f - ends[0][1] < cfg.min_ambiguity_margin]
-    res.equivalent_ends = len(equivalent)
     if cfg.end_spread_covariance:
         cov += _equivalent_spread(equivalent, T)
     elif rivals:              # translation-only rivals: their spread is the translation's uncertainty

@@ -71,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.kitti is not None:
             sequence = read_kitti_sequence(args.kitti)
             if args.frame >= len(sequence):
-                raise ValueError(f"--frame {args.frame}: {args.kitti} has {len(sequence)} frames (0 to {len(sequence) - 1})")
+                raise ValueError(f"--frame {args.frame}: {args.kitti} has {len(sequence)} frames "
+                                 f"(0 to {len(sequence) - 1})")
             sample = sequence[args.frame]
             image, points, camera, T = sample.image, sample.points, sample.camera, sample.T_cam_lidar
         else:
