@@ -309,3 +309,23 @@ def test_a_bag_whose_clouds_carry_per_point_times_is_deskewed_with_them(tmp_path
                    "--deskew", "time", *MODEL])
         assert rc in (0, 3), capsys.readouterr().err
         assert json.loads(js.read_text())["deskew"] == {"mode": "time", "sweeps_deskewed": deskewed}
+
+
+def test_a_prior_that_puts_no_point_in_the_image_is_not_recommended(tmp_path, capsys):
+    """An identity prior (a T_cam_lidar that was never set, or the wrong way round) puts no LiDAR
+    point of the committed real recording into camera_01: exit 3, and the next step says to check
+    the prior's direction instead of "keep using the prior"."""
+    from pathlib import Path
+
+    data = Path(__file__).resolve().parents[2] / "data" / "real" / "tri_dgp_scene_02"
+    good = load_calibration_yaml(data / "prior_camera_01.yaml")
+    prior = save_calibration_yaml(tmp_path / "identity.yaml", np.eye(4), good.camera, lidar_frame=good.lidar_frame,
+                                  camera_frame=good.camera_frame, prior_max_rotation_deg=5.0,
+                                  prior_max_translation_m=0.3)
+    args = [str(data / "bag"), "--image-topic", "/camera_01/image_raw", "--camera-info-topic",
+            "/camera_01/camera_info", "--points-topic", "/lidar/points", "--prior", str(prior),
+            "--out", str(tmp_path / "calib.yaml"), "--model", str(MODEL_CARD), "--execution-provider", "cpu"]
+    assert main(args) == 3
+    out, err = capsys.readouterr()
+    assert "no LiDAR point in view" in err and "check its T_cam_lidar" in out and "keep using" not in out
+    assert not (tmp_path / "calib.yaml").exists()

@@ -60,7 +60,7 @@ def test_live_launch_starts_the_installed_console_script_with_known_parameters()
              if any(k.arg == "executable" and k.value.value == "calibration_node" for k in c.keywords)]
     assert len(nodes) == 1
     setup_cfg = (REPO / "ros2_ws/src/crossi2p_ros/setup.py").read_text()
-    assert "calibration_node = crossi2p_ros.calibration_node:main" in setup_cfg
+    assert "calibration_node = crossi2p_ros.node_main:main" in setup_cfg
     params = next(k.value for k in nodes[0].keywords if k.arg == "parameters")
     overrides = next(e for e in params.elts if isinstance(e, ast.Dict))
     known = {s.name for s in parameter_specs()} | {"use_sim_time"}

@@ -192,6 +192,22 @@ class DrivePlayer:
 
 # ---------------------------------------------------------------------------- subprocess: signals
 @pytest.mark.parametrize("sig", SIGNALS)
+@pytest.mark.parametrize("after_s", [0.05, 0.4])
+def test_signal_during_the_imports_exits_with_code_0_and_no_traceback(sig, after_s):
+    """Before the node exists (the imports take about a second): the console script's entry
+    (``crossi2p_ros.node_main``) handles both signals first, so no KeyboardInterrupt traceback
+    and no signal exit code."""
+    card = Path(__file__).resolve().parents[2] / "models" / "crossi2p_cpu.yaml"   # runs until the signal
+    proc = subprocess.Popen([str(NODE), "--ros-args", "-p", f"model_card:={card}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(after_s)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, (proc.returncode, out, err)
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+
+
+@pytest.mark.parametrize("sig", SIGNALS)
 def test_signal_while_the_model_loads_exits_at_once_with_code_0(start_node, slow_loading_card, sig):
     node = start_node(*stub_args(slow_loading_card))
     assert node.wait_for(STARTED_LOADING, 60.0), node.output()

@@ -79,6 +79,19 @@ def test_runtime_refuses_a_graph_whose_hash_or_interface_does_not_match(exported
         CalibrationRuntime(bad_inputs)
     with pytest.raises(ModelLoadError, match="not found"):
         CalibrationRuntime(tmp_path / "no_card.yaml")
+    # A preprocessing size the graph does not take: refused at load, not on every frame.
+    resized = tmp_path / "resized.yaml"
+    pre = card["preprocess"]
+    resized.write_text(yaml.safe_dump({**card, "preprocess": {**pre, "image_width": pre["image_width"] + 16}}))
+    with pytest.raises(ModelLoadError, match="preprocess makes .* but the graph takes"):
+        CalibrationRuntime(resized)
+    # A hash that YAML reads as a number; the graph itself given as the card.
+    numeric = tmp_path / "numeric.yaml"
+    numeric.write_text(yaml.safe_dump(card).replace(f"onnx_sha256: {card['onnx_sha256']}", "onnx_sha256: 0000"))
+    with pytest.raises(ModelLoadError, match="onnx_sha256 must be a str"):
+        CalibrationRuntime(numeric)
+    with pytest.raises(ModelLoadError, match="not a text file.*its card is"):
+        CalibrationRuntime(onnx_copy)
 
 
 @pytest.mark.parametrize("out, extra, message", [

@@ -40,7 +40,7 @@ setup(
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
-            "calibration_node = crossi2p_ros.calibration_node:main",
+            "calibration_node = crossi2p_ros.node_main:main",
             "crossi2p-overlay = crossi2p.cli.overlay:main",
             "crossi2p-evaluate-bag = crossi2p_ros.evaluate_bag:main",
             "crossi2p-calibrate = crossi2p_ros.calibrate:main",

@@ -76,6 +76,10 @@ class ModelCard:
             raise FileNotFoundError(f"model card {path}: file not found")
         try:
             d = yaml.safe_load(path.read_text())
+        except UnicodeDecodeError:
+            hint = f" (its card is {path.with_suffix('.yaml')})" if path.suffix == ".onnx" else ""
+            raise ValueError(f"model card {path}: not a text file; expected the model card YAML, as "
+                             f"models/crossi2p_cpu.yaml{hint}") from None
         except yaml.YAMLError as exc:
             raise ValueError(f"model card {path}: not valid YAML ({yaml_problem(exc)}; expected a model card "
                              "YAML, as models/crossi2p_cpu.yaml)") from None
@@ -85,6 +89,11 @@ class ModelCard:
                    if k not in d]
         if missing:
             raise ValueError(f"model card {path}: missing keys {missing}")
+        for key, kind in (("name", str), ("onnx_file", str), ("onnx_sha256", str), ("preprocess", dict),
+                          ("inputs", list), ("outputs", list)):
+            if not isinstance(d[key], kind):
+                raise ValueError(f"model card {path}: {key} must be a {kind.__name__}, got "
+                                 f"{type(d[key]).__name__} {d[key]!r:.40}" + (" (quote it)" if kind is str else ""))
         if d.get("card_version", CARD_VERSION) != CARD_VERSION:
             raise ValueError(f"model card {path}: card_version {d.get('card_version')} is not "
                              f"supported (expected {CARD_VERSION})")

@@ -167,6 +167,14 @@ class CalibrationRuntime:
         card_in = [t.name for t in self.card.inputs]
         if tuple(card_in) != GRAPH_INPUTS:
             raise ModelLoadError(f"model card for {onnx_path}: inputs {card_in} do not match the graph")
+        # the image size the card's preprocessing makes must be the one the graph takes (a fixed
+        # dimension; a symbolic one takes any): else every frame would fail in onnxruntime
+        image = self.session.get_inputs()[GRAPH_INPUTS.index("image")].shape
+        want = (self.preprocess_config.image_height, self.preprocess_config.image_width)
+        fixed = [d if isinstance(d, int) else None for d in image[-2:]]
+        if any(f is not None and f != w for f, w in zip(fixed, want)):
+            raise ModelLoadError(f"model card for {onnx_path}: preprocess makes {want[0]}x{want[1]} (HxW) images "
+                                 f"but the graph takes {image[-2]}x{image[-1]}")
 
     def close(self) -> None:
         """Release the onnxruntime session."""

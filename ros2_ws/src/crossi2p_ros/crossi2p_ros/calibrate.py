@@ -221,8 +221,7 @@ def _main(argv: list[str] | None) -> int:
         except OSError as write_exc:
             print(f"{PROG}: error: could not write the report or JSON: {write_exc}", file=sys.stderr)
         if not args.quiet:        # the next step, on stdout (stderr keeps the one-line reason)
-            print("no calibration written: the result did not pass its checks"
-                  + ("; keep using the prior" if prior is not None else ""))
+            print("no calibration written: the result did not pass its checks" + _next_step(pipeline, args))
         print(f"{PROG}: cannot calibrate: {exc}", file=sys.stderr)
         return EXIT_UNTRUSTED
 
@@ -257,6 +256,19 @@ def _main(argv: list[str] | None) -> int:
         return 1
     _print_summary(T, cov, stage, pipeline, result, yaml_path, urdf_path, report_md)
     return 0
+
+
+def _next_step(pipeline: CalibrationPipeline, args) -> str:
+    """What to do after a refusal: keep the prior only where it was usable at all."""
+    if pipeline.prior is None:
+        return ""
+    run = pipeline.last_refinement
+    if run is not None and run.start_stage == "prior" and run.result.points_in_view < 100:
+        return (f"; the prior puts {run.result.points_in_view} LiDAR points into the image: check its "
+                f"T_cam_lidar (it maps LiDAR points into the camera optical frame; its inverse, T_lidar_cam, "
+                f"is a common mistake)")
+    where = f" ({args.report / 'overlay_before.png'})" if args.report is not None else " (--report DIR draws it)"
+    return f"; keep using the prior if its overlay{where} looks aligned"
 
 
 def _default_model_card() -> Path:

@@ -11,6 +11,7 @@ a test fails when it drifts.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -214,6 +215,14 @@ def parameters_from_flat(values: dict[str, object]) -> CalibrationNodeParameters
             lo, hi = spec.range
             if not lo <= values[spec.name] <= hi:
                 raise ValueError(f"parameter {spec.name}: {values[spec.name]} outside [{lo}, {hi}]")
+    # the parameter prior's shape, checked whatever the mode (a launch file switched to refine later)
+    for name, n in (("prior_xyz", 3), ("prior_quat_xyzw", 4)):
+        v = getattr(params.node, name)
+        if len(v) != n or not all(math.isfinite(float(x)) for x in v):
+            raise ValueError(f"parameter {name}: expected {n} finite numbers, got {list(v)}")
+    q = params.node.prior_quat_xyzw
+    if not 0.5 < math.sqrt(sum(float(x) ** 2 for x in q)) < 2.0:
+        raise ValueError(f"parameter prior_quat_xyzw: expected a unit quaternion (x, y, z, w), got {list(q)}")
     return params
 
 
