@@ -59,8 +59,19 @@ def test_disagreeing_quaternion_is_rejected(tmp_path):
     raw = yaml.safe_load((tmp_path / "c.yaml").read_text())
     raw["quaternion_xyzw"] = [0, 0, 0, 1]
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(raw))
-    with pytest.raises(ValueError, match="bad.yaml: translation/quaternion_xyzw disagree"):
+    with pytest.raises(ValueError, match="bad.yaml: translation/quaternion_xyzw disagree .* deg, .* m apart"):
         load_calibration_yaml(tmp_path / "bad.yaml")
+
+
+def test_a_translation_without_its_quaternion_is_not_ignored(tmp_path):
+    """Editing ``translation`` alone (T_cam_lidar is what is read) would otherwise do nothing."""
+    save_calibration_yaml(tmp_path / "c.yaml", T_EXAMPLE, CAMERA)
+    raw = yaml.safe_load((tmp_path / "c.yaml").read_text())
+    del raw["quaternion_xyzw"]
+    raw["translation"] = [5.0, 5.0, 5.0]
+    (tmp_path / "lone.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(ValueError, match="lone.yaml: 'translation' without 'quaternion_xyzw'"):
+        load_calibration_yaml(tmp_path / "lone.yaml")
 
 
 @pytest.mark.parametrize("drop, key", [("K", "'K'"), ("width", "'width'"), ("T_cam_lidar", "'T_cam_lidar'")])

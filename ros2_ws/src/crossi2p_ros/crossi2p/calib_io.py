@@ -266,6 +266,11 @@ def load_calibration_yaml(path: str | os.PathLike, require_camera: bool = True) 
             raise ValueError(f"{where}: missing key {key!r} (keys present: {sorted(record)})")
 
     has_tq = "translation" in record and "quaternion_xyzw" in record
+    lone = [k for k in ("translation", "quaternion_xyzw") if k in record and not has_tq]
+    if lone and "T_cam_lidar" in record:   # an edit of one of them alone would be ignored silently
+        other = "quaternion_xyzw" if lone[0] == "translation" else "translation"
+        raise ValueError(f"{where}: {lone[0]!r} without {other!r}: give both (they must agree with T_cam_lidar) "
+                         f"or neither")
     if has_tq:
         try:
             T_tq = transform_from_tq(np.asarray(record["translation"], dtype=np.float64).reshape(3),
@@ -280,7 +285,11 @@ def load_calibration_yaml(path: str | os.PathLike, require_camera: bool = True) 
         except ValueError as exc:
             raise ValueError(str(exc)) from None
         if has_tq and not np.allclose(T, T_tq, atol=_TQ_ATOL):
-            raise ValueError(f"{where}: translation/quaternion_xyzw disagree with T_cam_lidar")
+            d_t = float(np.abs(T[:3, 3] - T_tq[:3, 3]).max())
+            d_r = float(np.degrees(np.arccos(np.clip((np.trace(T[:3, :3].T @ T_tq[:3, :3]) - 1) / 2, -1, 1))))
+            raise ValueError(f"{where}: translation/quaternion_xyzw disagree with T_cam_lidar ({d_r:.3f} deg, "
+                             f"{d_t:.3f} m apart): edit all three alike, or delete translation and "
+                             f"quaternion_xyzw (T_cam_lidar is what is read)")
     elif has_tq:
         T = T_tq
     else:
