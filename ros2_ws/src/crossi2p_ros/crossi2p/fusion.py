@@ -90,6 +90,13 @@ def pose_residuals(transforms: np.ndarray, T_ref: np.ndarray) -> tuple[np.ndarra
     return rot, transforms[:, :3, 3] - T_ref[:3, 3]
 
 
+def perturbations(transforms: np.ndarray, T_ref: np.ndarray) -> np.ndarray:
+    """(K, 6) ``(d_t, d_rot)`` of each of the (K, 4, 4) ``transforms`` about ``T_ref``, in this
+    module's covariance convention: ``R_k = Exp(d_rot) R_ref``, ``t_k = t_ref + d_t`` (m, rad)."""
+    rotvec = (Rotation.from_matrix(transforms[:, :3, :3]) * Rotation.from_matrix(T_ref[:3, :3]).inv()).as_rotvec()
+    return np.hstack([transforms[:, :3, 3] - T_ref[:3, 3], rotvec])
+
+
 def robust_se3_mean(transforms: np.ndarray, weights: np.ndarray, gate_rotation_rad: float,
                     gate_translation_m: float, rounds: int = 5) -> RobustMean:
     """Robust weighted mean of rigid transforms (see module docstring, steps 1-3).
@@ -125,10 +132,7 @@ def robust_se3_mean(transforms: np.ndarray, weights: np.ndarray, gate_rotation_r
     inliers = (rot < gate_rotation_rad) & (np.linalg.norm(dt, axis=1) < gate_translation_m)
     n = int(inliers.sum())
     if n >= 2:
-        R_mean = Rotation.from_matrix(T_mean[:3, :3])
-        rotvec = (R_all[inliers] * R_mean.inv()).as_rotvec()  # (n, 3) rotation residuals, world axes
-        resid = np.hstack([dt[inliers], rotvec])  # (n, 6)
-        covariance = np.cov(resid, rowvar=False) / n
+        covariance = np.cov(perturbations(transforms[inliers], T_mean), rowvar=False) / n
     else:
         covariance = np.diag([gate_translation_m**2] * 3 + [gate_rotation_rad**2] * 3)
     return RobustMean(T=T_mean, inliers=inliers, covariance=covariance)

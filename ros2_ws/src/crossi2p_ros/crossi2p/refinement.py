@@ -113,6 +113,7 @@ from scipy.stats import rankdata
 from skimage.segmentation import felzenszwalb
 
 from .camera import CameraModel
+from .fusion import perturbations
 from .geometry import check_transform, make_transform, rotation_angle_deg, skew, transform_points
 from .preprocess import undistort_to_pinhole
 from .prior import pose_distance
@@ -1133,8 +1134,7 @@ def _ambiguity_reason(rivals: Sequence[np.ndarray], rotation_rivals: Sequence[np
 def _equivalent_spread(poses: Sequence[np.ndarray], T: np.ndarray) -> np.ndarray:
     """(6, 6) second moment of the (4, 4) ``poses`` about ``T``, in the covariance convention of
     the module docstring: ``d_t = t_i - t`` (m), ``d_rot = Log(R_i R^T)`` (rad)."""
-    D = np.array([np.r_[Te[:3, 3] - T[:3, 3], Rotation.from_matrix(Te[:3, :3] @ T[:3, :3].T).as_rotvec()]
-                  for Te in poses])
+    D = perturbations(np.array(poses), T)
     return D.T @ D / len(D)
 
 
