@@ -24,6 +24,7 @@ from tf2_msgs.msg import TFMessage
 
 from crossi2p.geometry import invert_transform, transform_from_tq
 from crossi2p.image_encoding import rgb_to_image_fields
+from crossi2p.model_card import ModelCard
 from crossi2p.pointcloud2 import rclpy_pointcloud2, stamp_to_sec_nanosec
 from crossi2p_ros.calibration_node import LATCHED, CalibrationNode
 from crossi2p_ros.live_replay import pose_msg_T_cam_lidar
@@ -64,7 +65,9 @@ class Harness:
     """The calibration node plus a publisher/listener node on one executor."""
 
     def __init__(self, context, **params):
-        overrides = [Parameter("model_card", value=str(MODEL_CARD)), Parameter("qos", value="reliable"),
+        # the graph itself as model_card: the node takes the card beside it (the other node tests
+        # give the card)
+        overrides = [Parameter("model_card", value=str(MODEL_CARD.with_suffix(".onnx"))), Parameter("qos", value="reliable"),
                      Parameter("queue_depth", value=50), Parameter("diagnostics_rate_hz", value=20.0),
                      Parameter("runtime.execution_provider", value="cpu")]
         overrides += [Parameter(k.replace("__", "."), value=v) for k, v in params.items()]
@@ -124,6 +127,7 @@ def harness():
 
 def test_image_before_any_camera_info_is_dropped_with_a_reason(harness, drive):
     h = harness                                          # first test: no CameraInfo was ever sent
+    assert h.node.runtime.card.name == ModelCard.load(MODEL_CARD).name   # loaded through the .onnx
     h.pub_image.publish(image_msg(drive.camera_frames[0][1], 1.0))
     assert spin_until(h.executor, lambda: h.count("bad_images") == 1, 20.0)
     assert "no CameraInfo received yet on /camera/camera_info" in h.last_status()["last_error"]

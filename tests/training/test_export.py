@@ -90,8 +90,12 @@ def test_runtime_refuses_a_graph_whose_hash_or_interface_does_not_match(exported
     numeric.write_text(yaml.safe_dump(card).replace(f"onnx_sha256: {card['onnx_sha256']}", "onnx_sha256: 0000"))
     with pytest.raises(ModelLoadError, match="onnx_sha256 must be a str"):
         CalibrationRuntime(numeric)
-    with pytest.raises(ModelLoadError, match="not a text file.*its card is"):
+    # The graph given instead of its card: the card beside it is taken; without one, one line.
+    with pytest.raises(ModelLoadError, match=f"no model card {onnx_copy.stem}.yaml beside it"):
         CalibrationRuntime(onnx_copy)
+    runtime = CalibrationRuntime(exported)
+    assert runtime.card.onnx_sha256 == card["onnx_sha256"]
+    runtime.close()
 
 
 @pytest.mark.parametrize("out, extra, message", [

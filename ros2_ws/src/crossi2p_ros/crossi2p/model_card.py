@@ -102,6 +102,27 @@ class ModelCard:
         return cls(**d)
 
 
+def resolve_model_card(path: str | Path) -> Path:
+    """A model card path from a card or an .onnx beside its card (``<name>.onnx`` -> ``<name>.yaml``),
+    so that every tool and the node take either.
+
+    Raises:
+        ValueError: ``path`` is a folder, or an .onnx that is missing or has no card beside it
+            (the message names the path as given).
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"model {path}: is a folder, expected a model card YAML or an .onnx beside its card")
+    if path.suffix == ".onnx":
+        card = path.with_suffix(".yaml")
+        if not path.is_file():
+            raise ValueError(f"model {path}: not found (expected an .onnx with its card {card.name} beside it)")
+        if not card.is_file():
+            raise ValueError(f"model {path}: no model card {card.name} beside it")
+        return card
+    return path
+
+
 def sha256_of_file(path: str | Path) -> str:
     """Hex sha256 of a file's bytes."""
     h = hashlib.sha256()

@@ -19,7 +19,7 @@ import numpy as np
 
 from .camera import CameraModel
 from .geometry import check_transform, make_transform, transform_points
-from .model_card import GRAPH_INPUTS, GRAPH_OUTPUTS, ModelCard, sha256_of_file
+from .model_card import GRAPH_INPUTS, GRAPH_OUTPUTS, ModelCard, resolve_model_card, sha256_of_file
 from .preprocess import PreprocessConfig, preprocess_frame
 from .refinement import RefinementConfig, alignment_check, prepare_frame
 
@@ -125,8 +125,8 @@ class CalibrationRuntime:
         import onnxruntime as ort
 
         self.config = config or RuntimeConfig()
-        card_path = Path(model_card_path)
         try:
+            card_path = resolve_model_card(model_card_path)     # a card, or the .onnx beside its card
             self.card = ModelCard.load(card_path)
         except (FileNotFoundError, ValueError) as exc:
             raise ModelLoadError(str(exc)) from None

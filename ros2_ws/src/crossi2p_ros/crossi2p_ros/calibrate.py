@@ -148,7 +148,9 @@ def _load_prior(args) -> Prior | None:
 
 
 def _main(argv: list[str] | None) -> int:
-    from .evaluate_bag import load_runtime, replay_bag, replay_samples, resolve_model_card
+    from crossi2p.model_card import resolve_model_card
+
+    from .evaluate_bag import load_runtime, replay_bag, replay_samples
 
     args = build_parser().parse_args(argv)
     topics = (args.image_topic, args.camera_info_topic, args.points_topic)

@@ -67,6 +67,7 @@ from crossi2p.deskew import DeskewConfig, describe_deskew
 from crossi2p.fusion import FusionConfig
 from crossi2p.interrupt import exit_130_on_ctrl_c, exit_now_if_work_in_flight, run_interruptibly
 from crossi2p.metrics import registration_error, summarize_errors
+from crossi2p.model_card import resolve_model_card
 from crossi2p.prior import Prior, load_prior
 from crossi2p.runtime import CalibrationRuntime, ModelLoadError, RuntimeConfig
 from crossi2p.sample import Sample
@@ -391,25 +392,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--execution-provider", choices=["auto", "cuda", "cpu"], default="auto",
                    help="onnxruntime provider: auto = CUDA when available, else the CPU (default auto)")
     return p
-
-
-def resolve_model_card(path: Path) -> Path:
-    """A model card path from a card or an .onnx beside its card.
-
-    Raises:
-        ValueError: ``path`` is a folder, or an .onnx that is missing or has no card beside it
-            (the message names the path as given).
-    """
-    if path.is_dir():
-        raise ValueError(f"model {path}: is a folder, expected a model card YAML or an .onnx beside its card")
-    if path.suffix == ".onnx":
-        card = path.with_suffix(".yaml")
-        if not path.is_file():
-            raise ValueError(f"model {path}: not found (expected an .onnx with its card {card.name} beside it)")
-        if not card.is_file():
-            raise ValueError(f"model {path}: no model card {card.name} beside it")
-        return card
-    return path
 
 
 _RUNTIMES: dict[tuple[Path, str], CalibrationRuntime] = {}

@@ -74,7 +74,8 @@ class NodeConfig:
     ``prior_max_translation_m``, and bounds the ``refine`` mode prior too (0: the YAML's value, else
     0.5 m)."""
     model_card: str = ""
-    """Model card YAML of the ONNX graph (empty: the shipped default model)."""
+    """Model card YAML of the ONNX graph, or the .onnx with its card beside it (empty: the shipped
+    default model)."""
     publish_on: Literal["tf_static", "tf"] = "tf_static"
     """Publish the extrinsic latched on /tf_static (TRANSIENT_LOCAL) or periodically on /tf."""
     tf_rate_hz: float = 10.0
