@@ -10,7 +10,11 @@ everything (never converges), looser ones let wrong estimates in. This script:
    pair once (the node's pipeline, every frame kept);
 2. replays the same per-frame estimates through ExtrinsicFuser for each candidate config;
 3. prints, per config: drives converged, mean frames to converge, final fused RTE / geodesic RRE
-   (median and worst over the drives), and writes ``--json``.
+   (median and worst over the drives), and writes ``--json``;
+4. checks the default config's published covariance against the error at every converged frame:
+   RTE over the root of the trace of its translation block, geodesic RRE over that of its rotation
+   block (about 1 when the covariance is honest), with and without the network's systematic part
+   (``FusionConfig.systematic_*``).
 
     .venv/bin/python bench/tune_fusion.py --model models/crossi2p_cpu.yaml --drives 4 --frames 60
 """
@@ -76,6 +80,32 @@ def fuse(estimates, config: FusionConfig) -> tuple[np.ndarray | None, int | None
     return (st.T_cam_lidar if st.status == "converged" else None), converged_at, st.drift_events
 
 
+def covariance_check(per_drive, config: FusionConfig) -> dict:
+    """Errors in standard deviations (RMS and median over every converged frame of every drive):
+    the published covariance (``FusionState.covariance``) and the covariance of the mean alone."""
+    systematic = np.diag([config.systematic_translation_m**2] * 3 + [np.radians(config.systematic_rotation_deg)**2] * 3)
+    z = {"published": [], "mean_only": []}
+    for est, T_gt in per_drive:
+        fuser = ExtrinsicFuser(config)
+        for T, conf, stamp in est:
+            if T is None:
+                continue
+            fuser.add(T, conf, stamp)
+            st = fuser.state
+            if st.status != "converged":
+                continue
+            e = registration_error(st.T_cam_lidar, T_gt)
+            for key, cov in (("published", st.covariance), ("mean_only", st.covariance - systematic)):
+                z[key].append((e.rte_m / np.sqrt(np.trace(cov[:3, :3])),
+                               np.radians(e.rre_geodesic_deg) / np.sqrt(np.trace(cov[3:, 3:]))))
+    out = {"converged_frames": len(z["published"])}
+    for key, v in z.items():
+        v = np.array(v).reshape(-1, 2)
+        out[key] = {"translation_rms": float(np.sqrt(np.mean(v[:, 0]**2))) if len(v) else None,
+                    "rotation_rms": float(np.sqrt(np.mean(v[:, 1]**2))) if len(v) else None}
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n")[-1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -116,9 +146,14 @@ def main(argv: list[str] | None = None) -> int:
               f"{fmt(r['frames_to_converge_mean'], '.1f')} | {fmt(r['fused_rte_m_median'], '.3f')} / "
               f"{fmt(r['fused_rte_m_max'], '.3f')} | {fmt(r['fused_rre_geodesic_deg_median'], '.2f')} / "
               f"{fmt(r['fused_rre_geodesic_deg_max'], '.2f')} |")
+    cov = covariance_check(per_drive, FusionConfig())
+    print(f"default config, errors in standard deviations over {cov['converged_frames']} converged frames (RMS, "
+          f"translation / rotation): published covariance {fmt(cov['published']['translation_rms'], '.2f')} / "
+          f"{fmt(cov['published']['rotation_rms'], '.2f')}, covariance of the mean alone "
+          f"{fmt(cov['mean_only']['translation_rms'], '.2f')} / {fmt(cov['mean_only']['rotation_rms'], '.2f')}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"seeds": [args.seed, args.seed + args.drives - 1], "frames": args.frames,
-                                     "model": str(args.model), "rows": rows}, indent=2))
+                                     "model": str(args.model), "rows": rows, "covariance_check": cov}, indent=2))
     print(f"wrote {args.json}")
     return 0
 

@@ -81,3 +81,24 @@ def test_reset_forgets_everything():
         fuser.add(noisy(T_GT, rng), 0.9, 0.1 * i)
     fuser.reset()
     assert fuser.state.status == "waiting" and fuser.state.frames_in == 0
+
+
+def test_published_covariance_adds_the_networks_systematic_error_not_to_convergence():
+    """Estimates that share a bias: the covariance of the mean shrinks as 1 / n and would claim
+    millimetres; the published covariance keeps the systematic part, convergence does not use it."""
+    bias = make_transform(Rotation.from_euler("z", 0.4, degrees=True), [0.3, 0.0, 0.0])
+    runs = {}
+    for systematic in ((0.0, 0.0), (0.25, 0.3)):
+        fuser = ExtrinsicFuser(FusionConfig(systematic_translation_m=systematic[0],
+                                            systematic_rotation_deg=systematic[1]))
+        for i in range(60):
+            fuser.add(noisy(bias @ T_GT, np.random.default_rng(i), 0.5, 0.03), 0.9, 0.1 * i)
+        runs[systematic] = fuser.state
+    bare, honest = runs[(0.0, 0.0)], runs[(0.25, 0.3)]
+    assert bare.status == honest.status == "converged" and bare.converged_at_frame == honest.converged_at_frame
+    assert bare.translation_std_m == honest.translation_std_m                  # the convergence test's
+    err = registration_error(honest.T_cam_lidar, T_GT)
+    assert err.rte_m > 0.25                                                    # the bias stays
+    assert np.sqrt(np.trace(bare.covariance[:3, :3])) < 0.02                   # what the window alone says
+    assert np.allclose(np.diag(honest.covariance - bare.covariance), [0.25**2] * 3 + [np.radians(0.3)**2] * 3)
+    assert err.rte_m / np.sqrt(np.trace(honest.covariance[:3, :3])) < 1.0      # about the error now

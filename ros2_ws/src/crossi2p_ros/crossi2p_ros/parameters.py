@@ -135,6 +135,8 @@ RANGES: dict[str, tuple[float, float]] = {
     "fusion.drift_translation_m": (0.0, 100.0),
     "fusion.drift_frames": (1, 10000),
     "fusion.irls_rounds": (1, 100),
+    "fusion.systematic_translation_m": (0.0, 100.0),
+    "fusion.systematic_rotation_deg": (0.0, 180.0),
     "runtime.intra_op_threads": (0, 256),
     "runtime.min_confidence": (0.0, 1.0),
     "runtime.min_correspondences": (0, 100000),
