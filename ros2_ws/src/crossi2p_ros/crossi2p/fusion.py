@@ -72,9 +72,10 @@ class FusionConfig:
     covariance of the mean shrinks as 1 / n, but the per-frame estimates of one rig share the
     network's bias, which no statistic of the window sees. The shipped model's fused translation
     is 0.3-0.7 m off on held-out simulated drives (docs/benchmarks.md, section 1.2), while the
-    covariance of the mean said 0.09-0.13 m: errors of 2.6-2.8 standard deviations (RMS). 0: the
-    covariance of the mean alone (before this release). Convergence is judged on the covariance
-    of the mean (``FusionState.translation_std_m``), without it."""
+    covariance of the mean said 0.09-0.18 m: errors of 2.6-3.4 standard deviations (RMS; 0.7-1.3
+    with this term). 0: the covariance of the mean alone (before this release). Convergence is
+    judged on the covariance of the mean (``FusionState.translation_std_m``, also in
+    /diagnostics), without it."""
     systematic_rotation_deg: float = 0.3
     """... and of its systematic rotation error, per axis (degrees): fused rotations 0.3-0.8 deg
     off on those drives."""
