@@ -329,3 +329,28 @@ def test_a_prior_that_puts_no_point_in_the_image_is_not_recommended(tmp_path, ca
     out, err = capsys.readouterr()
     assert "no LiDAR point in view" in err and "check its T_cam_lidar" in out and "keep using" not in out
     assert not (tmp_path / "calib.yaml").exists()
+
+
+def test_a_corrupt_frame_of_a_dataset_folder_is_skipped_and_said(tmp_path, capsys):
+    """A truncated sweep in a KITTI folder: that frame is skipped (not the rest of the recording),
+    a warning names the file, the JSON lists it; without a prior the stdout does not claim a
+    result was checked."""
+    import json
+
+    from crossi2p_training.sim.cli import main as sim_main
+    seq = tmp_path / "seq"
+    assert sim_main(["--seed", "5", "--frames", "6", "--preset", "small", "--kitti", str(seq)]) == 0
+    bad = sorted((seq / "velodyne").glob("*.bin"))[2]
+    bad.write_bytes(bad.read_bytes()[:1001])
+    js = tmp_path / "run.json"
+    capsys.readouterr()
+    rc = main([str(seq), "--out", str(tmp_path / "calib.yaml"), "--json", str(js), "--deskew", "off",
+               *MODEL[:-1]])                                       # not --quiet: the next-step line
+    captured = capsys.readouterr()
+    assert rc == 3
+    warning = [line for line in captured.err.splitlines() if "warning" in line]
+    assert len(warning) == 1 and bad.name in warning[0] and "skipped" in warning[0], captured.err
+    summary = json.loads(js.read_text())
+    frames = len(list((seq / "velodyne").glob("*.bin")))
+    assert summary["pairs"] == frames - 1 and len(summary["read_errors"]) == 1 and bad.name in summary["read_errors"][0]
+    assert "no calibration written: there was no estimate to check" in captured.out

@@ -28,7 +28,8 @@ bounds, or null), ``refinement`` (or null: ``start``, ``accepted``, ``reason``, 
 ``T_searched``: what the search found even when it was rejected, never to be used as a
 calibration; costs, std, time, ``window_span``), ``pairs``, ``pairs_valid``, ``fusion_status``,
 ``frames_fused``, ``rejected_outside_prior``, ``wall_time_s``, ``deskew`` (``mode``,
-``sweeps_deskewed``). Matrices are 4x4 row lists, LiDAR ->
+``sweeps_deskewed``), ``read_errors`` (what could not be read: a dataset folder's corrupt frame is
+skipped, a bag's ends the reading; also a warning on stderr). Matrices are 4x4 row lists, LiDAR ->
 camera optical.
 
 Exit codes: 0 a calibration it trusts was written; 3 it cannot produce one (no pairs; the
@@ -199,6 +200,10 @@ def _main(argv: list[str] | None) -> int:
     if pipeline.prior_mismatch is not None:  # bad input: the prior is for another camera or LiDAR
         print(f"{PROG}: error: {pipeline.prior_mismatch}", file=sys.stderr)
         return 1
+    if result.errors and result.frames:      # some input could not be read: say so, go on with the rest
+        print(f"{PROG}: warning: {len(result.errors)} part(s) of {args.input} could not be read and "
+              f"{'were skipped' if source != 'rosbag2' else 'ended the reading'} (first: {result.errors[0]}); "
+              f"using the {len(result.frames)} pairs read", file=sys.stderr)
     try:
         if not result.frames:
             raise CannotCalibrate(f"no camera/LiDAR pairs in {args.input} "
@@ -223,7 +228,9 @@ def _main(argv: list[str] | None) -> int:
         except OSError as write_exc:
             print(f"{PROG}: error: could not write the report or JSON: {write_exc}", file=sys.stderr)
         if not args.quiet:        # the next step, on stdout (stderr keeps the one-line reason)
-            print("no calibration written: the result did not pass its checks" + _next_step(pipeline, args))
+            did = ("the result did not pass its checks" if pipeline.last_refinement is not None
+                   else "there was no estimate to check")
+            print(f"no calibration written: {did}" + _next_step(pipeline, args))
         print(f"{PROG}: cannot calibrate: {exc}", file=sys.stderr)
         return EXIT_UNTRUSTED
 
@@ -349,7 +356,7 @@ def _write_json(args, result, pipeline: CalibrationPipeline, T, stage, failure: 
         "refinement": refinement, "pairs": len(result.frames), "pairs_valid": sum(f.valid for f in result.frames),
         "fusion_status": pipeline.fuser.state.status, "frames_fused": pipeline.fuser.state.frames_accepted,
         "rejected_outside_prior": pipeline.rejected_outside_prior, "wall_time_s": float(elapsed_s),
-        "deskew": pipeline.deskewer.summary(),
+        "deskew": pipeline.deskewer.summary(), "read_errors": list(result.errors),
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(_nan_to_null(summary), indent=2) + "\n")

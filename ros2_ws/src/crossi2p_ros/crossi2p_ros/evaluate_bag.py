@@ -53,7 +53,7 @@ import csv
 import json
 import signal
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -189,14 +189,16 @@ def replay_samples(samples: Iterable[Sample], runtime: CalibrationRuntime, fusio
 
     Each sample is one pair (its ``stamp_s`` the image's, ``lidar_stamp_s`` the sweep's); the
     ground truth is the sample's own ``T_cam_lidar`` unless ``T_gt`` is given;
-    ``require_ground_truth=False`` records none (``crossi2p-calibrate``).
+    ``require_ground_truth=False`` records none (``crossi2p-calibrate``). A frame of an indexable
+    source (the dataset readers) that cannot be read (a corrupt or truncated file: ValueError) is
+    skipped and its error recorded in ``result.errors``; an iterable stops there.
     """
     pipeline = CalibrationPipeline(runtime, None, fusion, prior, refinement, schedule, deskew)
     result = ReplayResult(knock=knock, pipeline=pipeline)
     bar = tqdm(total=total if max_frames is None else min(total or max_frames, max_frames),
                desc="replay", unit="frame", disable=not progress)
     try:
-        for sample in samples:
+        for sample in _readable(samples, result):
             gt = T_gt if T_gt is not None else sample.T_cam_lidar if require_ground_truth else None
             if gt is None and (require_ground_truth or knock is not None):
                 raise ValueError(f"sample {sample.frame_id}: no ground-truth calibration; pass --ground-truth YAML")
@@ -221,6 +223,21 @@ def replay_samples(samples: Iterable[Sample], runtime: CalibrationRuntime, fusio
     finally:
         bar.close()
     return result
+
+
+def _readable(samples: Iterable[Sample], result: ReplayResult) -> Iterator[Sample]:
+    """The samples of ``samples``; from a source with ``len`` and indexing, a frame whose files
+    cannot be read is skipped (its error goes into ``result.errors``) instead of ending the replay."""
+    if not (hasattr(samples, "__len__") and hasattr(samples, "__getitem__")):
+        yield from samples
+        return
+    for k in range(len(samples)):
+        try:
+            sample = samples[k]
+        except ValueError as exc:
+            result.errors.append(f"frame {k} skipped: {exc}")
+            continue
+        yield sample
 
 
 def _refine_if_due(pipeline: CalibrationPipeline, result: ReplayResult, bar) -> None:
