@@ -329,3 +329,35 @@ def test_help_prints_the_usage_and_parameters_without_starting_the_node():
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("usage: calibration_node") and "model_card" in out.stdout
     assert "subscribed" not in out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["--ros-args", "--params-file", "/nonexistent/params.yaml"], 1,
+     "--params-file /nonexistent/params.yaml: No such file or directory"),
+    (["--ros-args", "--params-file", "BAD"], 1, "not valid YAML"),
+    (["--verbose"], 2, "unknown argument '--verbose'"),
+])
+def test_a_bad_params_file_or_argument_is_one_line_and_non_zero(tmp_path, args, code, message):
+    """rcl alone logs 'Failed to parse global arguments' without the file, and the node exited 0."""
+    if "BAD" in args:
+        bad = tmp_path / "params.yaml"
+        bad.write_text("crossi2p_calibration:\n  ros__parameters: [1\n")
+        args = [str(bad) if a == "BAD" else a for a in args]
+    out = subprocess.run([str(NODE), *args], capture_output=True, text=True, timeout=60.0)
+    assert out.returncode == code and message in out.stderr, out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
+
+
+def test_a_parameter_the_node_does_not_have_is_named_with_the_closest_one(quick_card):
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = CalibrationNode(context=context, load_model_in_background=True,
+                           parameter_overrides=[Parameter("model_card", value=str(quick_card)),
+                                                Parameter("fusion.window_sizee", value=3),
+                                                Parameter("no_such_thing", value=1)])
+    try:
+        assert node.unknown_parameters == {"fusion.window_sizee": "fusion.window_size", "no_such_thing": None}
+        assert node.params.fusion.window_size == 60                    # the typo left the default
+    finally:
+        node.destroy_node()
+        context.try_shutdown()

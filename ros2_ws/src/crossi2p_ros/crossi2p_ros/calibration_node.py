@@ -302,7 +302,24 @@ class CalibrationNode(Node):
                                                          step=0)]
             self.declare_parameter(spec.name, spec.default, descriptor)
             values[spec.name] = self.get_parameter(spec.name).value
+        self._warn_unknown_parameters(set(values))
         return parameters_from_flat(values)
+
+    def _warn_unknown_parameters(self, declared: set[str]) -> None:
+        """Log every parameter given to this node (``-p``, ``--params-file``) that it does not have,
+        with the closest name it has: a typo would otherwise leave the default in force without a
+        word. A warning, not an error: a parameters file shared by several nodes may hold others'."""
+        import difflib
+
+        known = declared | {"use_sim_time", "start_type_description_service"}
+        self.unknown_parameters: dict[str, str | None] = {}
+        """Parameters given to the node that it does not have -> the closest one it has (or None)."""
+        for name in sorted(set(self._parameter_overrides) - known):
+            close = difflib.get_close_matches(name, sorted(declared), n=1, cutoff=0.75)
+            self.unknown_parameters[name] = close[0] if close else None
+            self.get_logger().warning(f"parameter '{name}' is not a parameter of this node; it is ignored"
+                                      + (f" (did you mean '{close[0]}'?)" if close else " (calibration_node --help "
+                                                                                        "lists them)"))
 
     # ------------------------------------------------------------------------ inputs
     def _counted(self, callback):
@@ -887,20 +904,54 @@ def _usage() -> str:
              "",
              "Online camera-LiDAR calibration: pairs camera and LiDAR messages, runs the ONNX graph, fuses",
              "and refines the per-frame estimates and publishes T_cam_lidar on tf (docs/parameters.md).",
-             "Exit code 0 after SIGINT/SIGTERM, 1 with a one-line error when the model or a parameter is refused.",
+             "Exit code 0 after SIGINT/SIGTERM, 1 with a one-line error when the model, a parameter or a",
+             "--params-file is refused, 2 for an argument before --ros-args. A parameter the node does not",
+             "have is logged as a warning (with the closest name) and ignored.",
              "", "parameters (default):"]
     lines += [f"  {spec.name} ({spec.default!r})" for spec in parameter_specs()]
     return "\n".join(lines)
 
 
+def _params_file_problem(ros_args: list[str]) -> str:
+    """Why a ``--params-file FILE`` among the ROS arguments cannot be used (missing, not YAML, not
+    a mapping), one line naming it; '' when every one can."""
+    import yaml
+
+    from crossi2p.calib_io import yaml_problem
+
+    for flag, path in zip(ros_args, ros_args[1:]):
+        if flag != "--params-file":
+            continue
+        try:
+            data = yaml.safe_load(Path(path).read_text())
+        except OSError as exc:
+            return f"--params-file {path}: {exc.strerror or exc} (expected a parameters YAML, as config/default.yaml)"
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            why = yaml_problem(exc) if isinstance(exc, yaml.YAMLError) else "not a text file"
+            return f"--params-file {path}: not valid YAML ({why}; expected a parameters YAML, as config/default.yaml)"
+        if not isinstance(data, dict):
+            return (f"--params-file {path}: expected a mapping of node names to ros__parameters, as "
+                    f"config/default.yaml, got {type(data).__name__}")
+    return ""
+
+
 def main(args=None) -> int:
     """``calibration_node`` (module docstring, start-up and shutdown): exit code 0 after SIGINT or
-    SIGTERM, 1 with a one-line error when the model or a parameter is refused."""
+    SIGTERM, 1 with a one-line error when the model, a parameter or a ``--params-file`` is refused,
+    2 for an argument before ``--ros-args`` other than ``--help``."""
     argv = sys.argv[1:] if args is None else list(args[1:])
     ros_at = argv.index("--ros-args") if "--ros-args" in argv else len(argv)
     if {"-h", "--help"} & set(argv[:ros_at]):  # before rclpy.init: --help must not start the node
         print(_usage())
         return 0
+    if argv[:ros_at]:                # the node takes no arguments of its own but --help
+        print(f"calibration_node: error: unknown argument {argv[0]!r} (parameters go after --ros-args: "
+              f"calibration_node --ros-args -p NAME:=VALUE; --help lists them)", file=sys.stderr)
+        return 2
+    problem = _params_file_problem(argv[ros_at:])
+    if problem:                      # rcl would log "Failed to parse global arguments" without the file
+        print(f"calibration_node: error: {problem}", file=sys.stderr)
+        return 1
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # like SIGINT until rclpy takes over
     node, code = None, 0
     try:
