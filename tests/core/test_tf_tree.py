@@ -7,7 +7,7 @@ from scipy.spatial.transform import Rotation
 
 from crossi2p.geometry import invert_transform, make_transform, transform_points
 from crossi2p.tf_tree import (FrameMismatchError, StaticTransformTree, TransformLookupError, check_camera_frame,
-                              points_in_lidar_frame)
+                              check_camera_info_frame, points_in_lidar_frame)
 
 
 def _random_T(rng):
@@ -133,3 +133,16 @@ def test_image_frame_must_be_the_camera_frame_or_an_identity_alias_of_it():
         check_camera_frame("camera_link", "camera_optical", tree)
     with pytest.raises(FrameMismatchError, match=r"\(no /tf_static path links the two\)"):
         check_camera_frame("cam0", "camera_optical", tree)
+
+
+def test_camera_info_must_be_of_the_images_camera():
+    tree = StaticTransformTree()
+    tree.set_transform("camera_color_optical_frame", "camera_optical", np.eye(4))
+    check_camera_info_frame("camera_optical", "camera_optical", tree)
+    check_camera_info_frame("/camera_optical", "camera_optical", tree)      # a leading slash is the same frame
+    check_camera_info_frame("", "camera_optical", tree)                     # a frame id missing on either side
+    check_camera_info_frame("camera_optical", "", tree)
+    check_camera_info_frame("camera_color_optical_frame", "camera_optical", tree)   # identity alias
+    with pytest.raises(FrameMismatchError, match=r"its CameraInfo is in frame 'camera_05_optical', the image in "
+                                                 r"'camera_01_optical': not one camera"):
+        check_camera_info_frame("camera_05_optical", "camera_01_optical", tree)

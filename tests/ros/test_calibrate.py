@@ -5,6 +5,7 @@ here, by the test, to make a prior and to check the result)."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from .conftest import write_simulated_bag
 from .test_calibration_node import MODEL_CARD
 
 MODEL = ["--model", str(MODEL_CARD), "--execution-provider", "cpu", "--quiet"]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -354,3 +356,16 @@ def test_a_corrupt_frame_of_a_dataset_folder_is_skipped_and_said(tmp_path, capsy
     frames = len(list((seq / "velodyne").glob("*.bin")))
     assert summary["pairs"] == frames - 1 and len(summary["read_errors"]) == 1 and bad.name in summary["read_errors"][0]
     assert "no calibration written: there was no estimate to check" in captured.out
+
+
+def test_a_camera_info_topic_of_another_camera_is_bad_input(tmp_path, capsys):
+    """The committed real recording, camera_01's images with camera_05's CameraInfo: every image is
+    refused, exit 1 with one line naming both frames (it used to run with the wrong intrinsics and
+    be refused as 'ambiguous')."""
+    recording = REPO / "data" / "real" / "tri_dgp_scene_02"
+    rc = main([str(recording / "bag"), "--image-topic", "/camera_01/image_raw", "--camera-info-topic",
+               "/camera_05/camera_info", "--prior", str(recording / "prior_camera_01.yaml"), "--out",
+               str(tmp_path / "calib.yaml"), *MODEL])
+    err = _one_line(capsys.readouterr().err)
+    assert rc == 1 and not (tmp_path / "calib.yaml").exists()
+    assert "'camera_05_optical'" in err and "'camera_01_optical'" in err and "not one camera" in err

@@ -178,6 +178,20 @@ def test_image_with_mismatching_camera_info_is_rejected_with_a_reason(harness, d
     assert not h.tf
 
 
+def test_image_whose_camera_info_is_of_another_camera_is_rejected_with_a_reason(harness, drive):
+    h = harness
+    before = h.count("bad_images")
+    infos = h.node.counters.camera_infos_in
+    h.pub_info.publish(info_msg(drive.camera, 35.0, frame_id="other_camera_optical"))
+    assert spin_until(h.executor, lambda: h.node.counters.camera_infos_in == infos + 1, 20.0)  # before the image
+    h.pub_image.publish(image_msg(drive.camera_frames[0][1], 35.0))
+    assert spin_until(h.executor, lambda: h.count("bad_images") == before + 1, 20.0)
+    assert "its CameraInfo is in frame 'other_camera_optical'" in h.last_status()["last_error"]
+    assert not h.tf
+    h.pub_info.publish(info_msg(drive.camera, 35.0))                 # the right one again, for the next tests
+    assert spin_until(h.executor, lambda: h.node.counters.camera_infos_in == infos + 2, 20.0)
+
+
 def test_unsupported_encoding_is_rejected(harness, drive):
     h = harness
     before = h.count("bad_images")

@@ -24,7 +24,7 @@ import numpy as np
 from .geometry import check_transform, invert_transform, rotation_angle_deg
 
 __all__ = ["StaticTransformTree", "TransformLookupError", "FrameMismatchError", "points_in_lidar_frame",
-           "check_camera_frame"]
+           "check_camera_frame", "check_camera_info_frame"]
 
 
 class TransformLookupError(LookupError):
@@ -149,3 +149,20 @@ def check_camera_frame(image_frame: str, camera_frame: str, tree: StaticTransfor
         why = "no /tf_static path links the two"
     raise FrameMismatchError(f"image in frame {image!r}, not the camera frame {camera!r} ({why}); an image "
                              f"cannot be re-expressed in another frame: set camera_frame to {image!r}")
+
+
+def check_camera_info_frame(info_frame: str, image_frame: str, tree: StaticTransformTree) -> None:
+    """Raise ``FrameMismatchError`` unless a CameraInfo stamped ``info_frame`` describes the camera
+    of an image stamped ``image_frame``: the same frame, either without a frame id, or two names the
+    static tree links by an identity transform (``check_camera_frame``'s rule). A CameraInfo of
+    another camera would give the image wrong intrinsics, and the refinement would fail on it
+    without saying why.
+    """
+    if not _frame(info_frame) or not _frame(image_frame):
+        return
+    try:
+        check_camera_frame(info_frame, image_frame, tree)
+    except FrameMismatchError:
+        raise FrameMismatchError(f"its CameraInfo is in frame {_frame(info_frame)!r}, the image in "
+                                 f"{_frame(image_frame)!r}: not one camera (a CameraInfo topic of another "
+                                 f"camera?)") from None

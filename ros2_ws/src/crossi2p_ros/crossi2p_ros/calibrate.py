@@ -38,7 +38,8 @@ within ``--max-pair-offset-s`` to refine on), with the reason in one line; 2 a u
 unknown flag or a flag's value of the wrong kind: one line); 1 bad input (one line: a missing or
 unreadable input or prior, a topic missing or of the wrong message type, an --out that cannot be
 written: checked before the run; a prior whose ``frames`` name another camera or LiDAR than the
-recording's messages: the run stops at the first pair); 130 interrupted (Ctrl-C).
+recording's messages: the run stops at the first pair; every message refused, e.g. a CameraInfo
+topic of another camera than the images'); 130 interrupted (Ctrl-C).
 A prior YAML needs only ``T_cam_lidar`` (or ``translation`` + ``quaternion_xyzw``); its camera keys
 are optional, the intrinsics come from the data; its ``frames`` (parent LiDAR, child camera
 optical), when given, must be the recording's (dataset folders name none). Its bounds are a
@@ -199,6 +200,10 @@ def _main(argv: list[str] | None) -> int:
     pipeline: CalibrationPipeline = result.pipeline
     if pipeline.prior_mismatch is not None:  # bad input: the prior is for another camera or LiDAR
         print(f"{PROG}: error: {pipeline.prior_mismatch}", file=sys.stderr)
+        return 1
+    if not result.frames and result.refused:  # every image or cloud refused: bad input, the reason says why
+        refused = "; ".join(f"{reason} ({n}x)" for reason, n in result.refused.items())
+        print(f"{PROG}: error: no camera/LiDAR pairs in {args.input}: {refused}", file=sys.stderr)
         return 1
     if result.errors and result.frames:      # some input could not be read: say so, go on with the rest
         print(f"{PROG}: warning: {len(result.errors)} part(s) of {args.input} could not be read and "

@@ -86,7 +86,8 @@ from crossi2p.pointcloud2 import (normalise_intensity, pointcloud2_to_array, sta
 from crossi2p.preprocess import detect_intensity_scale
 from crossi2p.prior import Prior, load_prior
 from crossi2p.runtime import CalibrationRuntime, ModelLoadError, RuntimeConfig
-from crossi2p.tf_tree import FrameMismatchError, StaticTransformTree, check_camera_frame, points_in_lidar_frame
+from crossi2p.tf_tree import (FrameMismatchError, StaticTransformTree, check_camera_frame, check_camera_info_frame,
+                             points_in_lidar_frame)
 
 from .frame_report import FRAME_STATUS_NAME, FrameReport
 from .pipeline import CalibrationPipeline, CameraFrame, LidarSweep, check_intensity_policy
@@ -383,6 +384,10 @@ class CalibrationNode(Node):
             info, camera, error = self._camera_info, self._camera, self._camera_error
         if info is None:
             return self._bad_input("image", f"image dropped: no CameraInfo received yet on {p.camera_info_topic}")
+        try:
+            check_camera_info_frame(info.header.frame_id, msg.header.frame_id, self._tf_tree)
+        except FrameMismatchError as exc:
+            return self._bad_input("image", f"image on {p.image_topic} dropped: {exc} ({p.camera_info_topic})")
         if isinstance(error, UncalibratedCameraError):  # skipped and counted until a calibrated one arrives
             reason = (f"image on {p.image_topic} skipped: {error} on {p.camera_info_topic}; waiting for a "
                       f"calibrated CameraInfo")

@@ -71,7 +71,8 @@ from crossi2p.model_card import resolve_model_card
 from crossi2p.prior import Prior, load_prior
 from crossi2p.runtime import CalibrationRuntime, ModelLoadError, RuntimeConfig
 from crossi2p.sample import Sample
-from crossi2p.tf_tree import FrameMismatchError, StaticTransformTree, check_camera_frame, points_in_lidar_frame
+from crossi2p.tf_tree import (FrameMismatchError, StaticTransformTree, check_camera_frame, check_camera_info_frame,
+                             points_in_lidar_frame)
 
 from .frame_report import FrameReport
 from .pairing import PairingConfig, StampedPair
@@ -108,7 +109,7 @@ def replay_bag(bag: Path, runtime: CalibrationRuntime, T_gt: np.ndarray | None, 
     """
     pipeline = CalibrationPipeline(runtime, pairing, fusion, prior, refinement, schedule, deskew)
     result = ReplayResult(knock=knock, pipeline=pipeline)
-    camera = None
+    camera, info_frame = None, ""
     tree = read_bag_tf_tree(bag)
     frames = [lidar_frame or "", camera_frame or ""]  # learnt from the first message when not given
     n_lidar = bag_topics(bag).get(topics[2])
@@ -129,7 +130,7 @@ def replay_bag(bag: Path, runtime: CalibrationRuntime, T_gt: np.ndarray | None, 
     try:
         for rec in read_bag_messages(bag, *topics):
             if isinstance(rec, CameraInfoRecord):
-                camera = rec.camera
+                camera, info_frame = rec.camera, rec.frame_id
                 continue
             if isinstance(rec, ImageRecord):
                 if camera is None or (camera.width, camera.height) != (rec.image.shape[1], rec.image.shape[0]):
@@ -137,6 +138,12 @@ def replay_bag(bag: Path, runtime: CalibrationRuntime, T_gt: np.ndarray | None, 
                            f"image dropped: {rec.image.shape[1]}x{rec.image.shape[0]}, its CameraInfo says "
                            f"{camera.width}x{camera.height}")
                     result.refused[why] = result.refused.get(why, 0) + 1    # counted, as the node logs it
+                    continue
+                try:
+                    check_camera_info_frame(info_frame, rec.frame_id, tree)
+                except FrameMismatchError as exc:
+                    why = f"image on {topics[0]} dropped: {exc} ({topics[1]})"
+                    result.refused[why] = result.refused.get(why, 0) + 1
                     continue
                 frames[1] = frames[1] or rec.frame_id.lstrip("/")
                 try:
