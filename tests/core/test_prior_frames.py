@@ -46,3 +46,29 @@ def test_a_misspelt_bound_key_is_an_error_naming_it(tmp_path):
                     "prior_max_rotation: 1.0\nmetadata: {prior_of: a CAD drawing}\n")
     with pytest.raises(ValueError, match=r"p\.yaml: unknown key 'prior_max_rotation' \(expected prior_max_rotation_deg"):
         load_prior(path)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("T_cam_lidr: [[0, -1, 0, 0], [0, 0, -1, 0], [1, 0, 0, 0], [0, 0, 0, 1]]\n"
+     "translation: [0, 0, 0]\nquaternion_xyzw: [-0.5, 0.5, -0.5, 0.5]\n",
+     r"unknown key 'T_cam_lidr' \(expected T_cam_lidar"),                 # the edit would be lost
+    ("T_cam_lidar: [[0, -1, 0, 0], [0, 0, -1, 0], [1, 0, 0, 0], [0, 0, 0, 1]]\n"
+     "frames: {parent: lidar, chld: camera_optical}\n",
+     r"key 'frames' has \['chld'\], expected only 'parent'"),             # the frame check would be skipped
+    ("", r"the file is empty"),
+])
+def test_a_misspelt_key_or_an_empty_file_is_an_error_naming_it(tmp_path, text, message):
+    from crossi2p.prior import load_prior
+
+    path = tmp_path / "p.yaml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        load_prior(path)
+
+
+def test_free_form_keys_still_go_to_metadata(tmp_path):
+    from crossi2p.calib_io import load_calibration_yaml
+
+    path = tmp_path / "p.yaml"
+    path.write_text("T_cam_lidar: [[0, -1, 0, 0], [0, 0, -1, 0], [1, 0, 0, 0], [0, 0, 0, 1]]\nmeasured_by: tape\n")
+    assert load_calibration_yaml(path, require_camera=False).metadata["measured_by"] == "tape"

@@ -251,6 +251,8 @@ def load_calibration_yaml(path: str | os.PathLike, require_camera: bool = True) 
         raise ValueError(f"{where}: not a text file (expected a calibration YAML)") from None
     except yaml.YAMLError as exc:
         raise ValueError(f"{where}: not valid YAML ({yaml_problem(exc)})") from None
+    if record is None:
+        raise ValueError(f"{where}: the file is empty (expected a calibration YAML with T_cam_lidar)")
     if not isinstance(record, dict):
         raise ValueError(f"{where}: expected a YAML mapping at the top level, got {type(record).__name__}")
     try:
@@ -312,6 +314,11 @@ def load_calibration_yaml(path: str | os.PathLike, require_camera: bool = True) 
     frames = record.get("frames") or {}
     if not isinstance(frames, dict):
         raise ValueError(f"{where}: key 'frames' must be a mapping with 'parent' and 'child'")
+    stray = sorted(set(frames) - {"parent", "child"})
+    if stray:          # 'chld: camera' would leave the frame check out without a word
+        raise ValueError(f"{where}: key 'frames' has {stray}, expected only 'parent' (the LiDAR frame) and "
+                         f"'child' (the camera optical frame)")
+    _refuse_misspelt_keys(record, where)
     covariance = record.get("covariance")
     if covariance is not None:
         covariance = _check_covariance(covariance, f"{where}: key 'covariance'")
@@ -323,6 +330,19 @@ def load_calibration_yaml(path: str | os.PathLike, require_camera: bool = True) 
                        camera_frame=str(frames.get("child", "camera_optical")), covariance=covariance,
                        metadata=metadata, version=version,
                        named_frames={k: str(frames[k]) for k in ("parent", "child") if frames.get(k)}, **bounds)
+
+
+def _refuse_misspelt_keys(record: dict, where: str) -> None:
+    """ValueError for a top-level key that is not one of the record's but looks like one (a typo:
+    ``T_cam_lidr``, ``prior_max_rotaton_deg``); other unknown keys are free-form provenance and go
+    to ``metadata``."""
+    import difflib
+
+    for key in sorted(str(k) for k in record if k not in _KNOWN_KEYS):
+        close = difflib.get_close_matches(key, sorted(_KNOWN_KEYS), n=1, cutoff=0.8)
+        if close or key.startswith("prior_max"):
+            expected = close[0] if close else "prior_max_rotation_deg, prior_max_translation_m"
+            raise ValueError(f"{where}: unknown key {key!r} (expected {expected}; other keys go under 'metadata')")
 
 
 # --------------------------------------------------------------------------- URDF

@@ -73,7 +73,7 @@ def load_prior(path: str | os.PathLike) -> Prior:
 
     Raises:
         ValueError: one line starting ``prior <file>:`` (not found, not a calibration record, bad
-            bound, a misspelt ``prior_max*`` key).
+            bound, a misspelt key such as ``prior_max_rotaton_deg``: ``load_calibration_yaml``).
     """
     path = Path(path)
     if path.is_dir():
@@ -84,10 +84,6 @@ def load_prior(path: str | os.PathLike) -> Prior:
         calib = load_calibration_yaml(path, require_camera=False)  # its errors name the file and the key
     except ValueError as exc:
         raise ValueError(f"prior {exc}") from None
-    typo = sorted(k for k in calib.metadata if k.startswith("prior_max"))  # a misspelt bound is not ignored
-    if typo:
-        raise ValueError(f"prior {path}: unknown key {typo[0]!r} (expected prior_max_rotation_deg, "
-                         "prior_max_translation_m)")
     rot = calib.prior_max_rotation_deg
     trans = calib.prior_max_translation_m
     return Prior(calib.T_cam_lidar, DEFAULT_MAX_ROTATION_DEG if rot is None else rot,
