@@ -136,6 +136,8 @@ def write_report(result, summary: dict, out_dir: Path) -> Path:
 
     def row(k):
         v = summary.get(k)
+        if v is None:                                   # a stage that did not run, a figure with no value
+            v = "n/a (no --prior)" if k == "rejected_outside_prior" else "n/a"
         return f"| `{k}` | {v:.4f} |" if isinstance(v, float) else f"| `{k}` | {v} |"
 
     keys = ["frames", "frames_valid", "frames_to_converge", "time_to_converge_s", "fused_rte_m",

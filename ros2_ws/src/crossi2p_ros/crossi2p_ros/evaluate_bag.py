@@ -627,9 +627,15 @@ def _print_summary(s: dict, report_md: Path, refine: bool = True) -> None:
     if "deskew" in s:
         print(f"de-skewing: {describe_deskew(s['deskew'])}")
     print(f"per-frame: median RTE {fmt(s.get('rte_m_median'), ' m')}, median RRE "
-          f"{fmt(s.get('rre_geodesic_deg_median'), ' deg')}, acc {fmt(s.get('acc'))}, "
+          f"{fmt(s.get('rre_geodesic_deg_median'), ' deg')} (valid frames), acc {fmt(s.get('acc'))} (of all "
+          f"{s['frames']} frames, a rejected one a miss), "
           f"latency {fmt(s['latency_ms_median'], ' ms')}")
-    if s.get("estimate_T_cam_lidar") is not None:
+    if s.get("estimate_T_cam_lidar") is not None and "REJECTED" in (s.get("estimate_kind") or ""):
+        # nothing the node would publish: a rejected network guess is a diagnosis, not an estimate
+        print(f"no estimate: every per-frame estimate was rejected, nothing fused or refined; the last one, for "
+              f"diagnosis ({s['estimate_kind']}): RTE {fmt(s['estimate_rte_m'], ' m')}, RRE "
+              f"{fmt(s['estimate_rre_geodesic_deg'], ' deg')}")
+    elif s.get("estimate_T_cam_lidar") is not None:
         print(f"estimated T_cam_lidar ({s['estimate_kind']}):\n"
               + "\n".join("  " + " ".join(f"{v:+.4f}" for v in row) for row in s["estimate_T_cam_lidar"]))
         print(f"its error against the ground truth ({s.get('ground_truth', 'ground truth')}): "
