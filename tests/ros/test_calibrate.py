@@ -369,3 +369,31 @@ def test_a_camera_info_topic_of_another_camera_is_bad_input(tmp_path, capsys):
     err = _one_line(capsys.readouterr().err)
     assert rc == 1 and not (tmp_path / "calib.yaml").exists()
     assert "'camera_05_optical'" in err and "'camera_01_optical'" in err and "not one camera" in err
+
+
+def test_a_kitti_folder_without_the_extrinsic_is_calibrated_and_one_without_calib_is_one_line(tmp_path, capsys):
+    """A user's own recording in KITTI layout has the intrinsics (P2) but not the extrinsic (Tr) that
+    crossi2p-calibrate is to find; without any calibration file the reason says what is expected."""
+    import json
+
+    from crossi2p_training.sim.cli import main as sim_main
+    seq = tmp_path / "seq"
+    assert sim_main(["--seed", "5", "--frames", "6", "--preset", "small", "--kitti", str(seq)]) == 0
+    truth = load_calibration_yaml(seq / "calib.yaml")
+    (seq / "calib.yaml").unlink()
+    calib_txt = seq / "calib.txt"
+    calib_txt.write_text("".join(line + "\n" for line in calib_txt.read_text().splitlines()
+                                 if not line.startswith("Tr:")))
+    E = make_transform(Rotation.from_euler("xyz", [1.0, -0.5, 0.5], degrees=True), [0.05, -0.03, 0.04])
+    prior = save_calibration_yaml(tmp_path / "prior.yaml", E @ truth.T_cam_lidar, truth.camera,
+                                  prior_max_rotation_deg=4.0, prior_max_translation_m=0.2)
+    js = tmp_path / "run.json"
+    capsys.readouterr()
+    rc = main([str(seq), "--out", str(tmp_path / "calib.yaml"), "--prior", str(prior), "--json", str(js), *MODEL])
+    first = capsys.readouterr().err
+    assert rc in (0, 3), first
+    assert json.loads(js.read_text())["pairs"] == 6
+    calib_txt.unlink()
+    rc = main([str(seq), "--out", str(tmp_path / "calib.yaml"), "--prior", str(prior), *MODEL])
+    err = _one_line(capsys.readouterr().err)
+    assert rc == 1 and "calib.txt: not found (expected a KITTI calibration text file" in err

@@ -378,6 +378,9 @@ def parse_kitti_calib(path: str | os.PathLike) -> dict[str, np.ndarray]:
     are skipped. Raises ``ValueError`` naming the file when nothing numeric is found.
     """
     path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: not found (expected a KITTI calibration text file: P0..P3 and Tr, or a "
+                         f"calib.yaml beside it)")
     out: dict[str, np.ndarray] = {}
     for line in path.read_text().splitlines():
         key, sep, values = line.partition(":")
@@ -407,9 +410,11 @@ def _homogeneous(M34: np.ndarray) -> np.ndarray:
     return T
 
 
-def kitti_calibration(path: str | os.PathLike, width: int, height: int,
-                      camera_index: int = 2) -> tuple[CameraModel, np.ndarray]:
-    """KITTI calibration file -> ``(camera of image_<camera_index>, T_cam_lidar)``.
+def kitti_calibration(path: str | os.PathLike, width: int, height: int, camera_index: int = 2,
+                      require_extrinsic: bool = True) -> tuple[CameraModel, np.ndarray | None]:
+    """KITTI calibration file -> ``(camera of image_<camera_index>, T_cam_lidar)``; with
+    ``require_extrinsic=False`` a file with the projection matrices only gives ``T_cam_lidar``
+    None (a user's own recording in KITTI layout, to be calibrated: ``crossi2p-calibrate``).
 
     Two layouts, told apart by their keys:
 
@@ -441,6 +446,8 @@ def kitti_calibration(path: str | os.PathLike, width: int, height: int,
         Tr = _homogeneous(_kitti_get(calib, "Tr_velo_to_cam", 12, where))
         R0 = np.eye(4)
         R0[:3, :3] = _kitti_get(calib, "R0_rect", 9, where).reshape(3, 3)
+    elif not require_extrinsic:
+        return camera, None
     else:
         raise ValueError(f"{where}: missing key 'Tr' (odometry calib.txt) or 'Tr_velo_to_cam' + 'R0_rect' "
                          f"(object benchmark); keys present: {sorted(calib)}")

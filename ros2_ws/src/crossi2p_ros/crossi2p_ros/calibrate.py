@@ -179,7 +179,7 @@ def _main(argv: list[str] | None) -> int:
             check_bag_topics(args.input, topics)
         else:
             samples, count, _, _ = open_dataset(args.input, source, args.kitti_camera, args.camera_channel,
-                                                args.lidar_channel)
+                                                args.lidar_channel, require_extrinsic=False)   # none is used
         card = resolve_model_card(args.model) if args.model is not None else _default_model_card()
         runtime = load_runtime(card, args.execution_provider)
         if source == "rosbag2":

@@ -61,14 +61,16 @@ def detect_source(path: Path) -> Source:
 
 
 def open_dataset(path: Path, source: Source, kitti_camera: int = 2, camera_channel: str = "CAM_FRONT",
-                 lidar_channel: str = "LIDAR_TOP"):
+                 lidar_channel: str = "LIDAR_TOP", require_extrinsic: bool = True):
     """``(samples, count, ground-truth description, ground truth of the first pair)`` of a dataset
-    folder (``kitti``, ``kitti_raw`` or ``nuscenes``); its errors name the file."""
+    folder (``kitti``, ``kitti_raw`` or ``nuscenes``); its errors name the file.
+    ``require_extrinsic=False``: a KITTI Odometry folder whose calib.txt has no ``Tr`` is read too
+    (its ground truth None: ``crossi2p-calibrate`` needs none)."""
     path = Path(path)
     if source == "kitti":
         from crossi2p.datasets.kitti import read_kitti_sequence
 
-        seq = read_kitti_sequence(path, kitti_camera)
+        seq = read_kitti_sequence(path, kitti_camera, require_extrinsic)
         calib = "calib.yaml" if (path / "calib.yaml").is_file() else "calib.txt"
         return seq, len(seq), f"KITTI {calib}", seq.T_cam_lidar
     if source == "kitti_raw":

@@ -124,9 +124,11 @@ def load_kitti_frame(image_path: str | os.PathLike, velodyne_path: str | os.Path
 class KittiSequence:
     """A KITTI Odometry sequence folder, read lazily: ``len``, indexing and iteration give Samples."""
 
-    def __init__(self, seq_dir: str | os.PathLike, camera_index: int = 2):
+    def __init__(self, seq_dir: str | os.PathLike, camera_index: int = 2, require_extrinsic: bool = True):
         self.seq_dir = Path(seq_dir)
         self.camera_index = camera_index
+        self.require_extrinsic = require_extrinsic
+        """False: a calib.txt without ``Tr`` is read too (``T_cam_lidar`` None: nothing to compare with)."""
         self.image_dir = self.seq_dir / f"image_{camera_index}"
         self.velodyne_dir = self.seq_dir / "velodyne"
         for d in (self.image_dir, self.velodyne_dir):
@@ -162,7 +164,8 @@ class KittiSequence:
             calib = load_calibration_yaml(yaml_path)
             return calib.camera, calib.T_cam_lidar
         width, height = _image_size(self._images[self.frame_ids[0]])
-        return kitti_calibration(self.seq_dir / "calib.txt", width, height, self.camera_index)
+        return kitti_calibration(self.seq_dir / "calib.txt", width, height, self.camera_index,
+                                 self.require_extrinsic)
 
     @property
     def camera(self) -> CameraModel:
@@ -170,8 +173,9 @@ class KittiSequence:
         return self._calibration[0]
 
     @property
-    def T_cam_lidar(self) -> np.ndarray:
-        """(4, 4) Velodyne -> camera ``camera_index`` (rectified) transform."""
+    def T_cam_lidar(self) -> np.ndarray | None:
+        """(4, 4) Velodyne -> camera ``camera_index`` (rectified) transform (None: the folder has
+        none and ``require_extrinsic`` is False)."""
         return self._calibration[1]
 
     def __len__(self) -> int:
@@ -194,9 +198,11 @@ class KittiSequence:
         return f"KittiSequence({str(self.seq_dir)!r}, {len(self)} frames)"
 
 
-def read_kitti_sequence(seq_dir: str | os.PathLike, camera_index: int = 2) -> KittiSequence:
-    """Open a KITTI Odometry sequence folder (``.../sequences/NN``) for lazy reading."""
-    return KittiSequence(seq_dir, camera_index)
+def read_kitti_sequence(seq_dir: str | os.PathLike, camera_index: int = 2,
+                        require_extrinsic: bool = True) -> KittiSequence:
+    """Open a KITTI Odometry sequence folder (``.../sequences/NN``) for lazy reading
+    (``require_extrinsic``: ``KittiSequence``)."""
+    return KittiSequence(seq_dir, camera_index, require_extrinsic)
 
 
 def write_kitti_sequence(seq_dir: str | os.PathLike, samples: Iterable[Sample], camera: CameraModel,
