@@ -296,6 +296,11 @@ def _why_not(pipeline: CalibrationPipeline) -> str:
     st = pipeline.fuser.state
     fusion = f"fusion not converged ({st.status}, {st.frames_accepted} of {pipeline.pairs_processed} pairs fused"
     fusion += f", {pipeline.rejected_outside_prior} outside the prior)" if pipeline.prior is not None else ")"
+    prior = pipeline.prior
+    if prior is not None and st.frames_accepted == 0 and pipeline.rejected_outside_prior >= 3:
+        fusion += (f": every one of the {pipeline.rejected_outside_prior} network estimates that passed their checks "
+                   f"lies outside the prior's bounds ({prior.max_rotation_deg:g} deg / {prior.max_translation_m:g} m), "
+                   f"so the prior may be wrong or its bounds too tight,")
     run = pipeline.last_refinement
     if run is None and pipeline.refinement_start() is not None and not pipeline.window:
         limit_ms = pipeline.schedule.max_pair_offset_s * 1000
