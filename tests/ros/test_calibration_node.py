@@ -246,8 +246,21 @@ def test_reset_service_forgets_the_estimate(harness):
     assert spin_until(h.executor, lambda: h.node._pending is None and c.pairs_used + c.pairs_dropped_busy >= c.pairs_in, 60.0)
     client = h.io.create_client(Trigger, "/crossi2p_calibration/reset")
     assert client.wait_for_service(timeout_sec=10.0)
+    assert h.tf and h.tf[-1].transforms                    # an earlier test got an estimate published
     future = client.call_async(Trigger.Request())
     assert spin_until(h.executor, future.done, 20.0)
     assert future.result().success
     assert spin_until(h.executor, lambda: h.last_status()["state"] == "waiting", 10.0)
+    # a node that subscribes to /tf_static later gets no forgotten transform (the latched message
+    # is replaced by an empty one)
+    late = []
+    h.io.create_subscription(TFMessage, "/tf_static", late.append, LATCHED)
+    assert spin_until(h.executor, lambda: len(late) >= 1, 10.0)
+    assert all(not m.transforms for m in late)
+    # and there is nothing to save now
+    save = h.io.create_client(Trigger, "/crossi2p_calibration/save_calibration")
+    assert save.wait_for_service(timeout_sec=10.0)
+    saved = save.call_async(Trigger.Request())
+    assert spin_until(h.executor, saved.done, 20.0)
+    assert not saved.result().success and saved.result().message.startswith("nothing saved")
 

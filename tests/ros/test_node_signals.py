@@ -361,3 +361,27 @@ def test_a_parameter_the_node_does_not_have_is_named_with_the_closest_one(quick_
     finally:
         node.destroy_node()
         context.try_shutdown()
+
+
+def test_diagnostics_keep_coming_under_sim_time_without_a_clock(quick_card):
+    """use_sim_time with no /clock (a bag replay that ended): the node's clock stands still, and a
+    timer on it never fires; diagnostics run on a steady clock and go on."""
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = CalibrationNode(context=context, load_model_in_background=True,
+                           parameter_overrides=[Parameter("model_card", value=str(quick_card)),
+                                                Parameter("use_sim_time", value=True),
+                                                Parameter("diagnostics_rate_hz", value=20.0)])
+    io = rclpy.create_node("diagnostics_listener", context=context)
+    got = []
+    io.create_subscription(DiagnosticArray, "/diagnostics", got.append, QoSProfile(depth=50))
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    executor.add_node(io)
+    try:
+        assert spin_until(executor, lambda: len(got) >= 3, 10.0)
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        io.destroy_node()
+        context.try_shutdown()

@@ -66,6 +66,7 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseWithCovarianceStamped, TransformStamped
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -226,7 +227,10 @@ class CalibrationNode(Node):
         self.create_subscription(TFMessage, "/tf_static", self._on_tf_static, LATCHED)
         self.create_service(Trigger, "~/save_calibration", self._on_save)
         self.create_service(Trigger, "~/reset", self._on_reset)
-        self.create_timer(1.0 / p.diagnostics_rate_hz, self._publish_diagnostics)
+        # a steady clock, not the node's: under use_sim_time the node's clock stops with the bag's
+        # /clock, and diagnostics must go on saying the final state (and a ~/reset) after it
+        self.create_timer(1.0 / p.diagnostics_rate_hz, self._publish_diagnostics,
+                          clock=Clock(clock_type=ClockType.STEADY_TIME))
         if p.publish_on == "tf":
             self.create_timer(1.0 / p.tf_rate_hz, self._publish_tf_periodic)
         self._worker = register_native_worker(threading.Thread(target=self._work, name="crossi2p_inference",
@@ -839,14 +843,19 @@ class CalibrationNode(Node):
 
     # ------------------------------------------------------------------------ services
     def _on_save(self, request, response):
-        with self._lock:  # the published estimate (refined > converged fused), else the running fused one
+        """``~/save_calibration``: the estimate the node publishes (refined > converged fused; the
+        running fused one only with ``publish_before_convergence``, which publishes it too) as a
+        calibration YAML + URDF snippet; success False, saving nothing, when there is none."""
+        with self._lock:
             st = self.pipeline.fuser.state
             T, cov, stage = self.pipeline.published_estimate()
-            if T is None and st.T_cam_lidar is not None:
+            if T is None and st.T_cam_lidar is not None and self.params.node.publish_before_convergence:
                 T, cov, stage = st.T_cam_lidar.copy(), st.covariance, "network"
-            converged = st.status == "converged"
+            converged, status, fused = st.status == "converged", st.status, st.frames_accepted
         if T is None or self._camera_info is None:
-            response.success, response.message = False, "no estimate yet: nothing saved"
+            response.success = False
+            response.message = (f"nothing saved: no estimate has passed its checks yet (fusion {status}, {fused} "
+                                f"frames fused; no accepted refinement)")
             return response
         lidar_frame, camera_frame = self._frames
         path = Path(self.params.node.save_path)
@@ -873,11 +882,18 @@ class CalibrationNode(Node):
         return camera
 
     def _on_reset(self, request, response):
+        """``~/reset``: forget every estimate (the prior stays). On /tf_static an empty TFMessage
+        replaces the latched transform, so that a node starting later does not get the forgotten
+        one (tf2 listeners that already have it keep it: a static transform cannot be withdrawn)."""
         with self._lock:
             self.pipeline.reset()
             self._generation += 1  # a refinement running now is not applied
+            had = self._published_T is not None
             self._published_T = self._published_stage = None
             self._first_frames = ["", ""]  # empty frame parameters: learnt again from the next messages
+        if had and self.params.node.publish_on == "tf_static":
+            with self._output_lock:
+                self.tf_pub.publish(TFMessage(transforms=[]))
         response.success, response.message = True, "estimator reset"
         return response
 
