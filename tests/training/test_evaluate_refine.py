@@ -14,7 +14,8 @@ from crossi2p.metrics import registration_error
 from crossi2p_training.evaluate import evaluate_source, main
 from crossi2p_training.sim import SimConfig, simulate_drive
 
-REFINED_KEYS = ("refined_rte_m_median", "refined_rre_geodesic_deg_median")
+REFINED_KEYS = ("refined_rte_m_median", "refined_rre_geodesic_deg_median", "prior_rte_m_median",
+                "prior_rre_geodesic_deg_median")
 
 
 class PriorEcho:
@@ -51,6 +52,10 @@ def test_refine_protocol_writes_refined_medians_and_global_writes_nulls(tmp_path
         assert isinstance(s[key], float) and np.isfinite(s[key]), key
     # the refined estimate stays within the search box around a prior at most 2 deg / 0.1 m off
     assert s["refined_rre_geodesic_deg_median"] < 3 * 2.0 + 3 * 2.0
+    # the baseline beside it: the prior, within 2 deg per axis (3.5 deg geodesic at most)
+    assert s["prior_rre_geodesic_deg_median"] <= np.sqrt(3) * 2.0 + 1e-9
+    if s["refine_accepted_fraction"] == 0.0:                  # refused: the prior kept, the same error
+        assert s["refined_rre_geodesic_deg_median"] == pytest.approx(s["prior_rre_geodesic_deg_median"])
     rows = list(csv.DictReader(open(tmp_path / "refine_frames.csv")))
     assert sum(r["refined_rte_m"] != "" for r in rows) == 1
 

@@ -26,14 +26,15 @@ Refinement (``refine`` protocol, ``--refine-frames N``, default 10; 0: none): up
 spaced frames are also refined alone, training-free (``crossi2p.refinement``), from their prior,
 searching a box that holds every prior the protocol can draw (rotation ``min(3 D, 180)`` deg,
 translation ``M`` per axis); a rejected refinement scores its start (the prior). Its errors give
-``refined_rte_m_median`` / ``refined_rre_geodesic_deg_median`` (about 3 s a frame).
+``refined_rte_m_median`` / ``refined_rre_geodesic_deg_median`` (3-9 s a frame), beside the same
+frames' priors' ``prior_rte_m_median`` / ``prior_rre_geodesic_deg_median`` (the baseline).
 
 Written beside ``--json OUT`` (``OUT`` = ``<dir>/<stem>.json``):
 
 - ``<stem>.json``: ``summarize_errors`` keys (``frames``, ``acc``, ``rte_m_median``,
   ``rte_m_mean``, ``rte_m_std``, ``rre_euler_sum_deg_*``, ``rre_geodesic_deg_*``) plus
   ``latency_ms_median``, the refinement's ``refined_rte_m_median`` /
-  ``refined_rre_geodesic_deg_median`` (null under ``global``) and the provenance (model, data,
+  ``refined_rre_geodesic_deg_median`` and ``prior_*`` (null under ``global``) and the provenance (model, data,
   protocol, seed, command);
 - ``<stem>_frames.csv``: one row per frame (errors, latency, validity, confidence);
 - ``<stem>_recall.png``: registration recall against the RRE threshold (RTE < 2 m) and against
@@ -228,7 +229,9 @@ def refine_results(results: list[FrameResult], source, frames: int, max_deg: flo
                    progress: bool = True, config=None) -> None:
     """Refine up to ``frames`` evenly spaced frames of a ``refine`` evaluation alone from their prior
     (module docstring); their errors go into ``FrameResult.extra`` (``refined_rte_m``,
-    ``refined_rre_geodesic_deg``, ``refine_accepted``, ``refine_reason``, ``refine_time_s``)."""
+    ``refined_rre_geodesic_deg``: of the accepted result, else of the prior it keeps;
+    ``prior_rte_m``, ``prior_rre_geodesic_deg``: the prior's, the baseline; ``refine_accepted``,
+    ``refine_reason``, ``refine_time_s``)."""
     from dataclasses import replace
 
     from tqdm import tqdm
@@ -247,16 +250,19 @@ def refine_results(results: list[FrameResult], source, frames: int, max_deg: flo
         points[:, :3] = transform_points(r.T_pert, sample.points[:, :3].astype(np.float64)).astype(np.float32)
         t0 = time.perf_counter()
         res = refine_extrinsic([prepare_frame(sample.image, points, sample.camera, T_prior, cfg)], T_prior, cfg)
-        err = registration_error(res.T_cam_lidar, r.T_gt)
+        err, start = registration_error(res.T_cam_lidar, r.T_gt), registration_error(T_prior, r.T_gt)
         r.extra.update(refined_rte_m=err.rte_m, refined_rre_geodesic_deg=err.rre_geodesic_deg,
+                       prior_rte_m=start.rte_m, prior_rre_geodesic_deg=start.rre_geodesic_deg,
                        refine_accepted=bool(res.accepted), refine_reason=res.reason,
                        refine_time_s=time.perf_counter() - t0)
 
 
 def summarize_results(results: list[FrameResult]) -> dict:
     """``summarize_errors`` + ``latency_ms_median`` + ``failed_frames`` (no estimate) + ``valid_fraction``
-    + the refinement's ``refined_rte_m_median``, ``refined_rre_geodesic_deg_median``,
-    ``refined_frames``, ``refine_accepted_fraction`` (null when no frame was refined)."""
+    + the refinement's ``refined_rte_m_median``, ``refined_rre_geodesic_deg_median`` (a refused
+    refinement keeps its prior, so compare with ``prior_rte_m_median``,
+    ``prior_rre_geodesic_deg_median``: the same frames' priors), ``refined_frames``,
+    ``refine_accepted_fraction`` (null when no frame was refined)."""
     summary = summarize_errors([r.error for r in results])
     lat = [r.estimate.latency_ms for r in results if r.estimate.T_cam_lidar is not None]
     summary["latency_ms_median"] = float(np.median(lat)) if lat else None
@@ -267,6 +273,9 @@ def summarize_results(results: list[FrameResult]) -> dict:
         refined_rte_m_median=float(np.median([e["refined_rte_m"] for e in refined])) if refined else None,
         refined_rre_geodesic_deg_median=(float(np.median([e["refined_rre_geodesic_deg"] for e in refined]))
                                          if refined else None),
+        prior_rte_m_median=float(np.median([e["prior_rte_m"] for e in refined])) if refined else None,
+        prior_rre_geodesic_deg_median=(float(np.median([e["prior_rre_geodesic_deg"] for e in refined]))
+                                       if refined else None),
         refined_frames=len(refined),
         refine_accepted_fraction=float(np.mean([e["refine_accepted"] for e in refined])) if refined else None)
     return summary
@@ -433,7 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="refine protocol: prior translation error, uniform per axis in [-M, M] (default 1.5)")
     p.add_argument("--refine-frames", type=int, default=10, metavar="N",
                    help="refine protocol: also refine up to N evenly spaced frames alone from their prior, "
-                        "training-free (~3 s each; default 10, 0: none)")
+                        "training-free (3-9 s each, by image size; default 10, 0: none)")
     p.add_argument("--seed", type=int, default=0, help="seed of the per-frame perturbations")
     p.add_argument("--json", required=True, metavar="OUT", help="summary JSON; CSV and PNGs are written beside it")
     p.add_argument("--slop-s", type=float, default=0.05, help="--bag: largest camera/LiDAR stamp difference")
@@ -488,7 +497,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"crossi2p-evaluate: {summary['frames']} frames of {what}, protocol {args.protocol}, seed {args.seed}")
     for key in ("acc", "rte_m_mean", "rte_m_std", "rte_m_median", "rre_euler_sum_deg_mean", "rre_euler_sum_deg_std",
                 "rre_euler_sum_deg_median", "rre_geodesic_deg_mean", "rre_geodesic_deg_std",
-                "rre_geodesic_deg_median", "latency_ms_median", "failed_frames", "refined_rte_m_median",
+                "rre_geodesic_deg_median", "latency_ms_median", "failed_frames", "valid_fraction",
+                "prior_rte_m_median", "prior_rre_geodesic_deg_median", "refined_rte_m_median",
                 "refined_rre_geodesic_deg_median", "refine_accepted_fraction"):
         if summary.get(key) is not None:
             print(f"  {key:28s} {summary[key]:.4g}")
