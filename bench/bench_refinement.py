@@ -165,6 +165,11 @@ def run_case(name: str, samples: list, T_gt: np.ndarray, args, cfg: RefinementCo
                      "searched_rte_m": e1.rte_m, "searched_rre_deg": e1.rre_geodesic_deg,
                      "time_s": res.time_s, "std_m": [float(x) for x in res.std_m],
                      "std_deg": [float(x) for x in res.std_deg], "ambiguity_margin": res.ambiguity_margin,
+                     # the curvature's margin ellipsoid (RefinementConfig.margin_covariance), per axis
+                     "margin_std_m": None if res.margin_covariance is None else
+                     [float(x) for x in np.sqrt(np.diag(res.margin_covariance)[:3])],
+                     "margin_std_deg": None if res.margin_covariance is None else
+                     [float(x) for x in np.degrees(np.sqrt(np.diag(res.margin_covariance)[3:]))],
                      "equivalent_ends": res.equivalent_ends,
                      # the objective (finest level, no prior term) at the result, at the truth, and
                      # at the local minimum next to the truth (the start's descent from the truth):

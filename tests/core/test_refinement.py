@@ -112,6 +112,24 @@ def test_refinement_recovers_a_small_prior_error_with_a_covariance():
         assert np.all(np.linalg.eigvalsh(res.covariance) >= -1e-12)
 
 
+def test_a_search_that_ends_in_one_place_adds_the_curvatures_margin_ellipsoid():
+    """One end within the margin (only the start descends): the end spread has no sample of the
+    poses the window cannot tell apart, so the covariance adds 2 * margin * H^-1 instead; the
+    pose and the acceptance are the same with and without it."""
+    img, pts = _scene()
+    T0 = make_transform(Rotation.from_rotvec(np.radians([1.0, -1.0, 0.5])), np.array([0.03, -0.02, 0.04])) @ T_GT
+    cfg = RefinementConfig(fine_multi_starts=0, translation_hops_m=0.0)
+    frames = [prepare_frame(img, pts, CAMERA, T0, cfg)]
+    on = refine_extrinsic(frames, T0, cfg)
+    off = refine_extrinsic(frames, T0, dataclasses.replace(cfg, margin_covariance=False))
+    assert on.equivalent_ends == 1 and on.covariance is not None, on.reason
+    np.testing.assert_array_equal(on.T_searched, off.T_searched)
+    assert on.accepted == off.accepted
+    np.testing.assert_allclose(on.covariance - off.covariance, on.margin_covariance, atol=1e-12)
+    assert np.all(np.linalg.eigvalsh(on.margin_covariance) > 0)        # it widens every direction
+    assert np.all(np.diag(on.covariance) > np.diag(off.covariance))
+
+
 def test_translation_profile_is_lowest_at_the_truth_on_every_axis():
     """The profile (rotation re-optimised at each shifted translation) of the synthetic scene:
     the boxes 5 m in front of the wall give parallax, so every axis rises away from the truth;

@@ -80,9 +80,10 @@ of 12 runs, 20 spread pairs in 6, the last 20 in 3 (docs/benchmarks.md, section 
 budget, hence the time per evaluation, is the same."""
 
 
-COVARIANCE_NOTE = ("the refinement's covariance (a bootstrap plus the spread of the search's equally good ends): "
-                   "against ground truth the errors were about 1 standard deviation on simulated 40-pair windows "
-                   "and 2-3 on real frames; it does not see the objective's own bias (docs/benchmarks.md, section 8)")
+COVARIANCE_NOTE = ("the refinement's covariance (a bootstrap plus the spread of the search's equally good ends, or "
+                   "where it found one end the objective's curvature): against ground truth the errors were about "
+                   "1 standard deviation on simulated 20- and 40-pair windows and 2-3 on real frames; it does not "
+                   "see the objective's own bias (docs/benchmarks.md, section 8)")
 
 
 class CannotCalibrate(Exception):
