@@ -362,7 +362,15 @@ def load_train_config(path: str | Path, overrides: dict | None = None) -> TrainC
         raise ValueError(f"config {p}: expected a YAML mapping of config sections, got a {type(data).__name__}")
     for dotted, value in (overrides or {}).items():
         _set_dotted(data, dotted, value)
-    return train_config_from_dict(data, str(p))
+    try:
+        return train_config_from_dict(data, str(p))
+    except ValueError as exc:   # "<path>.<key>: why" reads like a file name: say whose value it is
+        where, sep, why = str(exc).partition(": ")
+        key = where[len(str(p)) + 1:] if where.startswith(f"{p}.") else ""
+        if not (sep and key):
+            raise
+        source = f"--set {key}" if key in (overrides or {}) else f"config {p}, key {key}"
+        raise ValueError(f"{source}: {why}") from None
 
 
 def config_help(cls: type = TrainConfig, prefix: str = "") -> str:
