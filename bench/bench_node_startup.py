@@ -34,7 +34,12 @@ NODE = Path(sys.executable).parent / "calibration_node"
 
 
 def measure_once(executor, publishers, diagnostics: list, wait_ready: bool, timeout_s: float) -> dict:
-    """One start, measured (seconds from the child's start), then SIGINT."""
+    """One start, measured (seconds from the child's start), then SIGINT. First waits until the
+    previous run's node is gone from the graph (its subscriptions unmatched): DDS forgets a dead
+    participant only after a while, and a stale match would read as a start-up of 0.01 s."""
+    gone = time.monotonic()
+    while any(p.get_subscription_count() > 0 for p in publishers) and time.monotonic() - gone < timeout_s:
+        executor.spin_once(timeout_sec=0.05)
     diagnostics.clear()
     t0 = time.monotonic()
     child = subprocess.Popen([str(NODE)], stderr=subprocess.DEVNULL)
