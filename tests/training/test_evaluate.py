@@ -132,3 +132,24 @@ def test_kitti_option_reads_a_kitti_raw_drive_or_its_date_folder(tmp_path):
     args = build_parser().parse_args(["--model", "m.pt", "--kitti", str(drive / "image_02"), "--json", "o.json"])
     with pytest.raises(ValueError, match="neither a KITTI Odometry sequence .* nor a KITTI raw drive"):
         _build_source(args, None)
+
+
+def test_the_committed_real_bag_and_the_shared_sample_folders_can_be_evaluated(tmp_path, shared_data):
+    """--image-topic / --camera-info-topic / --points-topic reach a bag whose topics are not the
+    defaults (the committed real recording); --samples reads the shared real frames' folders."""
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    onnx = repo / "models" / "crossi2p_cpu.onnx"
+    out = tmp_path / "bag.json"
+    assert main(["--model", str(onnx), "--bag", str(repo / "data" / "real" / "tri_dgp_scene_02" / "bag"),
+                 "--image-topic", "/camera_01/image_raw", "--camera-info-topic", "/camera_01/camera_info",
+                 "--points-topic", "/lidar/points", "--frames", "2", "--json", str(out), "--quiet",
+                 "--no-overlays"]) == 0
+    assert json.loads(out.read_text())["frames"] == 2
+    out = tmp_path / "samples.json"
+    assert main(["--model", str(onnx), "--samples", str(shared_data / "real" / "kitti_000000"),
+                 str(shared_data / "real" / "opencalib_manual_0"), "--json", str(out), "--quiet",
+                 "--no-overlays"]) == 0
+    summary = json.loads(out.read_text())
+    assert summary["frames"] == 2 and "2 sample folder(s)" in summary["data"]

@@ -13,6 +13,8 @@ Sources (each is a sequence: ``len(source)`` and ``source[i] -> Sample``):
 - ``NuScenesSource``: nuScenes-format folders (``crossi2p.datasets.nuscenes``);
 - ``Rosbag2Source``: rosbag2 recordings, camera/LiDAR paired by stamp, ground truth from
   ``/tf_static`` (``crossi2p.datasets.rosbag2``); the pairs are decoded once into memory;
+- ``SampleFolderSource``: sample folders (``crossi2p.datasets.sample_folder``: a calib.yaml naming
+  an image and a cloud beside it, as the shared real frames are laid out);
 - ``ConcatSource`` / ``SubsetSource``: several folders as one, an evenly spaced subset.
 
 ``CalibrationDataset`` turns a source into network inputs, per item ``i`` of epoch ``e``:
@@ -317,6 +319,31 @@ def NuScenesSource(roots: Sequence[str | os.PathLike], camera_channel: str = "CA
 
     sets = [read_nuscenes(r, camera_channel=camera_channel) for r in roots]
     return sets[0] if len(sets) == 1 else ConcatSource(sets)
+
+
+class SampleFolderSource:
+    """Every sample folder (``calib.yaml`` naming an image and a cloud beside it:
+    ``crossi2p.datasets.sample_folder``, the layout of the shared real frames) under the given
+    roots, each one frame with its ground truth; read lazily."""
+
+    def __init__(self, roots: Sequence[str | os.PathLike]):
+        from crossi2p.datasets.sample_folder import find_sample_folders
+
+        self.folders = [f for root in roots for f in find_sample_folders(root)]
+        if not self.folders:
+            raise ValueError(f"{', '.join(str(r) for r in roots)}: no sample folder (a folder with a calib.yaml "
+                             f"naming image_file and points_file) found")
+
+    def __len__(self) -> int:
+        return len(self.folders)
+
+    def __getitem__(self, index: int) -> Sample:
+        from crossi2p.datasets.sample_folder import load_sample_folder
+
+        return load_sample_folder(self.folders[index])
+
+    def __repr__(self) -> str:
+        return f"SampleFolderSource({len(self)} folders)"
 
 
 class Rosbag2Source:

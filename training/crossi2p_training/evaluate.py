@@ -389,13 +389,14 @@ def _write_overlays(results: list[FrameResult], source, stem: Path) -> dict:
 
 # ================================================================================ CLI
 def _build_source(args, estimator):
-    from crossi2p_training.data import KittiSource, NuScenesSource, Rosbag2Source, SubsetSource
+    from crossi2p_training.data import (KittiSource, NuScenesSource, Rosbag2Source, SampleFolderSource,
+                                        SubsetSource)
 
     chosen = [n for n, v in (("--kitti", args.kitti), ("--nuscenes", args.nuscenes), ("--bag", args.bag),
-                             ("--sim-seed", args.sim_seed)) if v not in (None, [])]
+                             ("--samples", args.samples), ("--sim-seed", args.sim_seed)) if v not in (None, [])]
     if len(chosen) != 1:
-        raise SystemExit(f"crossi2p-evaluate: error: give exactly one data source (--kitti, --nuscenes, --bag or "
-                         f"--sim-seed); got {chosen or 'none'}")
+        raise SystemExit(f"crossi2p-evaluate: error: give exactly one data source (--kitti, --nuscenes, --bag, "
+                         f"--samples or --sim-seed); got {chosen or 'none'}")
     if args.sim_seed is not None:
         from crossi2p_training.sim import SimConfig, simulate_drive
 
@@ -411,8 +412,13 @@ def _build_source(args, estimator):
         src, what = KittiSource(args.kitti), "KITTI " + " ".join(args.kitti)
     elif args.nuscenes:
         src, what = NuScenesSource(args.nuscenes), "nuScenes " + " ".join(args.nuscenes)
+    elif args.samples:
+        src = SampleFolderSource(args.samples)
+        what = f"{len(src)} sample folder(s) under " + " ".join(args.samples)
     else:
-        src, what = Rosbag2Source(args.bag, slop_s=args.slop_s, progress=True), "rosbag2 " + " ".join(args.bag)
+        src = Rosbag2Source(args.bag, image_topic=args.image_topic, info_topic=args.camera_info_topic,
+                            lidar_topic=args.points_topic, slop_s=args.slop_s, progress=True)
+        what = "rosbag2 " + " ".join(args.bag)
     return SubsetSource(src, args.frames or 0), what
 
 
@@ -429,6 +435,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "(<date>/<date>_drive_XXXX_sync, calibration in <date>/; or a date folder holding one drive)")
     p.add_argument("--nuscenes", nargs="+", metavar="DIR", help="nuScenes-format folder(s)")
     p.add_argument("--bag", nargs="+", metavar="DIR", help="rosbag2 recording(s) (ground truth from /tf_static)")
+    p.add_argument("--image-topic", default="/camera/image_raw",
+                   help="--bag: sensor_msgs/Image or CompressedImage topic (default %(default)s)")
+    p.add_argument("--camera-info-topic", default="/camera/camera_info",
+                   help="--bag: sensor_msgs/CameraInfo topic (default %(default)s)")
+    p.add_argument("--points-topic", default="/lidar/points", help="--bag: sensor_msgs/PointCloud2 topic (default %(default)s)")
+    p.add_argument("--samples", nargs="+", metavar="DIR",
+                   help="sample folders, searched recursively: a calib.yaml naming image_file and points_file beside "
+                        "it (the layout of the shared real frames), one frame each with its ground truth")
     p.add_argument("--sim-seed", type=int, metavar="S", help="simulate a drive with this seed")
     p.add_argument("--sim-drives", type=int, default=1, metavar="K",
                    help="with --sim-seed: K independent drives (seeds S .. S+K-1), --frames N each")
