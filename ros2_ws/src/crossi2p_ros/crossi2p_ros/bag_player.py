@@ -153,11 +153,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("bag", type=Path, help="rosbag2 folder or .mcap file")
     p.add_argument("--rate", type=float, default=1.0, help="playback speed factor (0: as fast as possible)")
     p.add_argument("--topics", nargs="+", help=f"topics to play (default: all but {' '.join(DEFAULT_EXCLUDED)})")
+    p.add_argument("--wait-s", type=float, default=10.0,
+                   help="wait up to this long for a subscriber on every played topic before the first message "
+                        "(DDS matches them a moment after start: without it the first messages are lost; 0: no wait)")
     args = p.parse_args(argv)
     rclpy.init()
     node = rclpy.create_node("crossi2p_bag_player")
     try:
         player = BagPlayer(node, args.bag, args.topics)
+        deadline = time.monotonic() + max(args.wait_s, 0.0)
+        while not all(pub.get_subscription_count() > 0 for pub in player.publishers.values()):
+            if time.monotonic() >= deadline:
+                if args.wait_s > 0:
+                    alone = [t for t, pub in player.publishers.items() if pub.get_subscription_count() == 0]
+                    print(f"bag_player: no subscriber on {alone} after {args.wait_s:g} s; playing anyway",
+                          file=sys.stderr)
+                break
+            time.sleep(0.05)
         n = player.play(args.rate)
     except ValueError as exc:
         print(f"bag_player: error: {exc}", file=sys.stderr)
