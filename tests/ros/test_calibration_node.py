@@ -67,7 +67,8 @@ class Harness:
     def __init__(self, context, **params):
         # the graph itself as model_card: the node takes the card beside it (the other node tests
         # give the card)
-        overrides = [Parameter("model_card", value=str(MODEL_CARD.with_suffix(".onnx"))), Parameter("qos", value="reliable"),
+        overrides = [Parameter("model_card", value=str(MODEL_CARD.with_suffix(".onnx"))),
+                     Parameter("qos", value="reliable"),
                      Parameter("queue_depth", value=50), Parameter("diagnostics_rate_hz", value=20.0),
                      Parameter("runtime.execution_provider", value="cpu")]
         overrides += [Parameter(k.replace("__", "."), value=v) for k, v in params.items()]

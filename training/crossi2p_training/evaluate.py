@@ -439,7 +439,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="--bag: sensor_msgs/Image or CompressedImage topic (default %(default)s)")
     p.add_argument("--camera-info-topic", default="/camera/camera_info",
                    help="--bag: sensor_msgs/CameraInfo topic (default %(default)s)")
-    p.add_argument("--points-topic", default="/lidar/points", help="--bag: sensor_msgs/PointCloud2 topic (default %(default)s)")
+    p.add_argument("--points-topic", default="/lidar/points",
+                   help="--bag: sensor_msgs/PointCloud2 topic (default %(default)s)")
     p.add_argument("--samples", nargs="+", metavar="DIR",
                    help="sample folders, searched recursively: a calib.yaml naming image_file and points_file beside "
                         "it (the layout of the shared real frames), one frame each with its ground truth")
