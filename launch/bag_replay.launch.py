@@ -1,13 +1,17 @@
 """Calibration on a recorded rosbag2, replayed with /clock: ros2 launch crossi2p_ros bag_replay.launch.py bag:=PATH
 
-Plays the bag (``ros2 bag play --clock``) and runs the calibration node with use_sim_time, so
-stamps, pairing and tf behave as on the vehicle. For an offline figure without DDS use
-``crossi2p-evaluate-bag`` instead.
+Plays the bag with /clock and runs the calibration node with use_sim_time, so stamps, pairing and
+tf behave as on the vehicle. The player is the package's own (``python -m crossi2p_ros.bag_player``:
+rosbags, MCAP or sqlite3, /clock before each message, the bag's /tf_static and /tf left out so that
+its ground truth cannot be taken for the estimate): ``ros2 bag play``'s topic exclusion differs
+between distributions (Humble has ``-x REGEX`` only, Jazzy ``--exclude-topics``). For an offline
+figure without DDS use ``crossi2p-evaluate-bag`` instead.
 
 Arguments: bag (required), rate, config, model_card, mode, image_topic, camera_info_topic,
 points_topic, compressed_image.
 """
 import os
+import sys
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
@@ -44,10 +48,11 @@ def generate_launch_description():
             "compressed_image": LaunchConfiguration("compressed_image"),
         }.items(),
     )
-    # The bag's own /tf_static (ground truth) is not replayed, so it cannot be mistaken for the estimate.
+    # The bag's own /tf_static (ground truth) is not replayed (the player's default), so it cannot be
+    # mistaken for the estimate; /clock goes out before every message (the node runs on sim time).
     play = ExecuteProcess(
-        cmd=["ros2", "bag", "play", LaunchConfiguration("bag"), "--clock", "--rate", LaunchConfiguration("rate"),
-             "--exclude-topics", "/tf_static", "/tf"],
+        cmd=[sys.executable, "-m", "crossi2p_ros.bag_player", LaunchConfiguration("bag"), "--rate",
+             LaunchConfiguration("rate")],
         output="screen",
     )
     return LaunchDescription(args + [calibration, play])
