@@ -224,8 +224,13 @@ def test_signal_in_the_middle_of_a_frame_exits_at_once_with_code_0(start_node, e
     rclpy.init(context=context)
     player = DrivePlayer(context)
     try:
-        player.play(drive)
-        assert node.wait_for(FRAME_STARTED, 60.0), node.output()
+        # the drive again if no frame started: on a loaded machine DDS may match the node's readers
+        # after the first messages went out (seen once in a full-suite run: no pair reached the model)
+        for _ in range(3):
+            player.play(drive)
+            if node.wait_for(FRAME_STARTED, 20.0):
+                break
+        assert node.printed(FRAME_STARTED), node.output()
     finally:
         player.close()
         context.try_shutdown()
