@@ -111,6 +111,9 @@ def test_bad_input_exits_1_with_one_line(drive, tmp_path, capsys):
     assert main([str(drive[0]), *out, "--image-topic", "/camera/camera_info", "--camera-info-topic",
                  "/camera/image_raw", *MODEL]) == 1
     assert "has type sensor_msgs/msg/CameraInfo" in _one_line(capsys.readouterr().err)
+    # an --out that is not a YAML path (the calibration is written there)
+    assert main([str(drive[0]), "--out", str(tmp_path / "c.png"), *MODEL]) == 1
+    assert "--out" in (err := _one_line(capsys.readouterr().err)) and "expected a calibration .yaml" in err
     # an --out that cannot be written is refused before the run, not after it
     blocker = tmp_path / "a_file"
     blocker.write_text("")

@@ -51,11 +51,28 @@ def test_bad_input_exits_1_with_a_one_line_reason(shared_data, tmp_path, capsys)
     (["--max-depth-m", "0"], "--max-depth-m: expected a depth > 0"),
     (["--extrinsic", "DIR"], "is a folder, expected a file"),
     (["--calib", "DIR/nosuch.yaml"], "not found, expected a file"),
+    (["--points", "/dev/null"], "--points /dev/null: not a regular file"),
+    (["--kitti", "DIR"], "with --kitti: give either"),                     # two inputs: which one?
+    (["--points", "DIR/empty.bin"], "the point cloud is empty"),
 ])
 def test_bad_options_are_one_line_before_anything_is_read(shared_data, tmp_path, capsys, extra, message):
     d = shared_data / "real" / "kitti_000000"
+    (tmp_path / "empty.bin").write_bytes(b"")
     args = ["--image", str(d / "000000.png"), "--points", str(d / "000000.bin"), "--calib", str(d / "calib.yaml"),
             "--out", str(tmp_path / "o.png")]
     assert main(args + [e.replace("DIR", str(tmp_path)) for e in extra]) == 1
     err = capsys.readouterr().err.strip()
     assert message.replace("DIR", str(tmp_path)) in err and len(err.splitlines()) == 1, err
+
+
+def test_an_extrinsic_yaml_needs_only_t_cam_lidar(shared_data, tmp_path):
+    """--extrinsic replaces the input's T_cam_lidar; the camera is the input's (a prior-style YAML
+    with T_cam_lidar alone is enough)."""
+    from crossi2p.calib_io import load_calibration_yaml
+
+    d = shared_data / "real" / "kitti_000000"
+    T = load_calibration_yaml(d / "calib.yaml").T_cam_lidar
+    ext = tmp_path / "ext.yaml"
+    ext.write_text("T_cam_lidar: " + str(T.round(9).tolist()) + "\n")
+    assert main(["--image", str(d / "000000.png"), "--points", str(d / "000000.bin"), "--calib", str(d / "calib.yaml"),
+                 "--extrinsic", str(ext), "--out", str(tmp_path / "o.png")]) == 0

@@ -112,8 +112,12 @@ def test_checkpoint_with_a_pickled_object_is_refused_naming_the_file(tiny_cfg, t
             load(path)
         assert "_TrainSettings" in str(err.value)
     (tmp_path / "not_a_checkpoint.pt").write_text("hello")
-    with pytest.raises(ValueError, match=r"not_a_checkpoint\.pt: not a readable PyTorch checkpoint"):
+    with pytest.raises(ValueError, match=r"not_a_checkpoint\.pt: not a PyTorch checkpoint \(not a zip archive"):
         load_checkpoint(tmp_path / "not_a_checkpoint.pt")
+    (tmp_path / "model.onnx").write_bytes(b"\x08\x07")      # an exported graph given as the checkpoint
+    with pytest.raises(ValueError, match=r"model\.onnx: not a PyTorch checkpoint \(an exported ONNX graph") as err:
+        load_checkpoint(tmp_path / "model.onnx")
+    assert "weights_only" not in str(err.value)             # never torch's advice to unpickle it anyway
 
 
 def test_parameter_names_are_stable():

@@ -35,6 +35,7 @@ The ONNX graph is built by ``onnx_graph.py`` from the same module.
 from __future__ import annotations
 
 import pickle
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -68,12 +69,17 @@ def read_checkpoint(path: str | Path, map_location="cpu") -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path}: file not found")
+    if not zipfile.is_zipfile(path):      # torch.save writes a zip archive (PyTorch >= 1.6)
+        what = "an exported ONNX graph" if path.suffix == ".onnx" else "not a zip archive"
+        raise ValueError(f"checkpoint {path}: not a PyTorch checkpoint ({what}; expected a .pt written by "
+                         f"crossi2p-train)")
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-        why = next((ln for ln in lines if "Unsupported global" in ln), lines[0] if lines else "")
-        why = why.split(" Please use")[0]  # torch's advice to allow-list the class: not what we want
+        # torch's own text advises weights_only=False (arbitrary code) or allow-listing: not ours
+        why = next((ln for ln in lines if "Unsupported global" in ln), "")
+        why = why.split(" Please use")[0]
         raise ValueError(f"checkpoint {path}: holds pickled objects other than tensors and plain containers, "
                          f"which are not loaded (torch.load weights_only=True): {why}") from None
     except Exception as exc:  # torch.load raises many types on a file that is not a checkpoint

@@ -165,6 +165,8 @@ def _main(argv: list[str] | None) -> int:
             raise ValueError(f"--window-frames: expected >= 1 pairs, got {args.window_frames}")
         if not args.max_pair_offset_s >= 0:
             raise ValueError(f"--max-pair-offset-s: expected >= 0 seconds, got {args.max_pair_offset_s}")
+        if args.out.suffix.lower() not in (".yaml", ".yml"):
+            raise ValueError(f"--out {args.out}: expected a calibration .yaml path (the URDF snippet goes beside it)")
         schedule = RefinementScheduleConfig(enabled=False, window_frames=args.window_frames,
                                             window_span=args.window_span, max_pair_offset_s=args.max_pair_offset_s)
         if not args.input.exists():

@@ -64,10 +64,18 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--radius-px: expected >= 0 pixels, got {args.radius_px}")
         if not args.max_depth_m > 0:
             raise ValueError(f"--max-depth-m: expected a depth > 0 m, got {args.max_depth_m}")
+        mixed = [f"--{n}" for n in ("image", "points", "calib") if getattr(args, n) is not None]
+        if args.kitti is not None and mixed:
+            raise ValueError(f"{' '.join(mixed)} with --kitti: give either --image/--points/--calib or "
+                             f"--kitti/--frame, not both")
         for flag in ("image", "points", "calib", "extrinsic"):
             path = getattr(args, flag)
             if path is not None and not path.is_file():
-                raise ValueError(f"--{flag} {path}: {'is a folder' if path.is_dir() else 'not found'}, expected a file")
+                why = "is a folder" if path.is_dir() else "not a regular file" if path.exists() else "not found"
+                raise ValueError(f"--{flag} {path}: {why}, expected a file")
+        if args.kitti is not None and not args.kitti.is_dir():
+            raise ValueError(f"--kitti {args.kitti}: {'not found' if not args.kitti.exists() else 'not a folder'}, "
+                             f"expected a KITTI Odometry sequence folder (image_2/, velodyne/, calib.txt)")
         if args.kitti is not None:
             sequence = read_kitti_sequence(args.kitti)
             if args.frame >= len(sequence):
@@ -84,8 +92,10 @@ def main(argv: list[str] | None = None) -> int:
             if (image.shape[1], image.shape[0]) != (camera.width, camera.height):
                 raise ValueError(f"{args.image}: {image.shape[1]}x{image.shape[0]} but {args.calib} describes a "
                                  f"{camera.width}x{camera.height} camera")
-        if args.extrinsic is not None:
-            T = load_calibration_yaml(args.extrinsic).T_cam_lidar
+        if args.extrinsic is not None:          # its T_cam_lidar only: the camera is the input's
+            T = load_calibration_yaml(args.extrinsic, require_camera=False).T_cam_lidar
+        if not len(points):
+            raise ValueError(f"{args.points or args.kitti}: the point cloud is empty (nothing to draw)")
         if T is None:
             raise ValueError("no extrinsic: the input has no T_cam_lidar and --extrinsic was not given")
         drawn = draw_projected_points(image, points, camera, T, args.max_depth_m, args.radius_px)

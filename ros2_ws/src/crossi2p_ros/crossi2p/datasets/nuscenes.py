@@ -105,7 +105,8 @@ class NuScenesDataset:
     def _only_version(self) -> str:
         found = sorted(p.name for p in self.root.glob("v1.0-*") if p.is_dir())
         if len(found) != 1:
-            raise ValueError(f"{self.root}: expected one v1.0-* table folder, found {found}; pass version=")
+            raise ValueError(f"{self.root}: not a nuScenes-format folder (expected one v1.0-* table folder, "
+                             f"found {found or 'none'})")
         return found[0]
 
     def _load_table(self, name: str) -> list[dict]:
