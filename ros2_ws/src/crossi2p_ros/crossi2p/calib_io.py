@@ -56,7 +56,8 @@ import yaml
 from scipy.spatial.transform import Rotation
 
 from .camera import CameraModel, distortion_model_name, normalise_distortion
-from .geometry import check_transform, invert_transform, make_transform, transform_from_tq, transform_to_tq
+from .geometry import (check_transform, invert_transform, make_transform, rotation_angle_deg, transform_from_tq,
+                       transform_to_tq)
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -288,7 +289,7 @@ def load_calibration_yaml(path: str | os.PathLike, require_camera: bool = True) 
             raise ValueError(str(exc)) from None
         if has_tq and not np.allclose(T, T_tq, atol=_TQ_ATOL):
             d_t = float(np.abs(T[:3, 3] - T_tq[:3, 3]).max())
-            d_r = float(np.degrees(np.arccos(np.clip((np.trace(T[:3, :3].T @ T_tq[:3, :3]) - 1) / 2, -1, 1))))
+            d_r = rotation_angle_deg(T[:3, :3].T @ T_tq[:3, :3])
             raise ValueError(f"{where}: translation/quaternion_xyzw disagree with T_cam_lidar ({d_r:.3f} deg, "
                              f"{d_t:.3f} m apart): edit all three alike, or delete translation and "
                              f"quaternion_xyzw (T_cam_lidar is what is read)")
