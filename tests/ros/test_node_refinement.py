@@ -377,8 +377,7 @@ def test_sigint_while_a_refinement_runs_exits_at_once_with_code_0(start_node, qu
     rclpy.init(context=player_context)
     player = DrivePlayer(player_context)
     try:
-        player.play(drive)
-        assert node.wait_for("refining over", 60.0), node.output()
+        assert player.play_until(drive, node, "refining over", timeout_s=30.0), node.output()
     finally:
         player.close()
         player_context.try_shutdown()
