@@ -2,6 +2,7 @@
 node's pipeline and writes its report."""
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -346,3 +347,31 @@ def test_a_sweep_left_waiting_at_the_end_of_the_bag_is_counted_and_said(tmp_path
     out = capsys.readouterr().out
     assert "1 sweep(s) still waiting for a later image" in out
     assert "refinement: not run" in out and "--prior" in out
+
+
+def test_a_rejected_last_estimate_is_flagged_and_not_headlined(capsys):
+    """Nothing fused or refined and the last per-frame estimate rejected: the summary says
+    ``estimate_rejected`` and prints it for diagnosis only, never as "estimated T_cam_lidar"."""
+    from crossi2p_ros.evaluate_bag import _latest_estimate, _print_summary
+    from crossi2p_ros.frame_report import FrameReport
+    from crossi2p_ros.replay_types import FrameRecord, ReplayResult
+
+    T_gt = np.eye(4)
+    T_guess = np.eye(4)
+    T_guess[:3, 3] = [0.3, 0.0, 0.0]
+
+    def record(valid: bool) -> FrameRecord:
+        return FrameRecord(FrameReport(lidar_stamp_s=0.0, image_stamp_s=0.0, valid=valid,
+                                       reason="" if valid else "outside prior", confidence=0.5, inlier_ratio=0.5,
+                                       latency_ms=1.0, T_cam_lidar=T_guess, status="waiting", fused_T_cam_lidar=None,
+                                       covariance=None, drift_events=0, frames_fused=0), T_gt)
+
+    rejected = _latest_estimate(ReplayResult(frames=[record(False)]))
+    assert rejected["estimate_rejected"] is True and rejected["estimate_rte_m"] == pytest.approx(0.3, abs=1e-9)
+    assert _latest_estimate(ReplayResult(frames=[record(True)]))["estimate_rejected"] is False
+    assert _latest_estimate(ReplayResult())["estimate_rejected"] is False
+
+    summary = dict(frames=1, frames_valid=0, frames_to_converge=None, acc=0.0, latency_ms_median=1.0, **rejected)
+    _print_summary(summary, Path("report.md"), refine=False)
+    out = capsys.readouterr().out
+    assert "no estimate: every per-frame estimate was rejected" in out and "estimated T_cam_lidar" not in out

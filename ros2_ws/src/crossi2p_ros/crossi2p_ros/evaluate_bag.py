@@ -316,8 +316,9 @@ def _refined_summary(result: ReplayResult) -> dict:
 def _latest_estimate(result: ReplayResult) -> dict:
     """The newest estimate there is, said what it is: the accepted refinement in force, else the
     converged fused extrinsic, else the fused one before convergence, else the last per-frame
-    estimate (even a rejected one)."""
-    out = dict(estimate_kind=None, estimate_T_cam_lidar=None, estimate_rte_m=None, estimate_rre_geodesic_deg=None)
+    estimate (even a rejected one: ``estimate_rejected`` true, nothing the node would publish)."""
+    out = dict(estimate_kind=None, estimate_T_cam_lidar=None, estimate_rte_m=None, estimate_rre_geodesic_deg=None,
+               estimate_rejected=False)
     if not result.frames:
         return out
     last, T, kind = result.frames[-1], None, None
@@ -333,6 +334,7 @@ def _latest_estimate(result: ReplayResult) -> dict:
             rec = result.frames[k]
             T, gt = rec.T_cam_lidar, rec.T_gt
             kind = f"frame {k + 1} per-frame estimate" + ("" if rec.valid else f", REJECTED ({rec.reason})")
+            out["estimate_rejected"] = not rec.valid
     if T is not None:
         err = registration_error(T, gt)
         out.update(estimate_kind=kind, estimate_T_cam_lidar=np.asarray(T).round(6).tolist(), estimate_rte_m=err.rte_m,
@@ -630,7 +632,7 @@ def _print_summary(s: dict, report_md: Path, refine: bool = True) -> None:
           f"{fmt(s.get('rre_geodesic_deg_median'), ' deg')} (valid frames), acc {fmt(s.get('acc'))} (of all "
           f"{s['frames']} frames, a rejected one a miss), "
           f"latency {fmt(s['latency_ms_median'], ' ms')}")
-    if s.get("estimate_T_cam_lidar") is not None and "REJECTED" in (s.get("estimate_kind") or ""):
+    if s.get("estimate_T_cam_lidar") is not None and s.get("estimate_rejected"):
         # nothing the node would publish: a rejected network guess is a diagnosis, not an estimate
         print(f"no estimate: every per-frame estimate was rejected, nothing fused or refined; the last one, for "
               f"diagnosis ({s['estimate_kind']}): RTE {fmt(s['estimate_rte_m'], ' m')}, RRE "

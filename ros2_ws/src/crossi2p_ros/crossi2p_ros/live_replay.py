@@ -364,5 +364,5 @@ def node_refinement_summary(result: LiveReplayResult) -> dict:
                    refined_rre_euler_sum_deg=err.rre_euler_sum_deg, refined_T_cam_lidar=T_tf.round(6).tolist(),
                    estimate_kind="refined by the node (its /tf_static)",
                    estimate_T_cam_lidar=T_tf.round(6).tolist(), estimate_rte_m=err.rte_m,
-                   estimate_rre_geodesic_deg=err.rre_geodesic_deg)
+                   estimate_rre_geodesic_deg=err.rre_geodesic_deg, estimate_rejected=False)
     return out
