@@ -76,3 +76,25 @@ def test_an_extrinsic_yaml_needs_only_t_cam_lidar(shared_data, tmp_path):
     ext.write_text("T_cam_lidar: " + str(T.round(9).tolist()) + "\n")
     assert main(["--image", str(d / "000000.png"), "--points", str(d / "000000.bin"), "--calib", str(d / "calib.yaml"),
                  "--extrinsic", str(ext), "--out", str(tmp_path / "o.png")]) == 0
+
+
+def test_kitti_frame_is_the_file_number_and_a_gap_is_one_line(shared_data, tmp_path, capsys):
+    """--frame N is the frame whose files are 00000N.png/.bin, also where the sequence has a gap
+    (a missing number used to map N to the next frame there is, without a word)."""
+    import shutil
+
+    d = shared_data / "real" / "kitti_000000"
+    seq = tmp_path / "sequences" / "00"
+    (seq / "image_2").mkdir(parents=True)
+    (seq / "velodyne").mkdir()
+    shutil.copy(d / "000000.txt", seq / "calib.txt")
+    for n in (0, 2):                         # frame 1 missing
+        shutil.copy(d / "000000.png", seq / "image_2" / f"{n:06d}.png")
+        shutil.copy(d / "000000.bin", seq / "velodyne" / f"{n:06d}.bin")
+    assert main(["--kitti", str(seq), "--frame", "2", "--out", str(tmp_path / "f2.png")]) == 0
+    assert (tmp_path / "f2.png").is_file()
+    for frame in ("1", "3"):
+        assert main(["--kitti", str(seq), "--frame", frame, "--out", str(tmp_path / "x.png")]) == 1
+        err = capsys.readouterr().err.strip()
+        assert f"--frame {frame}: {seq} has no frame {frame}" in err and "frames 0 to 2, 2 of them" in err, err
+        assert len(err.splitlines()) == 1

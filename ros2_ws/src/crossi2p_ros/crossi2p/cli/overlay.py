@@ -43,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--points", type=Path, help="point cloud: KITTI .bin or .pcd, LiDAR frame")
     src.add_argument("--calib", type=Path, help="calibration YAML (camera intrinsics + T_cam_lidar)")
     src.add_argument("--kitti", type=Path, help="KITTI Odometry sequence folder (sequences/NN)")
-    src.add_argument("--frame", type=int, default=0, help="frame index within --kitti (default 0)")
+    src.add_argument("--frame", type=int, default=0,
+                     help="frame number within --kitti, as in its file names (5: 000005.png + 000005.bin; default 0)")
     parser.add_argument("--extrinsic", type=Path,
                         help="calibration YAML whose T_cam_lidar replaces the input's (e.g. an estimate)")
     parser.add_argument("--out", type=Path, default=Path("overlay.png"), help="output PNG (default overlay.png)")
@@ -51,6 +52,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--radius-px", type=int, default=1, help="point radius in pixels (0: single pixels)")
     return parser
 
+
+
+def _frame_index(frame_ids: list[str], frame: int, folder: Path) -> int:
+    """Index into ``frame_ids`` (the sequence's frames that have both an image and a scan, file
+    names without extension) of frame number ``frame``; ValueError naming the frames there are
+    when it has none (a gap in the sequence, or past its end)."""
+    numbers = [int(f) if f.isdigit() else None for f in frame_ids]
+    if frame in numbers:
+        return numbers.index(frame)
+    there = [n for n in numbers if n is not None]
+    span = f"{there[0]} to {there[-1]}" + (f", {len(there)} of them" if len(there) != there[-1] - there[0] + 1 else "") \
+        if there else "none numbered"
+    raise ValueError(f"--frame {frame}: {folder} has no frame {frame} with both an image and a scan "
+                     f"(frames {span})")
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
@@ -78,10 +93,7 @@ def main(argv: list[str] | None = None) -> int:
                              f"expected a KITTI Odometry sequence folder (image_2/, velodyne/, calib.txt)")
         if args.kitti is not None:
             sequence = read_kitti_sequence(args.kitti)
-            if args.frame >= len(sequence):
-                raise ValueError(f"--frame {args.frame}: {args.kitti} has {len(sequence)} frames "
-                                 f"(0 to {len(sequence) - 1})")
-            sample = sequence[args.frame]
+            sample = sequence[_frame_index(sequence.frame_ids, args.frame, args.kitti)]
             image, points, camera, T = sample.image, sample.points, sample.camera, sample.T_cam_lidar
         else:
             missing = [n for n in ("image", "points", "calib") if getattr(args, n) is None]
