@@ -190,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
                         "T_cam_lidar_static when the record has it)")
     p.add_argument("--sim", type=Path, help="a simulated KITTI-layout sequence folder")
     p.add_argument("--window", type=int, default=5, help="frames per simulated window")
+    p.add_argument("--first", type=int, nargs="+", default=[0], metavar="K",
+                   help="frame of --sim each window starts at, after --stride (several: one window each; default 0)")
     p.add_argument("--stride", type=int, default=1,
                    help="take every STRIDE-th simulated frame (2: only the camera frames taken with a LiDAR "
                         "sweep, 15 Hz camera / 10 Hz LiDAR; the KITTI layout keeps no LiDAR stamps to pair by)")
@@ -225,9 +227,14 @@ def main(argv: list[str] | None = None) -> int:
         every = [seq[i] for i in range(len(seq))]
         if args.deskew:
             every = deskewed(every, DeskewConfig(mode="azimuth"))
-        samples = densified(every[::max(args.stride, 1)][:args.window],
-                            args.accumulate)
-        cases.append((f"sim:{args.sim.name}x{len(samples)}", samples, samples[0].T_cam_lidar))
+        strided = every[::max(args.stride, 1)]
+        for first in args.first:
+            samples = densified(strided[first:first + args.window], args.accumulate)
+            if not samples:
+                print(f"bench_refinement: --first {first}: {args.sim} has {len(strided)} frames", file=sys.stderr)
+                return 1
+            cases.append((f"sim:{args.sim.name}x{len(samples)}" + (f"@{first}" if first else ""), samples,
+                          samples[0].T_cam_lidar))
     if not cases:
         print("bench_refinement: give --real and/or --sim", file=sys.stderr)
         return 1

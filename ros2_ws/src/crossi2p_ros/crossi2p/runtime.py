@@ -46,6 +46,13 @@ class RuntimeConfig:
     inlier_reprojection_px: float = 4.0
     """Reprojection error (preprocessed-image pixels) within which a correspondence agrees with the
     estimate (the graph's PnP inlier threshold)."""
+    max_lever_arm_m: float = 10.0
+    """An estimate that puts the sensors farther apart than this (metres, ``|t|`` of
+    ``T_cam_lidar``: the distance between the camera's and the LiDAR's origins) is invalid: both
+    sit on one vehicle. A physical bound (a car is under 5 m long, a truck's cab under 10 m), not
+    fitted to data; 0 turns it off. The network's wrong frames on unseen sensors are often metres
+    off (24 m on a real KITTI frame, 21 m on a domain-shifted simulated one, docs/benchmarks.md
+    section 9)."""
     min_points_in_range: int = 100
     """Clouds with fewer finite points within the card's range crop are invalid input."""
     ransac_cross_check: bool = False
@@ -273,6 +280,11 @@ class CalibrationRuntime:
             est.T_cam_lidar = check_transform(T, "graph output T_cam_lidar", atol=1e-3)
         except ValueError as exc:
             est.valid, est.reason = False, str(exc)
+            return est
+        lever_arm_m = float(np.linalg.norm(est.T_cam_lidar[:3, 3]))
+        if cfg.max_lever_arm_m and lever_arm_m > cfg.max_lever_arm_m:
+            est.valid, est.reason = False, (f"sensors {lever_arm_m:.1f} m apart under the estimate, more than "
+                                            f"max_lever_arm_m {cfg.max_lever_arm_m:g}")
             return est
         n_good = self._consistent_correspondences(est.T_cam_lidar, corr_points, corr_uv_pre, weight, frame.camera)
         if n_good < cfg.min_correspondences:

@@ -140,6 +140,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "runtime.intra_op_threads": (0, 256),
     "runtime.min_confidence": (0.0, 1.0),
     "runtime.min_correspondences": (0, 100000),
+    "runtime.max_lever_arm_m": (0.0, 1000.0),
     "runtime.min_relative_weight": (0.0, 1.0),
     "runtime.inlier_reprojection_px": (0.1, 1000.0),
     "runtime.min_points_in_range": (0, 10_000_000),
