@@ -153,3 +153,19 @@ def test_the_committed_real_bag_and_the_shared_sample_folders_can_be_evaluated(t
                  "--no-overlays"]) == 0
     summary = json.loads(out.read_text())
     assert summary["frames"] == 2 and "2 sample folder(s)" in summary["data"]
+
+
+@pytest.mark.parametrize("protocol, bound", [("global", 0.0), ("refine", 10.0), (None, 10.0)])
+def test_the_global_protocol_turns_the_runtimes_lever_arm_bound_off(protocol, bound):
+    """The global protocol moves the cloud up to 10 m along two axes (a right estimate then puts
+    the sensors that far apart): the runtime's physical bound on their distance is off there only."""
+    from pathlib import Path
+
+    from crossi2p_training.evaluate import load_estimator
+
+    card = Path(__file__).resolve().parents[2] / "models" / "crossi2p_cpu.yaml"
+    estimator = load_estimator(card, protocol=protocol)
+    try:
+        assert estimator.runtime.config.max_lever_arm_m == bound
+    finally:
+        estimator.runtime.close()

@@ -142,12 +142,17 @@ class OnnxEstimator:
     """An exported graph through the runtime (``crossi2p.runtime.CalibrationRuntime``), which
     loads the model card ``<name>.yaml`` beside ``<name>.onnx`` and checks the graph's sha256."""
 
-    def __init__(self, path: str | Path, seed: int = 0):
+    def __init__(self, path: str | Path, seed: int = 0, max_lever_arm_m: float | None = None):
+        """``max_lever_arm_m``: the runtime's bound on the sensors' distance (None: its default;
+        0: off, for the ``global`` protocol, which moves the cloud up to 14 m away)."""
         from crossi2p.runtime import CalibrationRuntime, RuntimeConfig
 
         path = Path(path)
         card = path if path.suffix in (".yaml", ".yml") else path.with_suffix(".yaml")
-        self.runtime = CalibrationRuntime(card, RuntimeConfig(execution_provider="cpu", seed=seed))
+        config = RuntimeConfig(execution_provider="cpu", seed=seed)
+        if max_lever_arm_m is not None:
+            config.max_lever_arm_m = max_lever_arm_m
+        self.runtime = CalibrationRuntime(card, config)
         self.preprocess_config = self.runtime.preprocess_config
         self.name = self.runtime.card.name
 
@@ -167,9 +172,13 @@ def _orthonormalise(T: np.ndarray) -> np.ndarray | None:
     return out
 
 
-def load_estimator(path: str | Path, device: str = "cpu", fine_peak_radius: int | None = None):
+def load_estimator(path: str | Path, device: str = "cpu", fine_peak_radius: int | None = None,
+                   protocol: str | None = None):
     """``.pt``/``.pth`` checkpoint -> CheckpointEstimator; ``.onnx`` (or its ``.yaml`` card) -> OnnxEstimator.
-    ``fine_peak_radius`` applies to checkpoints only (an exported graph has its value built in)."""
+    ``fine_peak_radius`` applies to checkpoints only (an exported graph has its value built in).
+    ``protocol``: under ``global`` the runtime's lever-arm bound (``RuntimeConfig.max_lever_arm_m``)
+    is off: that protocol moves the cloud up to 10 m along two axes, so a right estimate puts the
+    sensors that far apart."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"--model {path}: file not found")
@@ -177,7 +186,7 @@ def load_estimator(path: str | Path, device: str = "cpu", fine_peak_radius: int 
         if fine_peak_radius is not None:
             raise ValueError(f"--fine-peak-radius: applies to checkpoints; {path} has its value built in "
                              "(crossi2p-export --fine-peak-radius)")
-        return OnnxEstimator(path)
+        return OnnxEstimator(path, max_lever_arm_m=0.0 if protocol == "global" else None)
     return CheckpointEstimator(path, device=device, fine_peak_radius=fine_peak_radius)
 
 
@@ -491,7 +500,8 @@ def main(argv: list[str] | None = None) -> int:
             if not torch.cuda.is_available():
                 raise ValueError(f"--device {args.device}: torch sees no GPU here (use --device cpu)")
         estimator = run_interruptibly(  # a large ONNX graph can take seconds to load: Ctrl-C stops the wait
-            lambda: load_estimator(args.model, device=args.device, fine_peak_radius=args.fine_peak_radius),
+            lambda: load_estimator(args.model, device=args.device, fine_peak_radius=args.fine_peak_radius,
+                                   protocol=args.protocol),
             name="crossi2p_model_loader")
         source, what = _build_source(args, estimator)
     except (ValueError, OSError, KeyError, RuntimeError) as exc:  # bad model or data: one line, exit 1
