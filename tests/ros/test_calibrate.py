@@ -400,3 +400,50 @@ def test_a_kitti_folder_without_the_extrinsic_is_calibrated_and_one_without_cali
     rc = main([str(seq), "--out", str(tmp_path / "calib.yaml"), "--prior", str(prior), *MODEL])
     err = _one_line(capsys.readouterr().err)
     assert rc == 1 and "calib.txt: not found (expected a KITTI calibration text file" in err
+
+
+def test_a_converged_fusion_with_no_pair_to_refine_on_writes_the_fused_calibration_and_says_why(drive, tmp_path,
+                                                                                               capsys, monkeypatch):
+    """Every image 40 ms after its sweep (no pair for the refinement window) and a network that
+    converges (scripted: the tool's handling of that case is under test, not the network): the
+    fused calibration is written with the recording's frame ids and camera, and the summary and
+    the report say why the refinement did not run (it crashed on the empty window)."""
+    import json
+
+    import crossi2p_ros.evaluate_bag as evaluate_bag
+    from crossi2p.datasets.rosbag2 import write_drive_bag
+    from crossi2p.runtime import FrameEstimate
+
+    _, sim = drive
+
+    class ConvergingNetwork:
+        card = type("Card", (), {"name": "scripted", "preprocess": {}})()
+        providers = ["CPUExecutionProvider"]
+
+        def estimate(self, image, points, camera, T_prior=None):
+            return FrameEstimate(valid=True, T_cam_lidar=sim.T_cam_lidar.copy(), confidence=0.9, inlier_ratio=0.8,
+                                 latency_ms={"graph": 1.0})
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(evaluate_bag, "load_runtime", lambda *args, **kwargs: ConvergingNetwork())
+    frames = list(sim.camera_frames)[:3]
+    nearest = [min(sim.lidar_sweeps, key=lambda sweep: abs(sweep[0] - t))[1] for t, _ in frames]
+    stamps = [0.1 * k for k in range(12)]                       # 12 pairs: enough to converge
+    images = [(t + 0.04, frames[k % 3][1]) for k, t in enumerate(stamps)]
+    sweeps = [(t, nearest[k % 3]) for k, t in enumerate(stamps)]
+    bag = write_drive_bag(tmp_path / "offset", images, sweeps, sim.camera, sim.T_cam_lidar)
+    out, js, report = tmp_path / "calib.yaml", tmp_path / "run.json", tmp_path / "report"
+    rc = main([str(bag), "--out", str(out), "--json", str(js), "--report", str(report), "--slop-s", "0.05",
+               "--quiet", *MODEL])
+    printed = capsys.readouterr().out
+    assert rc == 0, printed
+    calib = load_calibration_yaml(out)
+    assert calib.metadata["stage"] == "fused" and calib.metadata["refinement"] is None
+    np.testing.assert_allclose(calib.T_cam_lidar, sim.T_cam_lidar, atol=1e-6)
+    assert (calib.lidar_frame, calib.camera_frame) == ("lidar", "camera_optical")
+    np.testing.assert_allclose(calib.camera.K, sim.camera.K)
+    assert "refinement: did not run, no pair to refine on" in printed and "20 ms apart" in printed
+    assert json.loads(js.read_text())["stage"] == "fused"
+    assert "did not run (no pair to refine on" in (report / "report.md").read_text()

@@ -242,7 +242,7 @@ def _main(argv: list[str] | None) -> int:
         print(f"{PROG}: cannot calibrate: {exc}", file=sys.stderr)
         return EXIT_UNTRUSTED
 
-    pair = pipeline.window[-1]
+    pair = pipeline.last_pair          # the newest pair: its camera and frame ids
     lidar_frame = pair.lidar.frame_id or (prior.lidar_frame if prior else "") or "lidar"
     camera_frame = pair.image.frame_id or (prior.camera_frame if prior else "") or "camera_optical"
     run = pipeline.last_refinement
@@ -305,21 +305,28 @@ def _why_not(pipeline: CalibrationPipeline) -> str:
                    f"lies outside the prior's bounds ({prior.max_rotation_deg:g} deg / {prior.max_translation_m:g} m), "
                    f"so the prior may be wrong or its bounds too tight,")
     run = pipeline.last_refinement
-    if run is None and pipeline.refinement_start() is not None and not pipeline.window:
-        limit_ms = pipeline.schedule.max_pair_offset_s * 1000
-        apart = f"more than {limit_ms:.0f} ms apart (--max-pair-offset-s)"
-        skewed = (f"could not be de-skewed (too few points, or too few sweeps for the odometry; --deskew off "
-                  f"uses them as recorded)")
-        if not pipeline.pairs_skewed:
-            return (f"{fusion} and no pair to refine on: the image and LiDAR stamps of all "
-                    f"{pipeline.pairs_unsynchronised} pairs are {apart}")
-        if not pipeline.pairs_unsynchronised:
-            return f"{fusion} and no pair to refine on: the sweeps of all {pipeline.pairs_skewed} pairs {skewed}"
-        return (f"{fusion} and no pair to refine on: the stamps of {pipeline.pairs_unsynchronised} pairs are "
-                f"{apart}, the sweeps of the other {pipeline.pairs_skewed} {skewed}")
+    no_pair = _no_pair_to_refine_on(pipeline)
+    if no_pair:
+        return f"{fusion} and {no_pair}"
     if run is None:
         return f"{fusion} and no --prior to refine from"
     return f"{fusion} and the refinement from the {run.start_stage} was rejected: {run.result.reason}"
+
+
+def _no_pair_to_refine_on(pipeline: CalibrationPipeline) -> str:
+    """Why the refinement had nothing to run on although it had a start ('' when it had pairs,
+    ran, or had no start): every pair unsynchronised or its sweep not de-skewable."""
+    if pipeline.last_refinement is not None or pipeline.refinement_start() is None or pipeline.window:
+        return ""
+    apart = f"more than {pipeline.schedule.max_pair_offset_s * 1000:.0f} ms apart (--max-pair-offset-s)"
+    skewed = ("could not be de-skewed (too few points, or too few sweeps for the odometry, or no per-point time "
+              "field for --deskew time; --deskew off uses them as recorded)")
+    if not pipeline.pairs_skewed:
+        return f"no pair to refine on: the image and LiDAR stamps of all {pipeline.pairs_unsynchronised} pairs are {apart}"
+    if not pipeline.pairs_unsynchronised:
+        return f"no pair to refine on: the sweeps of all {pipeline.pairs_skewed} pairs {skewed}"
+    return (f"no pair to refine on: the stamps of {pipeline.pairs_unsynchronised} pairs are {apart}, the sweeps of "
+            f"the other {pipeline.pairs_skewed} {skewed}")
 
 
 def _refinement_summary(run: RefinementRun, window_span: str) -> dict:
@@ -403,9 +410,9 @@ def _write_report(args, result, pipeline: CalibrationPipeline, T, stage, failure
     out = args.report
     out.mkdir(parents=True, exist_ok=True)
     run = pipeline.last_refinement
-    pair = pipeline.window[-1]
+    pair = pipeline.window[-1] if pipeline.window else None      # no pair to refine on: no overlay
     images = []
-    if run is not None:
+    if run is not None and pair is not None:
         r = run.result
         _overlay(pair, r.T_start, out / "overlay_before.png", f"before: refinement start ({run.start_stage})")
         images.append((f"Before: the refinement's start ({run.start_stage} estimate)", "overlay_before.png"))
@@ -413,7 +420,7 @@ def _write_report(args, result, pipeline: CalibrationPipeline, T, stage, failure
         verdict = "accepted" if r.accepted else f"REJECTED: {r.reason}"
         _overlay(pair, T_after, out / "overlay_after.png", f"after refinement ({verdict})")
         images.append((f"After: what the refinement found ({verdict})", "overlay_after.png"))
-    if T is not None:
+    if T is not None and pair is not None:
         _overlay(pair, T, out / "overlay_published.png", f"calibration written ({stage})")
         images.append((f"The calibration written ({stage})", "overlay_published.png"))
     st = pipeline.fuser.state
@@ -442,7 +449,7 @@ def _write_report(args, result, pipeline: CalibrationPipeline, T, stage, failure
         if change is not None:
             lines.append(f"| refinement moved the start by | {change.rte_m:.3f} m, {change.rre_geodesic_deg:.3f} deg |")
     else:
-        lines.append("| refinement | did not run (no converged fusion and no prior) |")
+        lines.append(f"| refinement | did not run ({_no_pair_to_refine_on(pipeline) or 'no converged fusion and no prior'}) |")
     if T is not None:
         lines += ["", "T_cam_lidar (LiDAR points into the camera optical frame):", "", "```",
                   *(" ".join(f"{v:+.6f}" for v in row) for row in T), "```"]
@@ -467,6 +474,8 @@ def _print_summary(T, cov, stage, pipeline, result, yaml_path, urdf_path, report
         print(f"refinement from the {run.start_stage}: {'accepted' if r.accepted else 'rejected (' + r.reason + ')'}, "
               f"cost {r.cost_start:.5f} -> {r.cost_final:.5f}, {r.frames} pairs ({pipeline.schedule.window_span}), "
               f"{r.time_s:.1f} s")
+    elif _no_pair_to_refine_on(pipeline):
+        print(f"refinement: did not run, {_no_pair_to_refine_on(pipeline)}")
     if cov is not None:
         std = np.sqrt(np.maximum(np.diag(cov), 0.0))
         print(f"std: {', '.join(f'{v:.3f}' for v in std[:3])} m; "
