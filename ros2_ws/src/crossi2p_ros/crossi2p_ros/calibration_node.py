@@ -935,12 +935,15 @@ def _usage() -> str:
 
 def _params_file_problem(ros_args: list[str]) -> str:
     """Why a ``--params-file FILE`` among the ROS arguments cannot be used (missing, not YAML, not
-    a mapping), one line naming it; '' when every one can."""
+    a mapping, no ``ros__parameters``) or a ``-p`` is not ``NAME:=VALUE``, one line naming it; ''
+    when every one can."""
     import yaml
 
     from crossi2p.calib_io import yaml_problem
 
     for flag, path in zip(ros_args, ros_args[1:]):
+        if flag in ("-p", "--param") and ":=" not in path:    # rcl: "Failed to parse global arguments"
+            return f"{flag} {path}: expected NAME:=VALUE (e.g. -p image_topic:=/camera/image_raw)"
         if flag != "--params-file":
             continue
         try:
@@ -953,7 +956,26 @@ def _params_file_problem(ros_args: list[str]) -> str:
         if not isinstance(data, dict):
             return (f"--params-file {path}: expected a mapping of node names to ros__parameters, as "
                     f"config/default.yaml, got {type(data).__name__}")
+        if not _holds_ros_parameters(data):
+            return (f"--params-file {path}: no ros__parameters in it (expected node names mapping to "
+                    f"ros__parameters, as config/default.yaml: 'crossi2p_calibration: ros__parameters: ...' or "
+                    f"'/**: ros__parameters: ...')")
     return ""
+
+
+def _holds_ros_parameters(data) -> bool:
+    """Whether a parameters YAML's mapping has a ``ros__parameters`` key at some depth (node names,
+    possibly under namespaces, map to it; rcl refuses a file without one)."""
+    return isinstance(data, dict) and ("ros__parameters" in data
+                                       or any(_holds_ros_parameters(v) for v in data.values()))
+
+
+def _ros_arguments_problem(exc: Exception) -> str:
+    """One line for rcl refusing the ROS arguments (``rclpy.init`` raised): rcl's own reason, without
+    its source location, and what is expected."""
+    why = str(exc).removeprefix("failed to initialize rcl: ").split(". Error:")[0].split(", at /")[0]
+    return (f"ROS arguments refused: {why} (expected --ros-args -p NAME:=VALUE ... or --params-file FILE; "
+            f"--help lists the parameters)")
 
 
 def main(args=None) -> int:
@@ -977,6 +999,12 @@ def main(args=None) -> int:
     node, code = None, 0
     try:
         rclpy.init(args=args)  # installs rclpy's SIGINT and SIGTERM handlers: they shut the context down
+    except KeyboardInterrupt:
+        return 0
+    except Exception as exc:         # rcl refused an argument (-p NAME without :=VALUE, ...)
+        print(f"calibration_node: error: {_ros_arguments_problem(exc)}", file=sys.stderr)
+        return 1
+    try:
         # The executor before the node: a signal that shuts the context down while an executor is
         # being constructed leaves a half-built one whose __del__ prints a traceback (rclpy); the
         # node's constructor takes longer and announces the model load, when users (and the
