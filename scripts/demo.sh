@@ -28,6 +28,12 @@ fi
 shift
 seed=${1:-7}
 frames=${2:-40}
+for value in "$seed" "$frames"; do   # checked before the previous bag is removed
+  if ! [[ "$value" =~ ^[0-9]+$ ]]; then
+    echo "demo.sh: error: --sim $seed $frames: expected SEED and FRAMES as whole numbers (usage: bash scripts/demo.sh [--sim [SEED] [FRAMES]])" >&2
+    exit 1
+  fi
+done
 out=out/demo
 # Keep the demo's DDS traffic on this machine (its node publishes /tf_static).
 export ROS_AUTOMATIC_DISCOVERY_RANGE=${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}

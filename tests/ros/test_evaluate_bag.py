@@ -59,6 +59,11 @@ def test_bad_input_exits_1_with_one_line(drive_bag, tmp_path, capsys):
     assert main([str(drive_bag), "--model", str(REPO / "README.md")]) == 1          # not YAML: one line, where
     err = capsys.readouterr().err.strip()
     assert "not valid YAML" in err and "line" in err and len(err.splitlines()) == 1
+    for flags, message in ((["--mode", "live", "--pacing", "clock", "--rate", "-1"], "--rate: expected"),
+                           (["--node-timeout-s", "0"], "--node-timeout-s: expected > 0")):
+        assert main([str(drive_bag), "--model", str(MODEL_CARD), *flags]) == 1
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1, err
     # outputs that cannot be written are refused before the replay (one line), not after it
     for option, path in (("--json", "/proc/crossi2p_test/s.json"), ("--json", str(tmp_path)),
                          ("--report", "/proc/crossi2p_test_report")):

@@ -125,6 +125,8 @@ def test_warm_restart_keeps_the_first_cycle_and_restarts_lower(tiny_train_config
 @pytest.mark.parametrize("extra, code, message", [
     (["--set", "optim.lr"], 2, "expected key=value"),
     (["--set", "optim.lr=abc"], 2, "--set optim.lr: expected a number, got 'abc'"),   # its source, not the YAML
+    (["--set", "train.stepz=1"], 2, "--set train.stepz: unknown key 'train'"),           # not the config file's
+    (["--set", "optim.lr.x=1"], 2, "--set optim.lr.x: optim.lr is not a section"),
     (["--set", "data.source=kitti", "--set", "data.root=NOSUCH", "--set", "data.train_paths=[\"00\"]",
       "--set", "data.val_paths=[\"01\"]"], 1, "not found or not a folder"),
     (["--resume", "NOSUCH.pt"], 1, "file not found"),

@@ -55,8 +55,11 @@ class DataConfig:
     """Perturbation of the point clouds (``crossi2p.metrics``): ``global`` (no prior, yaw in
     [-2 pi, 2 pi), 10 m) or ``refine`` (prior off by <= 20 deg / 1.5 m)."""
     sim_preset: str = "small"
-    """Simulator configuration (``SimConfig.preset``: kitti, small, lidar32, lidar128, fisheye,
-    kitti_hdl64, nuscenes_hdl32, ouster_os1_128). Unused when ``sim_presets`` is given."""
+    """Simulator configuration (``SimConfig.preset``, one of ``crossi2p_training.sim.PRESETS``:
+    kitti, small, lidar32, lidar64, lidar128, fisheye, kitti_hdl64, nuscenes_hdl32, ouster_os1_128
+    and the variants small_surround, nuscenes_hdl32_surround, small_varied, kitti_hdl64_varied,
+    small_surround_varied, nuscenes_hdl32_surround_varied; ``crossi2p-sim --help`` describes them).
+    Unused when ``sim_presets`` is given."""
     sim_presets: list[str] = field(default_factory=list)
     """A mix of simulator presets (``sim`` / ``sim_cache``): when not empty, each preset gives
     ``train_frames`` training frames (seeds ``train_seed ..``) and ``val_frames`` validation
@@ -361,6 +364,7 @@ def load_train_config(path: str | Path, overrides: dict | None = None) -> TrainC
     if not isinstance(data, dict):
         raise ValueError(f"config {p}: expected a YAML mapping of config sections, got a {type(data).__name__}")
     for dotted, value in (overrides or {}).items():
+        _check_override_key(dotted)
         _set_dotted(data, dotted, value)
     try:
         return train_config_from_dict(data, str(p))
@@ -371,6 +375,19 @@ def load_train_config(path: str | Path, overrides: dict | None = None) -> TrainC
             raise
         source = f"--set {key}" if key in (overrides or {}) else f"config {p}, key {key}"
         raise ValueError(f"{source}: {why}") from None
+
+
+def _check_override_key(dotted: str) -> None:
+    """ValueError naming ``--set dotted`` when it is not a key of ``TrainConfig`` (a typo would
+    otherwise be reported as an unknown key of the config file)."""
+    cls: type | None = TrainConfig
+    for depth, part in enumerate(dotted.split(".")):
+        if cls is None or not dataclasses.is_dataclass(cls):
+            raise ValueError(f"--set {dotted}: {'.'.join(dotted.split('.')[:depth])} is not a section")
+        hints = typing.get_type_hints(cls)
+        if part not in hints:
+            raise ValueError(f"--set {dotted}: unknown key {part!r} (known: {sorted(hints)})")
+        cls = hints[part] if dataclasses.is_dataclass(hints[part]) else None
 
 
 def config_help(cls: type = TrainConfig, prefix: str = "") -> str:

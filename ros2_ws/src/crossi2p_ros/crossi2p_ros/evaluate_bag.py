@@ -484,6 +484,10 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--max-frames: expected >= 1 pairs, got {args.max_frames}")
         if not args.slop_s > 0:
             raise ValueError(f"--slop-s: expected a stamp difference > 0 seconds, got {args.slop_s}")
+        if args.rate is not None and not args.rate >= 0:
+            raise ValueError(f"--rate: expected bag seconds per wall second >= 0 (0: no limit), got {args.rate}")
+        if not args.node_timeout_s > 0:
+            raise ValueError(f"--node-timeout-s: expected > 0 seconds, got {args.node_timeout_s}")
         for option, path in (("--report", args.report / "report.md"), ("--json", args.json)):
             if path is not None:        # checked now, so that the replay is not lost at its end
                 check_writable(path, option)
