@@ -60,6 +60,9 @@ def test_bad_input_exits_1_with_one_line(drive_bag, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "not valid YAML" in err and "line" in err and len(err.splitlines()) == 1
     for flags, message in ((["--mode", "live", "--pacing", "clock", "--rate", "-1"], "--rate: expected"),
+                           (["--ground-truth", str(tmp_path / "gt.yaml")], f"--ground-truth {tmp_path / 'gt.yaml'}: "
+                                                                         "file not found"),
+                           (["--ground-truth", str(REPO / "README.md")], "--ground-truth "),
                            (["--node-timeout-s", "0"], "--node-timeout-s: expected > 0")):
         assert main([str(drive_bag), "--model", str(MODEL_CARD), *flags]) == 1
         err = capsys.readouterr().err.strip()

@@ -63,7 +63,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "Calibration",
     "save_calibration_yaml",
-    "load_calibration_yaml",
+    "load_calibration_yaml", "load_calibration_input",
     "yaml_problem",
     "normalise_distortion_model",
     "urdf_joint_snippet",
@@ -231,6 +231,27 @@ def yaml_problem(exc: yaml.YAMLError) -> str:
     mark = getattr(exc, "problem_mark", None)
     at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
     return f"{getattr(exc, 'problem', None) or type(exc).__name__}{at}"
+
+
+def load_calibration_input(path: str | os.PathLike, what: str, require_camera: bool = True) -> Calibration:
+    """``load_calibration_yaml`` for a file a user named, every error one line starting with
+    ``what`` and the path (``--ground-truth calib.yaml: file not found ...``, ``prior p.yaml:
+    unknown key ...``), so the user knows which of their inputs it is.
+
+    Raises:
+        ValueError: a folder, a missing file, or what ``load_calibration_yaml`` refuses.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{what} {path}: is a folder (expected a calibration YAML file)")
+    if not path.is_file():
+        raise ValueError(f"{what} {path}: file not found (expected a calibration YAML)")
+    try:
+        return load_calibration_yaml(path, require_camera=require_camera)  # its errors name the file and key
+    except ValueError as exc:
+        raise ValueError(f"{what} {exc}") from None
+    except OSError as exc:
+        raise ValueError(f"{what} {path}: {exc.strerror or exc}") from None
 
 
 def load_calibration_yaml(path: str | os.PathLike, require_camera: bool = True) -> Calibration:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .calib_io import load_calibration_yaml
+from .calib_io import load_calibration_input
 from .geometry import check_transform, rotation_angle_deg
 
 __all__ = ["DEFAULT_MAX_ROTATION_DEG", "DEFAULT_MAX_TRANSLATION_M", "Prior", "load_prior", "pose_distance",
@@ -76,14 +76,7 @@ def load_prior(path: str | os.PathLike) -> Prior:
             bound, a misspelt key such as ``prior_max_rotaton_deg``: ``load_calibration_yaml``).
     """
     path = Path(path)
-    if path.is_dir():
-        raise ValueError(f"prior {path}: is a folder (expected a calibration YAML file)")
-    if not path.is_file():
-        raise ValueError(f"prior {path}: file not found (expected a calibration YAML)")
-    try:
-        calib = load_calibration_yaml(path, require_camera=False)  # its errors name the file and the key
-    except ValueError as exc:
-        raise ValueError(f"prior {exc}") from None
+    calib = load_calibration_input(path, "prior", require_camera=False)
     rot = calib.prior_max_rotation_deg
     trans = calib.prior_max_translation_m
     return Prior(calib.T_cam_lidar, DEFAULT_MAX_ROTATION_DEG if rot is None else rot,

@@ -59,7 +59,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from crossi2p.calib_io import load_calibration_yaml
+from crossi2p.calib_io import load_calibration_input
 from crossi2p.cli import ArgumentParser, check_writable
 from crossi2p.datasets.rosbag2 import (CameraInfoRecord, ImageRecord, PointCloudRecord, bag_topics,
                                        read_bag_ground_truth, read_bag_messages, read_bag_tf_tree)
@@ -505,7 +505,7 @@ def main(argv: list[str] | None = None) -> int:
                                             every_frames=args.refine_every_frames,
                                             window_span=args.refine_window_span,
                                             max_pair_offset_s=args.refine_max_pair_offset_s)
-        calib = load_calibration_yaml(args.ground_truth) if args.ground_truth else None
+        calib = load_calibration_input(args.ground_truth, "--ground-truth") if args.ground_truth else None
         T_override = calib.T_cam_lidar if calib is not None else None
         if source == "rosbag2":
             check_bag_topics(args.bag, topics)

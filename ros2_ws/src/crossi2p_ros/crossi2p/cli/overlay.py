@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..calib_io import load_calibration_yaml
+from ..calib_io import load_calibration_input
 from ..datasets.kitti import read_kitti_sequence, read_rgb, read_velodyne_bin
 from ..datasets.pcd import read_pcd_xyzi
 from ..overlay import draw_projected_points, project_lidar_points
@@ -99,13 +99,13 @@ def main(argv: list[str] | None = None) -> int:
             missing = [n for n in ("image", "points", "calib") if getattr(args, n) is None]
             if missing:
                 raise ValueError(f"missing --{', --'.join(missing)} (or use --kitti DIR --frame I)")
-            calib = load_calibration_yaml(args.calib)
+            calib = load_calibration_input(args.calib, "--calib")
             image, points, camera, T = read_rgb(args.image), read_points(args.points), calib.camera, calib.T_cam_lidar
             if (image.shape[1], image.shape[0]) != (camera.width, camera.height):
                 raise ValueError(f"{args.image}: {image.shape[1]}x{image.shape[0]} but {args.calib} describes a "
                                  f"{camera.width}x{camera.height} camera")
         if args.extrinsic is not None:          # its T_cam_lidar only: the camera is the input's
-            T = load_calibration_yaml(args.extrinsic, require_camera=False).T_cam_lidar
+            T = load_calibration_input(args.extrinsic, "--extrinsic", require_camera=False).T_cam_lidar
         if not len(points):
             raise ValueError(f"{args.points or args.kitti}: the point cloud is empty (nothing to draw)")
         if T is None:
