@@ -70,6 +70,9 @@ Over the window (``refine_extrinsic``):
    descend on that level (on real images the blurred levels' minima lie away from the truth and
    few frames do not average that out), then the best end shifted by ``translation_hops_m`` along
    each camera axis descends again (translation is weakly observed in a few frames).
+   Options, off by default: a grid of translations around the best ends, each grid's best
+   descending again (``translation_grid_m``), and the whole multi-start search repeated around the
+   best end (``search_passes``).
 4. Honest output: the finest-level objective at the start and at the end (a result that is not
    better than its start is never accepted); ambiguity (a distinct other seed's result within
    ``min_ambiguity_margin`` of the best: several poses explain the window alike; when all such
@@ -307,19 +310,20 @@ class RefinementConfig:
     lower than the end descends the finest level again (whole pose), and those ends join the
     others. Nelder-Mead's steps (centimetres at the finest level) leave a translation that is
     decimetres off where it is: on a real KITTI sequence the descents ended 0.2-0.3 m off with the
-    rotation within 0.4 deg, where the truth's translation scored lower. (Shifts along the
-    parallax valley, each with the rotation that keeps the median depth in place, found nothing
-    the plain shifts did not.) 0: off."""
-    search_passes: int = 1
-    """Times the multi-start search (grid, descents, translation grid) runs: each pass after the
-    first centres the grid on the best end so far (the box and the prior term stay the start's).
-    A grid centred on a start decimetres off in translation ranks its rotations by how well they
-    absorb that; centred on the first pass's best end it ranks them nearer the truth."""
+    rotation within 0.4 deg, where the truth's translation scored lower (docs/benchmarks.md section
+    8, "A real KITTI sequence"; shifts along the parallax valley, each with the rotation that keeps
+    the median depth in place, were tried on one draw there and found nothing the plain shifts did
+    not). 0: off."""
     translation_grid_steps: int = 5
     """Grid points per axis of ``translation_grid_m`` (5: -1, -0.5, 0, 0.5, 1 x the half-width)."""
     translation_grid_ends: int = 3
     """How many of the best distinct ends (``ambiguity_deg`` / ``ambiguity_m`` apart) get the
     translation grid."""
+    search_passes: int = 1
+    """Times the multi-start search (grid, descents, translation grid) runs: each pass after the
+    first centres the grid on the best end so far (the box and the prior term stay the start's).
+    A grid centred on a start decimetres off in translation ranks its rotations by how well they
+    absorb that; centred on the first pass's best end it ranks them nearer the truth."""
     decoupled_translation: bool = False
     """The descents move the translation along the parallax valley: a translation step comes with
     the rotation that keeps the points at the median depth where they project (for a shift
