@@ -400,3 +400,20 @@ def test_diagnostics_keep_coming_under_sim_time_without_a_clock(quick_card):
         node.destroy_node()
         io.destroy_node()
         context.try_shutdown()
+
+
+def test_a_params_file_for_another_node_is_warned_and_an_integer_for_a_float_gets_a_hint(tmp_path):
+    """rcl applies a --params-file section of another node name to nothing, without a word: the
+    node warns, naming the sections it found; rclpy's refusal of 1 for a float parameter says to
+    write 1.0."""
+    other = tmp_path / "other.yaml"
+    other.write_text("other_node:\n  ros__parameters:\n    image_topic: /x\n")
+    missing = tmp_path / "missing.yaml"
+    out = subprocess.run([str(NODE), "--ros-args", "--params-file", str(other), "-p", f"model_card:={missing}"],
+                         capture_output=True, text=True, timeout=60.0)
+    assert out.returncode == 1
+    assert f"--params-file {other}: no section for node 'crossi2p_calibration' (it has other_node)" in out.stderr
+    out = subprocess.run([str(NODE), "--ros-args", "-p", "pairing.slop_s:=1"], capture_output=True, text=True,
+                         timeout=60.0)
+    assert out.returncode == 1 and "(write a decimal point: 1.0, not 1)" in out.stderr, out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1

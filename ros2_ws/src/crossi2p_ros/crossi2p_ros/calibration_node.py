@@ -94,6 +94,8 @@ from .frame_report import FRAME_STATUS_NAME, FrameReport
 from .pipeline import CalibrationPipeline, CameraFrame, LidarSweep, check_intensity_policy
 from .parameters import CalibrationNodeParameters, parameter_specs, parameters_from_flat
 
+NODE_NAME = "crossi2p_calibration"
+"""The node's default name: the section of a parameters file it reads (``ros__parameters``)."""
 LATCHED = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
                      reliability=ReliabilityPolicy.RELIABLE)
 
@@ -162,7 +164,7 @@ class CalibrationNode(Node):
         (default), or with ``load_model_in_background`` on a daemon thread started once every
         publisher and subscription is up (``main``; ``model_ready`` / ``model_failed`` say how it
         went). ``kwargs`` go to rclpy's Node (context, parameter_overrides, ...)."""
-        super().__init__("crossi2p_calibration", **kwargs)
+        super().__init__(NODE_NAME, **kwargs)
         self.params = self._declare_parameters()
         p = self.params.node
         self._start_prior = self._configured_prior()  # before the model: a bad prior file stops the node at once
@@ -963,6 +965,37 @@ def _params_file_problem(ros_args: list[str]) -> str:
     return ""
 
 
+def _with_type_hint(message: str) -> str:
+    """rclpy's refusal of an integer for a floating-point parameter (``-p pairing.slop_s:=1``), with
+    how to write it; other messages as they are."""
+    if "of type 'INTEGER', expecting type 'DOUBLE'" in message:
+        return message + " (write a decimal point: 1.0, not 1)"
+    return message
+
+
+def _params_files_for_other_nodes(ros_args: list[str], node_name: str) -> list[str]:
+    """Warnings for each ``--params-file`` whose ``ros__parameters`` are all under other node
+    names than ``node_name`` (or ``/**``): rcl applies none of them to this node, silently."""
+    import yaml
+
+    warnings = []
+    for flag, path in zip(ros_args, ros_args[1:]):
+        if flag != "--params-file":
+            continue
+        try:
+            data = yaml.safe_load(Path(path).read_text())
+        except (OSError, yaml.YAMLError, UnicodeDecodeError):
+            continue                 # refused already (_params_file_problem)
+        if not isinstance(data, dict):
+            continue
+        names = [str(k) for k, v in data.items() if isinstance(v, dict)]
+        mine = {node_name, "/" + node_name, "/**", "**"}
+        if names and not mine & set(names) and not any(n.endswith("/" + node_name) for n in names):
+            warnings.append(f"--params-file {path}: no section for node '{node_name}' (it has {', '.join(names)}); "
+                            f"none of its parameters apply to this node")
+    return warnings
+
+
 def _holds_ros_parameters(data) -> bool:
     """Whether a parameters YAML's mapping has a ``ros__parameters`` key at some depth (node names,
     possibly under namespaces, map to it; rcl refuses a file without one)."""
@@ -995,6 +1028,9 @@ def main(args=None) -> int:
     if problem:                      # rcl would log "Failed to parse global arguments" without the file
         print(f"calibration_node: error: {problem}", file=sys.stderr)
         return 1
+    remapped = [a.split(":=", 1)[1] for a in argv[ros_at:] if a.startswith("__node:=") or a.startswith("__name:=")]
+    for warning in _params_files_for_other_nodes(argv[ros_at:], remapped[-1] if remapped else NODE_NAME):
+        print(f"calibration_node: warning: {warning}", file=sys.stderr)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # like SIGINT until rclpy takes over
     node, code = None, 0
     try:
@@ -1020,7 +1056,7 @@ def main(args=None) -> int:
         pass
     except Exception as exc:  # a refused parameter, or rcl refusing a dead context after a signal
         if rclpy.ok():
-            print(f"calibration_node: error: {exc}", file=sys.stderr)
+            print(f"calibration_node: error: {_with_type_hint(str(exc))}", file=sys.stderr)
             code = 1
     finally:
         _ignore_termination_signals()
