@@ -229,6 +229,15 @@ def test_bare_mcap_file_is_replayed_like_its_recording(drive_bag, tmp_path):
     summary = json.loads((tmp_path / "s.json").read_text())
     assert rc == 0 and summary["frames"] == 5 and summary["ground_truth"] == "the bag's /tf_static"
     np.testing.assert_allclose(summary["ground_truth_T_cam_lidar"], read_bag_ground_truth(drive_bag), atol=1e-12)
+    assert summary["read_errors"] == []
+    # killed mid-drive: read up to its last complete record, and said so (it was silent)
+    data = mcap.read_bytes()
+    mcap.write_bytes(data[: int(0.7 * len(data))])
+    rc = main([str(mcap), "--model", str(MODEL_CARD), "--json", str(tmp_path / "cut.json"),
+               "--report", str(tmp_path / "r"), "--execution-provider", "cpu"])
+    summary = json.loads((tmp_path / "cut.json").read_text())
+    assert rc == 0 and 0 < summary["frames"] < 5, summary["frames"]
+    assert len(summary["read_errors"]) == 1 and "ends without its footer" in summary["read_errors"][0]
 
 
 def test_sqlite3_bag_without_metadata_exits_1_naming_ros2_bag_reindex(tmp_path, capsys):

@@ -62,7 +62,8 @@ from tqdm import tqdm
 from crossi2p.calib_io import load_calibration_input
 from crossi2p.cli import ArgumentParser, check_writable
 from crossi2p.datasets.rosbag2 import (CameraInfoRecord, ImageRecord, PointCloudRecord, bag_topics,
-                                       read_bag_ground_truth, read_bag_messages, read_bag_tf_tree)
+                                       read_bag_ground_truth, read_bag_messages, read_bag_tf_tree,
+                                       unfinished_mcap)
 from crossi2p.deskew import DeskewConfig, describe_deskew
 from crossi2p.fusion import FusionConfig
 from crossi2p.interrupt import exit_130_on_ctrl_c, exit_now_if_work_in_flight, run_interruptibly
@@ -183,6 +184,9 @@ def replay_bag(bag: Path, runtime: CalibrationRuntime, T_gt: np.ndarray | None, 
         result.interrupted = True
     finally:
         bar.close()
+    cut = unfinished_mcap(bag)     # read without an error, but not to the recording's end
+    if cut:
+        result.errors.append(cut)
     return result
 
 

@@ -52,6 +52,7 @@ __all__ = [
     "RigCamera",
     "write_rig_bag",
     "open_bag",
+    "unfinished_mcap",
     "bag_topics",
     "read_bag_messages",
     "read_bag_ground_truth",
@@ -401,6 +402,20 @@ def _mcap_is_finished(path: Path) -> bool:
             return False
         f.seek(-len(_MCAP_MAGIC), 2)
         return f.read() == _MCAP_MAGIC
+
+
+def unfinished_mcap(bag: str | os.PathLike) -> str:
+    """Why ``bag`` (as ``open_bag`` takes it) is read only up to its last complete record: its
+    MCAP file has no footer (the recorder was killed, or the copy was cut); '' when it has one,
+    is sqlite3, or cannot be opened (``open_bag`` says why)."""
+    try:
+        source = _bag_source(Path(bag))
+    except ValueError:
+        return ""
+    if source.suffix == ".mcap" and not _mcap_is_finished(source):
+        return (f"{source}: the MCAP file ends without its footer (the recorder was killed, or the file was "
+                f"cut); read up to its last complete record")
+    return ""
 
 
 def _reindex_hint(folder: Path, storage: str) -> str:
