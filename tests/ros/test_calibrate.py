@@ -286,7 +286,7 @@ def test_deskew_flags_are_checked_and_rosbags_are_left_alone_by_default(drive, t
     capsys.readouterr()
     args = build_parser().parse_args([str(bag), "--out", "x.yaml", "--lidar-spin", "counterclockwise"])
     assert deskew_config(args, "rosbag2", bag).mode == "off"        # flags without --deskew: said so
-    assert "--lidar-spin have no effect: de-skewing is off" in _one_line(capsys.readouterr().err)
+    assert "--lidar-spin has no effect: de-skewing is off" in _one_line(capsys.readouterr().err)
 
 
 def test_a_bag_whose_clouds_carry_per_point_times_is_deskewed_with_them(tmp_path, capsys):
