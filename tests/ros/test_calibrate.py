@@ -447,3 +447,4 @@ def test_a_converged_fusion_with_no_pair_to_refine_on_writes_the_fused_calibrati
     assert "refinement: did not run, no pair to refine on" in printed and "20 ms apart" in printed
     assert json.loads(js.read_text())["stage"] == "fused"
     assert "did not run (no pair to refine on" in (report / "report.md").read_text()
+    assert (report / "overlay_published.png").is_file()         # on the newest pair

@@ -51,7 +51,7 @@ class RuntimeConfig:
     ``T_cam_lidar``: the distance between the camera's and the LiDAR's origins) is invalid: both
     sit on one vehicle. A physical bound (a car is under 5 m long, a truck's cab under 10 m), not
     fitted to data; 0 turns it off. The network's wrong frames on unseen sensors are often metres
-    off (24 m on a real KITTI frame, 21 m on a domain-shifted simulated one, docs/benchmarks.md
+    off (one of a real KITTI sequence 24 m off passed every other check, docs/benchmarks.md
     section 9)."""
     min_points_in_range: int = 100
     """Clouds with fewer finite points within the card's range crop are invalid input."""

@@ -410,7 +410,7 @@ def _write_report(args, result, pipeline: CalibrationPipeline, T, stage, failure
     out = args.report
     out.mkdir(parents=True, exist_ok=True)
     run = pipeline.last_refinement
-    pair = pipeline.window[-1] if pipeline.window else None      # no pair to refine on: no overlay
+    pair = pipeline.window[-1] if pipeline.window else pipeline.last_pair   # no pair to refine on: the newest
     images = []
     if run is not None and pair is not None:
         r = run.result
