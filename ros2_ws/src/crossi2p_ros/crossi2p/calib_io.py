@@ -358,12 +358,12 @@ def _refuse_misspelt_keys(record: dict, where: str) -> None:
     """ValueError for a top-level key that is not one of the record's but looks like one (a typo:
     ``T_cam_lidr``, ``prior_max_rotaton_deg``); other unknown keys are free-form provenance and go
     to ``metadata``."""
-    import difflib
+    from .config_schema import closest_name
 
     for key in sorted(str(k) for k in record if k not in _KNOWN_KEYS):
-        close = difflib.get_close_matches(key, sorted(_KNOWN_KEYS), n=1, cutoff=0.8)
+        close = closest_name(key, _KNOWN_KEYS, cutoff=0.8)
         if close or key.startswith("prior_max"):
-            expected = close[0] if close else "prior_max_rotation_deg, prior_max_translation_m"
+            expected = close or "prior_max_rotation_deg, prior_max_translation_m"
             raise ValueError(f"{where}: unknown key {key!r} (expected {expected}; other keys go under 'metadata')")
 
 

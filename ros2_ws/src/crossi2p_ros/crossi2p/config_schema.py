@@ -21,6 +21,15 @@ import yaml
 T = TypeVar("T")
 
 
+def closest_name(name: str, known, cutoff: float = 0.75) -> str | None:
+    """The name of ``known`` (an iterable of str) most like ``name`` (difflib's ratio at least
+    ``cutoff``), or None: for "did you mean" on a misspelt key or parameter."""
+    import difflib
+
+    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=cutoff)
+    return close[0] if close else None
+
+
 @lru_cache(maxsize=None)
 def field_docs(cls: type) -> dict[str, str]:
     """``{field name: docstring}`` of a dataclass, from the string literal under each field."""

@@ -316,17 +316,17 @@ class CalibrationNode(Node):
         """Log every parameter given to this node (``-p``, ``--params-file``) that it does not have,
         with the closest name it has: a typo would otherwise leave the default in force without a
         word. A warning, not an error: a parameters file shared by several nodes may hold others'."""
-        import difflib
+        from crossi2p.config_schema import closest_name
 
         known = declared | {"use_sim_time", "start_type_description_service"}
         self.unknown_parameters: dict[str, str | None] = {}
         """Parameters given to the node that it does not have -> the closest one it has (or None)."""
         for name in sorted(set(self._parameter_overrides) - known):
-            close = difflib.get_close_matches(name, sorted(declared), n=1, cutoff=0.75)
-            self.unknown_parameters[name] = close[0] if close else None
+            close = closest_name(name, declared)
+            self.unknown_parameters[name] = close
             self.get_logger().warning(f"parameter '{name}' is not a parameter of this node; it is ignored"
-                                      + (f" (did you mean '{close[0]}'?)" if close else " (calibration_node --help "
-                                                                                        "lists them)"))
+                                      + (f" (did you mean '{close}'?)" if close else " (calibration_node --help "
+                                                                                     "lists them)"))
 
     # ------------------------------------------------------------------------ inputs
     def _counted(self, callback):
