@@ -979,9 +979,7 @@ def _params_files_for_other_nodes(ros_args: list[str], node_name: str) -> list[s
     import yaml
 
     warnings = []
-    for flag, path in zip(ros_args, ros_args[1:]):
-        if flag != "--params-file":
-            continue
+    for path in (b for a, b in zip(ros_args, ros_args[1:]) if a == "--params-file"):
         try:
             data = yaml.safe_load(Path(path).read_text())
         except (OSError, yaml.YAMLError, UnicodeDecodeError):
