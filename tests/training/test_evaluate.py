@@ -169,3 +169,34 @@ def test_the_global_protocol_turns_the_runtimes_lever_arm_bound_off(protocol, bo
         assert estimator.runtime.config.max_lever_arm_m == bound
     finally:
         estimator.runtime.close()
+
+
+def test_a_frame_that_cannot_be_read_is_skipped_and_a_folder_without_calibration_is_one_line(tmp_path, shared_data,
+                                                                                           capsys):
+    """A corrupt scan among readable frames is skipped with a warning and listed in read_errors (it
+    ended the run with a traceback); a folder whose every frame fails (no calib.txt) is one line,
+    exit 1."""
+    import shutil
+    from pathlib import Path
+
+    card = Path(__file__).resolve().parents[2] / "models" / "crossi2p_cpu.yaml"
+    d = shared_data / "real" / "kitti_000000"
+    seq = tmp_path / "sequences" / "00"
+    (seq / "image_2").mkdir(parents=True)
+    (seq / "velodyne").mkdir()
+    shutil.copy(d / "000000.txt", seq / "calib.txt")
+    for n in (0, 1):
+        shutil.copy(d / "000000.png", seq / "image_2" / f"{n:06d}.png")
+        shutil.copy(d / "000000.bin", seq / "velodyne" / f"{n:06d}.bin")
+    (seq / "velodyne" / "000001.bin").write_bytes(b"\0" * 1001)                 # not a multiple of 16
+    out = tmp_path / "e.json"
+    assert main(["--model", str(card), "--kitti", str(seq), "--json", str(out), "--quiet", "--no-overlays"]) == 0
+    err = capsys.readouterr().err
+    assert "1 frame(s) could not be read and were skipped" in err and "000001.bin" in err, err
+    summary = json.loads(out.read_text())
+    assert summary["frames"] == 1 and len(summary["read_errors"]) == 1
+    (seq / "calib.txt").unlink()
+    assert main(["--model", str(card), "--kitti", str(seq), "--json", str(out), "--quiet", "--no-overlays"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("crossi2p-evaluate: error: ") and "calib.txt" in err and len(err.splitlines()) == 1, err
+    assert "Traceback" not in err

@@ -209,14 +209,25 @@ class FrameResult:
 
 
 def evaluate_source(estimator, source, protocol: str, seed: int, progress: bool = True,
-                    refine_max_deg: float = 20.0, refine_max_m: float = 1.5) -> list[FrameResult]:
+                    refine_max_deg: float = 20.0, refine_max_m: float = 1.5,
+                    read_errors: list[str] | None = None) -> list[FrameResult]:
     """Run the estimator on every frame of ``source`` under ``protocol`` (module docstring);
-    ``refine_max_*``: the ``refine`` protocol's prior error range."""
+    ``refine_max_*``: the ``refine`` protocol's prior error range. A frame that cannot be read (a
+    corrupt scan or image, a missing file) is skipped and its reason appended to ``read_errors``.
+
+    Raises:
+        ValueError: no frame could be read (the first frame's reason: a missing or malformed
+            calibration fails every frame), or a frame has no ground truth.
+    """
     from tqdm import tqdm
 
-    results = []
+    results, errors = [], []
     for i in tqdm(range(len(source)), desc=f"evaluating ({protocol})", disable=not progress, unit="frame"):
-        sample: Sample = source[i]
+        try:
+            sample: Sample = source[i]
+        except (ValueError, OSError) as exc:
+            errors.append(f"frame {i} skipped: {exc}")
+            continue
         if sample.T_cam_lidar is None:
             raise ValueError(f"frame {i} ({sample.frame_id}): the source has no ground truth")
         rng = np.random.default_rng([seed, i])
@@ -231,6 +242,11 @@ def evaluate_source(estimator, source, protocol: str, seed: int, progress: bool 
         fallback = pert.T_prior if pert.T_prior is not None else np.eye(4)
         err = registration_error(est.T_cam_lidar if est.T_cam_lidar is not None else fallback, T_gt)
         results.append(FrameResult(i, sample.frame_id, err, est, T_gt, pert.T_pert, T_prior=pert.T_prior))
+    if errors and not results:
+        raise ValueError(errors[0].split(" skipped: ", 1)[1] + (f" (and {len(errors) - 1} more frames)"
+                                                                 if len(errors) > 1 else ""))
+    if read_errors is not None:
+        read_errors.extend(errors)
     return results
 
 
@@ -507,8 +523,16 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError, KeyError, RuntimeError) as exc:  # bad model or data: one line, exit 1
         print(f"crossi2p-evaluate: error: {exc}", file=sys.stderr)
         return 1
-    results = evaluate_source(estimator, source, args.protocol, args.seed, progress=not args.quiet,
-                              refine_max_deg=max_deg, refine_max_m=max_m)
+    read_errors: list[str] = []
+    try:
+        results = evaluate_source(estimator, source, args.protocol, args.seed, progress=not args.quiet,
+                                  refine_max_deg=max_deg, refine_max_m=max_m, read_errors=read_errors)
+    except (ValueError, OSError) as exc:       # nothing readable: one line, exit 1
+        print(f"crossi2p-evaluate: error: {what}: {exc}", file=sys.stderr)
+        return 1
+    if read_errors:
+        print(f"crossi2p-evaluate: warning: {len(read_errors)} frame(s) could not be read and were skipped "
+              f"(first: {read_errors[0]})", file=sys.stderr)
     if args.protocol == "refine":
         refine_results(results, source, args.refine_frames, max_deg, max_m, progress=not args.quiet)
     summary = summarize_results(results)
@@ -516,6 +540,7 @@ def main(argv: list[str] | None = None) -> int:
         summary.update(refine_max_deg=max_deg, refine_max_m=max_m)
     summary.update({
         "protocol": args.protocol, "seed": args.seed, "model": str(args.model), "data": what,
+        "read_errors": read_errors,
         "command": "crossi2p-evaluate " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)),
     })
     written = write_report(results, summary, args.json, None if args.no_overlays else source)
