@@ -152,3 +152,28 @@ def test_nuscenes_folder_source_gives_items(repo_root):
     src = NuScenesSource([repo_root / "tests" / "fixtures" / "nuscenes_mini"])
     item = CalibrationDataset(src, PRE, "global", seed=0)[0]
     assert len(src) >= 1 and item["image"].shape == (3, 64, 192) and item["points"].shape == (1024, 4)
+
+
+def test_a_frame_that_cannot_be_read_is_skipped_with_one_warning_and_none_readable_is_an_error(source, capsys):
+    """A corrupt frame in a training source (a truncated scan) ended a training run at a random
+    step: the dataset hands out the next readable frame instead, warning once per frame."""
+
+    class OneCorrupt:
+        def __init__(self, inner, bad):
+            self.inner, self.bad = inner, set(bad)
+
+        def __len__(self):
+            return len(self.inner)
+
+        def __getitem__(self, i):
+            if i in self.bad:
+                raise ValueError(f"velodyne/{i:06d}.bin: 1001 bytes is not a multiple of 16")
+            return self.inner[i]
+
+    ds = CalibrationDataset(OneCorrupt(source, {1}), PRE, "global", seed=7)
+    a, b = ds[1], ds[1]
+    assert int(a["index"]) == 2 and _equal(a, b)
+    err = capsys.readouterr().err
+    assert err.count("training frame 1 skipped: velodyne/000001.bin") == 1, err
+    with pytest.raises(ValueError, match="no frame of .* can be read"):
+        CalibrationDataset(OneCorrupt(source, {0, 1, 2}), PRE, "global", seed=7)[0]

@@ -148,3 +148,26 @@ def test_bad_setup_input_is_one_line_not_a_traceback(tmp_path, tiny_checkpoint, 
     err = capsys.readouterr().err.strip()
     assert message in err and err.startswith("crossi2p-train: error:") and len(err.splitlines()) == 1, err
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_a_kitti_source_without_calibration_is_one_line_before_any_step(tmp_path, tiny_overrides, shared_data,
+                                                                          capsys):
+    """Every frame of the training folder fails to read (no calib.txt): one error line at set-up,
+    exit 1 (it was a traceback from inside the DataLoader)."""
+    import shutil
+
+    d = shared_data / "real" / "kitti_000000"
+    for seq in ("00", "01"):
+        folder = tmp_path / "sequences" / seq
+        (folder / "image_2").mkdir(parents=True)
+        (folder / "velodyne").mkdir()
+        shutil.copy(d / "000000.png", folder / "image_2" / "000000.png")
+        shutil.copy(d / "000000.bin", folder / "velodyne" / "000000.bin")
+    shutil.copy(d / "000000.txt", tmp_path / "sequences" / "01" / "calib.txt")
+    extra = ["--set", "data.source=kitti", "--set", f"data.root={tmp_path / 'sequences'}",
+             "--set", 'data.train_paths=["00"]', "--set", 'data.val_paths=["01"]', "--set", "optim.batch_size=1"]
+    assert main(_args(tmp_path / "run", tiny_overrides, "--steps", "1", *extra)) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("crossi2p-train: error: no frame of") and "calib.txt: not found" in err[-1], err
+    assert not any("Traceback" in line for line in err)
+    assert not (tmp_path / "run" / "checkpoints").exists()

@@ -36,6 +36,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -525,6 +526,8 @@ class CalibrationDataset(torch.utils.data.Dataset):
             raise ValueError(f"CalibrationDataset: protocol must be global|refine|none, got {protocol!r}")
         self.source, self.preprocess, self.protocol = source, preprocess, protocol
         self.seed, self.photometric, self.epoch = int(seed), photometric, 0
+        self.unreadable: set[int] = set()
+        """Frames that could not be read (skipped; ``readable``)."""
 
     def set_epoch(self, epoch: int) -> None:
         """Draw the next epoch's augmentations (call before creating the DataLoader iterator)."""
@@ -540,8 +543,28 @@ class CalibrationDataset(torch.utils.data.Dataset):
         seq = np.random.SeedSequence([self.seed, self.epoch, int(index)])
         return tuple(np.random.default_rng(s) for s in seq.spawn(3))
 
+    def readable(self, index: int) -> tuple[int, Sample]:
+        """``(index, sample)`` of frame ``index``, or of the next frame that can be read: a corrupt
+        or missing file of one frame (a truncated scan, an unreadable image) is skipped with a
+        warning on stderr, once per frame, instead of ending a training run at a random step.
+
+        Raises:
+            ValueError: no frame of the source can be read (the first frame's reason).
+        """
+        first_error = None
+        for k in range(len(self.source)):
+            i = (index + k) % len(self.source)
+            try:
+                return i, self.source[i]
+            except (ValueError, OSError) as exc:
+                first_error = first_error or exc
+                if i not in self.unreadable:
+                    self.unreadable.add(i)
+                    print(f"warning: training frame {i} skipped: {exc}", file=sys.stderr, flush=True)
+        raise ValueError(f"no frame of {self.source!r} can be read ({first_error})")
+
     def __getitem__(self, index: int) -> dict:
-        sample = self.source[index]
+        index, sample = self.readable(index)
         if sample.T_cam_lidar is None:
             raise ValueError(f"{self.source!r} frame {index} ({sample.frame_id}): no ground-truth T_cam_lidar")
         rng_points, rng_pert, rng_photo = self.item_rngs(index)

@@ -522,6 +522,9 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: str | Path | None = Non
                   f"{ctx.world_size} process(es) on {ctx.device} x {threads} threads, batch {bs}/process, "
                   f"steps {step} -> {total_steps}", flush=True)
 
+        for dataset in (train_set, val_set):   # a source with no readable frame (no calib.txt): one line now
+            if dataset:
+                dataset.readable(0)
         loader = DataLoader(train_set, batch_size=bs, sampler=sampler, num_workers=cfg.data.num_workers,
                             collate_fn=collate_items, worker_init_fn=seed_worker, drop_last=True,
                             pin_memory=ctx.device.type == "cuda")
