@@ -234,6 +234,12 @@ def test_kitti_raw_bad_layouts_name_what_is_missing(tmp_path):
     (drive / "velodyne_points" / "timestamps.txt").write_text("2011-09-26 13:02:25.9\n")
     with pytest.raises(ValueError, match=r"velodyne_points/timestamps.txt: 1 timestamps, but frame 0000000001 exists"):
         read_kitti_raw(drive)
+    # one stamps file missing: the sweeps would be stamped from 1970, the images from 2011
+    (drive / "velodyne_points" / "timestamps.txt").unlink()
+    with pytest.raises(ValueError, match=r"velodyne_points/timestamps.txt: not found, while image_02/timestamps.txt is"):
+        read_kitti_raw(drive)
+    (drive / "image_02" / "timestamps.txt").unlink()       # both missing: frame numbers x 0.1 s for both
+    assert read_kitti_raw(drive).lidar_times_s[1] == pytest.approx(0.1)
 
 
 def test_read_kitti_still_opens_odometry_sequences(tmp_path):

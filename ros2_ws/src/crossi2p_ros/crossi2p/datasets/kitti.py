@@ -352,13 +352,19 @@ class KittiRawDrive(KittiSequence):
             raise ValueError(f"{self.drive_dir}: no frame has both image_0{camera_index}/data/<n>.png and "
                              f"velodyne_points/data/<n>.bin ({len(images)} images, {len(scans)} scans)")
         self._images, self._scans = images, scans
-        self.times_ns = self._raw_times(self.image_dir.parent / "timestamps.txt")
-        self.lidar_times_ns = self._raw_times(self.velodyne_dir.parent / "timestamps.txt")
+        image_times, lidar_times = self.image_dir.parent / "timestamps.txt", self.velodyne_dir.parent / "timestamps.txt"
+        if image_times.is_file() != lidar_times.is_file():   # epoch stamps beside frame numbers: 41 years apart
+            have, missing = (image_times, lidar_times) if image_times.is_file() else (lidar_times, image_times)
+            raise ValueError(f"{missing}: not found, while {have.relative_to(self.drive_dir)} is (the image and "
+                             f"sweep stamps would not be comparable; restore it, as the KITTI raw download has it)")
+        self.times_ns = self._raw_times(image_times)
+        self.lidar_times_ns = self._raw_times(lidar_times)
         self.times_s = self.times_ns * 1e-9
         self.lidar_times_s = self.lidar_times_ns * 1e-9
 
     def _raw_times(self, path: Path) -> np.ndarray:
-        """(N,) int64 ns of the listed frames; without the file, frame number x 0.1 s."""
+        """(N,) int64 ns of the listed frames; without the file (and without its partner, checked in
+        ``__init__``), frame number x 0.1 s."""
         ids = np.array([int(f) if f.isdigit() else k for k, f in enumerate(self.frame_ids)], dtype=np.int64)
         if not path.is_file():
             return ids * int(KITTI_FRAME_PERIOD_S * 1e9)
