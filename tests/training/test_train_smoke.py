@@ -44,6 +44,10 @@ def test_two_steps_then_resume_continues_like_an_uninterrupted_run(tmp_path, tin
     # the training time of a resumed run counts from step 0
     assert summary["wall_time_total_s"] == pytest.approx(first_seconds + summary["wall_time_s"])
     assert resumed["train_seconds"] > first_seconds
+    # ... and not to a step it has passed: one line, the run's summary left as it was
+    before = (out / "summary.json").read_text()
+    assert main(_args(out, tiny_overrides, "--steps", "3", "--resume", str(out / "checkpoints" / "last.pt"))) == 1
+    assert (out / "summary.json").read_text() == before
 
     # ... equals 4 steps in one go (same data order, augmentations, loss sampling, GradNorm state)
     straight = tmp_path / "straight"

@@ -480,6 +480,9 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: str | Path | None = Non
             if ckpt.get("loss"):
                 loss.load_state_dict(ckpt["loss"])
             step = int(ckpt["step"])
+            if total_steps <= step:        # nothing to run: the summary and checkpoint would be rewritten empty
+                raise ValueError(f"--resume {resume}: the checkpoint is at step {step} and this run ends at step "
+                                 f"{total_steps}: give more steps (--steps N with N > {step}) to continue it")
             if "torch_rng_state" in ckpt:
                 torch.set_rng_state(ckpt["torch_rng_state"].cpu())
             seconds_before = ckpt.get("train_seconds")  # absent in checkpoints older than this field
