@@ -392,3 +392,19 @@ def test_a_rejected_last_estimate_is_flagged_and_not_headlined(capsys):
     _print_summary(summary, Path("report.md"), refine=False)
     out = capsys.readouterr().out
     assert "no estimate: every per-frame estimate was rejected" in out and "estimated T_cam_lidar" not in out
+
+
+def test_a_nuscenes_pair_whose_lidar_file_is_missing_is_skipped_and_said(tmp_path, capsys):
+    """A sample's .pcd.bin missing (its table row still there): that pair is skipped with the file
+    named, the others replayed (it ended the run with errno text); 'skipped', not 'stopped early'."""
+    folder = shutil.copytree(NUSCENES_MINI, tmp_path / "nuscenes")
+    lidar = sorted((folder / "samples" / "LIDAR_TOP").glob("*.pcd.bin"))
+    lidar[0].unlink()
+    rc = main([str(folder), "--model", str(MODEL_CARD), "--json", str(tmp_path / "s.json"),
+               "--report", str(tmp_path / "report"), "--execution-provider", "cpu"])
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert rc in (0, 3) and summary["frames"] == 1
+    assert len(summary["read_errors"]) == 1 and lidar[0].name in summary["read_errors"][0]
+    err = capsys.readouterr().err
+    assert "warning: frame 0 skipped: " in err and "stopped early" not in err, err
+    assert "## What could not be read" in (tmp_path / "report" / "report.md").read_text()

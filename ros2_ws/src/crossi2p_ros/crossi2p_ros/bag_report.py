@@ -172,7 +172,7 @@ def write_report(result, summary: dict, out_dir: Path) -> Path:
                   "| node counter | value |", "|---|---|",
                   *[f"| `{k}` | {v} |" for k, v in lv["node_counters"].items()], ""]
     if summary.get("read_errors"):
-        lines += ["## Reading stopped early", "", *[f"- {e}" for e in summary["read_errors"]], ""]
+        lines += ["## What could not be read", "", *[f"- {e}" for e in summary["read_errors"]], ""]
     md = out_dir / "report.md"
     md.write_text("\n".join(lines))
     return md

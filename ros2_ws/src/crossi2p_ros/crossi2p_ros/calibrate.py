@@ -457,7 +457,7 @@ def _write_report(args, result, pipeline: CalibrationPipeline, T, stage, failure
     for title, name in images:
         lines += [f"## {title}", "", f"![{name}]({name})", ""]
     if result.errors:
-        lines += ["## Reading stopped early", "", *[f"- {e}" for e in result.errors], ""]
+        lines += ["## What could not be read", "", *[f"- {e}" for e in result.errors], ""]
     md = out / "report.md"
     md.write_text("\n".join(lines))
     return md

@@ -245,8 +245,9 @@ def _readable(samples: Iterable[Sample], result: ReplayResult) -> Iterator[Sampl
     for k in range(len(samples)):
         try:
             sample = samples[k]
-        except ValueError as exc:
-            result.errors.append(f"frame {k} skipped: {exc}")
+        except (ValueError, OSError) as exc:      # OSError: a missing file of that frame
+            why = f"{exc.filename}: {exc.strerror}" if isinstance(exc, OSError) and exc.filename else exc
+            result.errors.append(f"frame {k} skipped: {why}")
             continue
         yield sample
 
@@ -578,7 +579,8 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(json.dumps(summary, indent=2))
     _print_summary(summary, report_md, refine=not args.no_refine)
     for err in result.errors:
-        print(f"crossi2p-evaluate-bag: warning: stopped early: {err}", file=sys.stderr)
+        what = err if " skipped: " in err else f"stopped early: {err}"   # a dataset frame, or a bag's end
+        print(f"crossi2p-evaluate-bag: warning: {what}", file=sys.stderr)
     for reason, count in result.refused.items():
         print(f"crossi2p-evaluate-bag: warning: {count} message(s) left out: {reason}", file=sys.stderr)
     fused_bad = summary["fused_rte_m"] is None or (
