@@ -448,3 +448,15 @@ def test_a_converged_fusion_with_no_pair_to_refine_on_writes_the_fused_calibrati
     assert json.loads(js.read_text())["stage"] == "fused"
     assert "did not run (no pair to refine on" in (report / "report.md").read_text()
     assert (report / "overlay_published.png").is_file()         # on the newest pair
+
+
+def test_a_kitti_camera_index_out_of_range_is_one_line(tmp_path, capsys):
+    """--kitti-camera 12 said 'no image_012/data/'; it names the range."""
+    from crossi2p_training.sim.cli import main as sim_main
+
+    seq = tmp_path / "seq"
+    assert sim_main(["--seed", "5", "--frames", "2", "--preset", "small", "--kitti", str(seq)]) == 0
+    capsys.readouterr()
+    assert main([str(seq), "--out", str(tmp_path / "c.yaml"), "--kitti-camera", "12", *MODEL]) == 1
+    assert _one_line(capsys.readouterr().err).endswith("--kitti-camera 12: expected 0 to 3 (KITTI's cameras: "
+                                                        "0-1 grey, 2-3 colour)")

@@ -489,6 +489,9 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--max-frames: expected >= 1 pairs, got {args.max_frames}")
         if not args.slop_s > 0:
             raise ValueError(f"--slop-s: expected a stamp difference > 0 seconds, got {args.slop_s}")
+        for flag, value in (("--max-rte-m", args.max_rte_m), ("--max-rre-deg", args.max_rre_deg)):
+            if value is not None and not value > 0:
+                raise ValueError(f"{flag}: expected a bound > 0, got {value}")
         if args.rate is not None and not args.rate >= 0:
             raise ValueError(f"--rate: expected bag seconds per wall second >= 0 (0: no limit), got {args.rate}")
         if not args.node_timeout_s > 0:

@@ -67,6 +67,8 @@ def open_dataset(path: Path, source: Source, kitti_camera: int = 2, camera_chann
     ``require_extrinsic=False``: a KITTI Odometry folder whose calib.txt has no ``Tr`` is read too
     (its ground truth None: ``crossi2p-calibrate`` needs none)."""
     path = Path(path)
+    if source in ("kitti", "kitti_raw") and kitti_camera not in range(4):
+        raise ValueError(f"--kitti-camera {kitti_camera}: expected 0 to 3 (KITTI's cameras: 0-1 grey, 2-3 colour)")
     if source == "kitti":
         from crossi2p.datasets.kitti import read_kitti_sequence
 
