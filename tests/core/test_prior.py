@@ -44,6 +44,17 @@ def test_yaml_bounds_round_trip_and_defaults_when_absent(tmp_path):
     assert (DEFAULT_MAX_ROTATION_DEG, DEFAULT_MAX_TRANSLATION_M) == (10.0, 0.5)
 
 
+def test_a_rotation_bound_above_180_degrees_is_refused_naming_the_key(tmp_path):
+    """No rotation is more than 180 deg from another: 720 is a mistake (radians meant? a typo)."""
+    path = tmp_path / "p.yaml"
+    path.write_text("T_cam_lidar: " + str(np.eye(4).tolist()) + "\nprior_max_rotation_deg: 720\n")
+    with pytest.raises(ValueError, match=r"prior .*p.yaml: key 'prior_max_rotation_deg': expected a number > 0 "
+                                         r"and <= 180 \(degrees\), got 720"):
+        load_prior(path)
+    with pytest.raises(ValueError, match="expected a number > 0 and <= 180"):
+        save_calibration_yaml(tmp_path / "q.yaml", T_PRIOR, CAMERA, prior_max_rotation_deg=200.0)
+
+
 def test_bad_prior_files_are_one_line_errors_naming_the_file(tmp_path):
     missing = tmp_path / "missing.yaml"
     with pytest.raises(ValueError, match=re.escape(str(missing))):

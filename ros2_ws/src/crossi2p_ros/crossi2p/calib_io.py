@@ -172,7 +172,7 @@ def save_calibration_yaml(path: str | os.PathLike, T_cam_lidar: np.ndarray, came
     for key, bound in (("prior_max_rotation_deg", prior_max_rotation_deg),
                        ("prior_max_translation_m", prior_max_translation_m)):
         if bound is not None:
-            record[key] = _check_bound(bound, key)
+            record[key] = _check_bound(bound, key, _BOUND_TOP[key])
     if metadata:
         record["metadata"] = dict(metadata)
     path = Path(path)
@@ -192,14 +192,19 @@ def _check_covariance(cov, where: str) -> np.ndarray:
     return C
 
 
-def _check_bound(value, where: str) -> float:
-    """A prior bound: a finite number > 0."""
+_BOUND_TOP = {"prior_max_rotation_deg": 180.0, "prior_max_translation_m": np.inf}
+"""The largest value of each prior bound (a rotation is at most 180 degrees from another)."""
+
+
+def _check_bound(value, where: str, top: float = np.inf) -> float:
+    """A prior bound: a finite number > 0 and at most ``top`` (180 for a rotation in degrees)."""
+    expected = "a number > 0" + (" and <= 180 (degrees)" if np.isfinite(top) else "")
     try:
         v = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{where}: expected a number > 0, got {value!r}") from None
-    if not np.isfinite(v) or v <= 0:
-        raise ValueError(f"{where}: expected a number > 0, got {value!r}")
+        raise ValueError(f"{where}: expected {expected}, got {value!r}") from None
+    if not np.isfinite(v) or v <= 0 or v > top:
+        raise ValueError(f"{where}: expected {expected}, got {value!r}")
     return v
 
 
@@ -344,8 +349,8 @@ def load_calibration_yaml(path: str | os.PathLike, require_camera: bool = True) 
     covariance = record.get("covariance")
     if covariance is not None:
         covariance = _check_covariance(covariance, f"{where}: key 'covariance'")
-    bounds = {k: _check_bound(record[k], f"{where}: key {k!r}") if record.get(k) is not None else None
-              for k in ("prior_max_rotation_deg", "prior_max_translation_m")}
+    bounds = {k: _check_bound(record[k], f"{where}: key {k!r}", _BOUND_TOP[k])
+              if record.get(k) is not None else None for k in ("prior_max_rotation_deg", "prior_max_translation_m")}
     metadata = dict(record.get("metadata") or {})
     metadata.update({k: v for k, v in record.items() if k not in _KNOWN_KEYS})
     return Calibration(T_cam_lidar=T, camera=camera, lidar_frame=str(frames.get("parent", "lidar")),
