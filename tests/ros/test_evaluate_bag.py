@@ -230,6 +230,7 @@ def test_bare_mcap_file_is_replayed_like_its_recording(drive_bag, tmp_path):
                "--report", str(tmp_path / "r"), "--execution-provider", "cpu"])
     summary = json.loads((tmp_path / "s.json").read_text())
     assert rc == 0 and summary["frames"] == 5 and summary["ground_truth"] == "the bag's /tf_static"
+    assert summary["command"].startswith(f"crossi2p-evaluate-bag {mcap} --model ")    # provenance (model cards)
     np.testing.assert_allclose(summary["ground_truth_T_cam_lidar"], read_bag_ground_truth(drive_bag), atol=1e-12)
     assert summary["read_errors"] == []
     # killed mid-drive: read up to its last complete record, and said so (it was silent)

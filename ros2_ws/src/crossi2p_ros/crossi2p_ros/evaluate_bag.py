@@ -51,6 +51,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import shlex
 import signal
 import sys
 from collections.abc import Iterable, Iterator
@@ -561,7 +562,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     summary = summarize_replay(result)
     summary.update(bag=str(args.bag), model=runtime.card.name, source=source, mode=args.mode,
-                   ground_truth=gt_source, ground_truth_T_cam_lidar=result.frames[-1].T_gt.tolist(), interrupted=False)
+                   ground_truth=gt_source, ground_truth_T_cam_lidar=result.frames[-1].T_gt.tolist(), interrupted=False,
+                   command="crossi2p-evaluate-bag " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None
+                                                                                         else argv)))
     # null where not counted: live mode (the node's own queue) and dataset folders (already paired)
     summary["sweeps_unpaired_at_end"] = (result.sweeps_unpaired_at_end
                                          if args.mode == "offline" and source == "rosbag2" else None)
