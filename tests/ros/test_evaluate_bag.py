@@ -65,7 +65,8 @@ def test_bad_input_exits_1_with_one_line(drive_bag, tmp_path, capsys):
                            (["--ground-truth", str(REPO / "README.md")], "--ground-truth "),
                            (["--node-timeout-s", "0"], "--node-timeout-s: expected > 0"),
                            (["--max-rte-m", "-1"], "--max-rte-m: expected a bound > 0, got -1.0"),
-                           (["--max-rre-deg", "0"], "--max-rre-deg: expected a bound > 0")):
+                           (["--max-rre-deg", "0"], "--max-rre-deg: expected a bound > 0"),
+                           (["--knock-rot-deg", "2"], "--knock-rot-deg: no knock without --knock-at-s")):
         assert main([str(drive_bag), "--model", str(MODEL_CARD), *flags]) == 1
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1, err

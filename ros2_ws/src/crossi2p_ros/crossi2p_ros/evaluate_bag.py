@@ -417,8 +417,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--slop-s", type=float, default=PairingConfig.slop_s, help="pairing slop (s), rosbag2 only")
     add_deskew_arguments(p)
     p.add_argument("--knock-at-s", type=float, help="inject a decalibration at this bag time (s)")
-    p.add_argument("--knock-rot-deg", type=float, default=3.0, help="knock rotation about the optical axis (deg)")
-    p.add_argument("--knock-trans-m", type=float, default=0.0, help="knock translation along camera x (m)")
+    p.add_argument("--knock-rot-deg", type=float, help="with --knock-at-s: knock rotation about the optical axis "
+                                                       "(deg, default 3)")
+    p.add_argument("--knock-trans-m", type=float, help="with --knock-at-s: knock translation along camera x (m, "
+                                                       "default 0)")
     p.add_argument("--max-rte-m", type=float, help="exit 3 when the final fused RTE exceeds this")
     p.add_argument("--max-rre-deg", type=float, help="exit 3 when the final fused geodesic RRE exceeds this")
     p.add_argument("--execution-provider", choices=["auto", "cuda", "cpu"], default="auto",
@@ -482,8 +484,13 @@ def _open_dataset(args, source: Source):
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     topics = (args.image_topic, args.camera_info_topic, args.points_topic)
-    knock = Knock(args.knock_at_s, args.knock_rot_deg, args.knock_trans_m) if args.knock_at_s is not None else None
+    knock = (Knock(args.knock_at_s, 3.0 if args.knock_rot_deg is None else args.knock_rot_deg,
+                   args.knock_trans_m or 0.0) if args.knock_at_s is not None else None)
     try:
+        given = [f for f, v in (("--knock-rot-deg", args.knock_rot_deg), ("--knock-trans-m", args.knock_trans_m))
+                 if v is not None]
+        if given and args.knock_at_s is None:
+            raise ValueError(f"{', '.join(given)}: no knock without --knock-at-s (the bag time it happens at)")
         if not args.bag.exists():
             raise ValueError(f"bag {args.bag}: not found")
         if args.max_frames is not None and args.max_frames < 1:
