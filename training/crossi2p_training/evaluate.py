@@ -72,7 +72,7 @@ from crossi2p.interrupt import exit_130_on_ctrl_c, run_interruptibly
 from crossi2p.metrics import (ACC_RRE_DEG, ACC_RTE_M, RegistrationError, registration_error,
                               registration_recall, sample_perturbation, sample_refine_perturbation,
                               summarize_errors)
-from crossi2p.sample import Sample
+from crossi2p.sample import Sample, readable_samples
 
 __all__ = ["Estimate", "CheckpointEstimator", "OnnxEstimator", "load_estimator", "evaluate_source",
            "write_report", "main"]
@@ -222,12 +222,9 @@ def evaluate_source(estimator, source, protocol: str, seed: int, progress: bool 
     from tqdm import tqdm
 
     results, errors = [], []
-    for i in tqdm(range(len(source)), desc=f"evaluating ({protocol})", disable=not progress, unit="frame"):
-        try:
-            sample: Sample = source[i]
-        except (ValueError, OSError) as exc:
-            errors.append(f"frame {i} skipped: {exc}")
-            continue
+    frames = readable_samples(source, errors)
+    for i, sample in tqdm(frames, total=len(source), desc=f"evaluating ({protocol})", disable=not progress,
+                          unit="frame"):
         if sample.T_cam_lidar is None:
             raise ValueError(f"frame {i} ({sample.frame_id}): the source has no ground truth")
         rng = np.random.default_rng([seed, i])
@@ -243,8 +240,8 @@ def evaluate_source(estimator, source, protocol: str, seed: int, progress: bool 
         err = registration_error(est.T_cam_lidar if est.T_cam_lidar is not None else fallback, T_gt)
         results.append(FrameResult(i, sample.frame_id, err, est, T_gt, pert.T_pert, T_prior=pert.T_prior))
     if errors and not results:
-        raise ValueError(errors[0].split(" skipped: ", 1)[1] + (f" (and {len(errors) - 1} more frames)"
-                                                                 if len(errors) > 1 else ""))
+        raise ValueError(f"no frame could be read ({errors[0]}" + (f"; and {len(errors) - 1} more frames)"
+                                                                   if len(errors) > 1 else ")"))
     if read_errors is not None:
         read_errors.extend(errors)
     return results

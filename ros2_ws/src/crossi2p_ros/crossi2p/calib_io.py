@@ -198,7 +198,7 @@ _BOUND_TOP = {"prior_max_rotation_deg": 180.0, "prior_max_translation_m": np.inf
 
 def _check_bound(value, where: str, top: float = np.inf) -> float:
     """A prior bound: a finite number > 0 and at most ``top`` (180 for a rotation in degrees)."""
-    expected = "a number > 0" + (" and <= 180 (degrees)" if np.isfinite(top) else "")
+    expected = "a number > 0" + (f" and <= {top:g} (degrees)" if np.isfinite(top) else "")
     try:
         v = float(value)
     except (TypeError, ValueError):

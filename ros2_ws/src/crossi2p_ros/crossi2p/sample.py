@@ -48,3 +48,19 @@ class Sample:
         self.points = pts
         if self.T_cam_lidar is not None:
             self.T_cam_lidar = check_transform(self.T_cam_lidar, "Sample.T_cam_lidar")
+
+
+def readable_samples(source, errors: list[str]):
+    """``(index, Sample)`` of every frame of ``source`` (``len`` and indexing) that can be read; a
+    frame whose files cannot be (a corrupt scan, a missing image: ``ValueError`` / ``OSError``) is
+    skipped and ``"frame K skipped: why"`` appended to ``errors``, so one bad frame does not end an
+    evaluation. The evaluators (``crossi2p-evaluate``, ``crossi2p-evaluate-bag``,
+    ``crossi2p-calibrate``) read dataset folders through this."""
+    for k in range(len(source)):
+        try:
+            sample = source[k]
+        except (ValueError, OSError) as exc:      # OSError: a missing file of that frame
+            why = f"{exc.filename}: {exc.strerror}" if isinstance(exc, OSError) and exc.filename else exc
+            errors.append(f"frame {k} skipped: {why}")
+            continue
+        yield k, sample

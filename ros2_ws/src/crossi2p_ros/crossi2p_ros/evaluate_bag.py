@@ -72,7 +72,7 @@ from crossi2p.metrics import registration_error, summarize_errors
 from crossi2p.model_card import resolve_model_card
 from crossi2p.prior import Prior, load_prior
 from crossi2p.runtime import CalibrationRuntime, ModelLoadError, RuntimeConfig
-from crossi2p.sample import Sample
+from crossi2p.sample import Sample, readable_samples
 from crossi2p.tf_tree import (FrameMismatchError, StaticTransformTree, check_camera_frame, check_camera_info_frame,
                              points_in_lidar_frame)
 
@@ -243,14 +243,7 @@ def _readable(samples: Iterable[Sample], result: ReplayResult) -> Iterator[Sampl
     if not (hasattr(samples, "__len__") and hasattr(samples, "__getitem__")):
         yield from samples
         return
-    for k in range(len(samples)):
-        try:
-            sample = samples[k]
-        except (ValueError, OSError) as exc:      # OSError: a missing file of that frame
-            why = f"{exc.filename}: {exc.strerror}" if isinstance(exc, OSError) and exc.filename else exc
-            result.errors.append(f"frame {k} skipped: {why}")
-            continue
-        yield sample
+    yield from (sample for _, sample in readable_samples(samples, result.errors))
 
 
 def _refine_if_due(pipeline: CalibrationPipeline, result: ReplayResult, bar) -> None:

@@ -170,7 +170,8 @@ def deskew_config(args: argparse.Namespace, source: Source, path: Path) -> Deske
                                                 DeskewConfig.stamp_azimuth_deg),
                                                ("--lidar-spin", args.lidar_spin, "clockwise")) if value != default]
     if mode == "off" and given:
-        print(f"warning: {', '.join(given)} {'has' if len(given) == 1 else 'have'} no effect: de-skewing is off for this {source} input "
+        verb = "has" if len(given) == 1 else "have"
+        print(f"warning: {', '.join(given)} {verb} no effect: de-skewing is off for this {source} input "
               f"(--deskew {args.deskew}); --deskew azimuth turns it on", file=sys.stderr)
     return DeskewConfig(mode=mode, rate_hz=args.lidar_rate_hz, stamp_azimuth_deg=args.lidar_stamp_azimuth_deg,
                         clockwise=args.lidar_spin == "clockwise")

@@ -53,7 +53,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-
 def _frame_index(frame_ids: list[str], frame: int, folder: Path) -> int:
     """Index into ``frame_ids`` (the sequence's frames that have both an image and a scan, file
     names without extension) of frame number ``frame``; ValueError naming the frames there are
@@ -62,10 +61,15 @@ def _frame_index(frame_ids: list[str], frame: int, folder: Path) -> int:
     if frame in numbers:
         return numbers.index(frame)
     there = [n for n in numbers if n is not None]
-    span = f"{there[0]} to {there[-1]}" + (f", {len(there)} of them" if len(there) != there[-1] - there[0] + 1 else "") \
-        if there else "none numbered"
+    if not there:
+        span = "none numbered"
+    elif len(there) == there[-1] - there[0] + 1:
+        span = f"{there[0]} to {there[-1]}"
+    else:
+        span = f"{there[0]} to {there[-1]}, {len(there)} of them"
     raise ValueError(f"--frame {frame}: {folder} has no frame {frame} with both an image and a scan "
                      f"(frames {span})")
+
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
