@@ -242,9 +242,9 @@ def _main(argv: list[str] | None) -> int:
         print(f"{PROG}: cannot calibrate: {exc}", file=sys.stderr)
         return EXIT_UNTRUSTED
 
-    pair = pipeline.last_pair          # the newest pair: its camera and frame ids
-    lidar_frame = pair.lidar.frame_id or (prior.lidar_frame if prior else "") or "lidar"
-    camera_frame = pair.image.frame_id or (prior.camera_frame if prior else "") or "camera_optical"
+    image, sweep = result.last_sample          # the newest pair: its camera and frame ids
+    lidar_frame = sweep.frame_id or (prior.lidar_frame if prior else "") or "lidar"
+    camera_frame = image.frame_id or (prior.camera_frame if prior else "") or "camera_optical"
     run = pipeline.last_refinement
     metadata = {
         "tool": PROG, "input": str(args.input), "source": source, "model": runtime.card.name, "stage": stage,
@@ -258,7 +258,7 @@ def _main(argv: list[str] | None) -> int:
         "covariance_note": COVARIANCE_NOTE if stage == "refined" else "",
     }
     try:       # checked before the run; a disk that fills up or a folder removed meanwhile: one line
-        yaml_path = save_calibration_yaml(args.out, T, pair.image.camera, lidar_frame=lidar_frame,
+        yaml_path = save_calibration_yaml(args.out, T, image.camera, lidar_frame=lidar_frame,
                                           camera_frame=camera_frame, covariance=cov, metadata=metadata)
         urdf_path = args.out.with_suffix(".urdf")
         urdf_path.write_text(urdf_joint_snippet(T, lidar_frame, camera_frame))
@@ -383,14 +383,16 @@ def _write_json(args, result, pipeline: CalibrationPipeline, T, stage, failure: 
     return args.json
 
 
-def _overlay(pair, T: np.ndarray, path: Path, caption: str) -> None:
+def _overlay(sample: tuple, T: np.ndarray, path: Path, caption: str) -> None:
+    """``sample``'s cloud drawn on its image under ``T`` (``(CameraFrame, LidarSweep)``), captioned."""
     from crossi2p.overlay import draw_projected_points
 
-    image, camera = pair.image.image_rgb, pair.image.camera
+    frame, sweep = sample
+    image, camera = frame.image_rgb, frame.camera
     if camera.width < 800:  # small images: twice the size so the points stay visible
         image = cv2.resize(image, (2 * camera.width, 2 * camera.height), interpolation=cv2.INTER_LINEAR)
         camera = camera.resized(2 * camera.width, 2 * camera.height)
-    drawn = draw_projected_points(image, pair.lidar.points, camera, T)
+    drawn = draw_projected_points(image, sweep.points, camera, T)
     bar = np.zeros((28, drawn.shape[1], 3), np.uint8)
     cv2.putText(bar, caption, (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
     cv2.imwrite(str(path), cv2.cvtColor(np.vstack([bar, drawn]), cv2.COLOR_RGB2BGR))
@@ -410,7 +412,8 @@ def _write_report(args, result, pipeline: CalibrationPipeline, T, stage, failure
     out = args.report
     out.mkdir(parents=True, exist_ok=True)
     run = pipeline.last_refinement
-    pair = pipeline.window[-1] if pipeline.window else pipeline.last_pair   # no pair to refine on: the newest
+    # the refinement window's newest pair; with no pair to refine on, the newest pair read
+    pair = (pipeline.window[-1].image, pipeline.window[-1].lidar) if pipeline.window else result.last_sample
     images = []
     if run is not None and pair is not None:
         r = run.result

@@ -221,9 +221,6 @@ class CalibrationPipeline:
         (``prior_frame_mismatch``); the prior is then dropped (``prior`` becomes None)."""
         self.pairs_processed = 0
         """Pairs fused (valid or not) since the last reset."""
-        self.last_pair: StampedPair | None = None
-        """The newest pair fused (its camera and frame ids name what a calibration is of, also when
-        no pair was synchronised enough for the refinement window)."""
         self.pairs_unsynchronised = 0
         """Pairs not kept for the refinement: stamps further apart than ``max_pair_offset_s``."""
         self.pairs_skewed = 0
@@ -291,7 +288,6 @@ class CalibrationPipeline:
         else:
             self._add_to_window(pair)
         self.pairs_processed += 1
-        self.last_pair = pair
         self._pairs_since_refine += 1
         snapshot = FusionState(**{**st.__dict__,
                                    "T_cam_lidar": None if st.T_cam_lidar is None else st.T_cam_lidar.copy(),
@@ -446,7 +442,6 @@ class CalibrationPipeline:
         self.first_refined_at = None
         self.refinement_runs = self.pairs_processed = self._pairs_since_refine = self._drift_events = 0
         self._last_start_stage = None
-        self.last_pair = None
 
 
 def _near(T_a: np.ndarray, T_b: np.ndarray, schedule: RefinementScheduleConfig) -> bool:
