@@ -1,6 +1,7 @@
 """crossi2p.calib_io: calibration YAML, URDF snippet, KITTI and nuScenes calibration."""
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 
 import numpy as np
@@ -217,6 +218,43 @@ def test_kitti_calib_wrong_keys_name_file_and_key(tmp_path, text, key):
     assert str(path) in str(info.value) and key in str(info.value)
 
 
+@pytest.mark.parametrize("old, new, message", [
+    # a value that is not a number: the file, the line, the key, what was expected (not "missing key")
+    ("P2: 7.188560000000e+02", "P2: 7.188560000000e+02 abc", r"line 3, key 'P2': 'abc' is not a number \(expected 12 numbers\)"),
+    ("Tr: 4.276802385584e-04", "Tr: x4.276802385584e-04", r"line 5, key 'Tr': 'x4.276802385584e-04' is not a number \(expected 12 numbers\)"),
+    # the wrong number of values
+    ("P2: 7.188560000000e+02 0.000000000000e+00", "P2:", r"line 3, key 'P2' has 10 values, expected 12 numbers"),
+])
+def test_kitti_calib_malformed_line_names_file_line_and_expected_count(tmp_path, old, new, message):
+    path = tmp_path / "calib.txt"
+    path.write_text(ODOMETRY_CALIB.replace(old, new, 1))
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(path))}: {message}$"):
+        kitti_calibration(path, 1241, 376, camera_index=2)
+
+
+def test_kitti_calib_only_malformed_lines_names_the_first(tmp_path):
+    path = tmp_path / "calib.txt"
+    path.write_text("P2: 1 2 abc\n")
+    with pytest.raises(ValueError, match=r"no 'KEY: numbers' lines found; .* \(line 1 'P2': 'abc' is not a number\)"):
+        kitti_calibration(path, 100, 100)
+
+
+def test_kitti_raw_calib_malformed_line_names_file_and_key(tmp_path):
+    from crossi2p.datasets.kitti import kitti_raw_calibration
+    (tmp_path / "calib_velo_to_cam.txt").write_text(
+        "calib_time: 15-Mar-2012 11:37:16\nR: 1 0 0 0 1 0 0 0 1\nT: 0 0 oops\n")
+    (tmp_path / "calib_cam_to_cam.txt").write_text(
+        "calib_time: 09-Jan-2012 13:57:47\nR_rect_00: 1 0 0 0 1 0 0 0 1\n"
+        "P_rect_02: 700 0 600 0 0 700 180 0 0 0 1 0\nS_rect_02: 1242 375 1\n")
+    with pytest.raises(ValueError, match=r"calib_velo_to_cam.txt: line 3, key 'T': 'oops' is not a number "
+                                         r"\(expected 3 numbers\)$"):
+        kitti_raw_calibration(tmp_path)
+    (tmp_path / "calib_velo_to_cam.txt").write_text("R: 1 0 0 0 1 0 0 0 1\nT: 0 0 0\n")
+    with pytest.raises(ValueError, match=r"calib_cam_to_cam.txt: line 4, key 'S_rect_02' has 3 values, "
+                                         r"expected 2 numbers$"):
+        kitti_raw_calibration(tmp_path)
+
+
 # ------------------------------------------------------------------ nuScenes
 def test_nuscenes_records_use_wxyz_quaternions():
     record = {"translation": [1.0, 2.0, 3.0], "rotation": [np.cos(np.pi / 4), 0.0, 0.0, np.sin(np.pi / 4)]}
@@ -232,6 +270,24 @@ def test_nuscenes_record_without_key_names_source():
     with pytest.raises(ValueError, match="missing key 'camera_intrinsic'"):
         nuscenes_camera({"camera_intrinsic": []}, 10, 10)
 
+
+
+@pytest.mark.parametrize("K, got", [
+    ([1266.4, 0, 816.3, 0, 1266.4, 491.5, 0, 0, 1], r"shape \(9,\)"),
+    ([[1266.4, 0, 816.3], [0, 1266.4, 491.5]], r"shape \(2, 3\)"),
+    ([[1266.4, 0, 816.3], [0, 1266.4], [0, 0, 1]], "not numbers in rows of equal length"),
+    ([["a", 0, 816.3], [0, 1266.4, 491.5], [0, 0, 1]], "not numbers in rows of equal length"),
+])
+def test_nuscenes_malformed_camera_intrinsic_names_source_and_3x3(K, got):
+    with pytest.raises(ValueError, match=rf"^calibrated_sensor.json record abc: expected a 3x3 camera_intrinsic "
+                                         rf"\(3 rows of 3 numbers\), got {got}$"):
+        nuscenes_camera({"camera_intrinsic": K}, 1600, 900, source="calibrated_sensor.json record abc")
+
+
+def test_nuscenes_malformed_rotation_names_source_and_expected_count():
+    with pytest.raises(ValueError, match=r"^rec: rotation: expected 4 numbers \(a \(w, x, y, z\) quaternion\), "
+                                         r"got shape \(3,\)$"):
+        nuscenes_transform({"translation": [0, 0, 0], "rotation": [1, 0, 0]}, source="rec")
 
 def _record(tmp_path, **changes):
     path = save_calibration_yaml(tmp_path / "calib.yaml", T_EXAMPLE, CAMERA)

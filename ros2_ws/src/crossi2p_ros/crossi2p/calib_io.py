@@ -398,36 +398,78 @@ def urdf_joint_snippet(T_cam_lidar: np.ndarray, lidar_frame: str = "lidar",
 
 
 # --------------------------------------------------------------------------- KITTI
-def parse_kitti_calib(path: str | os.PathLike) -> dict[str, np.ndarray]:
+class KittiCalib(dict):
+    """``{KEY: float64 array}`` of a KITTI calibration file, plus where each key was read
+    (``line_of``: 1-based line number) and the ``KEY:`` lines whose values were not all numbers
+    (``unparsed``: ``KEY -> (line number, first value that is not a number)``), so that a key
+    asked for but malformed is reported as such rather than as missing."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.line_of: dict[str, int] = {}
+        self.unparsed: dict[str, tuple[int, str]] = {}
+
+    def has(self, key: str) -> bool:
+        """The file has a ``key:`` line (numeric or not)."""
+        return key in self or key in self.unparsed
+
+
+def parse_kitti_calib(path: str | os.PathLike) -> KittiCalib:
     """``KEY: v1 v2 ...`` lines of a KITTI calibration text file -> ``{KEY: float64 array}``.
 
     Lines whose values are not all numbers (``calib_time: 09-Jan-2012 ...``) and blank lines
-    are skipped. Raises ``ValueError`` naming the file when nothing numeric is found.
+    are left out of the mapping, but remembered (``KittiCalib.unparsed``): asking ``kitti_calibration``
+    for such a key names the line and what was expected. Raises ``ValueError`` naming the file
+    when nothing numeric is found.
     """
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: not found (expected a KITTI calibration text file: P0..P3 and Tr, or a "
                          f"calib.yaml beside it)")
-    out: dict[str, np.ndarray] = {}
-    for line in path.read_text().splitlines():
+    out = KittiCalib()
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
         key, sep, values = line.partition(":")
         if not sep:
             continue
+        key = key.strip()
         try:
-            out[key.strip()] = np.array([float(v) for v in values.split()], dtype=np.float64)
+            out[key] = np.array([float(v) for v in values.split()], dtype=np.float64)
+            out.line_of[key] = number
         except ValueError:
-            continue
+            bad = next(v for v in values.split() if not _is_float(v))
+            out.unparsed[key] = (number, bad)
     if not out:
-        raise ValueError(f"{path}: no 'KEY: numbers' lines found; not a KITTI calibration file")
+        first = ""
+        if out.unparsed:
+            key, (number, bad) = next(iter(out.unparsed.items()))
+            first = f" (line {number} {key!r}: {bad!r} is not a number)"
+        raise ValueError(f"{path}: no 'KEY: numbers' lines found; not a KITTI calibration file{first}")
     return out
 
 
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _kitti_get(calib: Mapping[str, np.ndarray], key: str, size: int, where: str) -> np.ndarray:
+    """``calib[key]`` as ``size`` float64 values; ``ValueError`` naming ``where``, the key, its line
+    and ``size`` when the key is absent, has a value that is not a number, or the wrong count."""
+    line_of = getattr(calib, "line_of", {})
+    unparsed = getattr(calib, "unparsed", {})
+    if key in unparsed:
+        number, bad = unparsed[key]
+        raise ValueError(f"{where}: line {number}, key {key!r}: {bad!r} is not a number "
+                         f"(expected {size} numbers)")
     if key not in calib:
         raise ValueError(f"{where}: missing key {key!r} (keys present: {sorted(calib)})")
     v = np.asarray(calib[key], dtype=np.float64).reshape(-1)
     if v.size != size:
-        raise ValueError(f"{where}: key {key!r} has {v.size} values, expected {size}")
+        at = f"line {line_of[key]}, " if key in line_of else ""
+        raise ValueError(f"{where}: {at}key {key!r} has {v.size} values, expected {size} numbers")
     return v
 
 
@@ -466,10 +508,10 @@ def kitti_calibration(path: str | os.PathLike, width: int, height: int, camera_i
         t = np.linalg.solve(camera.K, P[:, 3])
     except (ValueError, np.linalg.LinAlgError) as exc:
         raise ValueError(f"{where}: key 'P{camera_index}' is not K [I | t] with a valid K ({exc})") from None
-    if "Tr" in calib:
+    if calib.has("Tr"):
         Tr = _homogeneous(_kitti_get(calib, "Tr", 12, where))
         R0 = np.eye(4)
-    elif "Tr_velo_to_cam" in calib or "R0_rect" in calib:
+    elif calib.has("Tr_velo_to_cam") or calib.has("R0_rect"):
         Tr = _homogeneous(_kitti_get(calib, "Tr_velo_to_cam", 12, where))
         R0 = np.eye(4)
         R0[:3, :3] = _kitti_get(calib, "R0_rect", 9, where).reshape(3, 3)
@@ -510,8 +552,20 @@ def nuscenes_transform(record: Mapping, source: str = "nuScenes record") -> np.n
     for key in ("translation", "rotation"):
         if key not in record:
             raise ValueError(f"{source}: missing key {key!r} (keys present: {sorted(record)})")
-    w, x, y, z = np.asarray(record["rotation"], dtype=np.float64).reshape(4)
-    return transform_from_tq(np.asarray(record["translation"], dtype=np.float64).reshape(3), [x, y, z, w])
+    w, x, y, z = _numbers(record["rotation"], 4, f"{source}: rotation", "a (w, x, y, z) quaternion")
+    t = _numbers(record["translation"], 3, f"{source}: translation", "x, y, z in metres")
+    return transform_from_tq(t, [x, y, z, w])
+
+
+def _numbers(value, size: int, where: str, what: str) -> np.ndarray:
+    """``value`` as ``size`` float64 numbers, or a ``ValueError`` naming ``where`` and what was expected."""
+    try:
+        v = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: expected {size} numbers ({what}), got {value!r}") from None
+    if v.shape != (size,):
+        raise ValueError(f"{where}: expected {size} numbers ({what}), got shape {v.shape}")
+    return v
 
 
 def nuscenes_camera(record: Mapping, width: int, height: int, source: str = "nuScenes record") -> CameraModel:
@@ -520,6 +574,16 @@ def nuscenes_camera(record: Mapping, width: int, height: int, source: str = "nuS
     nuScenes images are undistorted: the model is an ideal pinhole.
     """
     K = record.get("camera_intrinsic")
-    if not K:
+    if K is None or (isinstance(K, (list, tuple)) and len(K) == 0):
         raise ValueError(f"{source}: missing key 'camera_intrinsic' (not a camera's calibrated_sensor record?)")
-    return CameraModel(np.asarray(K, dtype=np.float64).reshape(3, 3), int(width), int(height), "none")
+    try:
+        K = np.asarray(K, dtype=np.float64)
+    except (TypeError, ValueError):
+        K = None
+    if K is None or K.shape != (3, 3):
+        got = "not numbers in rows of equal length" if K is None else f"shape {K.shape}"
+        raise ValueError(f"{source}: expected a 3x3 camera_intrinsic (3 rows of 3 numbers), got {got}")
+    try:
+        return CameraModel(K, int(width), int(height), "none")
+    except ValueError as exc:
+        raise ValueError(f"{source}: camera_intrinsic: {exc}") from None
