@@ -116,3 +116,17 @@ def test_wrong_tables_name_the_file_and_key(tmp_path, table, edit, message):
     with pytest.raises(ValueError, match=message):
         ds = read_nuscenes(root)
         [ds.T_cam_lidar(k) for k in range(len(ds))]
+
+
+def test_malformed_camera_intrinsic_names_file_sensor_and_3x3(tmp_path):
+    root = tmp_path / "mini"
+    shutil.copytree(MINI, root)
+    path = root / "v1.0-mini" / "calibrated_sensor.json"
+    records = json.loads(path.read_text())
+    for r in records:
+        if r["camera_intrinsic"]:
+            r["camera_intrinsic"] = r["camera_intrinsic"][:2]
+    path.write_text(json.dumps(records))
+    with pytest.raises(ValueError, match=r"calibrated_sensor.json record \S+ \(CAM_FRONT\): expected a 3x3 "
+                                         r"camera_intrinsic \(3 rows of 3 numbers\), got shape \(2, 3\)$"):
+        read_nuscenes(root)[0]

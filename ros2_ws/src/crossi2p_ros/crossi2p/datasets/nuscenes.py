@@ -159,7 +159,8 @@ class NuScenesDataset:
         image = read_rgb(image_path)
         cs_token = cam["calibrated_sensor_token"]
         camera = nuscenes_camera(self._calibrated[cs_token], image.shape[1], image.shape[0],
-                                 source=f"{self.table_dir / 'calibrated_sensor.json'} record {cs_token}")
+                                 source=f"{self.table_dir / 'calibrated_sensor.json'} record {cs_token} "
+                                        f"({self.camera_channel})")
         return Sample(image=image, points=read_nuscenes_lidar_bin(points_path), camera=camera,
                       T_cam_lidar=self.T_cam_lidar(index), stamp_s=cam["timestamp"] * 1e-6,
                       lidar_stamp_s=lidar["timestamp"] * 1e-6, frame_id=cam["sample_token"],
