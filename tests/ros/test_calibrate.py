@@ -131,6 +131,20 @@ def test_bad_input_exits_1_with_one_line(drive, tmp_path, capsys):
     assert not (tmp_path / "c.yaml").exists()
 
 
+def test_rosbag2_only_flags_on_a_dataset_folder_warn_that_they_have_no_effect(tmp_path, capsys):
+    """A nuScenes folder comes paired: --slop-s / topic flags are one warning line naming them and why,
+    as crossi2p-evaluate-bag; the run goes on (here to the missing model's error)."""
+    nuscenes = Path(__file__).resolve().parents[1] / "fixtures" / "nuscenes_mini"
+    args = [str(nuscenes), "--out", str(tmp_path / "c.yaml"), "--model", str(tmp_path / "missing.yaml"), "--quiet"]
+    assert main([*args, "--slop-s", "0.1"]) == 1
+    warning, error = capsys.readouterr().err.strip().splitlines()
+    assert warning.startswith("crossi2p-calibrate: warning: --slop-s has no effect for a nuscenes folder: "
+                              "its pairs come from the dataset")
+    assert error.startswith("crossi2p-calibrate: error: ") and "model card" in error
+    assert main(args) == 1
+    assert "warning" not in _one_line(capsys.readouterr().err)
+
+
 def test_help_names_the_outputs_and_exit_codes(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["--help"])

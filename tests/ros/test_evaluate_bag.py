@@ -105,6 +105,36 @@ SHARED_KITTI = SHARED_DATA / "real" / "kitti_000000"  # CROSSI2P_SHARED_DATA or 
 NUSCENES_MINI = REPO / "tests" / "fixtures" / "nuscenes_mini"
 
 
+def test_live_pacing_flags_in_offline_mode_are_refused_with_one_line(drive_bag, tmp_path, capsys):
+    """--pacing clock / --rate pace live mode's player; offline mode (a dataset folder, or a rosbag2
+    without --mode live) has no clock: refused as live mode refuses --prior, not silently ignored."""
+    for bag, flags, named in ((NUSCENES_MINI, ["--pacing", "clock"], "--pacing clock"),
+                              (drive_bag, ["--pacing", "clock"], "--pacing clock"),
+                              (drive_bag, ["--mode", "offline", "--rate", "2"], "--rate"),
+                              (NUSCENES_MINI, ["--pacing", "clock", "--rate", "0"], "--pacing clock / --rate")):
+        assert main([str(bag), "--model", str(MODEL_CARD), "--report", str(tmp_path / "r"), *flags]) == 1
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and f"error: {named}: live mode only" in err, err
+    assert not (tmp_path / "r").exists()
+
+
+def test_rosbag2_only_flags_on_a_dataset_folder_warn_that_they_have_no_effect(drive_bag, tmp_path, capsys):
+    """--slop-s and the topic flags pair a rosbag2's messages; a dataset folder comes paired: one warning
+    line naming them and why, and the run goes on (here to the missing model's error)."""
+    missing = ["--model", str(tmp_path / "missing.yaml"), "--report", str(tmp_path / "r")]
+    assert main([str(NUSCENES_MINI), "--slop-s", "0.2", "--points-topic", "/x", *missing]) == 1
+    warning, error = capsys.readouterr().err.strip().splitlines()
+    assert warning == ("crossi2p-evaluate-bag: warning: --slop-s, --points-topic have no effect for a nuscenes "
+                       "folder: its pairs come from the dataset (frame index or sample), not from stamps on "
+                       "rosbag2 topics")
+    assert "model card" in error
+    # defaults on a dataset folder, and --slop-s on a rosbag2: no warning
+    for bag, flags in ((NUSCENES_MINI, []), (drive_bag, ["--slop-s", "0.2"])):
+        assert main([str(bag), *flags, *missing]) == 1
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "warning" not in err, err
+
+
 @pytest.fixture(scope="module")
 def kitti_sequence(tmp_path_factory):
     """The real KITTI frame of ../shared/data laid out as a one-frame KITTI Odometry sequence

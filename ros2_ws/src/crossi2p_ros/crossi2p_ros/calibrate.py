@@ -68,7 +68,7 @@ from crossi2p.runtime import ModelLoadError
 from .pairing import PairingConfig
 from .pipeline import WINDOW_SPANS, CalibrationPipeline, RefinementRun, RefinementScheduleConfig
 from .recordings import (SOURCES, add_deskew_arguments, add_topic_arguments, check_bag_topics,
-                         deskew_config, detect_source, open_dataset)
+                         deskew_config, detect_source, open_dataset, warn_rosbag2_flags_unused)
 
 PROG = "crossi2p-calibrate"
 EXIT_UNTRUSTED = 3
@@ -117,7 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "moves in between (default %(default)s s)")
     p.add_argument("--source", choices=["auto", *SOURCES], default="auto", help="what INPUT is (default: detected)")
     add_topic_arguments(p)
-    p.add_argument("--slop-s", type=float, default=PairingConfig.slop_s, help="pairing slop (s), rosbag2 only")
+    p.add_argument("--slop-s", type=float, default=PairingConfig.slop_s,
+                   help="pairing slop (s), rosbag2 only (a dataset folder is already paired: warns)")
     p.add_argument("--kitti-camera", type=int, default=2, help="KITTI: camera index of image_N/ (raw: image_0N/)")
     p.add_argument("--camera-channel", default="CAM_FRONT", help="nuScenes camera channel")
     p.add_argument("--lidar-channel", default="LIDAR_TOP", help="nuScenes LiDAR channel")
@@ -173,6 +174,7 @@ def _main(argv: list[str] | None) -> int:
             raise ValueError(f"input {args.input}: not found")
         source = detect_source(args.input) if args.source == "auto" else args.source
         deskew = deskew_config(args, source, args.input)
+        warn_rosbag2_flags_unused(args, source, PROG)
         prior = _load_prior(args)
         check_writable(args.out, "--out")
         for option, path in (("--report", args.report and args.report / "report.md"), ("--json", args.json)):

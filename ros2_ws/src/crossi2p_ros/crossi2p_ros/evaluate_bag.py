@@ -80,7 +80,7 @@ from .frame_report import FrameReport
 from .pairing import PairingConfig, StampedPair
 from .pipeline import WINDOW_SPANS, CalibrationPipeline, CameraFrame, LidarSweep, RefinementScheduleConfig
 from .recordings import (SOURCES, Source, add_deskew_arguments, add_topic_arguments, check_bag_topics,
-                         deskew_config, detect_source, open_dataset)
+                         deskew_config, detect_source, open_dataset, warn_rosbag2_flags_unused)
 from .replay_types import FrameRecord, Knock, ReplayResult, knocked_points  # noqa: F401  (re-exported)
 
 
@@ -377,11 +377,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="offline: the node's pipeline read straight from the bag (default); live: the bag "
                         "played over DDS with /clock into the real node (rosbag2 only)")
     p.add_argument("--pacing", choices=["node", "clock"], default="node",
-                   help="live mode: node = publish each message once the node has handled the previous one "
+                   help="live mode only: node = publish each message once the node has handled the previous one "
                         "and finished its pair (deterministic, equals offline; default); clock = play at "
                         "--rate regardless of the node, which drops pairs while busy (as on a vehicle)")
     p.add_argument("--rate", type=float,
-                   help="live mode: bag seconds per wall second, 0 = no limit (default: 0 with --pacing node, "
+                   help="live mode only: bag seconds per wall second, 0 = no limit (default: 0 with --pacing node, "
                         "1.0 with --pacing clock)")
     p.add_argument("--node-timeout-s", type=float, default=120.0,
                    help="live mode: longest wait for the node to handle one message / finish at the end (s)")
@@ -407,7 +407,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default %(default)s s)")
     p.add_argument("--refine-every-frames", type=int, default=RefinementScheduleConfig.every_frames,
                    help="offline: new pairs between refinement runs (default %(default)s)")
-    p.add_argument("--slop-s", type=float, default=PairingConfig.slop_s, help="pairing slop (s), rosbag2 only")
+    p.add_argument("--slop-s", type=float, default=PairingConfig.slop_s,
+                   help="pairing slop (s), rosbag2 only (a dataset folder is already paired: warns)")
     add_deskew_arguments(p)
     p.add_argument("--knock-at-s", type=float, help="inject a decalibration at this bag time (s)")
     p.add_argument("--knock-rot-deg", type=float, help="with --knock-at-s: knock rotation about the optical axis "
@@ -508,6 +509,12 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError("--prior: offline mode only (the node takes its prior from its parameters or /tf_static)")
         if args.mode == "live" and args.deskew not in ("auto", "off"):
             raise ValueError("--deskew: offline mode only (the node takes its deskew.* parameters)")
+        if args.mode == "offline" and (args.pacing != "node" or args.rate is not None):
+            flags = " / ".join(f for f, given in ((f"--pacing {args.pacing}", args.pacing != "node"),
+                                                  ("--rate", args.rate is not None)) if given)
+            raise ValueError(f"{flags}: live mode only (offline mode reads every pair in turn, as fast as the CPU "
+                             f"allows, with no clock to pace; --mode live plays a rosbag2 with /clock)")
+        warn_rosbag2_flags_unused(args, source, "crossi2p-evaluate-bag")
         deskew = deskew_config(args, source, args.bag)
         prior = load_prior(args.prior) if args.prior is not None else None
         schedule = RefinementScheduleConfig(enabled=not args.no_refine, window_frames=args.refine_window_frames,

@@ -11,7 +11,8 @@
 - ``nuscenes``: a nuScenes-format folder (``v1.0-*/`` tables, ``samples/``).
 
 Datasets come already paired (KITTI frame index, nuScenes sample): ``open_dataset`` gives their
-``Sample`` sequence. ``add_topic_arguments`` are the two CLIs' rosbag2 topic flags;
+``Sample`` sequence. ``add_topic_arguments`` are the two CLIs' rosbag2 topic flags
+(``warn_rosbag2_flags_unused``: they and ``--slop-s`` have no effect on a dataset folder);
 ``add_deskew_arguments`` / ``deskew_config`` their de-skewing
 flags (``crossi2p.deskew``), with what ``auto`` means for each layout (their output paths are
 checked before a run by ``crossi2p.cli.check_writable``, shared with the training CLIs).
@@ -26,6 +27,8 @@ from typing import Literal
 from crossi2p.calib_io import load_calibration_yaml
 from crossi2p.datasets.rosbag2 import bag_topics
 from crossi2p.deskew import DESKEW_MODES, DeskewConfig
+
+from .pairing import PairingConfig
 
 Source = Literal["rosbag2", "kitti", "kitti_raw", "nuscenes"]
 SOURCES: tuple[str, ...] = ("rosbag2", "kitti", "kitti_raw", "nuscenes")
@@ -107,16 +110,39 @@ def check_bag_topics(bag: Path, topics: tuple[str, str, str]) -> None:
             raise ValueError(f"bag {bag}: topic {topic} has type {found}, expected {' or '.join(types)}")
 
 
+DEFAULT_TOPICS: dict[str, str] = {"--image-topic": "/camera/image_raw",
+                                  "--camera-info-topic": "/camera/camera_info",
+                                  "--points-topic": "/lidar/points"}
+
+
 def add_topic_arguments(p: argparse.ArgumentParser) -> None:
     """The two CLIs' rosbag2 topic flags (``--image-topic``, ``--camera-info-topic``,
     ``--points-topic``), read in that order by ``check_bag_topics``."""
-    p.add_argument("--image-topic", default="/camera/image_raw",
+    p.add_argument("--image-topic", default=DEFAULT_TOPICS["--image-topic"],
                    help="rosbag2: sensor_msgs/Image or CompressedImage topic; a CompressedImage recorded as "
                         "TOPIC/compressed is found too (default %(default)s)")
-    p.add_argument("--camera-info-topic", default="/camera/camera_info",
+    p.add_argument("--camera-info-topic", default=DEFAULT_TOPICS["--camera-info-topic"],
                    help="rosbag2: sensor_msgs/CameraInfo topic (default %(default)s)")
-    p.add_argument("--points-topic", default="/lidar/points",
+    p.add_argument("--points-topic", default=DEFAULT_TOPICS["--points-topic"],
                    help="rosbag2: sensor_msgs/PointCloud2 topic (default %(default)s)")
+
+
+def warn_rosbag2_flags_unused(args: argparse.Namespace, source: Source, prog: str) -> list[str]:
+    """Warn (stderr, one line) when rosbag2-only flags were set for a dataset folder, where they have
+    no effect: its pairs come from the dataset (KITTI frame index, nuScenes sample), not from
+    pairing message stamps on topics. As the de-skew flags' warning, a flag counts as set when its
+    value differs from the default. Returns the flags named (empty: no warning)."""
+    if source == "rosbag2":
+        return []
+    given = [flag for flag, default in DEFAULT_TOPICS.items()
+             if getattr(args, flag[2:].replace("-", "_")) != default]
+    if args.slop_s != PairingConfig.slop_s:
+        given.insert(0, "--slop-s")
+    if given:
+        verb = "has" if len(given) == 1 else "have"
+        print(f"{prog}: warning: {', '.join(given)} {verb} no effect for a {source} folder: its pairs come from "
+              f"the dataset (frame index or sample), not from stamps on rosbag2 topics", file=sys.stderr)
+    return given
 
 
 def add_deskew_arguments(p: argparse.ArgumentParser) -> None:
