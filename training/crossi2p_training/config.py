@@ -12,7 +12,7 @@ import dataclasses
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 
@@ -279,14 +279,16 @@ class TrainConfig:
         return train_config_from_dict(d, where)
 
 
-def _parse_value(text: str):
+def _parse_value(text: str, verbatim: bool = False):
     """A ``--set`` value: parsed as YAML (numbers, booleans, lists), else kept as a string.
-    ``1e-4`` is a number too (YAML 1.1 reads it as a string)."""
+    ``1e-4`` is a number too (YAML 1.1 reads it as a string). ``verbatim`` (a key that holds
+    strings, ``str`` or ``list[str]``): every scalar is kept as typed, so that
+    ``data.train_paths=[00, 08]`` is ``["00", "08"]`` (plain YAML would read 00 as the number 0)."""
     try:
-        value = yaml.safe_load(text)
+        value = yaml.load(text, Loader=yaml.BaseLoader) if verbatim else yaml.safe_load(text)
     except yaml.YAMLError:
         return text
-    if isinstance(value, str):
+    if isinstance(value, str) and not verbatim:
         try:
             return float(value)
         except ValueError:
@@ -294,14 +296,44 @@ def _parse_value(text: str):
     return value
 
 
+def _override_hint(dotted: str):
+    """The type of ``TrainConfig`` key ``dotted``, or None when it is not a key (reported later
+    by ``_check_override_key``)."""
+    cls: Any = TrainConfig
+    for part in dotted.split("."):
+        if not dataclasses.is_dataclass(cls):
+            return None
+        cls = typing.get_type_hints(cls).get(part)
+        if cls is None:
+            return None
+    return cls
+
+
+def _holds_strings(hint) -> bool:
+    """``str``, ``list[str]`` or ``tuple[str, ...]``."""
+    if hint is str:
+        return True
+    args = typing.get_args(hint)
+    return typing.get_origin(hint) in (list, tuple) and bool(args) and args[0] is str
+
+
 def parse_overrides(items: list[str] | None) -> dict:
-    """``["optim.lr=1e-4", "data.train_paths=[a, b]"]`` -> ``{"optim.lr": 0.0001, ...}``."""
+    """``["optim.lr=1e-4", "data.train_paths=[a, b]"]`` -> ``{"optim.lr": 0.0001, ...}``.
+
+    Values of keys that hold strings keep their text (``data.train_paths=[00]`` -> ``["00"]``);
+    a single value for a list key is an error with the list form to write."""
     out = {}
     for item in items or []:
         key, sep, value = item.partition("=")
-        if not sep or not key.strip():
+        key = key.strip()
+        if not sep or not key:
             raise ValueError(f"--set {item!r}: expected key=value (e.g. optim.lr=1e-4)")
-        out[key.strip()] = _parse_value(value)
+        hint = _override_hint(key)
+        parsed = _parse_value(value, verbatim=_holds_strings(hint))
+        if (typing.get_origin(hint) in (list, tuple) and not isinstance(parsed, (list, tuple))
+                and not value.strip().startswith("[")):
+            raise ValueError(f"--set {key}={value}: expected a list, e.g. {key}=[{value.strip()}]")
+        out[key] = parsed
     return out
 
 

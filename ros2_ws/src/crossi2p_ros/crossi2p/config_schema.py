@@ -129,6 +129,9 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
             raise ValueError(f"{where}: expected true/false, got {value!r}")
         return value
     if hint is str:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            raise ValueError(f"{where}: expected a string, got the number {value!r} (quote it in YAML: "
+                             f"unquoted, 00 or 10 is read as a number)")
         if not isinstance(value, str):
             raise ValueError(f"{where}: expected a string, got {value!r}")
         return value
