@@ -29,7 +29,7 @@ setup(
         ("share/" + package_name + "/config", _share("config", "*.yaml") + _share("config", "*.rviz")),
         ("share/" + package_name + "/models", _share("models", "*.onnx") + _share("models", "*.yaml")),
     ],
-    install_requires=["setuptools", "numpy", "scipy", "opencv-python-headless", "scikit-image", "pyyaml", "tqdm",
+    install_requires=["setuptools", "numpy", "scipy", "opencv-python-headless", "scikit-image", "cma", "pyyaml", "tqdm",
                       "matplotlib", "onnxruntime",
                       # the unfinished-MCAP reader relies on rosbags 0.11 internals (crossi2p.datasets.rosbag2)
                       "rosbags>=0.11.9,<0.12"],

@@ -71,8 +71,9 @@ Over the window (``refine_extrinsic``):
    few frames do not average that out), then the best end shifted by ``translation_hops_m`` along
    each camera axis descends again (translation is weakly observed in a few frames).
    Options, off by default: a grid of translations around the best ends, each grid's best
-   descending again (``translation_grid_m``), and the whole multi-start search repeated around the
-   best end (``search_passes``).
+   descending again (``translation_grid_m``), the whole multi-start search repeated around the
+   best end (``search_passes``), and CMA-ES on the finest level from each of the best distinct
+   ends (``polish_ends``; the ``cma`` package).
 4. Honest output: the finest-level objective at the start and at the end (a result that is not
    better than its start is never accepted); ambiguity (a distinct other seed's result within
    ``min_ambiguity_margin`` of the best: several poses explain the window alike; when all such
@@ -108,6 +109,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Sequence
 
+import cma
 import cv2
 import numpy as np
 from scipy import ndimage, optimize
@@ -324,6 +326,17 @@ class RefinementConfig:
     first centres the grid on the best end so far (the box and the prior term stay the start's).
     A grid centred on a start decimetres off in translation ranks its rotations by how well they
     absorb that; centred on the first pass's best end it ranks them nearer the truth."""
+    polish_ends: int = 0
+    """After the search, the best ``polish_ends`` distinct ends (``ambiguity_deg`` / ``ambiguity_m``
+    apart) are each polished by CMA-ES on the finest level, whole pose (Hansen's ``cma`` package;
+    Hansen & Ostermeier, Evolutionary Computation 2001): a population samples a Gaussian around the
+    end and adapts its covariance, so it follows a curved, noisy valley (rotation against
+    translation: parallax) that Nelder-Mead's simplex stalls in. 0: off."""
+    polish_sigma: float = 3.0
+    """CMA-ES's initial step, in search units of the finest level (one unit: a one-sigma image
+    shift; about 0.1 deg / 2 cm on a 1000 px wide KITTI image)."""
+    polish_evaluations: int = 400
+    """Objective evaluations per polished end."""
     decoupled_translation: bool = False
     """The descents move the translation along the parallax valley: a translation step comes with
     the rotation that keeps the points at the median depth where they project (for a shift
@@ -1140,6 +1153,18 @@ def _nelder_mead(fun, x0: np.ndarray, step: np.ndarray, max_evals: int, fatol: f
     return res.x, float(res.fun), int(res.nfev)
 
 
+def _cma_es(fun, x0: np.ndarray, sigma0: float, max_evals: int, seed: int) -> tuple[np.ndarray, float, int]:
+    """CMA-ES (the ``cma`` package, Hansen) from ``x0`` with initial step ``sigma0`` (the same in
+    every coordinate) for at most ``max_evals`` evaluations; returns the best point seen, its
+    value and the evaluations used."""
+    es = cma.CMAEvolutionStrategy(x0, sigma0, {"maxfevals": max_evals, "seed": seed + 1, "verbose": -9,
+                                               "tolfun": 1e-7, "tolx": 1e-3})
+    while not es.stop():
+        X = es.ask()
+        es.tell(X, [fun(x) for x in X])
+    return np.asarray(es.result.xbest, float), float(es.result.fbest), int(es.result.evaluations)
+
+
 def _bootstrap_covariance(win: _Window, T: np.ndarray, level: int, scale: np.ndarray,
                           cfg: RefinementConfig) -> tuple[np.ndarray, np.ndarray]:
     """Cluster-bootstrap covariance of the camera-centred perturbation ``(rho, phi)`` at ``T``
@@ -1380,6 +1405,16 @@ def refine_extrinsic(frames: Sequence[PreparedFrame], T_start: np.ndarray,
     ends = multi_start(T_start, extra_in_box)
     for _ in range(cfg.search_passes - 1):      # again around the best end (box and prior stay the start's)
         ends = sorted(ends + multi_start(ends[0][0], []), key=lambda r: r[1])
+    if cfg.polish_ends > 0:
+        sc = scale_for(finest)
+        chosen = _distinct_best_ends(ends, cfg.ambiguity_deg, cfg.ambiguity_m)[:cfg.polish_ends]
+        rest = [e for e in ends if not any(e[0] is Tc for Tc, _ in chosen)]
+        for Te, fe in chosen:                 # each end replaced by its polished self (same seed)
+            y, fy, n = _cma_es(lambda y: bounded(_perturb(Te, y, sc), finest), np.zeros(6), cfg.polish_sigma,
+                               cfg.polish_evaluations, cfg.seed)
+            evals += n
+            rest.append((_perturb(Te, y, sc), fy) if fy < fe else (Te, fe))
+        ends = sorted(rest, key=lambda r: r[1])
     T = ends[0][0]
     # Ambiguity: the best other solution farther than ambiguity_deg / ambiguity_m from the best.
     def distinct(Te: np.ndarray) -> bool:
