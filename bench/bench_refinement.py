@@ -158,9 +158,11 @@ def run_case(name: str, samples: list, T_gt: np.ndarray, args, cfg: RefinementCo
         res = refine_extrinsic(frames, T0, cfg)
         e0, e1 = registration_error(T0, T_gt), registration_error(res.T_searched if res.T_searched is not None else T0, T_gt)
         cost_truth = refinement_cost(frames, T_gt, -1, cfg)
-        cost_near, T_near = near_truth(frames, T_gt, cfg, cost_truth)
+        cost_near, T_near = (cost_truth, T_gt) if args.skip_near_truth else near_truth(frames, T_gt, cfg, cost_truth)
         e_near = registration_error(T_near, T_gt)
+        T_end = res.T_searched if res.T_searched is not None else T0
         rows.append({"case": name, "trial": trial, "frames": len(samples), "accepted": res.accepted,
+                     "T_start": T0.tolist(), "T_searched": T_end.tolist(),
                      "reason": res.reason, "start_rte_m": e0.rte_m, "start_rre_deg": e0.rre_geodesic_deg,
                      "searched_rte_m": e1.rte_m, "searched_rre_deg": e1.rre_geodesic_deg,
                      "time_s": res.time_s, "std_m": [float(x) for x in res.std_m],
@@ -209,6 +211,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--edge-weight", type=float, default=None)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a RefinementConfig field (repeatable), e.g. --set histogram_bins=16")
+    p.add_argument("--same-prior", action="store_true",
+                   help="every case draws the same priors (trial k of each case starts from the same pose: "
+                        "the agreement of independent windows from one prior, bench/window_agreement.py)")
+    p.add_argument("--skip-near-truth", action="store_true",
+                   help="do not descend from the truth (its cost_near_truth / near_truth_* are the truth's)")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
     cfg = RefinementConfig()
@@ -240,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     rows = []
     for name, samples, T_gt in tqdm(cases, desc="cases", unit="case"):
-        rows += run_case(name, samples, T_gt, args, cfg, rng)
+        rows += run_case(name, samples, T_gt, args, cfg, np.random.default_rng(args.seed) if args.same_prior else rng)
     for r in rows:
         print(f"{r['case']:<40} start {r['start_rte_m']:.3f} m {r['start_rre_deg']:.2f} deg -> "
               f"{r['searched_rte_m']:.3f} m {r['searched_rre_deg']:.2f} deg  "
