@@ -8,7 +8,9 @@ between distributions (Humble has ``-x REGEX`` only, Jazzy ``--exclude-topics``)
 figure without DDS use ``crossi2p-evaluate-bag`` instead.
 
 Arguments: bag (required), rate, config, model_card, mode, image_topic, camera_info_topic,
-points_topic, compressed_image.
+points_topic, compressed_image, qos (default ``reliable`` here: the player publishes reliably, and a
+best-effort subscription loses about one image in four that arrive with a cloud, exactly the
+synchronised pairs the refinement keeps; docs/troubleshooting.md).
 """
 import os
 import sys
@@ -34,6 +36,8 @@ def generate_launch_description():
         DeclareLaunchArgument("points_topic", default_value="/lidar/points", description="PointCloud2 topic"),
         DeclareLaunchArgument("compressed_image", default_value="false",
                               description="image_topic carries sensor_msgs/CompressedImage"),
+        DeclareLaunchArgument("qos", default_value="reliable",
+                              description="QoS of the node's sensor subscriptions (the player publishes reliably)"),
     ]
     calibration = IncludeLaunchDescription(
         PythonLaunchDescriptionSource(os.path.join(share, "launch", "calibration.launch.py")),
@@ -46,6 +50,7 @@ def generate_launch_description():
             "camera_info_topic": LaunchConfiguration("camera_info_topic"),
             "points_topic": LaunchConfiguration("points_topic"),
             "compressed_image": LaunchConfiguration("compressed_image"),
+            "qos": LaunchConfiguration("qos"),
         }.items(),
     )
     # The bag's own /tf_static (ground truth) is not replayed (the player's default), so it cannot be

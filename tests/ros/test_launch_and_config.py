@@ -78,6 +78,12 @@ def test_bag_replay_plays_with_clock_and_sim_time_and_includes_the_live_launch()
     assert set(DEFAULT_EXCLUDED) == {"/tf_static", "/tf"}
     assert '"calibration.launch.py"' in text
     assert {"bag", "rate", "config"} <= declared_arguments(REPO / "launch" / "bag_replay.launch.py")
+    # the player publishes reliably: the replay subscribes reliably too (best effort loses the
+    # images that arrive with a cloud, the synchronised pairs the refinement keeps)
+    qos = next(c for c in launch_calls(REPO / "launch" / "bag_replay.launch.py", "DeclareLaunchArgument")
+               if c.args[0].value == "qos")
+    assert next(k.value.value for k in qos.keywords if k.arg == "default_value") == "reliable"
+    assert '"qos": LaunchConfiguration("qos")' in text
 
 
 @pytest.mark.parametrize("path", CONFIG_FILES, ids=lambda p: p.name)

@@ -83,9 +83,10 @@ class NodeConfig:
     publish_before_convergence: bool = False
     """Also publish the running estimate before it has converged."""
     republish_rotation_deg: float = 0.05
-    """After convergence, /tf_static is republished when the fused rotation moves this much."""
+    """/tf_static is republished when the published estimate (fused or refined) rotates this much
+    from the last value put on it, or its stage changes; ``~/pose`` carries every estimate."""
     republish_translation_m: float = 0.005
-    """... or when the fused translation moves this much."""
+    """... or when its translation moves this much."""
     overlay_rate_hz: float = 1.0
     """Rate limit of the overlay image (points projected with the current estimate); 0: off."""
     diagnostics_rate_hz: float = 1.0
