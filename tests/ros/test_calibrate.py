@@ -143,6 +143,14 @@ def test_rosbag2_only_flags_on_a_dataset_folder_warn_that_they_have_no_effect(tm
     assert error.startswith("crossi2p-calibrate: error: ") and "model card" in error
     assert main(args) == 1
     assert "warning" not in _one_line(capsys.readouterr().err)
+    # a KITTI-only flag on a nuScenes folder: read for KITTI only
+    assert main([*args, "--kitti-camera", "3"]) == 1
+    warning, _ = capsys.readouterr().err.strip().splitlines()
+    assert warning == ("crossi2p-calibrate: warning: --kitti-camera is read for a KITTI folder only, not for "
+                       "this nuscenes input")
+    # --slop-s must be a positive stamp difference (crossi2p-evaluate-bag refuses it too)
+    assert main([*args, "--slop-s", "0"]) == 1
+    assert "--slop-s: expected a stamp difference > 0 seconds, got 0.0" in _one_line(capsys.readouterr().err)
 
 
 def test_help_names_the_outputs_and_exit_codes(capsys):

@@ -68,7 +68,7 @@ from crossi2p.runtime import ModelLoadError
 from .pairing import PairingConfig
 from .pipeline import WINDOW_SPANS, CalibrationPipeline, RefinementRun, RefinementScheduleConfig
 from .recordings import (SOURCES, add_deskew_arguments, add_topic_arguments, check_bag_topics,
-                         deskew_config, detect_source, open_dataset, warn_rosbag2_flags_unused)
+                         deskew_config, detect_source, open_dataset, warn_unused_source_flags)
 
 PROG = "crossi2p-calibrate"
 EXIT_UNTRUSTED = 3
@@ -164,6 +164,8 @@ def _main(argv: list[str] | None) -> int:
             raise ValueError(f"--frames: expected >= 1, got {args.frames}")
         if args.window_frames < 1:
             raise ValueError(f"--window-frames: expected >= 1 pairs, got {args.window_frames}")
+        if not args.slop_s > 0:
+            raise ValueError(f"--slop-s: expected a stamp difference > 0 seconds, got {args.slop_s}")
         if not args.max_pair_offset_s >= 0:
             raise ValueError(f"--max-pair-offset-s: expected >= 0 seconds, got {args.max_pair_offset_s}")
         if args.out.suffix.lower() not in (".yaml", ".yml"):
@@ -174,7 +176,7 @@ def _main(argv: list[str] | None) -> int:
             raise ValueError(f"input {args.input}: not found")
         source = detect_source(args.input) if args.source == "auto" else args.source
         deskew = deskew_config(args, source, args.input)
-        warn_rosbag2_flags_unused(args, source, PROG)
+        warn_unused_source_flags(args, source, PROG)
         prior = _load_prior(args)
         check_writable(args.out, "--out")
         for option, path in (("--report", args.report and args.report / "report.md"), ("--json", args.json)):

@@ -80,7 +80,7 @@ from .frame_report import FrameReport
 from .pairing import PairingConfig, StampedPair
 from .pipeline import WINDOW_SPANS, CalibrationPipeline, CameraFrame, LidarSweep, RefinementScheduleConfig
 from .recordings import (SOURCES, Source, add_deskew_arguments, add_topic_arguments, check_bag_topics,
-                         deskew_config, detect_source, open_dataset, warn_rosbag2_flags_unused)
+                         deskew_config, detect_source, open_dataset, warn_unused_source_flags)
 from .replay_types import FrameRecord, Knock, ReplayResult, knocked_points  # noqa: F401  (re-exported)
 
 
@@ -514,7 +514,7 @@ def main(argv: list[str] | None = None) -> int:
                                                   ("--rate", args.rate is not None)) if given)
             raise ValueError(f"{flags}: live mode only (offline mode reads every pair in turn, as fast as the CPU "
                              f"allows, with no clock to pace; --mode live plays a rosbag2 with /clock)")
-        warn_rosbag2_flags_unused(args, source, "crossi2p-evaluate-bag")
+        warn_unused_source_flags(args, source, "crossi2p-evaluate-bag")
         deskew = deskew_config(args, source, args.bag)
         prior = load_prior(args.prior) if args.prior is not None else None
         schedule = RefinementScheduleConfig(enabled=not args.no_refine, window_frames=args.refine_window_frames,

@@ -12,7 +12,7 @@
 
 Datasets come already paired (KITTI frame index, nuScenes sample): ``open_dataset`` gives their
 ``Sample`` sequence. ``add_topic_arguments`` are the two CLIs' rosbag2 topic flags
-(``warn_rosbag2_flags_unused``: they and ``--slop-s`` have no effect on a dataset folder);
+(``warn_unused_source_flags``: they and ``--slop-s`` have no effect on a dataset folder);
 ``add_deskew_arguments`` / ``deskew_config`` their de-skewing
 flags (``crossi2p.deskew``), with what ``auto`` means for each layout (their output paths are
 checked before a run by ``crossi2p.cli.check_writable``, shared with the training CLIs).
@@ -127,22 +127,40 @@ def add_topic_arguments(p: argparse.ArgumentParser) -> None:
                    help="rosbag2: sensor_msgs/PointCloud2 topic (default %(default)s)")
 
 
-def warn_rosbag2_flags_unused(args: argparse.Namespace, source: Source, prog: str) -> list[str]:
-    """Warn (stderr, one line) when rosbag2-only flags were set for a dataset folder, where they have
-    no effect: its pairs come from the dataset (KITTI frame index, nuScenes sample), not from
-    pairing message stamps on topics. As the de-skew flags' warning, a flag counts as set when its
-    value differs from the default. Returns the flags named (empty: no warning)."""
-    if source == "rosbag2":
-        return []
-    given = [flag for flag, default in DEFAULT_TOPICS.items()
-             if getattr(args, flag[2:].replace("-", "_")) != default]
-    if args.slop_s != PairingConfig.slop_s:
-        given.insert(0, "--slop-s")
-    if given:
-        verb = "has" if len(given) == 1 else "have"
-        print(f"{prog}: warning: {', '.join(given)} {verb} no effect for a {source} folder: its pairs come from "
-              f"the dataset (frame index or sample), not from stamps on rosbag2 topics", file=sys.stderr)
-    return given
+# flags that only one kind of input reads, and their defaults (crossi2p-calibrate, crossi2p-evaluate-bag)
+_SOURCE_ONLY_FLAGS: dict[str, tuple[tuple[str, object], ...]] = {
+    "a KITTI folder": (("--kitti-camera", 2),),
+    "a nuScenes folder": (("--camera-channel", "CAM_FRONT"), ("--lidar-channel", "LIDAR_TOP")),
+}
+
+
+def warn_unused_source_flags(args: argparse.Namespace, source: Source, prog: str) -> list[str]:
+    """Warn (stderr, one line each) when flags were set that this kind of input does not read:
+    rosbag2-only flags (topics, ``--slop-s``) for a dataset folder, whose pairs come from the dataset
+    (KITTI frame index, nuScenes sample), not from pairing message stamps on topics; ``--kitti-camera``
+    for anything but KITTI; the nuScenes channels for anything but nuScenes. As the de-skew flags'
+    warning, a flag counts as set when its value differs from the default. Returns the flags named
+    (empty: no warning)."""
+    named = []
+    if source != "rosbag2":
+        given = [flag for flag, default in DEFAULT_TOPICS.items()
+                 if getattr(args, flag[2:].replace("-", "_")) != default]
+        if args.slop_s != PairingConfig.slop_s:
+            given.insert(0, "--slop-s")
+        if given:
+            verb = "has" if len(given) == 1 else "have"
+            print(f"{prog}: warning: {', '.join(given)} {verb} no effect for a {source} folder: its pairs come "
+                  f"from the dataset (frame index or sample), not from stamps on rosbag2 topics", file=sys.stderr)
+        named += given
+    reads = {"kitti": "a KITTI folder", "kitti_raw": "a KITTI folder", "nuscenes": "a nuScenes folder"}.get(source)
+    for owner, flags in _SOURCE_ONLY_FLAGS.items():
+        given = [flag for flag, default in flags if owner != reads and getattr(args, flag[2:].replace("-", "_")) != default]
+        if given:
+            verb = "is" if len(given) == 1 else "are"
+            print(f"{prog}: warning: {', '.join(given)} {verb} read for {owner} only, not for this {source} input",
+                  file=sys.stderr)
+        named += given
+    return named
 
 
 def add_deskew_arguments(p: argparse.ArgumentParser) -> None:
