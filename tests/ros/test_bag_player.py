@@ -1,8 +1,14 @@
 """crossi2p_ros.bag_player publishes a rosbag2's stored messages over DDS, each after /clock at its
-log time, and leaves the recorded tf tree out unless asked."""
+log time, and leaves the recorded tf tree out unless asked; run alone it stops on SIGINT or SIGTERM
+at any moment in one line (exit code 130 / 143)."""
 from __future__ import annotations
 
+import re
+import signal
+import subprocess
+import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -19,7 +25,7 @@ from crossi2p.image_encoding import message_to_rgb
 from crossi2p.pointcloud2 import pointcloud2_to_xyzi
 from crossi2p_ros.bag_player import BagPlayer, message_class
 
-from .conftest import spin_until
+from .conftest import signal_and_wait, spin_until
 
 TOPICS = ("/camera/image_raw", "/camera/camera_info", "/lidar/points")
 
@@ -108,3 +114,83 @@ def test_plays_a_bare_mcap_file_like_its_recording(ros_context, small_bag, tmp_p
     assert [(m.topic, m.log_time_ns, m.raw) for m in player.messages()] == \
         [(m.topic, m.log_time_ns, m.raw) for m in reference.messages()]
     node.destroy_node()
+
+
+# ---------------------------------------------------------------------------- python -m: signals
+SIGNAL_CASES = [pytest.param(signal.SIGINT, signal.SIG_DFL, 130, "Ctrl-C", id="SIGINT"),
+                pytest.param(signal.SIGINT, signal.SIG_IGN, 130, "Ctrl-C", id="SIGINT-background-job"),
+                pytest.param(signal.SIGTERM, signal.SIG_DFL, 143, "SIGTERM", id="SIGTERM")]
+
+
+class PlayerProcess:
+    """``python -m crossi2p_ros.bag_player`` as a subprocess, started with SIGINT's action
+    ``sigint`` (SIG_IGN: as a non-interactive shell starts a background job); stderr read as it comes."""
+
+    def __init__(self, sigint, *args: str):
+        self.proc = subprocess.Popen([sys.executable, "-m", "crossi2p_ros.bag_player", *args], stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True,
+                                     preexec_fn=lambda: signal.signal(signal.SIGINT, sigint))
+        self.out = {"stdout": "", "stderr": ""}
+        self._cond = threading.Condition()
+        self._readers = [threading.Thread(target=self._read, args=(s, n), daemon=True)
+                         for s, n in ((self.proc.stdout, "stdout"), (self.proc.stderr, "stderr"))]
+        for r in self._readers:
+            r.start()
+
+    def _read(self, stream, name: str) -> None:
+        for chunk in iter(lambda: stream.read(1), ""):
+            with self._cond:
+                self.out[name] += chunk
+                self._cond.notify_all()
+
+    def wait_for_played(self, count: int, timeout_s: float) -> bool:
+        """Block until tqdm's ``play`` bar shows at least ``count`` messages (or the process ended)."""
+        def reached() -> bool:
+            shown = [int(m.group(1)) for m in re.finditer(r"play:.*?\| *(\d+)/\d+ \[", self.out["stderr"])]
+            return bool(shown) and max(shown) >= count
+
+        with self._cond:
+            return self._cond.wait_for(lambda: reached() or self.proc.poll() is not None, timeout_s) and reached()
+
+    def text(self) -> str:
+        return self.out["stdout"] + self.out["stderr"]
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.mark.parametrize("moment", ["importing", "waiting for subscribers", "playing"])
+@pytest.mark.parametrize("sig, sigint, code, name", SIGNAL_CASES)
+def test_player_stops_on_sigint_or_sigterm_at_any_moment_in_one_line(small_bag, ros_context, moment, sig, sigint,
+                                                                     code, name):
+    """It used to die with ``RCLError: publisher's context is invalid`` (exit 1) on SIGTERM, and on
+    SIGINT as a background job (rclpy's handlers shut the context down under the publishing
+    loop), and with a KeyboardInterrupt traceback on Ctrl-C while importing."""
+    args = [str(small_bag), "--rate", "0.02"]            # 0.3 s of bag: 15 s to play
+    args += ["--wait-s", "120"] if moment == "waiting for subscribers" else ["--wait-s", "0"]
+    player = PlayerProcess(sigint, *args)
+    try:
+        if moment == "importing":                        # the imports take about a second
+            time.sleep(0.5)
+        elif moment == "waiting for subscribers":        # its publishers are up: it waits for subscribers
+            watcher = rclpy.create_node("player_watcher", context=ros_context)
+            executor = SingleThreadedExecutor(context=ros_context)
+            executor.add_node(watcher)
+            assert spin_until(executor, lambda: watcher.count_publishers(TOPICS[2]) > 0
+                              or player.proc.poll() is not None, 60.0), player.text()
+            executor.shutdown()
+        else:
+            assert player.wait_for_played(2, 60.0), player.text()
+        code_got = signal_and_wait(player.proc, sig, 30.0, player._readers, player.text, "the bag player")
+    finally:
+        player.kill()
+    out = player.text()
+    assert code_got == code, f"{name} while {moment}: exit code {code_got}\n{out}"
+    assert "Traceback" not in out and "KeyboardInterrupt" not in out, out
+    lines = [line for line in player.out["stderr"].replace("\r", "\n").splitlines()
+             if line.strip() and not line.startswith("play:")]
+    assert len(lines) == 1 and lines[0].startswith(f"bag_player: interrupted ({name})"), out
+    if moment == "playing":
+        assert re.fullmatch(rf"bag_player: interrupted \({name}\) after \d+ of 11 messages", lines[0]), lines

@@ -9,20 +9,36 @@ exit crashes under it (segmentation fault, seen with onnxruntime 1.31). Threads 
 inside onnxruntime like this (the loader here, the node's loader and inference worker) are
 registered with ``register_native_worker``; a command that was interrupted ends with
 ``exit_now_if_work_in_flight``, which leaves with ``os._exit`` while one of them still runs.
+
+SIGINT and SIGTERM, for a command that should stop cleanly on either at any moment:
+
+- ``exit_at_once_on_termination_signals``: during start-up (the slow imports), before anything is
+  started, a signal ends the process at once (``os._exit``), without a traceback
+  (``calibration_node``'s entry, ``python -m crossi2p_ros.bag_player``);
+- ``termination_signals_as_interrupt``: from then on both raise KeyboardInterrupt in the main
+  thread (SIGINT too where the process started with it ignored: a background job of a
+  non-interactive shell), for a process that installs no rclpy signal handlers (rclpy's would
+  shut its context down under the code still publishing: "publisher's context is invalid");
+  ``interrupt_name`` / ``interrupt_exit_code`` say which one came (130 for SIGINT, 143 for SIGTERM);
+- ``ignore_termination_signals``: while cleaning up, a second signal does not break the clean-up.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import signal
 import sys
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 T = TypeVar("T")
 
 _NATIVE_WORKERS: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
+TERMINATION_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_received: list[int] = []  # signals turned into KeyboardInterrupt (termination_signals_as_interrupt)
 
 
 def register_native_worker(thread: threading.Thread) -> threading.Thread:
@@ -70,18 +86,84 @@ def exit_now_if_work_in_flight(code: int) -> None:
         os._exit(code)
 
 
+def _signal_name(signum: int) -> str:
+    return "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+
+
+def exit_at_once_on_termination_signals(prog: str = "", exit_code: int | None = None) -> None:
+    """Start-up, before the slow imports: SIGINT and SIGTERM end the process at once (``os._exit``:
+    nothing has been started, so there is nothing to clean up), without a traceback, with
+    ``<prog>: interrupted (<signal>) while starting`` on stderr when ``prog`` is given, and exit code
+    ``exit_code`` (None: 128 + the signal's number, 130 / 143)."""
+    def exit_now(signum, frame) -> None:
+        if prog:
+            os.write(2, f"{prog}: interrupted ({_signal_name(signum)}) while starting\n".encode())
+        os._exit(128 + signum if exit_code is None else exit_code)
+
+    for sig in TERMINATION_SIGNALS:
+        signal.signal(sig, exit_now)
+
+
+def _raise_interrupt(signum, frame) -> None:
+    _received.append(signum)
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def termination_signals_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGINT and SIGTERM raise KeyboardInterrupt in the main thread (module
+    docstring); on leaving it the handlers from before come back. Off the main thread (signals
+    cannot be handled there) it changes nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.getsignal(sig) for sig in TERMINATION_SIGNALS}
+    _received.clear()
+    for sig in TERMINATION_SIGNALS:
+        signal.signal(sig, _raise_interrupt)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+
+
+def ignore_termination_signals() -> None:
+    """SIGINT / SIGTERM ignored from here on (main thread only): a second Ctrl-C does not break the
+    clean-up."""
+    if threading.current_thread() is threading.main_thread():
+        for sig in TERMINATION_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+
+
+def interrupt_name() -> str:
+    """The signal behind the last KeyboardInterrupt: ``Ctrl-C`` (SIGINT, also a KeyboardInterrupt
+    of Python's own handler) or ``SIGTERM`` (``termination_signals_as_interrupt``)."""
+    return _signal_name(_received[-1] if _received else signal.SIGINT)
+
+
+def interrupt_exit_code() -> int:
+    """128 + the signal behind the last KeyboardInterrupt (the shell's convention): 130 for SIGINT,
+    143 for SIGTERM."""
+    return 128 + (_received[-1] if _received else signal.SIGINT)
+
+
 def exit_130_on_ctrl_c(prog: str, message: str = "interrupted (Ctrl-C) before the results were written in full"):
     """Decorator of a command's ``main``: Ctrl-C (a KeyboardInterrupt out of it) ends the command
     with ``<prog>: <message>`` on stderr and exit code 130 (128 + SIGINT, the shell's convention)
-    instead of a traceback (``os._exit(130)`` while a registered thread is still running)."""
+    instead of a traceback (``os._exit(130)`` while a registered thread is still running). A
+    SIGTERM turned into KeyboardInterrupt (``termination_signals_as_interrupt``) ends it likewise
+    with exit code 143, ``(Ctrl-C)`` in the message reading ``(SIGTERM)``."""
     def decorate(main: Callable[..., int]) -> Callable[..., int]:
         @functools.wraps(main)
         def run(*args, **kwargs) -> int:
             try:
                 return main(*args, **kwargs)
             except KeyboardInterrupt:
-                print(f"{prog}: {message}", file=sys.stderr)
-                exit_now_if_work_in_flight(130)
-                return 130
+                code, name = interrupt_exit_code(), interrupt_name()
+                _received.clear()
+                print(f"{prog}: {message.replace('(Ctrl-C)', f'({name})')}", file=sys.stderr)
+                exit_now_if_work_in_flight(code)
+                return code
         return run
     return decorate

@@ -11,11 +11,19 @@ and calls ``after_publish`` after each message, which may block (the evaluator w
 until the calibration node has handled the message, ``crossi2p-evaluate-bag --pacing node``).
 
 Run alone (a small ``ros2 bag play --clock``):
-``python -m crossi2p_ros.bag_player BAG [--rate R] [--topics T ...]``.
+``python -m crossi2p_ros.bag_player BAG [--rate R] [--topics T ...]``. SIGINT and SIGTERM stop it
+at any moment (while importing, waiting for subscribers or playing; SIGINT also as a background
+job, started with SIGINT ignored) with one line on stderr and exit code 130 (SIGINT) or 143
+(SIGTERM), no traceback (``crossi2p.interrupt``: it installs no rclpy signal handlers, which would
+shut its context down under the publishing loop).
 """
 from __future__ import annotations
 
-import argparse
+if __name__ == "__main__":  # python -m: a signal during the imports below (about a second) ends it in one line
+    from crossi2p.interrupt import exit_at_once_on_termination_signals
+
+    exit_at_once_on_termination_signals(prog="bag_player")
+
 import importlib
 import sys
 import time
@@ -30,6 +38,8 @@ from tqdm import tqdm
 
 from crossi2p.cli import ArgumentParser
 from crossi2p.datasets.rosbag2 import open_bag
+from crossi2p.interrupt import (exit_130_on_ctrl_c, ignore_termination_signals, interrupt_exit_code, interrupt_name,
+                                termination_signals_as_interrupt)
 
 DEFAULT_EXCLUDED = ("/tf_static", "/tf")
 """Not played by default: a recorded tf tree (the ground truth) would collide with the node's output."""
@@ -146,8 +156,12 @@ class BagPlayer:
         return count
 
 
+@exit_130_on_ctrl_c("bag_player", "interrupted (Ctrl-C) while starting")  # a signal before main's own handling
 def main(argv: list[str] | None = None) -> int:
+    """``python -m crossi2p_ros.bag_player``: 0 when the bag was played, 1 with a one-line error, 130 /
+    143 after SIGINT / SIGTERM (one line saying how far it got)."""
     import rclpy
+    from rclpy.signals import SignalHandlerOptions
 
     p = ArgumentParser(prog="python -m crossi2p_ros.bag_player", description=__doc__.split("\n\n")[0])
     p.add_argument("bag", type=Path, help="rosbag2 folder or .mcap file")
@@ -157,30 +171,39 @@ def main(argv: list[str] | None = None) -> int:
                    help="wait up to this long for a subscriber on every played topic before the first message "
                         "(DDS matches them a moment after start: without it the first messages are lost; 0: no wait)")
     args = p.parse_args(argv)
-    rclpy.init()
-    node = rclpy.create_node("crossi2p_bag_player")
-    try:
-        player = BagPlayer(node, args.bag, args.topics)
-        deadline = time.monotonic() + max(args.wait_s, 0.0)
-        while not all(pub.get_subscription_count() > 0 for pub in player.publishers.values()):
-            if time.monotonic() >= deadline:
-                if args.wait_s > 0:
-                    alone = [t for t, pub in player.publishers.items() if pub.get_subscription_count() == 0]
-                    print(f"bag_player: no subscriber on {alone} after {args.wait_s:g} s; playing anyway",
-                          file=sys.stderr)
-                break
-            time.sleep(0.05)
-        n = player.play(args.rate)
-    except ValueError as exc:
-        print(f"bag_player: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    print(f"published {n} messages from {args.bag}")
-    return 0
+    node = player = None
+    n, code, message = 0, 0, ""
+    with termination_signals_as_interrupt():  # SIGINT and SIGTERM: KeyboardInterrupt, caught below
+        try:
+            # no rclpy signal handlers: they would shut the context down under the publishing loop
+            rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
+            node = rclpy.create_node("crossi2p_bag_player")
+            player = BagPlayer(node, args.bag, args.topics)
+            deadline = time.monotonic() + max(args.wait_s, 0.0)
+            while not all(pub.get_subscription_count() > 0 for pub in player.publishers.values()):
+                if time.monotonic() >= deadline:
+                    if args.wait_s > 0:
+                        alone = [t for t, pub in player.publishers.items() if pub.get_subscription_count() == 0]
+                        print(f"bag_player: no subscriber on {alone} after {args.wait_s:g} s; playing anyway",
+                              file=sys.stderr)
+                    break
+                time.sleep(0.05)
+            n = player.play(args.rate)
+            message = f"published {n} messages from {args.bag}"
+        except ValueError as exc:
+            code, message = 1, f"bag_player: error: {exc}"
+        except KeyboardInterrupt:
+            code = interrupt_exit_code()
+            done = (f"after {sum(player.published.values())} of {len(player)} messages" if player is not None
+                    else "before playing")
+            message = f"bag_player: interrupted ({interrupt_name()}) {done}"
+        finally:
+            ignore_termination_signals()  # a second signal does not break the clean-up
+            if node is not None:
+                node.destroy_node()
+            rclpy.try_shutdown()
+        print(message, file=sys.stdout if code == 0 else sys.stderr)  # still ignoring signals
+    return code
 
 
 if __name__ == "__main__":

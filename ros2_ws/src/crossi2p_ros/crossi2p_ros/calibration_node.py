@@ -78,7 +78,7 @@ from tf2_msgs.msg import TFMessage
 from crossi2p.calib_io import save_calibration_yaml, urdf_joint_snippet
 from crossi2p.camera import CameraModel, UncalibratedCameraError, camera_from_camera_info, camera_info_key
 from crossi2p.geometry import invert_transform, transform_from_tq, transform_to_tq
-from crossi2p.interrupt import exit_now_if_work_in_flight, register_native_worker
+from crossi2p.interrupt import exit_now_if_work_in_flight, ignore_termination_signals, register_native_worker
 from crossi2p.image_encoding import message_to_rgb, rgb_to_image_fields
 from crossi2p.metrics import registration_error
 from crossi2p.overlay import draw_projected_points
@@ -913,12 +913,6 @@ class CalibrationNode(Node):
         return super().destroy_node()
 
 
-def _ignore_termination_signals() -> None:
-    """SIGINT / SIGTERM ignored from here on: a second Ctrl-C does not break the clean-up."""
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_IGN)
-
-
 def _usage() -> str:
     """``calibration_node --help``: how to run it and every parameter with its default."""
     from .parameters import parameter_specs
@@ -1057,11 +1051,11 @@ def main(args=None) -> int:
             print(f"calibration_node: error: {_with_type_hint(str(exc))}", file=sys.stderr)
             code = 1
     finally:
-        _ignore_termination_signals()
+        ignore_termination_signals()
         if node is not None:
             node.destroy_node(worker_timeout_s=0.5)
         rclpy.try_shutdown()  # restores the handlers rclpy replaced
-        _ignore_termination_signals()
+        ignore_termination_signals()
     exit_now_if_work_in_flight(code)  # the loader or a frame inside onnxruntime: a normal exit would crash
     return code
 

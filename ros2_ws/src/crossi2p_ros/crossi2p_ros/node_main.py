@@ -4,22 +4,17 @@ Importing the node (numpy, scipy, onnxruntime, rclpy) takes about a second. A SI
 that second used to end it with a ``KeyboardInterrupt`` traceback and a signal exit code, or be
 lost where the shell started it with SIGINT ignored (a background job). Here both end the start-up
 at once with exit code 0 and no traceback, as ``calibration_node.main``'s own handling does from
-``rclpy.init`` on: nothing has been started yet, so there is nothing to clean up.
+``rclpy.init`` on: nothing has been started yet, so there is nothing to clean up
+(``crossi2p.interrupt.exit_at_once_on_termination_signals``).
 """
 from __future__ import annotations
 
-import os
-import signal
-
-
-def _exit_quietly(signum, frame) -> None:
-    os._exit(0)  # only the interpreter and imports exist at this point
+from crossi2p.interrupt import exit_at_once_on_termination_signals
 
 
 def main() -> int:
     """Install the start-up signal handlers, then import and run ``calibration_node.main``."""
-    signal.signal(signal.SIGINT, _exit_quietly)
-    signal.signal(signal.SIGTERM, _exit_quietly)
+    exit_at_once_on_termination_signals(exit_code=0)  # only the interpreter and imports exist at this point
     from .calibration_node import main as node_main  # the slow part
 
     return node_main()
