@@ -109,6 +109,11 @@ def test_bad_data_folder_or_model_is_a_one_line_error(tmp_path, tiny_checkpoint,
     assert main(["--model", str(tmp_path / "nope.pt"), "--sim-seed", "1", "--json", str(tmp_path)]) == 1
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "--json" in err and "is a folder" in err
+    # rosbag2-only flags without --bag: refused (they would be ignored), before the model is loaded
+    assert main(["--model", str(tmp_path / "nope.pt"), "--sim-seed", "1", "--slop-s", "0.1", "--points-topic", "/p",
+                 "--json", str(tmp_path / "x.json")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--points-topic, --slop-s: apply to --bag only" in err
 
 
 def test_kitti_option_reads_a_kitti_raw_drive_or_its_date_folder(tmp_path):

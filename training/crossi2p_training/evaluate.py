@@ -498,6 +498,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.protocol != "refine" and (args.refine_max_deg is not None or args.refine_max_m is not None):
             raise ValueError("--refine-max-deg / --refine-max-m: apply to --protocol refine only")
+        if not args.bag:                 # the rosbag2-only flags: refused elsewhere, as the protocol's are
+            parser = build_parser()
+            given = [f"--{name.replace('_', '-')}" for name in ("image_topic", "camera_info_topic", "points_topic",
+                                                                "slop_s")
+                     if getattr(args, name) != parser.get_default(name)]
+            if given:
+                raise ValueError(f"{', '.join(given)}: apply to --bag only (the other sources come paired)")
         check_writable(Path(args.json), "--json")   # before the run: results are written at its end
         for flag, value in (("--frames", args.frames), ("--refine-frames", args.refine_frames)):
             if value < 0:
