@@ -106,12 +106,13 @@ NUSCENES_MINI = REPO / "tests" / "fixtures" / "nuscenes_mini"
 
 
 def test_live_pacing_flags_in_offline_mode_are_refused_with_one_line(drive_bag, tmp_path, capsys):
-    """--pacing clock / --rate pace live mode's player; offline mode (a dataset folder, or a rosbag2
+    """--pacing clock / --rate pace live mode's player (--node-timeout-s: its wait for the node); offline mode (a dataset folder, or a rosbag2
     without --mode live) has no clock: refused as live mode refuses --prior, not silently ignored."""
     for bag, flags, named in ((NUSCENES_MINI, ["--pacing", "clock"], "--pacing clock"),
                               (drive_bag, ["--pacing", "clock"], "--pacing clock"),
                               (drive_bag, ["--mode", "offline", "--rate", "2"], "--rate"),
-                              (NUSCENES_MINI, ["--pacing", "clock", "--rate", "0"], "--pacing clock / --rate")):
+                              (NUSCENES_MINI, ["--pacing", "clock", "--rate", "0"], "--pacing clock / --rate"),
+                              (drive_bag, ["--node-timeout-s", "30"], "--node-timeout-s")):
         assert main([str(bag), "--model", str(MODEL_CARD), "--report", str(tmp_path / "r"), *flags]) == 1
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and f"error: {named}: live mode only" in err, err

@@ -509,9 +509,11 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError("--prior: offline mode only (the node takes its prior from its parameters or /tf_static)")
         if args.mode == "live" and args.deskew not in ("auto", "off"):
             raise ValueError("--deskew: offline mode only (the node takes its deskew.* parameters)")
-        if args.mode == "offline" and (args.pacing != "node" or args.rate is not None):
+        timeout_given = args.node_timeout_s != build_parser().get_default("node_timeout_s")
+        if args.mode == "offline" and (args.pacing != "node" or args.rate is not None or timeout_given):
             flags = " / ".join(f for f, given in ((f"--pacing {args.pacing}", args.pacing != "node"),
-                                                  ("--rate", args.rate is not None)) if given)
+                                                  ("--rate", args.rate is not None),
+                                                  ("--node-timeout-s", timeout_given)) if given)
             raise ValueError(f"{flags}: live mode only (offline mode reads every pair in turn, as fast as the CPU "
                              f"allows, with no clock to pace; --mode live plays a rosbag2 with /clock)")
         warn_unused_source_flags(args, source, "crossi2p-evaluate-bag")
