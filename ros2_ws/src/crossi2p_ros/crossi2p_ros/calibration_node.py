@@ -79,6 +79,7 @@ from crossi2p.calib_io import save_calibration_yaml, urdf_joint_snippet
 from crossi2p.camera import CameraModel, UncalibratedCameraError, camera_from_camera_info, camera_info_key
 from crossi2p.geometry import invert_transform, transform_from_tq, transform_to_tq
 from crossi2p.interrupt import exit_now_if_work_in_flight, ignore_termination_signals, register_native_worker
+from crossi2p.log_once import ThrottleByKind
 from crossi2p.image_encoding import message_to_rgb, rgb_to_image_fields
 from crossi2p.metrics import registration_error
 from crossi2p.overlay import draw_projected_points
@@ -197,6 +198,7 @@ class CalibrationNode(Node):
         self._camera_error: ValueError | None = None  # why _camera_info has no camera (uncalibrated, malformed)
         self._camera_info_key: tuple | None = None  # the fields _camera was built from
         self._camera_notes: set[str] = set()  # CameraInfo reading notes already logged
+        self._input_warnings = ThrottleByKind(5.0)  # bad-input warnings: throttled per kind of problem
         self._frames = ("", "")  # (lidar_frame, camera_frame) of the last pair
         self._published_T: np.ndarray | None = None
         self._published_stage: str | None = None  # "refined" | "fused" | "network" of _published_T
@@ -358,7 +360,15 @@ class CalibrationNode(Node):
             else:
                 self.counters.bad_clouds += 1
             self.counters.last_error = reason
-        self.get_logger().warning(reason, throttle_duration_sec=5.0)
+        self._warn_throttled(reason)
+
+    def _warn_throttled(self, reason: str) -> None:
+        """Log a bad input's ``reason``: at most once per 5 s for each kind of problem
+        (``crossi2p.log_once.ThrottleByKind``), so the first of each distinct problem is always logged."""
+        suppressed = self._input_warnings.admit(reason)
+        if suppressed is not None:
+            self.get_logger().warning(reason + (f" (and {suppressed} more like it since the last such warning)"
+                                                if suppressed else ""))
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         """Keep the newest CameraInfo and its camera (``crossi2p.camera.camera_from_camera_info``, the
@@ -400,7 +410,7 @@ class CalibrationNode(Node):
             with self._lock:
                 self.counters.images_uncalibrated += 1
                 self.counters.last_error = reason
-            self.get_logger().warning(reason, throttle_duration_sec=5.0)
+            self._warn_throttled(reason)
             return
         if error is not None:
             return self._bad_input("image", f"image on {p.image_topic}: {p.camera_info_topic}: {error}")
