@@ -13,6 +13,7 @@ from crossi2p.datasets.rosbag2 import (
     CameraInfoRecord,
     ImageRecord,
     PointCloudRecord,
+    bag_message_counts,
     bag_topics,
     open_bag,
     read_bag_ground_truth,
@@ -48,6 +49,9 @@ def test_round_trip(tmp_path, storage):
                                "/camera/camera_info": "sensor_msgs/msg/CameraInfo",
                                "/lidar/points": "sensor_msgs/msg/PointCloud2",
                                "/tf_static": "tf2_msgs/msg/TFMessage"}
+    # counted from the metadata / MCAP statistics (the replays' progress bar total)
+    assert bag_message_counts(bag) == {"/camera/image_raw": 3, "/camera/camera_info": 3, "/lidar/points": 3,
+                                       "/tf_static": 1}
     records = list(read_bag_messages(bag))
     assert len(records) == 9
     log_times = [r.log_time_s for r in records]

@@ -62,7 +62,7 @@ from tqdm import tqdm
 
 from crossi2p.calib_io import load_calibration_input
 from crossi2p.cli import ArgumentParser, check_writable
-from crossi2p.datasets.rosbag2 import (CameraInfoRecord, ImageRecord, PointCloudRecord, bag_topics,
+from crossi2p.datasets.rosbag2 import (CameraInfoRecord, ImageRecord, PointCloudRecord, bag_message_counts,
                                        read_bag_ground_truth, read_bag_messages, read_bag_tf_tree,
                                        unfinished_mcap)
 from crossi2p.deskew import DeskewConfig, describe_deskew
@@ -114,8 +114,7 @@ def replay_bag(bag: Path, runtime: CalibrationRuntime, T_gt: np.ndarray | None, 
     camera, info_frame = None, ""
     tree = read_bag_tf_tree(bag)
     frames = [lidar_frame or "", camera_frame or ""]  # learnt from the first message when not given
-    n_lidar = bag_topics(bag).get(topics[2])
-    total = getattr(n_lidar, "msgcount", None)
+    total = bag_message_counts(bag).get(topics[2]) or None        # sweeps in the bag (None: unknown)
     bar = tqdm(total=total, desc="replay", unit="sweep", disable=not progress)
 
     def handle(pair) -> None:

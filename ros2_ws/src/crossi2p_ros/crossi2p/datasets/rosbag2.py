@@ -493,6 +493,16 @@ def bag_topics(bag_dir: str | os.PathLike) -> dict[str, str]:
         reader.close()
 
 
+def bag_message_counts(bag_dir: str | os.PathLike) -> dict[str, int]:
+    """``{topic: number of messages}`` of a bag, from its metadata / MCAP statistics (no message
+    is read; a cut MCAP's statistics may be missing: 0)."""
+    reader = _open(bag_dir)
+    try:
+        return {t: int(info.msgcount) for t, info in reader.topics.items()}
+    finally:
+        reader.close()
+
+
 def _stamp_s(header) -> float:
     return header.stamp.sec + header.stamp.nanosec * 1e-9
 
