@@ -37,6 +37,13 @@ mapped into the LiDAR frame through /tf_static (always subscribed), or refused a
 ``bad_clouds`` with the reason in ``last_error``; an image stamped with another frame is refused
 likewise unless /tf_static says the two frames coincide (an image cannot be re-expressed).
 
+Inputs that say nothing (``crossi2p_ros.input_watch``): an input with no message at all
+``input_timeout_s`` after start-up is named in a warning with what the ROS graph has there (the
+topic with another type and the parameter to set, a QoS the subscription refuses, similarly named
+topics of the expected type), again every 3x that while nothing comes. A bad input is logged at
+most every 5 s per kind of problem (``crossi2p.log_once.ThrottleByKind``), so the first of each
+distinct problem always is; ``last_error`` in diagnostics holds the newest.
+
 Replay pacing: ``wait_until_idle`` blocks until the node has handled a number of sensor messages
 and finished every pair they produced (``crossi2p-evaluate-bag --mode live --pacing node``).
 
@@ -92,6 +99,8 @@ from crossi2p.tf_tree import (FrameMismatchError, StaticTransformTree, check_cam
                              points_in_lidar_frame)
 
 from .frame_report import FRAME_STATUS_NAME, FrameReport
+from .input_watch import ALTERNATE_TYPES, InputWatch, WatchedInput, silent_input_warning
+from .input_watch import Publisher as GraphPublisher
 from .pipeline import CalibrationPipeline, CameraFrame, LidarSweep, check_intensity_policy
 from .parameters import CalibrationNodeParameters, parameter_specs, parameters_from_flat
 
@@ -227,6 +236,15 @@ class CalibrationNode(Node):
         self.create_subscription(image_type, p.image_topic, self._counted(self._on_image), qos)
         self.create_subscription(CameraInfo, p.camera_info_topic, self._counted(self._on_camera_info), qos)
         self.create_subscription(PointCloud2, p.points_topic, self._counted(self._on_points), qos)
+        # an input with nothing at all after input_timeout_s: a warning saying what the graph has there
+        self._input_watch = InputWatch(
+            [WatchedInput(p.image_topic, f"sensor_msgs/msg/{image_type.__name__}", "image_topic"),
+             WatchedInput(p.camera_info_topic, "sensor_msgs/msg/CameraInfo", "camera_info_topic"),
+             WatchedInput(p.points_topic, "sensor_msgs/msg/PointCloud2", "points_topic")],
+            p.input_timeout_s, 3.0 * p.input_timeout_s, time.monotonic())
+        if p.input_timeout_s > 0:  # steady time, as diagnostics: under use_sim_time no /clock may come either
+            self.create_timer(min(1.0, p.input_timeout_s / 2), self._warn_silent_inputs,
+                              clock=Clock(clock_type=ClockType.STEADY_TIME))
         # Always: a cloud stamped with another frame than lidar_frame is mapped through /tf_static.
         self.create_subscription(TFMessage, "/tf_static", self._on_tf_static, LATCHED)
         self.create_service(Trigger, "~/save_calibration", self._on_save)
@@ -352,6 +370,43 @@ class CalibrationNode(Node):
                 lambda: (c.inputs_handled >= inputs_handled and self._pending is None
                          and c.frames_done + c.pairs_dropped_busy + c.pairs_dropped_loading >= c.pairs_in),
                 timeout_s)
+
+    def _warn_silent_inputs(self) -> None:
+        """Timer: warn about each input with no message at all (``crossi2p_ros.input_watch``)."""
+        with self._lock:
+            c = self.counters
+            received = dict(zip(self._input_watch.inputs, (c.images_in, c.camera_infos_in, c.clouds_in)))
+        now = time.monotonic()
+        due = self._input_watch.due(now, received)
+        if not due:
+            return
+        publishers = self._graph_publishers(due)
+        reliable = self.params.node.qos == "reliable"
+        for watched in due:
+            self.get_logger().warning(silent_input_warning(watched, now - self._input_watch.start_s, publishers,
+                                                           reliable))
+
+    def _graph_publishers(self, inputs: list[WatchedInput]) -> list[GraphPublisher]:
+        """Other nodes' publishers on the ``inputs``' topics and on every topic of their types (or
+        the other image type); [] when the graph cannot be read (shutting down)."""
+        wanted = {w.msgtype for w in inputs} | {ALTERNATE_TYPES[w.msgtype][0] for w in inputs
+                                                 if w.msgtype in ALTERNATE_TYPES}
+        topics = {w.topic for w in inputs}
+        me = (self.get_name(), self.get_namespace())
+        out = []
+        try:
+            for name, types in self.get_topic_names_and_types():
+                if name not in topics and not wanted & set(types):
+                    continue
+                for info in self.get_publishers_info_by_topic(name):
+                    if (info.node_name, info.node_namespace) == me:
+                        continue
+                    node = f"{info.node_namespace.rstrip('/')}/{info.node_name}"
+                    out.append(GraphPublisher(name, info.topic_type, node,
+                                              info.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT))
+        except Exception:  # the context is going away: warn without the graph's word
+            return []
+        return out
 
     def _bad_input(self, kind: str, reason: str) -> None:
         with self._lock:

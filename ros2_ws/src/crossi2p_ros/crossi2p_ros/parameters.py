@@ -42,6 +42,12 @@ class NodeConfig:
     """QoS of the sensor subscriptions: ``sensor_data`` (best effort) or ``reliable``."""
     queue_depth: int = 5
     """Depth of the sensor subscriptions' QoS history."""
+    input_timeout_s: float = 10.0
+    """Seconds (steady time) after start-up with no message at all on an input (``image_topic``,
+    ``camera_info_topic``, ``points_topic``) before a warning names it with what the ROS graph has
+    there (the topic with another type and the parameter to set, a QoS the subscription refuses,
+    similarly named topics of the expected type); repeated every 3x this while still nothing came.
+    0: off."""
     camera_frame: str = ""
     """Camera optical frame the estimate is made in and published under (empty: the frame_id of the
     first image). An image stamped with another frame is refused (an image cannot be re-expressed),
@@ -115,6 +121,7 @@ class CalibrationNodeParameters:
 # Allowed ranges of numeric parameters (inclusive), by ROS parameter name.
 RANGES: dict[str, tuple[float, float]] = {
     "queue_depth": (1, 1000),
+    "input_timeout_s": (0.0, 3600.0),
     "tf_rate_hz": (0.1, 1000.0),
     "republish_rotation_deg": (0.0, 180.0),
     "republish_translation_m": (0.0, 100.0),

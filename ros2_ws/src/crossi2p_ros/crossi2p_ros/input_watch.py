@@ -1,0 +1,121 @@
+"""Which of the node's inputs has received nothing, and what the ROS graph says about why.
+
+A node subscribed to a topic nobody publishes, or published with another type (a
+sensor_msgs/CompressedImage on the image topic without ``compressed_image:=true``), or with a QoS
+its subscription does not accept, hears nothing and says nothing. ``InputWatch`` says which
+inputs have had no message at all ``input_timeout_s`` after start-up (again every
+``repeat_s`` while still nothing came); ``silent_input_warning`` writes the warning for one of
+them from what the graph holds (the publishers of every topic, ``Publisher``): the type the topic
+really has and the parameter to set, a QoS the subscription refuses, or similarly named topics
+that carry the expected type.
+
+Plain Python (no rclpy): the node gathers the graph (``CalibrationNode._graph_publishers``).
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+ALTERNATE_TYPES = {
+    "sensor_msgs/msg/Image": ("sensor_msgs/msg/CompressedImage", "compressed_image:=true"),
+    "sensor_msgs/msg/CompressedImage": ("sensor_msgs/msg/Image", "compressed_image:=false"),
+}
+"""Expected type -> (the other image type, the parameter setting that subscribes to it)."""
+MAX_SIMILAR = 3
+"""At most this many similarly named topics are listed."""
+
+
+@dataclass(frozen=True)
+class WatchedInput:
+    """One subscribed input."""
+
+    topic: str
+    msgtype: str
+    """ROS type name, ``package/msg/Name``."""
+    parameter: str
+    """The node parameter that names the topic (``image_topic``)."""
+
+
+@dataclass(frozen=True)
+class Publisher:
+    """One publisher in the ROS graph (another node's)."""
+
+    topic: str
+    msgtype: str
+    node: str
+    """Fully qualified node name."""
+    best_effort: bool
+    """Its QoS reliability is best effort (a reliable subscription does not match it)."""
+
+
+class InputWatch:
+    """Inputs that have received no message at all (see module docstring).
+
+    Args:
+        inputs: the subscribed inputs.
+        timeout_s: an input with nothing after this long since ``start_s`` is due for a warning.
+        repeat_s: while still nothing came, due again this long after the last warning.
+        start_s: when the subscriptions came up (monotonic seconds).
+    """
+
+    def __init__(self, inputs: list[WatchedInput], timeout_s: float, repeat_s: float, start_s: float):
+        self.inputs = list(inputs)
+        self.timeout_s = timeout_s
+        self.repeat_s = repeat_s
+        self.start_s = start_s
+        self._warned_s: dict[WatchedInput, float] = {}
+
+    def due(self, now_s: float, received: dict[WatchedInput, int]) -> list[WatchedInput]:
+        """The inputs to warn about now (``received``: messages received so far per input); each
+        is then counted as warned at ``now_s``."""
+        if now_s - self.start_s < self.timeout_s:
+            return []
+        out = []
+        for watched in self.inputs:
+            last = self._warned_s.get(watched)
+            if received.get(watched, 0) == 0 and (last is None or now_s - last >= self.repeat_s):
+                self._warned_s[watched] = now_s
+                out.append(watched)
+        return out
+
+
+def silent_input_warning(watched: WatchedInput, silent_s: float, publishers: list[Publisher],
+                         reliable: bool) -> str:
+    """One line: nothing arrived on ``watched.topic`` in ``silent_s`` seconds, and why, from the
+    graph's ``publishers`` (other nodes' only) and whether the subscription is ``reliable``."""
+    head = (f"nothing received on {watched.topic} ({watched.msgtype}, parameter {watched.parameter}) in the "
+            f"{silent_s:.0f} s since start-up")
+    on_topic = [p for p in publishers if p.topic == watched.topic]
+    other_types = sorted({p.msgtype for p in on_topic if p.msgtype != watched.msgtype})
+    if other_types:
+        alternate, setting = ALTERNATE_TYPES.get(watched.msgtype, ("", ""))
+        fix = (f"set {setting}" if other_types == [alternate]
+               else f"expected {watched.msgtype}: set {watched.parameter} to a topic of that type")
+        return f"{head}: {watched.topic} exists with type {', '.join(other_types)}; {fix}"
+    if on_topic:
+        nodes = ", ".join(sorted({p.node for p in on_topic}))
+        if reliable and all(p.best_effort for p in on_topic):
+            return (f"{head}: its publisher ({nodes}) is best effort, which the subscription (qos:=reliable) "
+                    f"does not accept; set qos:=sensor_data")
+        return f"{head}: it has a publisher of {watched.msgtype} ({nodes}), but no message has arrived yet"
+    return f"{head}: nobody publishes {watched.topic}; {_similar_topics(watched, publishers)}"
+
+
+def _similar_topics(watched: WatchedInput, publishers: list[Publisher]) -> str:
+    """Topics carrying the expected type (or the other image type), the most similarly named first."""
+    def ranked(msgtype: str) -> list[str]:
+        topics = {p.topic for p in publishers if p.msgtype == msgtype and p.topic != watched.topic}
+        return sorted(topics, key=lambda t: (-difflib.SequenceMatcher(None, watched.topic, t).ratio(), t))
+
+    same = ranked(watched.msgtype)
+    if len(same) == 1:
+        return f"{same[0]} carries {watched.msgtype}: set {watched.parameter}:={same[0]}?"
+    if same:
+        more = f" (and {len(same) - MAX_SIMILAR} more)" if len(same) > MAX_SIMILAR else ""
+        return f"topics carrying {watched.msgtype}: {', '.join(same[:MAX_SIMILAR])}{more}; set {watched.parameter}"
+    alternate, setting = ALTERNATE_TYPES.get(watched.msgtype, ("", ""))
+    other = ranked(alternate) if alternate else []
+    if other:
+        return (f"{other[0]} carries {alternate}: set {watched.parameter}:={other[0]} and {setting}?")
+    return (f"no topic in the ROS graph carries {watched.msgtype} (is the driver or the bag playing, "
+            f"with the same ROS_DOMAIN_ID?)")

@@ -1,0 +1,171 @@
+"""The node warns in its log when an input has received nothing (``input_timeout_s``), saying what
+the ROS graph has there: the topic with another type and the parameter to set, a QoS its
+subscription refuses, or similarly named topics of the expected type (``crossi2p_ros.input_watch``).
+
+It used to say only "subscribed to ..." and "ready", forever, with a wrong topic name or a
+CompressedImage on the image topic without ``compressed_image:=true``: only /diagnostics showed
+``images_in`` 0. The pure rules first; then the real node over DDS, its warnings read back from
+/rosout as any log consumer reads them.
+"""
+from __future__ import annotations
+
+import array
+
+import numpy as np
+import pytest
+import rclpy
+from rcl_interfaces.msg import Log
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+
+from crossi2p.pointcloud2 import rclpy_pointcloud2
+from crossi2p_ros.calibration_node import CalibrationNode
+from crossi2p_ros.input_watch import InputWatch, Publisher, WatchedInput, silent_input_warning
+
+from .conftest import spin_until
+from .test_node_camera_info import StubRuntime, image_msg, info_msg
+
+IMAGE = WatchedInput("/front_cam/image_raw", "sensor_msgs/msg/Image", "image_topic")
+INFO = WatchedInput("/camera/camera_info", "sensor_msgs/msg/CameraInfo", "camera_info_topic")
+
+
+# ---------------------------------------------------------------------------- pure rules
+def test_an_input_with_nothing_is_due_after_the_timeout_then_every_repeat_period():
+    watch = InputWatch([IMAGE, INFO], timeout_s=10.0, repeat_s=30.0, start_s=100.0)
+    assert watch.due(109.0, {}) == []                        # not yet
+    assert watch.due(110.0, {INFO: 3}) == [IMAGE]            # CameraInfo came: only the image is silent
+    assert watch.due(125.0, {INFO: 9}) == []                 # not spammy
+    assert watch.due(140.0, {INFO: 9}) == [IMAGE]            # again after the repeat period
+    assert watch.due(200.0, {IMAGE: 1, INFO: 9}) == []       # something came: never again
+
+
+@pytest.mark.parametrize("watched, publishers, reliable, expected", [
+    (WatchedInput("/camera/image_raw", "sensor_msgs/msg/Image", "image_topic"),
+     [Publisher("/camera/image_raw", "sensor_msgs/msg/CompressedImage", "/cam", False)], False,
+     "/camera/image_raw exists with type sensor_msgs/msg/CompressedImage; set compressed_image:=true"),
+    (WatchedInput("/camera/image_raw", "sensor_msgs/msg/CompressedImage", "image_topic"),
+     [Publisher("/camera/image_raw", "sensor_msgs/msg/Image", "/cam", False)], False,
+     "exists with type sensor_msgs/msg/Image; set compressed_image:=false"),
+    (WatchedInput("/lidar/points", "sensor_msgs/msg/PointCloud2", "points_topic"),
+     [Publisher("/lidar/points", "sensor_msgs/msg/LaserScan", "/lidar", False)], False,
+     "exists with type sensor_msgs/msg/LaserScan; expected sensor_msgs/msg/PointCloud2: set points_topic to a "
+     "topic of that type"),
+    (IMAGE, [Publisher("/camera/image_raw", "sensor_msgs/msg/Image", "/cam", False),
+             Publisher("/lidar/points", "sensor_msgs/msg/PointCloud2", "/lidar", False)], False,
+     "nobody publishes /front_cam/image_raw; /camera/image_raw carries sensor_msgs/msg/Image: "
+     "set image_topic:=/camera/image_raw?"),
+    (IMAGE, [Publisher(t, "sensor_msgs/msg/Image", "/cam", False)
+             for t in ("/rear_cam/image_raw", "/depth/image", "/front_cam/image_rect", "/a", "/b")], False,
+     "topics carrying sensor_msgs/msg/Image: /front_cam/image_rect, /rear_cam/image_raw, /depth/image "
+     "(and 2 more); set image_topic"),
+    (IMAGE, [Publisher("/front_cam/image_raw/compressed", "sensor_msgs/msg/CompressedImage", "/cam", False)], False,
+     "/front_cam/image_raw/compressed carries sensor_msgs/msg/CompressedImage: set "
+     "image_topic:=/front_cam/image_raw/compressed and compressed_image:=true?"),
+    (IMAGE, [], False, "no topic in the ROS graph carries sensor_msgs/msg/Image (is the driver or the bag playing, "
+                       "with the same ROS_DOMAIN_ID?)"),
+    (IMAGE, [Publisher(IMAGE.topic, IMAGE.msgtype, "/cam", True)], True,
+     "its publisher (/cam) is best effort, which the subscription (qos:=reliable) does not accept; "
+     "set qos:=sensor_data"),
+    (IMAGE, [Publisher(IMAGE.topic, IMAGE.msgtype, "/cam", True)], False,
+     "it has a publisher of sensor_msgs/msg/Image (/cam), but no message has arrived yet"),
+])
+def test_the_warning_says_what_the_graph_has_on_and_near_the_topic(watched, publishers, reliable, expected):
+    line = silent_input_warning(watched, 10.2, publishers, reliable)
+    assert line.startswith(f"nothing received on {watched.topic} ({watched.msgtype}, parameter {watched.parameter}) "
+                           f"in the 10 s since start-up: ")
+    assert line.endswith(expected), line
+
+
+# ---------------------------------------------------------------------------- over DDS
+def compressed_msg(stamp_s: float) -> CompressedImage:
+    msg = CompressedImage(format="jpeg")
+    msg.data = array.array("B", b"\xff\xd8\xff\xd9")
+    msg.header.stamp.sec = int(stamp_s)
+    return msg
+
+
+class Driver:
+    """A camera and LiDAR driver: publishes on ``topics`` ({topic: message type}) at 10 Hz, from its
+    own context (its own DDS participant, as another process: one participant cannot have a topic
+    with two types)."""
+
+    def __init__(self, topics: dict[str, type]):
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node("test_driver", context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.pubs = [(self.node.create_publisher(t, topic, 10), t) for topic, t in topics.items()]
+        self.stamp_s = 1.0
+        self.node.create_timer(0.1, self._publish)
+
+    def _publish(self) -> None:
+        self.stamp_s += 0.1
+        for pub, msg_type in self.pubs:
+            pub.publish({Image: lambda s: image_msg(s), CompressedImage: compressed_msg, CameraInfo: info_msg,
+                         PointCloud2: lambda s: rclpy_pointcloud2(np.ones((10, 4), np.float32), s, "lidar")
+                         }[msg_type](self.stamp_s))
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+        self.context.try_shutdown()
+
+
+def node_warnings(context, overrides: list[Parameter], driver_topics: dict[str, type], wanted: str) -> list[Log]:
+    """Start the node (``input_timeout_s`` 0.5 s) and a driver, spin until a warning of the node
+    holds ``wanted`` (DDS discovery may come after the first warning: it repeats), return the
+    node's warnings."""
+    node = CalibrationNode(runtime=StubRuntime(), context=context, parameter_overrides=[
+        Parameter("input_timeout_s", value=0.5), *overrides])
+    driver = Driver(driver_topics)
+    listener = rclpy.create_node("rosout_listener", context=context)
+    warnings: list[Log] = []
+    listener.create_subscription(Log, "/rosout", lambda m: warnings.append(m) if m.name == node.get_name()
+                                 and m.level == Log.WARN else None,
+                                 QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE,
+                                            durability=DurabilityPolicy.TRANSIENT_LOCAL))
+    executor = SingleThreadedExecutor(context=context)
+    for n in (node, listener):
+        executor.add_node(n)
+
+    def heard() -> bool:
+        driver.executor.spin_once(timeout_sec=0.0)
+        return any(wanted in m.msg for m in warnings)
+
+    try:
+        assert spin_until(executor, heard, 30.0), [m.msg for m in warnings]
+    finally:
+        executor.shutdown()
+        driver.close()
+        for n in (listener, node):
+            n.destroy_node()
+    return warnings
+
+
+def test_a_wrong_image_topic_is_named_with_the_topic_that_carries_images(ros_context):
+    warnings = node_warnings(ros_context, [Parameter("image_topic", value="/front_cam/image_raw")],
+                             {"/camera/image_raw": Image, "/camera/camera_info": CameraInfo,
+                              "/lidar/points": PointCloud2},
+                             "/camera/image_raw carries sensor_msgs/msg/Image: set image_topic:=/camera/image_raw?")
+    assert all("/front_cam/image_raw" in m.msg for m in warnings if "image_raw" in m.msg)
+    image = [m for m in warnings if m.msg.startswith("nothing received on /front_cam/image_raw")]
+    stamps = [m.stamp.sec + 1e-9 * m.stamp.nanosec for m in image]
+    assert all(b - a >= 1.5 - 1e-3 for a, b in zip(stamps, stamps[1:])), stamps  # every 3x the timeout at most
+
+
+def test_compressed_images_on_the_image_topic_say_to_set_compressed_image(ros_context):
+    node_warnings(ros_context, [], {"/camera/image_raw": CompressedImage},
+                  "/camera/image_raw exists with type sensor_msgs/msg/CompressedImage; set compressed_image:=true")
+
+
+def test_input_timeout_0_switches_the_check_off(ros_context):
+    counts = []
+    for timeout in (10.0, 0.0):
+        node = CalibrationNode(runtime=StubRuntime(), context=ros_context,
+                               parameter_overrides=[Parameter("input_timeout_s", value=timeout)])
+        counts.append(len(list(node.timers)))  # diagnostics (+ the input check)
+        node.destroy_node()
+    assert counts == [2, 1]
