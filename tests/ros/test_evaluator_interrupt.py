@@ -77,9 +77,9 @@ class Command:
         with self._cond:
             return self._cond.wait_for(lambda: reached() or self.proc.poll() is not None, timeout_s) and reached()
 
-    def interrupt(self) -> int:
-        """SIGINT, then the exit code."""
-        return signal_and_wait(self.proc, signal.SIGINT, 60.0, self._readers, self.text, "the command")
+    def interrupt(self, signum: int = signal.SIGINT) -> int:
+        """SIGINT (or ``signum``), then the exit code."""
+        return signal_and_wait(self.proc, signum, 60.0, self._readers, self.text, "the command")
 
     def text(self) -> str:
         return self.stdout.decode(errors="replace") + self.stderr.decode(errors="replace")
@@ -95,9 +95,12 @@ class Command:
             self.proc.wait()
 
 
-@pytest.mark.parametrize("mode", ["offline", "live"])
+@pytest.mark.parametrize(("mode", "signum"), [("offline", signal.SIGINT), ("live", signal.SIGINT),
+                                              ("offline", signal.SIGTERM), ("live", signal.SIGTERM)],
+                         ids=["offline", "live", "offline-sigterm", "live-sigterm"])
 def test_evaluate_bag_interrupted_mid_replay_keeps_partial_results_and_exits_130(drive_bag, slow_card, tmp_path,
-                                                                                  mode):
+                                                                                  mode, signum):
+    """SIGTERM (a process manager stopping the job) as Ctrl-C, with exit code 143."""
     report, out_json = tmp_path / "report", tmp_path / "summary.json"
     cmd = Command("crossi2p-evaluate-bag", str(drive_bag), "--model", str(slow_card), "--json", str(out_json),
                   "--report", str(report), "--execution-provider", "cpu", "--mode", mode)
@@ -105,14 +108,15 @@ def test_evaluate_bag_interrupted_mid_replay_keeps_partial_results_and_exits_130
         # offline: LiDAR sweeps read; live: messages played, each after the node finished the last
         desc, count = ("replay", 3) if mode == "offline" else ("play", 12)
         assert cmd.wait_for_progress(desc, count, 120.0), cmd.text()
-        code = cmd.interrupt()
+        code = cmd.interrupt(signum)
     finally:
         cmd.kill()
     out = cmd.text()
-    assert code == 130, out
+    assert code == 128 + signum, out
     assert "Traceback" not in out and "Exception in thread" not in out, out
     messages = cmd.message_lines("crossi2p-evaluate-bag")
-    assert len(messages) == 1 and "interrupted (Ctrl-C) after" in messages[0], out
+    name = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+    assert len(messages) == 1 and f"interrupted ({name}) after" in messages[0], out
     rows = list(csv.DictReader(open(report / "frames.csv")))
     summary = json.loads((report / "summary.json").read_text())
     assert json.loads(out_json.read_text()) == summary

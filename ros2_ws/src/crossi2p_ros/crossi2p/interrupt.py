@@ -152,13 +152,16 @@ def exit_130_on_ctrl_c(prog: str, message: str = "interrupted (Ctrl-C) before th
     """Decorator of a command's ``main``: Ctrl-C (a KeyboardInterrupt out of it) ends the command
     with ``<prog>: <message>`` on stderr and exit code 130 (128 + SIGINT, the shell's convention)
     instead of a traceback (``os._exit(130)`` while a registered thread is still running). A
-    SIGTERM turned into KeyboardInterrupt (``termination_signals_as_interrupt``) ends it likewise
-    with exit code 143, ``(Ctrl-C)`` in the message reading ``(SIGTERM)``."""
+    SIGTERM (``kill``, a process manager stopping the job) is turned into the same
+    KeyboardInterrupt while ``main`` runs (``termination_signals_as_interrupt``), so the command
+    stops as on Ctrl-C (partial results where it writes them), with exit code 143 and ``(Ctrl-C)``
+    in the message reading ``(SIGTERM)``."""
     def decorate(main: Callable[..., int]) -> Callable[..., int]:
         @functools.wraps(main)
         def run(*args, **kwargs) -> int:
             try:
-                return main(*args, **kwargs)
+                with termination_signals_as_interrupt():
+                    return main(*args, **kwargs)
             except KeyboardInterrupt:
                 code, name = interrupt_exit_code(), interrupt_name()
                 _received.clear()

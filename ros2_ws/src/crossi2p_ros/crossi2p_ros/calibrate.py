@@ -39,7 +39,7 @@ unknown flag or a flag's value of the wrong kind: one line); 1 bad input (one li
 unreadable input or prior, a topic missing or of the wrong message type, an --out that cannot be
 written: checked before the run; a prior whose ``frames`` name another camera or LiDAR than the
 recording's messages: the run stops at the first pair; every message refused, e.g. a CameraInfo
-topic of another camera than the images'); 130 interrupted (Ctrl-C).
+topic of another camera than the images'); 130 interrupted (Ctrl-C; 143 on SIGTERM).
 A prior YAML needs only ``T_cam_lidar`` (or ``translation`` + ``quaternion_xyzw``); its camera keys
 are optional, the intrinsics come from the data; its ``frames`` (parent LiDAR, child camera
 optical), when given, must be the recording's (dataset folders name none). Its bounds are a
@@ -60,7 +60,7 @@ import numpy as np
 from crossi2p.calib_io import save_calibration_yaml, urdf_joint_snippet
 from crossi2p.cli import ArgumentParser, check_writable
 from crossi2p.deskew import describe_deskew
-from crossi2p.interrupt import exit_130_on_ctrl_c, exit_now_if_work_in_flight
+from crossi2p.interrupt import exit_130_on_ctrl_c, exit_now_if_work_in_flight, interrupt_exit_code, interrupt_name
 from crossi2p.metrics import registration_error
 from crossi2p.prior import Prior, load_prior
 from crossi2p.runtime import ModelLoadError
@@ -72,7 +72,6 @@ from .recordings import (SOURCES, add_deskew_arguments, add_topic_arguments, che
 
 PROG = "crossi2p-calibrate"
 EXIT_UNTRUSTED = 3
-EXIT_INTERRUPTED = 130
 WINDOW_FRAMES = 40
 """Pairs of the one refinement, spread over the recording (the node refines over 20 recent ones,
 every 10 pairs). On 6 simulated bags x 2 starts, 40 spread pairs ended within 2 cm / 0.1 deg in 8
@@ -200,10 +199,10 @@ def _main(argv: list[str] | None) -> int:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
     if result.interrupted:  # Ctrl-C during the replay: nothing half-done is written
-        print(f"{PROG}: interrupted (Ctrl-C) after {len(result.frames)} pairs; no calibration written",
+        print(f"{PROG}: interrupted ({interrupt_name()}) after {len(result.frames)} pairs; no calibration written",
               file=sys.stderr)
-        exit_now_if_work_in_flight(EXIT_INTERRUPTED)
-        return EXIT_INTERRUPTED
+        exit_now_if_work_in_flight(interrupt_exit_code())
+        return interrupt_exit_code()
     pipeline: CalibrationPipeline = result.pipeline
     if pipeline.prior_mismatch is not None:  # bad input: the prior is for another camera or LiDAR
         print(f"{PROG}: error: {pipeline.prior_mismatch}", file=sys.stderr)

@@ -41,7 +41,8 @@ Output (``--report DIR``): summary.json (also ``--json PATH``), frames.csv, PNG 
 PNGs before/after, report.md linking them (docs/evaluation.md). Exit code: 0 when the final fused error is within
 ``--max-rte-m`` / ``--max-rre-deg``, 3 when it is not (for CI gating), 1 on bad input (one line).
 
-Ctrl-C (SIGINT) stops it at once, in any mode, with exit code 130 and one line on stderr: during the
+Ctrl-C (SIGINT) stops it at once, in any mode, with exit code 130 and one line on stderr (SIGTERM
+likewise, exit code 143): during the
 replay, frames.csv and summary.json (and ``--json``) are written for the pairs processed so far,
 with ``"interrupted": true`` (no plots); before the first pair (reading the input, loading the
 model) nothing is written.
@@ -67,7 +68,8 @@ from crossi2p.datasets.rosbag2 import (CameraInfoRecord, ImageRecord, PointCloud
                                        unfinished_mcap)
 from crossi2p.deskew import DeskewConfig, describe_deskew
 from crossi2p.fusion import FusionConfig
-from crossi2p.interrupt import exit_130_on_ctrl_c, exit_now_if_work_in_flight, run_interruptibly
+from crossi2p.interrupt import (exit_130_on_ctrl_c, exit_now_if_work_in_flight, interrupt_exit_code, interrupt_name,
+                                run_interruptibly)
 from crossi2p.metrics import registration_error, summarize_errors
 from crossi2p.model_card import resolve_model_card
 from crossi2p.prior import Prior, load_prior
@@ -609,9 +611,10 @@ def main(argv: list[str] | None = None) -> int:
 def _write_interrupted(args, result: ReplayResult, model: str, source: str, gt_source: str) -> int:
     """Ctrl-C during the replay: frames.csv and summary.json (and ``--json``) of the pairs processed
     so far, marked ``"interrupted": true``, no plots (whoever pressed Ctrl-C wants the prompt
-    back); one line on stderr; exit code 130."""
+    back); one line on stderr; exit code 130 (SIGTERM: 143)."""
+    name, code = interrupt_name(), interrupt_exit_code()      # Ctrl-C / 130 or SIGTERM / 143
     try:  # a second Ctrl-C does not cut a file in half
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
     except ValueError:  # not the main thread: signals cannot reach this code anyway
         previous = None
     try:
@@ -633,12 +636,12 @@ def _write_interrupted(args, result: ReplayResult, model: str, source: str, gt_s
             args.json.write_text(json.dumps(summary, indent=2))
             written.append(args.json)
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
-    print(f"crossi2p-evaluate-bag: interrupted (Ctrl-C) after {len(result.frames)} pairs; partial results "
+        for sig, handler in (previous or {}).items():
+            signal.signal(sig, handler)
+    print(f"crossi2p-evaluate-bag: interrupted ({name}) after {len(result.frames)} pairs; partial results "
           f"(\"interrupted\": true) in {', '.join(str(p) for p in written)}", file=sys.stderr)
-    exit_now_if_work_in_flight(130)
-    return 130
+    exit_now_if_work_in_flight(code)
+    return code
 
 
 def _print_summary(s: dict, report_md: Path, refine: bool = True) -> None:
