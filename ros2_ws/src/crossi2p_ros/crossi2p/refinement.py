@@ -71,8 +71,8 @@ Over the window (``refine_extrinsic``):
    few frames do not average that out), then the best end shifted by ``translation_hops_m`` along
    each camera axis descends again (translation is weakly observed in a few frames).
    Then (windows searched coarse to fine) each of the best ``polish_ends`` distinct ends is
-   polished by CMA-ES on the finest level (the ``cma`` package), which follows the curved, noisy rotation-translation valley where
-   Nelder-Mead stalls. Options, off by default: a grid of translations around the best ends, each
+   polished by CMA-ES on the finest level (the ``cma`` package), which follows the curved, noisy
+   rotation-translation valley where Nelder-Mead stalls. Options, off by default: a grid of translations around the best ends, each
    grid's best descending again (``translation_grid_m``), and the whole multi-start search
    repeated around the best end (``search_passes``).
 4. Honest output: the finest-level objective at the start and at the end (a result that is not
@@ -341,7 +341,8 @@ class RefinementConfig:
     polish"), from +-4 deg / 0.25 m priors: a real KITTI sequence's 20-pair windows searched
     0.167 m / 0.67 deg -> 0.067 m / 0.31 deg (9 draws; all still refused as ambiguous);
     KITTI-resolution simulated 20-pair windows 0.016 m / 0.093 deg -> 0.020 m / 0.089 deg, accepted
-    18 -> 23 of 24; about 2 s more per 20-pair window (1200 more evaluations). Applied to every
+    18 -> 23 of 24; about 2 s more per 20-pair window (1200 more evaluations; idle machine 4.35 ->
+    6.46 s, over the issue's 5 s). Applied to every
     window, from +-5 deg / 0.3 m priors: the shared real single frames 0.27 m / 0.82 deg -> 0.261 m
     / 0.88 deg, their 3-sweep windows 0.23 m / 0.46 deg -> 0.213 m / 0.52 deg, the real demo's six
     cameras' translation 0.154 -> 0.230 m (median)."""
@@ -1423,8 +1424,8 @@ def refine_extrinsic(frames: Sequence[PreparedFrame], T_start: np.ndarray,
         chosen = _distinct_best_ends(ends, cfg.ambiguity_deg, cfg.ambiguity_m)[:cfg.polish_ends]
         rest = [e for e in ends if not any(e[0] is Tc for Tc, _ in chosen)]
         for Te, fe in chosen:                 # each end replaced by its polished self (same seed)
-            y, fy, n = _cma_es(lambda y: bounded(_perturb(Te, y, sc), finest), np.zeros(6), cfg.polish_sigma,
-                               cfg.polish_evaluations, cfg.seed)
+            y, fy, n = _cma_es(lambda y, Te=Te: bounded(_perturb(Te, y, sc), finest), np.zeros(6),
+                               cfg.polish_sigma, cfg.polish_evaluations, cfg.seed)
             evals += n
             rest.append((_perturb(Te, y, sc), fy) if fy < fe else (Te, fe))
         ends = sorted(rest, key=lambda r: r[1])
