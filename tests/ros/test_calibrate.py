@@ -428,8 +428,9 @@ def test_a_converged_fusion_with_no_pair_to_refine_on_writes_the_fused_calibrati
                                                                                                capsys, monkeypatch):
     """Every image 40 ms after its sweep (no pair for the refinement window) and a network that
     converges (scripted: the tool's handling of that case is under test, not the network): the
-    fused calibration is written with the recording's frame ids and camera, and the summary and
-    the report say why the refinement did not run (it crashed on the empty window)."""
+    fused calibration is written (with --accept-fused; without it, exit 3) with the recording's frame
+    ids and camera, and the summary and the report say why the refinement did not run (it crashed on
+    the empty window)."""
     import json
 
     import crossi2p_ros.evaluate_bag as evaluate_bag
@@ -457,10 +458,18 @@ def test_a_converged_fusion_with_no_pair_to_refine_on_writes_the_fused_calibrati
     sweeps = [(t, nearest[k % 3]) for k, t in enumerate(stamps)]
     bag = write_drive_bag(tmp_path / "offset", images, sweeps, sim.camera, sim.T_cam_lidar)
     out, js, report = tmp_path / "calib.yaml", tmp_path / "run.json", tmp_path / "report"
-    rc = main([str(bag), "--out", str(out), "--json", str(js), "--report", str(report), "--slop-s", "0.05",
-               "--quiet", *MODEL])
+    args = [str(bag), "--out", str(out), "--json", str(js), "--report", str(report), "--slop-s", "0.05", "--quiet",
+            *MODEL]
+    # without --accept-fused: the network's estimate alone is not a calibration (exit 3, nothing written)
+    assert main(args) == 3
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("crossi2p-calibrate: cannot calibrate: only the fused network estimate is left "
+                          "(no pair to refine on") and "--accept-fused writes it" in err
+    assert not out.exists() and json.loads(js.read_text())["exit_code"] == 3
+    rc = main([*args, "--accept-fused"])
     printed = capsys.readouterr().out
     assert rc == 0, printed
+    assert "written with --accept-fused" in printed
     calib = load_calibration_yaml(out)
     assert calib.metadata["stage"] == "fused" and calib.metadata["refinement"] is None
     np.testing.assert_allclose(calib.T_cam_lidar, sim.T_cam_lidar, atol=1e-6)

@@ -10,7 +10,9 @@ No ground truth is used. The recording goes through the node's own code path
 2. once, the training-free refinement over ``--window-frames`` pairs spread evenly over the
    recording (``--window-span recent``: the last ones), from the fused estimate if it converged,
    else from the prior (searching within its bounds);
-3. the published estimate: the accepted refinement, else the converged fused estimate.
+3. the published estimate: the accepted refinement; the converged fused estimate only with
+   ``--accept-fused`` (it is the network's, decimetre-grade in translation: its covariance carries
+   the network's systematic error, 0.25 m / 0.3 deg per axis; without the flag that is exit 3).
 
 Inputs: a rosbag2 (folder or ``.mcap``/``.db3``; ``--image-topic``, ``--camera-info-topic``,
 ``--points-topic``), a KITTI Odometry sequence, a KITTI raw drive (or its date folder) or a
@@ -32,9 +34,10 @@ calibration; costs, std, time, ``window_span``), ``pairs``, ``pairs_valid``, ``f
 skipped, a bag's ends the reading; also a warning on stderr). Matrices are 4x4 row lists, LiDAR ->
 camera optical.
 
-Exit codes: 0 a calibration it trusts was written; 3 it cannot produce one (no pairs; the
-refinement rejected and the fusion not converged; nothing to start from; no pair synchronised
-within ``--max-pair-offset-s`` to refine on), with the reason in one line; 2 a usage error (an
+Exit codes: 0 a calibration it trusts was written (refined; fused only with ``--accept-fused``);
+3 it cannot produce one (no pairs; the refinement rejected or not run, and the fusion not
+converged or not accepted; nothing to start from; no pair synchronised within
+``--max-pair-offset-s`` to refine on), with the reason in one line; 2 a usage error (an
 unknown flag or a flag's value of the wrong kind: one line); 1 bad input (one line: a missing or
 unreadable input or prior, a topic missing or of the wrong message type, an --out that cannot be
 written: checked before the run; a prior whose ``frames`` name another camera or LiDAR than the
@@ -124,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_deskew_arguments(p)
     p.add_argument("--execution-provider", choices=["auto", "cuda", "cpu"], default="auto",
                    help="onnxruntime provider: auto = CUDA when available, else the CPU (default auto)")
+    p.add_argument("--accept-fused", action="store_true",
+                   help="when the refinement is rejected or cannot run, write the converged fused network "
+                        "estimate (decimetre-grade in translation) with exit 0 instead of exit 3")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
@@ -229,6 +235,8 @@ def _main(argv: list[str] | None) -> int:
         T, cov, stage = pipeline.published_estimate()
         if stage is None:
             raise CannotCalibrate(_why_not(pipeline))
+        if stage == "fused" and not args.accept_fused:
+            raise CannotCalibrate(_fused_only(pipeline))
     except CannotCalibrate as exc:
         elapsed_s = time.perf_counter() - t0      # the run's time, the same in the report and the JSON
         try:
@@ -314,6 +322,15 @@ def _why_not(pipeline: CalibrationPipeline) -> str:
     if run is None:
         return f"{fusion} and no --prior to refine from"
     return f"{fusion} and the refinement from the {run.start_stage} was rejected: {run.result.reason}"
+
+
+def _fused_only(pipeline: CalibrationPipeline) -> str:
+    """One line: only the fused network estimate is there (no accepted refinement), and why."""
+    run = pipeline.last_refinement
+    why = (_no_pair_to_refine_on(pipeline) or "the refinement did not run") if run is None else \
+        f"the refinement from the {run.start_stage} was rejected: {run.result.reason}"
+    return (f"only the fused network estimate is left ({why}); it is decimetre-grade in translation "
+            f"(the network's systematic error), not a calibration: --accept-fused writes it")
 
 
 def _no_pair_to_refine_on(pipeline: CalibrationPipeline) -> str:
@@ -484,8 +501,11 @@ def _print_summary(T, cov, stage, pipeline, result, yaml_path, urdf_path, report
         print(f"refinement: did not run, {_no_pair_to_refine_on(pipeline)}")
     if cov is not None:
         std = np.sqrt(np.maximum(np.diag(cov), 0.0))
+        note = COVARIANCE_NOTE if stage == "refined" else ("the fusion's covariance of the mean plus the network's "
+                                                           "systematic error: the fused estimate, written with "
+                                                           "--accept-fused")
         print(f"std: {', '.join(f'{v:.3f}' for v in std[:3])} m; "
-              f"{', '.join(f'{np.degrees(v):.3f}' for v in std[3:])} deg ({COVARIANCE_NOTE})")
+              f"{', '.join(f'{np.degrees(v):.3f}' for v in std[3:])} deg ({note})")
     print(f"T_cam_lidar ({stage}):\n" + "\n".join("  " + " ".join(f"{v:+.5f}" for v in row) for row in T))
     print(f"wrote {yaml_path}, {urdf_path}" + (f", {report_md}" if report_md else ""))
 
