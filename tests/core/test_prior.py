@@ -110,3 +110,22 @@ def test_an_extrinsic_only_prior_loads_and_bad_files_are_one_line(tmp_path):
             load_prior(path)
         msg = str(exc.value)
         assert msg.startswith(f"prior {path}:") and "\n" not in msg
+
+
+def test_a_prior_in_millimetres_or_with_degrees_in_its_quaternion_is_refused_at_load(tmp_path):
+    """Units a user can get wrong: a translation in millimetres (sensors 250 m apart) and a
+    quaternion holding angles in degrees (norm about 150) are one line each at load, not a run
+    that ends in 'no LiDAR point in view'."""
+    mm = tmp_path / "mm.yaml"
+    mm.write_text("T_cam_lidar: [[0, -1, 0, 118], [0, 0, -1, -157], [1, 0, 0, -152], [0, 0, 0, 1]]\n")
+    with pytest.raises(ValueError) as exc:
+        load_prior(mm)
+    assert str(exc.value).startswith(f"prior {mm}: T_cam_lidar puts the LiDAR 248.3 m from the camera")
+    assert "millimetres" in str(exc.value)
+    degrees = tmp_path / "deg.yaml"
+    degrees.write_text("translation: [0.1, 0.0, -0.2]\nquaternion_xyzw: [119.5, -87.3, -29.7, 1.0]\n")
+    with pytest.raises(ValueError, match=r"quaternion_xyzw .* has norm 150\.9: expected a unit quaternion"):
+        load_prior(degrees)
+    unit = tmp_path / "unit.yaml"             # printed to 6 digits: still a unit quaternion
+    unit.write_text("translation: [0.1, 0.0, -0.2]\nquaternion_xyzw: [0.5, -0.5, 0.5, -0.500001]\n")
+    assert load_prior(unit).T_cam_lidar[0, 3] == pytest.approx(0.1)

@@ -75,6 +75,8 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = 1
+_QUATERNION_NORM_ATOL = 1e-3
+"""A ``quaternion_xyzw`` whose norm differs from 1 by more is refused (6 printed digits: 1e-6)."""
 _KNOWN_KEYS = {"version", "T_cam_lidar", "translation", "quaternion_xyzw", "frames", "width", "height",
                "K", "distortion_model", "distortion", "covariance", "metadata", "prior_max_rotation_deg",
                "prior_max_translation_m"}
@@ -302,11 +304,14 @@ def load_calibration_yaml(path: str | os.PathLike, require_camera: bool = True) 
                          f"or neither")
     if has_tq:
         try:
-            T_tq = transform_from_tq(np.asarray(record["translation"], dtype=np.float64).reshape(3),
-                                     np.asarray(record["quaternion_xyzw"], dtype=np.float64).reshape(4))
+            q = np.asarray(record["quaternion_xyzw"], dtype=np.float64).reshape(4)
+            T_tq = transform_from_tq(np.asarray(record["translation"], dtype=np.float64).reshape(3), q)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{where}: keys 'translation' (3 numbers) / 'quaternion_xyzw' (4 numbers): "
                              f"{exc}") from None
+        if abs(float(np.linalg.norm(q)) - 1.0) > _QUATERNION_NORM_ATOL:   # not silently normalised
+            raise ValueError(f"{where}: quaternion_xyzw {q.tolist()} has norm {np.linalg.norm(q):.4g}: expected a unit "
+                             f"quaternion (x, y, z, w; not angles in degrees)")
     if "T_cam_lidar" in record:
         T = _matrix(record, "T_cam_lidar", (4, 4), where)
         try:

@@ -65,6 +65,12 @@ class Prior:
             setattr(self, name, float(v))
 
 
+MAX_LEVER_ARM_M = 10.0
+"""Two sensors on one vehicle are closer than this (metres): a ``T_cam_lidar`` whose translation
+is longer is not a calibration of one rig (a prior in millimetres, or in another frame), and a
+network estimate that long is invalid (``crossi2p.runtime.RuntimeConfig.max_lever_arm_m``)."""
+
+
 def load_prior(path: str | os.PathLike) -> Prior:
     """The prior of a calibration YAML (its ``T_cam_lidar`` and the optional bound keys).
 
@@ -73,10 +79,16 @@ def load_prior(path: str | os.PathLike) -> Prior:
 
     Raises:
         ValueError: one line starting ``prior <file>:`` (not found, not a calibration record, bad
-            bound, a misspelt key such as ``prior_max_rotaton_deg``: ``load_calibration_yaml``).
+            bound, a misspelt key such as ``prior_max_rotaton_deg``: ``load_calibration_yaml``), or
+            its sensors more than ``MAX_LEVER_ARM_M`` apart (millimetres instead of metres).
     """
     path = Path(path)
     calib = load_calibration_input(path, "prior", require_camera=False)
+    lever_arm_m = float(np.linalg.norm(calib.T_cam_lidar[:3, 3]))
+    if lever_arm_m > MAX_LEVER_ARM_M:
+        raise ValueError(f"prior {path}: T_cam_lidar puts the LiDAR {lever_arm_m:.1f} m from the camera; two "
+                         f"sensors of one rig are within {MAX_LEVER_ARM_M:g} m (its translation is in metres: "
+                         f"millimetres, or another frame?)")
     rot = calib.prior_max_rotation_deg
     trans = calib.prior_max_translation_m
     return Prior(calib.T_cam_lidar, DEFAULT_MAX_ROTATION_DEG if rot is None else rot,

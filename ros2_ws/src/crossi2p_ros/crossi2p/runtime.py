@@ -21,6 +21,7 @@ from .camera import CameraModel
 from .geometry import check_transform, make_transform, transform_points
 from .model_card import GRAPH_INPUTS, GRAPH_OUTPUTS, ModelCard, resolve_model_card, sha256_of_file
 from .preprocess import PreprocessConfig, preprocess_frame
+from .prior import MAX_LEVER_ARM_M
 from .refinement import RefinementConfig, alignment_check, prepare_frame
 
 ExecutionProvider = Literal["auto", "cuda", "cpu"]
@@ -46,7 +47,7 @@ class RuntimeConfig:
     inlier_reprojection_px: float = 4.0
     """Reprojection error (preprocessed-image pixels) within which a correspondence agrees with the
     estimate (the graph's PnP inlier threshold)."""
-    max_lever_arm_m: float = 10.0
+    max_lever_arm_m: float = MAX_LEVER_ARM_M
     """An estimate that puts the sensors farther apart than this (metres, ``|t|`` of
     ``T_cam_lidar``: the distance between the camera's and the LiDAR's origins) is invalid: both
     sit on one vehicle. A physical bound (a car is under 5 m long, a truck's cab under 10 m), not
