@@ -229,8 +229,12 @@ def _main(argv: list[str] | None) -> int:
         if start is not None:
             if not args.quiet:
                 span = "spread over the recording" if args.window_span == "spread" else "the last ones"
-                print(f"refining over {len(pipeline.window)} pairs ({span}) from the {start[1]} estimate ...",
-                      flush=True)
+                left_out = [f"{n} with image and LiDAR stamps more than {args.max_pair_offset_s:g} s apart"
+                            for n in (pipeline.pairs_unsynchronised,) if n] + \
+                           [f"{n} whose sweep could not be de-skewed" for n in (pipeline.pairs_skewed,) if n]
+                print(f"refining over {len(pipeline.window)} pairs ({span}"
+                      + (f"; left out: {', '.join(left_out)}" if left_out else "")
+                      + f") from the {start[1]} estimate ...", flush=True)
             pipeline.refine()
         T, cov, stage = pipeline.published_estimate()
         if stage is None:
