@@ -16,10 +16,14 @@
 #    SEED and FRAMES give the same figures, equal to `--mode offline`'s.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then   # the header above, without its '# '
+  sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
+  exit 0
+fi
 if [[ "${1:-}" != "--sim" ]]; then
-  if [[ $# -gt 0 ]]; then
+  if [[ $# -gt 0 ]]; then   # a usage error: exit 2, as the product's commands
     echo "demo.sh: error: unknown argument '$1' (usage: bash scripts/demo.sh [--sim [SEED] [FRAMES]])" >&2
-    exit 1
+    exit 2
   fi
   .venv/bin/python scripts/real_demo.py --out out/demo_real
   echo "The simulated drive through the live node: bash scripts/demo.sh --sim [SEED] [FRAMES]"
@@ -31,7 +35,7 @@ frames=${2:-40}
 for value in "$seed" "$frames"; do   # checked before the previous bag is removed
   if ! [[ "$value" =~ ^[0-9]+$ ]]; then
     echo "demo.sh: error: --sim $seed $frames: expected SEED and FRAMES as whole numbers (usage: bash scripts/demo.sh [--sim [SEED] [FRAMES]])" >&2
-    exit 1
+    exit 2
   fi
 done
 out=out/demo

@@ -81,3 +81,15 @@ def test_refusal_or_calibration_is_reported_honestly(demo):
         assert "nan" not in (out / cam / "report" / "report.md").read_text().lower()
     for name in ("camera_01_before_after.jpg", "errors.png", "report.md"):
         assert (out / name).is_file(), name
+
+
+def test_demo_script_has_help_and_refuses_bad_arguments_with_exit_2():
+    """``bash scripts/demo.sh --help`` prints its usage (exit 0); an unknown argument or a SEED that
+    is not a number is a usage error: one line, exit 2, nothing run."""
+    script = REPO / "scripts" / "demo.sh"
+    shown = subprocess.run(["bash", str(script), "--help"], capture_output=True, text=True, timeout=30)
+    assert shown.returncode == 0 and "bash scripts/demo.sh --sim [SEED] [FRAMES]" in shown.stdout
+    for args in (["--bogus"], ["--sim", "abc"]):
+        proc = subprocess.run(["bash", str(script), *args], capture_output=True, text=True, timeout=30)
+        assert proc.returncode == 2 and proc.stderr.startswith("demo.sh: error: ") and proc.stdout == ""
+        assert len(proc.stderr.strip().splitlines()) == 1
