@@ -12,9 +12,10 @@ registered with ``register_native_worker``; a command that was interrupted ends 
 
 SIGINT and SIGTERM, for a command that should stop cleanly on either at any moment:
 
-- ``exit_at_once_on_termination_signals``: during start-up (the slow imports), before anything is
-  started, a signal ends the process at once (``os._exit``), without a traceback
-  (``calibration_node``'s entry, ``python -m crossi2p_ros.bag_player``);
+- ``exit_at_once_on_termination_signals`` (``crossi2p.startup_signals``, light enough to import
+  first): during start-up (the slow imports), before anything is started, a signal ends the
+  process at once (``os._exit``), without a traceback (``calibration_node``'s entry,
+  ``python -m crossi2p_ros.bag_player``);
 - ``termination_signals_as_interrupt``: from then on both raise KeyboardInterrupt in the main
   thread (SIGINT too where the process started with it ignored: a background job of a
   non-interactive shell), for a process that installs no rclpy signal handlers (rclpy's would
@@ -34,10 +35,11 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
+from .startup_signals import TERMINATION_SIGNALS, exit_at_once_on_termination_signals, signal_name
+
 T = TypeVar("T")
 
 _NATIVE_WORKERS: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
-TERMINATION_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _received: list[int] = []  # signals turned into KeyboardInterrupt (termination_signals_as_interrupt)
 
 
@@ -86,24 +88,6 @@ def exit_now_if_work_in_flight(code: int) -> None:
         os._exit(code)
 
 
-def _signal_name(signum: int) -> str:
-    return "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
-
-
-def exit_at_once_on_termination_signals(prog: str = "", exit_code: int | None = None) -> None:
-    """Start-up, before the slow imports: SIGINT and SIGTERM end the process at once (``os._exit``:
-    nothing has been started, so there is nothing to clean up), without a traceback, with
-    ``<prog>: interrupted (<signal>) while starting`` on stderr when ``prog`` is given, and exit code
-    ``exit_code`` (None: 128 + the signal's number, 130 / 143)."""
-    def exit_now(signum, frame) -> None:
-        if prog:
-            os.write(2, f"{prog}: interrupted ({_signal_name(signum)}) while starting\n".encode())
-        os._exit(128 + signum if exit_code is None else exit_code)
-
-    for sig in TERMINATION_SIGNALS:
-        signal.signal(sig, exit_now)
-
-
 def _raise_interrupt(signum, frame) -> None:
     _received.append(signum)
     raise KeyboardInterrupt
@@ -139,7 +123,7 @@ def ignore_termination_signals() -> None:
 def interrupt_name() -> str:
     """The signal behind the last KeyboardInterrupt: ``Ctrl-C`` (SIGINT, also a KeyboardInterrupt
     of Python's own handler) or ``SIGTERM`` (``termination_signals_as_interrupt``)."""
-    return _signal_name(_received[-1] if _received else signal.SIGINT)
+    return signal_name(_received[-1] if _received else signal.SIGINT)
 
 
 def interrupt_exit_code() -> int:

@@ -20,7 +20,7 @@ shut its context down under the publishing loop).
 from __future__ import annotations
 
 if __name__ == "__main__":  # python -m: a signal during the imports below (about a second) ends it in one line
-    from crossi2p.interrupt import exit_at_once_on_termination_signals
+    from crossi2p.startup_signals import exit_at_once_on_termination_signals
 
     exit_at_once_on_termination_signals(prog="bag_player")
 

@@ -5,11 +5,12 @@ that second used to end it with a ``KeyboardInterrupt`` traceback and a signal e
 lost where the shell started it with SIGINT ignored (a background job). Here both end the start-up
 at once with exit code 0 and no traceback, as ``calibration_node.main``'s own handling does from
 ``rclpy.init`` on: nothing has been started yet, so there is nothing to clean up
-(``crossi2p.interrupt.exit_at_once_on_termination_signals``).
+(``crossi2p.startup_signals.exit_at_once_on_termination_signals``: it imports only os and signal,
+so the handlers are in place within milliseconds).
 """
 from __future__ import annotations
 
-from crossi2p.interrupt import exit_at_once_on_termination_signals
+from crossi2p.startup_signals import exit_at_once_on_termination_signals
 
 
 def main() -> int:
