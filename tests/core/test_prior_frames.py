@@ -19,6 +19,16 @@ def test_another_camera_or_lidar_is_named():
     why = prior_frame_mismatch(p, "lidar", "camera_05_optical")
     assert why is not None and "p.yaml" in why and "camera_01_optical" in why and "camera_05_optical" in why
     assert prior_frame_mismatch(p, "velodyne", "camera_01_optical") is not None
+    assert "another sensor?" in why
+
+
+def test_a_prior_with_its_frames_swapped_says_so():
+    """parent camera, child LiDAR: the likely cause is a T_lidar_cam written as the prior, not
+    another sensor (from a new-user trial)."""
+    p = Prior(np.eye(4), lidar_frame="camera_optical", camera_frame="lidar", source="p.yaml")
+    why = prior_frame_mismatch(p, "lidar", "camera_optical")
+    assert why is not None and "frames are swapped" in why and "T_lidar_cam" in why
+    assert "another sensor" not in why
 
 
 def test_a_prior_file_without_frames_names_none_and_is_not_compared(tmp_path):

@@ -134,5 +134,8 @@ def prior_frame_mismatch(prior: Prior, lidar_frame: str, camera_frame: str) -> s
     pairs = ((prior.lidar_frame, lidar_frame), (prior.camera_frame, camera_frame))
     if all(not a or not b or a == b for a, b in pairs):
         return None
+    swapped = (prior.lidar_frame, prior.camera_frame) == (camera_frame, lidar_frame) and lidar_frame != camera_frame
+    hint = ("its frames are swapped: the parent is the LiDAR frame and T_cam_lidar maps LiDAR points into the "
+            "camera frame; was T_lidar_cam given?" if swapped else "a prior of another sensor?")
     return (f"prior {prior.source} is for {prior.camera_frame or '?'} <- {prior.lidar_frame or '?'}, the data is "
-            f"{camera_frame or '?'} <- {lidar_frame or '?'} (a prior of another sensor?)")
+            f"{camera_frame or '?'} <- {lidar_frame or '?'} ({hint})")
