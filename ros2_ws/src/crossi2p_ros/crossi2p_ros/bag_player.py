@@ -38,8 +38,7 @@ from tqdm import tqdm
 
 from crossi2p.cli import ArgumentParser
 from crossi2p.datasets.rosbag2 import open_bag
-from crossi2p.interrupt import (exit_130_on_ctrl_c, ignore_termination_signals, interrupt_exit_code, interrupt_name,
-                                termination_signals_as_interrupt)
+from crossi2p.interrupt import exit_130_on_ctrl_c, ignore_termination_signals, interrupt_exit_code, interrupt_name
 
 DEFAULT_EXCLUDED = ("/tf_static", "/tf")
 """Not played by default: a recorded tf tree (the ground truth) would collide with the node's output."""
@@ -173,36 +172,36 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     node = player = None
     n, code, message = 0, 0, ""
-    with termination_signals_as_interrupt():  # SIGINT and SIGTERM: KeyboardInterrupt, caught below
-        try:
-            # no rclpy signal handlers: they would shut the context down under the publishing loop
-            rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
-            node = rclpy.create_node("crossi2p_bag_player")
-            player = BagPlayer(node, args.bag, args.topics)
-            deadline = time.monotonic() + max(args.wait_s, 0.0)
-            while not all(pub.get_subscription_count() > 0 for pub in player.publishers.values()):
-                if time.monotonic() >= deadline:
-                    if args.wait_s > 0:
-                        alone = [t for t, pub in player.publishers.items() if pub.get_subscription_count() == 0]
-                        print(f"bag_player: no subscriber on {alone} after {args.wait_s:g} s; playing anyway",
-                              file=sys.stderr)
-                    break
-                time.sleep(0.05)
-            n = player.play(args.rate)
-            message = f"published {n} messages from {args.bag}"
-        except ValueError as exc:
-            code, message = 1, f"bag_player: error: {exc}"
-        except KeyboardInterrupt:
-            code = interrupt_exit_code()
-            done = (f"after {sum(player.published.values())} of {len(player)} messages" if player is not None
-                    else "before playing")
-            message = f"bag_player: interrupted ({interrupt_name()}) {done}"
-        finally:
-            ignore_termination_signals()  # a second signal does not break the clean-up
-            if node is not None:
-                node.destroy_node()
-            rclpy.try_shutdown()
-        print(message, file=sys.stdout if code == 0 else sys.stderr)  # still ignoring signals
+    # SIGINT and SIGTERM arrive as KeyboardInterrupt (exit_130_on_ctrl_c: termination_signals_as_interrupt)
+    try:
+        # no rclpy signal handlers: they would shut the context down under the publishing loop
+        rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
+        node = rclpy.create_node("crossi2p_bag_player")
+        player = BagPlayer(node, args.bag, args.topics)
+        deadline = time.monotonic() + max(args.wait_s, 0.0)
+        while not all(pub.get_subscription_count() > 0 for pub in player.publishers.values()):
+            if time.monotonic() >= deadline:
+                if args.wait_s > 0:
+                    alone = [t for t, pub in player.publishers.items() if pub.get_subscription_count() == 0]
+                    print(f"bag_player: no subscriber on {alone} after {args.wait_s:g} s; playing anyway",
+                          file=sys.stderr)
+                break
+            time.sleep(0.05)
+        n = player.play(args.rate)
+        message = f"published {n} messages from {args.bag}"
+    except ValueError as exc:
+        code, message = 1, f"bag_player: error: {exc}"
+    except KeyboardInterrupt:
+        code = interrupt_exit_code()
+        done = (f"after {sum(player.published.values())} of {len(player)} messages" if player is not None
+                else "before playing")
+        message = f"bag_player: interrupted ({interrupt_name()}) {done}"
+    finally:
+        ignore_termination_signals()  # a second signal does not break the clean-up
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    print(message, file=sys.stdout if code == 0 else sys.stderr)  # still ignoring signals
     return code
 
 
