@@ -494,12 +494,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 @exit_130_on_ctrl_c("crossi2p-evaluate")  # results are written at the end: none after Ctrl-C
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
         if args.protocol != "refine" and (args.refine_max_deg is not None or args.refine_max_m is not None):
             raise ValueError("--refine-max-deg / --refine-max-m: apply to --protocol refine only")
         if not args.bag:                 # the rosbag2-only flags: refused elsewhere, as the protocol's are
-            parser = build_parser()
             given = [f"--{name.replace('_', '-')}" for name in ("image_topic", "camera_info_topic", "points_topic",
                                                                 "slop_s")
                      if getattr(args, name) != parser.get_default(name)]

@@ -70,7 +70,7 @@ from crossi2p.runtime import ModelLoadError
 
 from .pairing import PairingConfig
 from .pipeline import WINDOW_SPANS, CalibrationPipeline, RefinementRun, RefinementScheduleConfig
-from .recordings import (SOURCES, add_deskew_arguments, add_topic_arguments, check_bag_topics,
+from .recordings import (SOURCES, add_dataset_arguments, add_deskew_arguments, add_topic_arguments, check_bag_topics,
                          deskew_config, detect_source, open_dataset, warn_unused_source_flags)
 
 PROG = "crossi2p-calibrate"
@@ -121,9 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_topic_arguments(p)
     p.add_argument("--slop-s", type=float, default=PairingConfig.slop_s,
                    help="pairing slop (s), rosbag2 only (a dataset folder is already paired: warns)")
-    p.add_argument("--kitti-camera", type=int, default=2, help="KITTI: camera index of image_N/ (raw: image_0N/)")
-    p.add_argument("--camera-channel", default="CAM_FRONT", help="nuScenes camera channel")
-    p.add_argument("--lidar-channel", default="LIDAR_TOP", help="nuScenes LiDAR channel")
+    add_dataset_arguments(p)
     add_deskew_arguments(p)
     p.add_argument("--execution-provider", choices=["auto", "cuda", "cpu"], default="auto",
                    help="onnxruntime provider: auto = CUDA when available, else the CPU (default auto)")

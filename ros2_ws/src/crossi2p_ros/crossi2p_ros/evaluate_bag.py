@@ -68,8 +68,8 @@ from crossi2p.datasets.rosbag2 import (CameraInfoRecord, ImageRecord, PointCloud
                                        unfinished_mcap)
 from crossi2p.deskew import DeskewConfig, describe_deskew
 from crossi2p.fusion import FusionConfig
-from crossi2p.interrupt import (exit_130_on_ctrl_c, exit_now_if_work_in_flight, interrupt_exit_code, interrupt_name,
-                                run_interruptibly)
+from crossi2p.interrupt import (TERMINATION_SIGNALS, exit_130_on_ctrl_c, exit_now_if_work_in_flight, interrupt_exit_code,
+                                interrupt_name, run_interruptibly)
 from crossi2p.metrics import registration_error, summarize_errors
 from crossi2p.model_card import resolve_model_card
 from crossi2p.prior import Prior, load_prior
@@ -81,8 +81,8 @@ from crossi2p.tf_tree import (FrameMismatchError, StaticTransformTree, check_cam
 from .frame_report import FrameReport
 from .pairing import PairingConfig, StampedPair
 from .pipeline import WINDOW_SPANS, CalibrationPipeline, CameraFrame, LidarSweep, RefinementScheduleConfig
-from .recordings import (SOURCES, Source, add_deskew_arguments, add_topic_arguments, check_bag_topics,
-                         deskew_config, detect_source, open_dataset, warn_unused_source_flags)
+from .recordings import (SOURCES, Source, add_dataset_arguments, add_deskew_arguments, add_topic_arguments,
+                         check_bag_topics, deskew_config, detect_source, open_dataset, warn_unused_source_flags)
 from .replay_types import FrameRecord, Knock, ReplayResult, knocked_points  # noqa: F401  (re-exported)
 
 
@@ -390,9 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ground-truth", type=Path, help="calibration YAML (default: the bag's /tf_static, the "
                                                      "dataset's calibration)")
     add_topic_arguments(p)
-    p.add_argument("--kitti-camera", type=int, default=2, help="KITTI: camera index of image_N/ (raw: image_0N/) (default 2)")
-    p.add_argument("--camera-channel", default="CAM_FRONT", help="nuScenes camera channel (default CAM_FRONT)")
-    p.add_argument("--lidar-channel", default="LIDAR_TOP", help="nuScenes LiDAR channel (default LIDAR_TOP)")
+    add_dataset_arguments(p)
     p.add_argument("--max-frames", type=int, help="stop after this many pairs")
     p.add_argument("--prior", type=Path, help="offline: calibration YAML of a prior (bounds: its optional "
                                               "prior_max_rotation_deg / prior_max_translation_m, default 10 deg / "
@@ -477,7 +475,8 @@ def _open_dataset(args, source: Source):
 
 @exit_130_on_ctrl_c("crossi2p-evaluate-bag")  # Ctrl-C before the first pair (input, model loading) or while reporting
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     topics = (args.image_topic, args.camera_info_topic, args.points_topic)
     knock = (Knock(args.knock_at_s, 3.0 if args.knock_rot_deg is None else args.knock_rot_deg,
                    args.knock_trans_m or 0.0) if args.knock_at_s is not None else None)
@@ -510,7 +509,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError("--prior: offline mode only (the node takes its prior from its parameters or /tf_static)")
         if args.mode == "live" and args.deskew not in ("auto", "off"):
             raise ValueError("--deskew: offline mode only (the node takes its deskew.* parameters)")
-        timeout_given = args.node_timeout_s != build_parser().get_default("node_timeout_s")
+        timeout_given = args.node_timeout_s != parser.get_default("node_timeout_s")
         if args.mode == "offline" and (args.pacing != "node" or args.rate is not None or timeout_given):
             flags = " / ".join(f for f, given in ((f"--pacing {args.pacing}", args.pacing != "node"),
                                                   ("--rate", args.rate is not None),
@@ -614,7 +613,7 @@ def _write_interrupted(args, result: ReplayResult, model: str, source: str, gt_s
     back); one line on stderr; exit code 130 (SIGTERM: 143)."""
     name, code = interrupt_name(), interrupt_exit_code()      # Ctrl-C / 130 or SIGTERM / 143
     try:  # a second Ctrl-C does not cut a file in half
-        previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+        previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in TERMINATION_SIGNALS}
     except ValueError:  # not the main thread: signals cannot reach this code anyway
         previous = None
     try:

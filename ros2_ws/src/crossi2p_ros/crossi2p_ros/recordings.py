@@ -32,6 +32,8 @@ from .pairing import PairingConfig
 
 Source = Literal["rosbag2", "kitti", "kitti_raw", "nuscenes"]
 SOURCES: tuple[str, ...] = ("rosbag2", "kitti", "kitti_raw", "nuscenes")
+DEFAULT_KITTI_CAMERA, DEFAULT_CAMERA_CHANNEL, DEFAULT_LIDAR_CHANNEL = 2, "CAM_FRONT", "LIDAR_TOP"
+"""The dataset-folder flags' defaults (``add_dataset_arguments``, ``open_dataset``)."""
 
 
 def _is_kitti_raw_drive(path: Path) -> bool:
@@ -63,8 +65,9 @@ def detect_source(path: Path) -> Source:
                      "date folder holding one) or nuScenes folder (no v1.0-*/); check the path or pass --source")
 
 
-def open_dataset(path: Path, source: Source, kitti_camera: int = 2, camera_channel: str = "CAM_FRONT",
-                 lidar_channel: str = "LIDAR_TOP", require_extrinsic: bool = True):
+def open_dataset(path: Path, source: Source, kitti_camera: int = DEFAULT_KITTI_CAMERA,
+                 camera_channel: str = DEFAULT_CAMERA_CHANNEL, lidar_channel: str = DEFAULT_LIDAR_CHANNEL,
+                 require_extrinsic: bool = True):
     """``(samples, count, ground-truth description, ground truth of the first pair)`` of a dataset
     folder (``kitti``, ``kitti_raw`` or ``nuscenes``); its errors name the file.
     ``require_extrinsic=False``: a KITTI Odometry folder whose calib.txt has no ``Tr`` is read too
@@ -129,9 +132,19 @@ def add_topic_arguments(p: argparse.ArgumentParser) -> None:
 
 # flags that only one kind of input reads, and their defaults (crossi2p-calibrate, crossi2p-evaluate-bag)
 _SOURCE_ONLY_FLAGS: dict[str, tuple[tuple[str, object], ...]] = {
-    "a KITTI folder": (("--kitti-camera", 2),),
-    "a nuScenes folder": (("--camera-channel", "CAM_FRONT"), ("--lidar-channel", "LIDAR_TOP")),
+    "a KITTI folder": (("--kitti-camera", DEFAULT_KITTI_CAMERA),),
+    "a nuScenes folder": (("--camera-channel", DEFAULT_CAMERA_CHANNEL), ("--lidar-channel", DEFAULT_LIDAR_CHANNEL)),
 }
+
+
+def add_dataset_arguments(p: argparse.ArgumentParser) -> None:
+    """The two CLIs' dataset-folder flags (``--kitti-camera``, ``--camera-channel``,
+    ``--lidar-channel``; ``warn_unused_source_flags`` says when the input does not read them)."""
+    p.add_argument("--kitti-camera", type=int, default=DEFAULT_KITTI_CAMERA,
+                   help="KITTI: camera index of image_N/ (raw: image_0N/) (default %(default)s)")
+    p.add_argument("--camera-channel", default=DEFAULT_CAMERA_CHANNEL,
+                   help="nuScenes camera channel (default %(default)s)")
+    p.add_argument("--lidar-channel", default=DEFAULT_LIDAR_CHANNEL, help="nuScenes LiDAR channel (default %(default)s)")
 
 
 def warn_unused_source_flags(args: argparse.Namespace, source: Source, prog: str) -> list[str]:
