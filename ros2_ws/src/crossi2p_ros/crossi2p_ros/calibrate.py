@@ -227,9 +227,12 @@ def _main(argv: list[str] | None) -> int:
         if start is not None:
             if not args.quiet:
                 span = "spread over the recording" if args.window_span == "spread" else "the last ones"
-                left_out = [f"{n} with image and LiDAR stamps more than {args.max_pair_offset_s:g} s apart"
-                            for n in (pipeline.pairs_unsynchronised,) if n] + \
-                           [f"{n} whose sweep could not be de-skewed" for n in (pipeline.pairs_skewed,) if n]
+                left_out = []
+                if pipeline.pairs_unsynchronised:
+                    left_out.append(f"{pipeline.pairs_unsynchronised} with image and LiDAR stamps more than "
+                                    f"{args.max_pair_offset_s:g} s apart")
+                if pipeline.pairs_skewed:
+                    left_out.append(f"{pipeline.pairs_skewed} whose sweep could not be de-skewed")
                 print(f"refining over {len(pipeline.window)} pairs ({span}"
                       + (f"; left out: {', '.join(left_out)}" if left_out else "")
                       + f") from the {start[1]} estimate ...", flush=True)
