@@ -565,3 +565,29 @@ def test_the_cma_polish_takes_an_end_nelder_mead_left_off_to_the_truth():
     assert e_polished.rre_geodesic_deg < 0.25 and e_polished.rte_m < 0.06
     assert polished.cost_final <= plain.cost_final
     assert polished.evaluations > plain.evaluations + 100
+
+
+@pytest.mark.parametrize("fine_search_max_frames", [0, 3])
+def test_progress_is_reported_per_stage_up_to_its_total_and_ends_complete(fine_search_max_frames):
+    """``progress``: one call per stage (the grid, each level, the polish, the checks), ``done``
+    rising to ``total``, the last call complete, on both searches; a refused window too."""
+    img, pts = _scene()
+    T0 = make_transform(Rotation.from_rotvec(np.radians([0.4, -0.4, 0.2])), np.array([0.05, 0.0, -0.05])) @ T_GT
+    cfg = RefinementConfig(grid_steps=3, multi_starts=1, max_evaluations_per_level=20, polish_evaluations=30,
+                           fine_grid_steps=3, fine_multi_starts=1, fine_search_max_frames=fine_search_max_frames)
+    calls = []
+    refine_extrinsic([prepare_frame(img, pts, CAMERA, T0, cfg)], T0, cfg,
+                     progress=lambda what, done, total: calls.append((what, done, total)))
+    assert {what for what, _, _ in calls} == {"refining"}
+    done = [d for _, d, _ in calls]
+    total = calls[-1][2]
+    levels = len(cfg.sigmas_px)
+    # coarse to fine: grid + 3 levels + polish + checks; fine: grid + finest + hops' finest + checks
+    assert total == (1 + levels + 1 + 1 if fine_search_max_frames == 0 else 1 + 1 + 1 + 1)
+    assert done == sorted(done) and done[-1] == total and all(t == total for _, _, t in calls[1:])
+    assert len(calls) == total
+    flat = np.full((H, W, 3), 128, np.uint8)              # refused at once: still one complete call
+    calls.clear()
+    refine_extrinsic([prepare_frame(flat, pts[:5], CAMERA, T0, cfg)], T0, cfg,
+                     progress=lambda what, done, total: calls.append((done, total)))
+    assert calls and calls[-1][0] == calls[-1][1]

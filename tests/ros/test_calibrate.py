@@ -258,6 +258,25 @@ def test_a_rig_whose_stamps_are_all_too_far_apart_is_told_so_and_max_pair_offset
     assert refinement is not None and refinement["frames"] >= 1 and refinement["window_span"] == "spread"
 
 
+def test_camera_and_lidar_on_different_clocks_are_told_so_with_both_stamp_spans(drive, tmp_path, capsys):
+    """Images stamped 1000 s after the sweeps (one sensor on host time, one on its own clock):
+    no pair at all; the one-line reason gives both streams' stamps and the gap, not "check the
+    topics" (the topics are right)."""
+    from crossi2p.datasets.rosbag2 import write_drive_bag
+
+    _, sim = drive
+    images = [(t + 1000.0, image) for t, image in list(sim.camera_frames)[:3]]
+    bag = write_drive_bag(tmp_path / "clocks", images, list(sim.lidar_sweeps)[:3], sim.camera, sim.T_cam_lidar)
+    out = tmp_path / "calib.yaml"
+    rc = main([str(bag), "--out", str(out), *MODEL])
+    err = _one_line(capsys.readouterr().err)
+    assert rc == 3 and not out.exists()
+    m = re.search(r"images 3 stamped [\d.]+-[\d.]+ s, sweeps 3 stamped [\d.]+-[\d.]+ s: ([\d.]+) s apart", err)
+    assert m, err
+    assert float(m.group(1)) == pytest.approx(1000.0 - 0.2, abs=0.5), err    # stamps within 0.2 s each
+    assert "different clocks" in err and "check the topics" not in err
+
+
 @pytest.mark.parametrize("skewed", [True, False])
 def test_kitti_sweeps_are_deskewed_unless_the_folder_says_they_already_are(skewed, tmp_path, capsys):
     """``--deskew auto``: a KITTI folder's sweeps are raw (KITTI never motion-compensates them), so

@@ -108,7 +108,7 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import cma
 import cv2
@@ -125,8 +125,8 @@ from .geometry import check_transform, make_transform, rotation_angle_deg, skew,
 from .preprocess import undistort_to_pinhole
 from .prior import pose_distance
 
-__all__ = ["RefinementConfig", "PreparedFrame", "RefinementResult", "AlignmentCheck", "alignment_check", "prepare_frame",
-           "refine_extrinsic", "refinement_cost", "lidar_depth_edges", "image_edge_maps", "hidden_from_view"]
+__all__ = ["RefinementConfig", "PreparedFrame", "RefinementResult", "AlignmentCheck", "Progress", "alignment_check",
+           "prepare_frame", "refine_extrinsic", "refinement_cost", "lidar_depth_edges", "image_edge_maps", "hidden_from_view"]
 
 
 @dataclass
@@ -1258,9 +1258,14 @@ def _to_fusion_convention(cov_cam: np.ndarray, T: np.ndarray) -> np.ndarray:
     return J @ cov_cam @ J.T
 
 
+Progress = Callable[[str, int, int], None]
+"""``progress(what, done, total)``: a long step's progress (``what``: e.g. ``"refining"``; ``done``
+of ``total`` steps), for a progress bar."""
+
+
 def refine_extrinsic(frames: Sequence[PreparedFrame], T_start: np.ndarray,
                      config: RefinementConfig | None = None,
-                     extra_starts: Sequence[np.ndarray] = ()) -> RefinementResult:
+                     extra_starts: Sequence[np.ndarray] = (), progress: Progress | None = None) -> RefinementResult:
     """Refine ``T_cam_lidar`` over a window of prepared frames (steps 3-4 of the module docstring).
 
     Args:
@@ -1271,6 +1276,9 @@ def refine_extrinsic(frames: Sequence[PreparedFrame], T_start: np.ndarray,
             others on the finest level (the pipeline passes its previous accepted refinement, so
             that a re-run on a new window does not lose it to a farther start); those outside
             the search box are left out.
+        progress: called as ``progress("refining", done, total)`` after each stage of the search
+            (the grid, each level of the descents, the polish, the checks; ``done == total`` at
+            the end, whatever the outcome).
     Returns:
         A ``RefinementResult``; ``accepted`` is False (and ``T_cam_lidar`` is the start), with the
         reason, when the window is degenerate (too few points in view, no intensity), the
@@ -1289,7 +1297,17 @@ def refine_extrinsic(frames: Sequence[PreparedFrame], T_start: np.ndarray,
     res = RefinementResult(T_cam_lidar=T_start.copy(), T_start=T_start.copy(), accepted=False,
                            frames=len(win.frames))
 
+    step, steps = 0, 1
+
+    def advance(last: bool = False) -> None:
+        """One more stage of the search done (``progress``)."""
+        nonlocal step
+        step = steps if last else min(step + 1, steps - 1)
+        if progress is not None:
+            progress("refining", step, steps)
+
     def done(reason: str = "") -> RefinementResult:
+        advance(last=True)
         res.reason, res.accepted = reason, not reason
         if not res.accepted:
             res.T_cam_lidar = T_start.copy()
@@ -1346,6 +1364,9 @@ def refine_extrinsic(frames: Sequence[PreparedFrame], T_start: np.ndarray,
                                         if cfg.grid_translation_m > 0 and not fine else []))
     scorer = win.subset(cfg.grid_points_every)
     grid_level = finest if fine else 0
+    descents = 1 + (1 if cfg.translation_hops_m > 0 and fine else 0)     # the seeds', the hops'
+    polished = cfg.polish_ends > 0 and not fine
+    steps = cfg.search_passes * (1 + descents * (win.levels - grid_level)) + int(polished) + 1
 
     def search(T0: np.ndarray, level: int, dof: int) -> tuple[np.ndarray, float]:
         """Nelder-Mead at one level over the rotation (dof 3) or the whole pose (dof 6)."""
@@ -1379,6 +1400,7 @@ def refine_extrinsic(frames: Sequence[PreparedFrame], T_start: np.ndarray,
         ends = [(T, 0.0) for T in poses]
         for level in range(grid_level, win.levels):
             ends = [search(T, level, 6 if level >= first_full else 3) for T, _ in ends]
+            advance()
             if level < finest and cfg.merge_deg > 0:
                 ends = _distinct_best_ends(ends, cfg.merge_deg, cfg.merge_m)
         return ends
@@ -1390,6 +1412,7 @@ def refine_extrinsic(frames: Sequence[PreparedFrame], T_start: np.ndarray,
         grid = [make_transform(Rotation.from_rotvec(rv), dt) @ center for dt in shifts for rv in rotations]
         seeds = sorted((scorer.cost(Tg, grid_level), k) for k, Tg in enumerate(grid))
         evals += len(grid)
+        advance()
         n_starts = cfg.fine_multi_starts if fine else cfg.multi_starts
         picked = (_distinct_best([grid[k] for _, k in seeds], n_starts, cfg.ambiguity_deg, cfg.ambiguity_m)
                   if cfg.distinct_seeds else [grid[k] for _, k in seeds[:n_starts]])
@@ -1419,7 +1442,7 @@ def refine_extrinsic(frames: Sequence[PreparedFrame], T_start: np.ndarray,
     ends = multi_start(T_start, extra_in_box)
     for _ in range(cfg.search_passes - 1):      # again around the best end (box and prior stay the start's)
         ends = sorted(ends + multi_start(ends[0][0], []), key=lambda r: r[1])
-    if cfg.polish_ends > 0 and not fine:      # windows searched coarse to fine only (see polish_ends)
+    if polished:                              # windows searched coarse to fine only (see polish_ends)
         sc = scale_for(finest)
         chosen = _distinct_best_ends(ends, cfg.ambiguity_deg, cfg.ambiguity_m)[:cfg.polish_ends]
         rest = [e for e in ends if not any(e[0] is Tc for Tc, _ in chosen)]
@@ -1429,6 +1452,7 @@ def refine_extrinsic(frames: Sequence[PreparedFrame], T_start: np.ndarray,
             evals += n
             rest.append((_perturb(Te, y, sc), fy) if fy < fe else (Te, fe))
         ends = sorted(rest, key=lambda r: r[1])
+        advance()
     T = ends[0][0]
     # Ambiguity: the best other solution farther than ambiguity_deg / ambiguity_m from the best.
     def distinct(Te: np.ndarray) -> bool:

@@ -59,6 +59,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
 from crossi2p.calib_io import save_calibration_yaml, urdf_joint_snippet
 from crossi2p.cli import ArgumentParser, check_writable
@@ -222,7 +223,7 @@ def _main(argv: list[str] | None) -> int:
     try:
         if not result.frames:
             raise CannotCalibrate(f"no camera/LiDAR pairs in {args.input} "
-                                  f"({'; '.join(result.errors) or 'check the topics and --slop-s'})")
+                                  f"({result.no_pairs_reason(args.slop_s) or 'check the topics and --slop-s'})")
         start = pipeline.refinement_start()
         if start is not None:
             if not args.quiet:
@@ -236,7 +237,8 @@ def _main(argv: list[str] | None) -> int:
                 print(f"refining over {len(pipeline.window)} pairs ({span}"
                       + (f"; left out: {', '.join(left_out)}" if left_out else "")
                       + f") from the {start[1]} estimate ...", flush=True)
-            pipeline.refine()
+            with tqdm(total=1, desc="refining", disable=args.quiet, leave=False) as bar:
+                pipeline.refine(lambda what, done, total: _show(bar, what, done, total))
         T, cov, stage = pipeline.published_estimate()
         if stage is None:
             raise CannotCalibrate(_why_not(pipeline))
@@ -289,6 +291,17 @@ def _main(argv: list[str] | None) -> int:
         return 1
     _print_summary(T, cov, stage, pipeline, result, yaml_path, urdf_path, report_md)
     return 0
+
+
+def _show(bar: tqdm, what: str, done: int, total: int) -> None:
+    """The refinement's progress on ``bar`` (``crossi2p.refinement.Progress``): one bar per step
+    (preparing frames, then refining), each with its own total."""
+    if bar.disable:               # --quiet: a disabled bar has no description to compare
+        return
+    if bar.desc != what or bar.total != total:
+        bar.set_description_str(what, refresh=False)
+        bar.reset(total=total)
+    bar.update(done - bar.n)
 
 
 def _next_step(pipeline: CalibrationPipeline, args) -> str:

@@ -136,6 +136,7 @@ def replay_bag(bag: Path, runtime: CalibrationRuntime, T_gt: np.ndarray | None, 
                 camera, info_frame = rec.camera, rec.frame_id
                 continue
             if isinstance(rec, ImageRecord):
+                result.image_stamps.add(rec.stamp_s)
                 if camera is None or (camera.width, camera.height) != (rec.image.shape[1], rec.image.shape[0]):
                     why = (f"image dropped: no CameraInfo yet on {topics[1]}" if camera is None else
                            f"image dropped: {rec.image.shape[1]}x{rec.image.shape[0]}, its CameraInfo says "
@@ -158,6 +159,7 @@ def replay_bag(bag: Path, runtime: CalibrationRuntime, T_gt: np.ndarray | None, 
             else:
                 assert isinstance(rec, PointCloudRecord)
                 bar.update(1)
+                result.lidar_stamps.add(rec.stamp_s)
                 frames[0] = frames[0] or rec.frame_id.lstrip("/")
                 try:
                     points = points_in_lidar_frame(rec.points, rec.frame_id, frames[0], tree)
@@ -250,8 +252,8 @@ def _readable(samples: Iterable[Sample], result: ReplayResult) -> Iterator[Sampl
 def _refine_if_due(pipeline: CalibrationPipeline, result: ReplayResult, bar) -> None:
     """Run the pipeline's refinement when its schedule says so (as the node does); record the run."""
     if pipeline.refinement_due():
-        bar.set_postfix_str(f"refining {len(pipeline.window)} pairs")
-        pipeline.refine()
+        pairs = len(pipeline.window)
+        pipeline.refine(lambda what, done, total: bar.set_postfix_str(f"refining {pairs} pairs: {what} {done}/{total}"))
         result.refinements.append(pipeline.last_refinement)
         bar.set_postfix_str("")
 
@@ -567,7 +569,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if not result.frames:
         print(f"crossi2p-evaluate-bag: error: no camera/LiDAR pairs in {args.bag} "
-              f"({'; '.join(result.errors + list(result.refused)) or 'check topics and --slop-s'})", file=sys.stderr)
+              f"({result.no_pairs_reason(args.slop_s) or 'check topics and --slop-s'})", file=sys.stderr)
         return 1
     summary = summarize_replay(result)
     summary.update(bag=str(args.bag), model=runtime.card.name, source=source, mode=args.mode,

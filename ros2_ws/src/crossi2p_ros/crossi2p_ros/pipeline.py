@@ -38,7 +38,8 @@ from crossi2p.camera import CameraModel
 from crossi2p.deskew import DeskewConfig, SweepDeskewer
 from crossi2p.fusion import ExtrinsicFuser, FusionConfig, FusionState
 from crossi2p.prior import Prior, pose_distance, prior_frame_mismatch, prior_violation
-from crossi2p.refinement import PreparedFrame, RefinementConfig, RefinementResult, prepare_frame, refine_extrinsic
+from crossi2p.refinement import (PreparedFrame, Progress, RefinementConfig, RefinementResult, prepare_frame,
+                                 refine_extrinsic)
 from crossi2p.runtime import CalibrationRuntime, FrameEstimate
 
 from .pairing import PairingConfig, StampedPair, StampPairer
@@ -380,14 +381,19 @@ class CalibrationPipeline:
         extra = [self.refined_run.result.T_cam_lidar.copy()] if self.refined_run is not None else []
         return RefinementJob(pairs, T_start, stage, cfg, prepared, self.pairs_processed, extra)
 
-    def run_refinement(self, job: RefinementJob) -> RefinementResult:
+    def run_refinement(self, job: RefinementJob, progress: Progress | None = None) -> RefinementResult:
         """Prepare what is not yet prepared and refine (the heavy part, seconds; touches no
-        pipeline state). A result outside the prior's bounds is not accepted."""
-        for k, pair in enumerate(job.pairs):
-            if job.prepared[k] is None:
-                job.prepared[k] = prepare_frame(pair.image.image_rgb, pair.lidar.points, pair.image.camera,
-                                                job.T_start, job.config)
-        result = refine_extrinsic(job.prepared, job.T_start, job.config, job.extra_starts)
+        pipeline state). A result outside the prior's bounds is not accepted. ``progress``:
+        called as ``progress("preparing frames", done, total)`` per frame prepared, then as
+        ``refine_extrinsic`` calls it."""
+        todo = [k for k, prepared in enumerate(job.prepared) if prepared is None]
+        for done, k in enumerate(todo, 1):
+            pair = job.pairs[k]
+            job.prepared[k] = prepare_frame(pair.image.image_rgb, pair.lidar.points, pair.image.camera,
+                                            job.T_start, job.config)
+            if progress is not None:
+                progress("preparing frames", done, len(todo))
+        result = refine_extrinsic(job.prepared, job.T_start, job.config, job.extra_starts, progress)
         if result.accepted and self.prior is not None:
             reason = prior_violation(result.T_cam_lidar, self.prior)
             if reason is not None:
@@ -410,13 +416,13 @@ class CalibrationPipeline:
                 self.first_refined_at = job.pairs_processed
         return run
 
-    def refine(self) -> RefinementResult | None:
-        """``plan_refinement`` + ``run_refinement`` + ``apply_refinement``; None when there is no
-        start (fusion not converged, no prior) or no pair yet."""
+    def refine(self, progress: Progress | None = None) -> RefinementResult | None:
+        """``plan_refinement`` + ``run_refinement`` (``progress`` as there) + ``apply_refinement``;
+        None when there is no start (fusion not converged, no prior) or no pair yet."""
         job = self.plan_refinement()
         if job is None:
             return None
-        result = self.run_refinement(job)
+        result = self.run_refinement(job, progress)
         self.apply_refinement(job, result)
         return result
 

@@ -15,7 +15,7 @@ from crossi2p.geometry import invert_transform, make_transform, transform_points
 from .frame_report import FrameReport
 from .pipeline import CalibrationPipeline, RefinementRun
 
-__all__ = ["Knock", "knocked_points", "FrameRecord", "ReplayResult"]
+__all__ = ["Knock", "knocked_points", "FrameRecord", "StampSpan", "ReplayResult"]
 
 
 @dataclass
@@ -65,6 +65,36 @@ class FrameRecord:
 
 
 @dataclass
+class StampSpan:
+    """The stamps a stream's messages carried: how many, the first and the last (seconds)."""
+
+    count: int = 0
+    first_s: float = float("inf")
+    last_s: float = float("-inf")
+
+    def add(self, stamp_s: float) -> None:
+        self.count += 1
+        self.first_s, self.last_s = min(self.first_s, stamp_s), max(self.last_s, stamp_s)
+
+    def describe(self) -> str:
+        """``"3 stamped 1000.000-1000.200 s"`` (``"none"`` when empty)."""
+        return f"{self.count} stamped {self.first_s:.3f}-{self.last_s:.3f} s" if self.count else "none"
+
+
+def unpaired_reason(images: StampSpan, sweeps: StampSpan, slop_s: float) -> str:
+    """Why images and sweeps that were read gave no pair: which stream is empty, or both stamp
+    spans and the gap between them when they are farther apart than ``slop_s`` (seconds; two
+    clocks, e.g. one on sensor time and one on the host's). '' when neither explains it."""
+    if not images.count or not sweeps.count:
+        return (f"images read: {images.describe()}; sweeps read: {sweeps.describe()}")
+    gap = max(images.first_s - sweeps.last_s, sweeps.first_s - images.last_s)
+    if gap <= slop_s:
+        return ""
+    return (f"images {images.describe()}, sweeps {sweeps.describe()}: {gap:.3f} s apart, more than the pairing "
+            f"slop {slop_s:g} s (camera and LiDAR stamped on different clocks?)")
+
+
+@dataclass
 class ReplayResult:
     frames: list[FrameRecord] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
@@ -79,12 +109,24 @@ class ReplayResult:
     left unpaired, as the live node leaves them)."""
     first_sample: tuple | None = None
     last_sample: tuple | None = None
+    image_stamps: StampSpan = field(default_factory=StampSpan)
+    """The stamps of the images read (offline rosbag2 replay; before any check)."""
+    lidar_stamps: StampSpan = field(default_factory=StampSpan)
+    """The stamps of the sweeps read (offline rosbag2 replay; before any check)."""
     knock: Knock | None = None
     refinements: list[RefinementRun] = field(default_factory=list)
     """Every refinement run of the replay (offline), accepted or not, in order."""
     pipeline: CalibrationPipeline | None = field(default=None, repr=False)
     """The pipeline the pairs went through (offline; None for a live replay): its final state
     (``refined``, ``published_estimate()``, the refinement window)."""
+
+    def no_pairs_reason(self, slop_s: float) -> str:
+        """Why the replay gave no pair, for the one-line error: the read errors and refusals, else
+        the streams' stamps (``unpaired_reason``; offline rosbag2 replays record them), else ''."""
+        reasons = self.errors + list(self.refused)
+        if not reasons and (self.image_stamps.count or self.lidar_stamps.count):
+            reasons.append(unpaired_reason(self.image_stamps, self.lidar_stamps, slop_s))
+        return "; ".join(r for r in reasons if r)
 
     @property
     def reports(self) -> list[FrameReport]:
