@@ -2,7 +2,9 @@
 
 Arguments (ros2 launch crossi2p_ros calibration.launch.py --show-args):
   image_topic, camera_info_topic, points_topic, compressed_image, camera_frame, lidar_frame,
-  mode (global|refine), config (parameter YAML), model_card, rviz (true: RViz with the overlay).
+  mode (global|refine), config (parameter YAML), model_card, rviz (true: RViz with the overlay),
+  node_name (default crossi2p_calibration; one per camera on a multi-camera rig: two nodes of one
+  name share their parameter services and ~/ topics).
 Topic and frame arguments override the parameter file.
 """
 import os
@@ -35,11 +37,14 @@ def generate_launch_description():
         DeclareLaunchArgument("model_card", default_value="", description="model card YAML (empty: shipped model)"),
         DeclareLaunchArgument("use_sim_time", default_value="false", description="use /clock (bag replay)"),
         DeclareLaunchArgument("rviz", default_value="false", description="start RViz showing the overlay image"),
+        DeclareLaunchArgument("node_name", default_value="crossi2p_calibration",
+                              description="the node's name (one per camera: nodes of one name share ~/pose and "
+                                          "their parameter services; rviz:=true shows the default name's overlay)"),
     ]
     calibration = Node(
         package="crossi2p_ros",
         executable="calibration_node",
-        name="crossi2p_calibration",
+        name=LaunchConfiguration("node_name"),
         output="screen",
         parameters=[
             LaunchConfiguration("config"),

@@ -22,7 +22,8 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from crossi2p.pointcloud2 import rclpy_pointcloud2
 from crossi2p_ros.calibration_node import CalibrationNode
-from crossi2p_ros.input_watch import InputWatch, Publisher, WatchedInput, silent_input_warning
+from crossi2p_ros.input_watch import (InputWatch, Publisher, WatchedInput, silent_input_warning,
+                                      stopped_input_warning)
 
 from .conftest import spin_until
 from .test_node_camera_info import StubRuntime, image_msg, info_msg
@@ -39,6 +40,33 @@ def test_an_input_with_nothing_is_due_after_the_timeout_then_every_repeat_period
     assert watch.due(125.0, {INFO: 9}) == []                 # not spammy
     assert watch.due(140.0, {INFO: 9}) == [IMAGE]            # again after the repeat period
     assert watch.due(200.0, {IMAGE: 1, INFO: 9}) == []       # something came: never again
+
+
+def test_an_input_that_stops_is_due_once_it_is_silent_for_the_timeout_then_every_repeat_period():
+    watch = InputWatch([IMAGE, INFO], timeout_s=10.0, repeat_s=30.0, start_s=100.0)
+    assert watch.stopped(100.0, {}) == []
+    assert watch.stopped(105.0, {IMAGE: 50, INFO: 50}) == []
+    assert watch.stopped(110.0, {IMAGE: 100, INFO: 50}) == []           # INFO silent for 5 s only
+    assert watch.stopped(115.0, {IMAGE: 150, INFO: 50}) == [(INFO, 10.0)]
+    assert watch.stopped(120.0, {IMAGE: 200, INFO: 50}) == []           # not spammy
+    assert watch.stopped(145.0, {IMAGE: 250, INFO: 50}) == [(INFO, 40.0)]   # again after the repeat period
+    assert watch.stopped(150.0, {IMAGE: 300, INFO: 51}) == []           # it came back: the stop is over
+    assert watch.stopped(160.0, {IMAGE: 400, INFO: 51}) == [(INFO, 10.0)]   # and a new stop is told at once
+    never = InputWatch([IMAGE], timeout_s=10.0, repeat_s=30.0, start_s=0.0)
+    assert never.stopped(0.0, {}) == [] and never.stopped(50.0, {}) == []   # never received: due(), not this
+
+
+@pytest.mark.parametrize("publishers, expected", [
+    ([Publisher(IMAGE.topic, IMAGE.msgtype, "/cam", False)],
+     "its publisher (/cam) is still in the ROS graph: the driver may have stalled or lost its sensor"),
+    ([Publisher(IMAGE.topic, "sensor_msgs/msg/CompressedImage", "/cam", False)],
+     "nobody publishes it any more (the driver or the bag stopped)"),
+    ([], "nobody publishes it any more (the driver or the bag stopped)"),
+])
+def test_the_stop_warning_says_whether_the_publisher_is_still_there(publishers, expected):
+    line = stopped_input_warning(IMAGE, 12.3, 120, publishers)
+    assert line == (f"no message on {IMAGE.topic} ({IMAGE.msgtype}) for 12 s, after 120 received; the calibration "
+                    f"waits (the last estimate stays published): {expected}")
 
 
 @pytest.mark.parametrize("watched, publishers, reliable, expected", [
@@ -161,11 +189,45 @@ def test_compressed_images_on_the_image_topic_say_to_set_compressed_image(ros_co
                   "/camera/image_raw exists with type sensor_msgs/msg/CompressedImage; set compressed_image:=true")
 
 
+def test_a_driver_that_stops_is_named_once_its_inputs_are_silent(ros_context):
+    """Over DDS: a driver publishes all three inputs and then its node leaves the graph; the node
+    names each input as stopped, with how many it received, and that nobody publishes it."""
+    node = CalibrationNode(runtime=StubRuntime(), context=ros_context,
+                           parameter_overrides=[Parameter("input_timeout_s", value=0.5)])
+    driver = Driver({"/camera/image_raw": Image, "/camera/camera_info": CameraInfo, "/lidar/points": PointCloud2})
+    listener = rclpy.create_node("rosout_listener", context=ros_context)
+    warnings: list[str] = []
+    listener.create_subscription(Log, "/rosout", lambda m: warnings.append(m.msg) if m.name == node.get_name()
+                                 and m.level == Log.WARN else None,
+                                 QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE,
+                                            durability=DurabilityPolicy.TRANSIENT_LOCAL))
+    executor = SingleThreadedExecutor(context=ros_context)
+    for n in (node, listener):
+        executor.add_node(n)
+    try:
+        def all_in() -> bool:
+            driver.executor.spin_once(timeout_sec=0.0)
+            c = node.counters
+            return min(c.images_in, c.camera_infos_in, c.clouds_in) >= 3
+        assert spin_until(executor, all_in, 30.0)
+        driver.close()
+        # (a warning may come before DDS has told the node that the driver left: it repeats)
+        gone = lambda: [w for w in warnings if w.startswith("no message on ")  # noqa: E731
+                        and w.endswith("nobody publishes it any more (the driver or the bag stopped)")]
+        assert spin_until(executor, lambda: len({w.split()[3] for w in gone()}) == 3, 30.0), warnings
+        for w in gone():
+            assert int(w.split("after ")[1].split()[0]) >= 3, w
+    finally:
+        executor.shutdown()
+        for n in (listener, node):
+            n.destroy_node()
+
+
 def test_input_timeout_0_switches_the_check_off(ros_context):
     counts = []
     for timeout in (10.0, 0.0):
         node = CalibrationNode(runtime=StubRuntime(), context=ros_context,
                                parameter_overrides=[Parameter("input_timeout_s", value=timeout)])
-        counts.append(len(list(node.timers)))  # diagnostics (+ the input check)
+        counts.append(len(list(node.timers)))  # diagnostics, the name check (+ the input check)
         node.destroy_node()
-    assert counts == [2, 1]
+    assert counts == [3, 2]

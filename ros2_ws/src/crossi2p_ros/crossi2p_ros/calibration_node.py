@@ -40,7 +40,8 @@ likewise unless /tf_static says the two frames coincide (an image cannot be re-e
 Inputs that say nothing (``crossi2p_ros.input_watch``): an input with no message at all
 ``input_timeout_s`` after start-up is named in a warning with what the ROS graph has there (the
 topic with another type and the parameter to set, a QoS the subscription refuses, similarly named
-topics of the expected type), again every 3x that while nothing comes. A bad input is logged at
+topics of the expected type), again every 3x that while nothing comes; an input that stops for
+``input_timeout_s`` after some messages is named too (whether its publisher is still there). A bad input is logged at
 most every 5 s per kind of problem (``crossi2p.log_once.ThrottleByKind``), so the first of each
 distinct problem always is; ``last_error`` in diagnostics holds the newest.
 
@@ -99,7 +100,7 @@ from crossi2p.tf_tree import (FrameMismatchError, StaticTransformTree, check_cam
                              points_in_lidar_frame)
 
 from .frame_report import FRAME_STATUS_NAME, FrameReport
-from .input_watch import ALTERNATE_TYPES, InputWatch, WatchedInput, silent_input_warning
+from .input_watch import ALTERNATE_TYPES, InputWatch, WatchedInput, silent_input_warning, stopped_input_warning
 from .input_watch import Publisher as GraphPublisher
 from .pipeline import CalibrationPipeline, CameraFrame, LidarSweep, check_intensity_policy
 from .parameters import CalibrationNodeParameters, parameter_specs, parameters_from_flat
@@ -245,6 +246,10 @@ class CalibrationNode(Node):
         if p.input_timeout_s > 0:  # steady time, as diagnostics: under use_sim_time no /clock may come either
             self.create_timer(min(1.0, p.input_timeout_s / 2), self._warn_silent_inputs,
                               clock=Clock(clock_type=ClockType.STEADY_TIME))
+        # another node of this name (a second camera's node started without its own name): said once
+        self._name_checks_left = NAME_CHECKS
+        self._name_timer = self.create_timer(NAME_CHECK_PERIOD_S, self._check_unique_name,
+                                             clock=Clock(clock_type=ClockType.STEADY_TIME))
         # Always: a cloud stamped with another frame than lidar_frame is mapped through /tf_static.
         self.create_subscription(TFMessage, "/tf_static", self._on_tf_static, LATCHED)
         self.create_service(Trigger, "~/save_calibration", self._on_save)
@@ -371,20 +376,38 @@ class CalibrationNode(Node):
                          and c.frames_done + c.pairs_dropped_busy + c.pairs_dropped_loading >= c.pairs_in),
                 timeout_s)
 
+    def _check_unique_name(self) -> None:
+        """Timer (``NAME_CHECKS`` times, DDS discovery takes a moment): warn once when the ROS graph
+        holds another node with this node's fully qualified name."""
+        self._name_checks_left -= 1
+        me = (self.get_name(), self.get_namespace())
+        try:
+            twins = self.get_node_names_and_namespaces().count(me) - 1
+        except Exception:  # noqa: BLE001  (the context is shutting down: nothing to say)
+            twins = 0
+        if twins > 0:
+            self.get_logger().warning(duplicate_name_warning(self.get_fully_qualified_name(), twins))
+        if twins > 0 or self._name_checks_left <= 0:
+            self._name_timer.cancel()
+
     def _warn_silent_inputs(self) -> None:
-        """Timer: warn about each input with no message at all (``crossi2p_ros.input_watch``)."""
+        """Timer: warn about each input with no message at all, or none for ``input_timeout_s``
+        after some (``crossi2p_ros.input_watch``)."""
         with self._lock:
             c = self.counters
             received = dict(zip(self._input_watch.inputs, (c.images_in, c.camera_infos_in, c.clouds_in)))
         now = time.monotonic()
         due = self._input_watch.due(now, received)
-        if not due:
+        stopped = self._input_watch.stopped(now, received)
+        if not due and not stopped:
             return
-        publishers = self._graph_publishers(due)
+        publishers = self._graph_publishers(due + [watched for watched, _ in stopped])
         reliable = self.params.node.qos == "reliable"
         for watched in due:
             self.get_logger().warning(silent_input_warning(watched, now - self._input_watch.start_s, publishers,
                                                            reliable))
+        for watched, silent_s in stopped:
+            self.get_logger().warning(stopped_input_warning(watched, silent_s, received[watched], publishers))
 
     def _graph_publishers(self, inputs: list[WatchedInput]) -> list[GraphPublisher]:
         """Other nodes' publishers on the ``inputs``' topics and on every topic of their types (or
@@ -1022,6 +1045,19 @@ def _params_file_problem(ros_args: list[str]) -> str:
                     f"ros__parameters, as config/default.yaml: 'crossi2p_calibration: ros__parameters: ...' or "
                     f"'/**: ros__parameters: ...')")
     return ""
+
+
+NAME_CHECKS = 3
+"""How many times the node looks for another node of its name (``NAME_CHECK_PERIOD_S`` apart)."""
+NAME_CHECK_PERIOD_S = 2.0
+
+
+def duplicate_name_warning(fully_qualified_name: str, twins: int) -> str:
+    """One line: ``twins`` other nodes in the graph have this node's name, what that breaks, what to do."""
+    others = "another node" if twins == 1 else f"{twins} other nodes"
+    return (f"{others} named {fully_qualified_name} in the ROS graph: nodes of one name share its parameter "
+            f"services and ~/ topics ({fully_qualified_name}/pose, /save_calibration), so tools reach either "
+            f"one; give each its own name (--ros-args -r __node:=NAME, or the launch argument node_name:=NAME)")
 
 
 def _with_type_hint(message: str) -> str:

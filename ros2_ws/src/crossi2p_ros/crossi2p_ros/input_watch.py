@@ -1,4 +1,4 @@
-"""Which of the node's inputs has received nothing, and what the ROS graph says about why.
+"""Which of the node's inputs has received nothing, or has stopped, and what the ROS graph says about why.
 
 A node subscribed to a topic nobody publishes, or published with another type (a
 sensor_msgs/CompressedImage on the image topic without ``compressed_image:=true``), or with a QoS
@@ -8,6 +8,10 @@ inputs have had no message at all ``input_timeout_s`` after start-up (again ever
 them from what the graph holds (the publishers of every topic, ``Publisher``): the type the topic
 really has and the parameter to set, a QoS the subscription refuses, or similarly named topics
 that carry the expected type.
+
+An input that did receive and then has nothing for ``input_timeout_s`` (a camera driver that
+stalled, a LiDAR unplugged, a bag that ended) is ``InputWatch.stopped``; ``stopped_input_warning``
+says whether its publisher is still in the graph.
 
 Plain Python (no rclpy): the node gathers the graph (``CalibrationNode._graph_publishers``).
 """
@@ -64,6 +68,8 @@ class InputWatch:
         self.repeat_s = repeat_s
         self.start_s = start_s
         self._warned_s: dict[WatchedInput, float] = {}
+        self._seen: dict[WatchedInput, tuple[int, float]] = {}    # (count, when it last changed)
+        self._stop_warned_s: dict[WatchedInput, float] = {}
 
     def due(self, now_s: float, received: dict[WatchedInput, int]) -> list[WatchedInput]:
         """The inputs to warn about now (``received``: messages received so far per input); each
@@ -77,6 +83,38 @@ class InputWatch:
                 self._warned_s[watched] = now_s
                 out.append(watched)
         return out
+
+    def stopped(self, now_s: float, received: dict[WatchedInput, int]) -> list[tuple[WatchedInput, float]]:
+        """``(input, seconds without a message)`` for each input that received before and has had
+        nothing for ``timeout_s`` (as seen by the calls: call it at least every ``timeout_s / 2``),
+        due now: once when it stops, again every ``repeat_s`` while it stays silent; a message
+        ends the stop."""
+        out = []
+        for watched in self.inputs:
+            count = received.get(watched, 0)
+            seen = self._seen.get(watched)
+            if seen is None or count != seen[0]:
+                self._seen[watched] = (count, now_s)
+                self._stop_warned_s.pop(watched, None)
+                continue
+            silent_s = now_s - seen[1]
+            last = self._stop_warned_s.get(watched)
+            if count > 0 and silent_s >= self.timeout_s and (last is None or now_s - last >= self.repeat_s):
+                self._stop_warned_s[watched] = now_s
+                out.append((watched, silent_s))
+        return out
+
+
+def stopped_input_warning(watched: WatchedInput, silent_s: float, received: int, publishers: list[Publisher]) -> str:
+    """One line: ``watched.topic`` has had no message for ``silent_s`` seconds after ``received``
+    messages, and whether the graph (``publishers``, other nodes' only) still has its publisher."""
+    head = (f"no message on {watched.topic} ({watched.msgtype}) for {silent_s:.0f} s, after {received} received; "
+            f"the calibration waits (the last estimate stays published)")
+    nodes = sorted({p.node for p in publishers if p.topic == watched.topic and p.msgtype == watched.msgtype})
+    if nodes:
+        return (f"{head}: its publisher ({', '.join(nodes)}) is still in the ROS graph: the driver may have "
+                f"stalled or lost its sensor")
+    return f"{head}: nobody publishes it any more (the driver or the bag stopped)"
 
 
 def silent_input_warning(watched: WatchedInput, silent_s: float, publishers: list[Publisher],

@@ -47,7 +47,8 @@ class NodeConfig:
     ``camera_info_topic``, ``points_topic``) before a warning names it with what the ROS graph has
     there (the topic with another type and the parameter to set, a QoS the subscription refuses,
     similarly named topics of the expected type); repeated every 3x this while still nothing came.
-    0: off."""
+    An input that had messages and then none for this long is named too (its publisher still in
+    the graph or gone). 0: off."""
     camera_frame: str = ""
     """Camera optical frame the estimate is made in and published under (empty: the frame_id of the
     first image). An image stamped with another frame is refused (an image cannot be re-expressed),
