@@ -67,7 +67,9 @@ def main(argv: list[str] | None = None) -> int:
                    "--window-span", span, "--model", str(args.model), "--quiet"]
             cmd += ["--prior", str(prior)] if prior is not None else []
             cmd += ["--window-frames", str(args.window_frames)] if args.window_frames else []
-            subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+            proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False)
+            if not (out / "run.json").exists():   # it failed before its JSON: its one-line reason
+                raise SystemExit(f"bench_calibrate: {' '.join(cmd)}: exit {proc.returncode}: {proc.stderr.strip()}")
             d = json.loads((out / "run.json").read_text())
             ref = d.get("refinement") or {}
             err = lambda T: registration_error(np.asarray(T), T_gt) if T is not None else None  # noqa: E731

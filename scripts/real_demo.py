@@ -219,7 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     if refused:
         print(f"\ncrossi2p-calibrate refused {len(refused)} of {len(runs)} cameras ({', '.join(refused)}): it "
               "wrote no calibration for them, as designed when it cannot trust its result; the 'searched' column "
-              "is what its refinement found, shown for the demo only.")
+              "is what its refinement found, shown for the demo only. On your own rig, keep the calibration you "
+              "had (here: the prior) for a refused camera, and run crossi2p-calibrate again on a longer "
+              "recording with more motion and texture (the reason says what was missing).")
     print(f"\nReport: {args.out / 'report.md'} (per camera: <camera>/report/report.md, overlays before/after); "
           f"picture: {picture}; plot: {plot}")
     summary = {"recording": str(args.recording), "runs": runs}
