@@ -22,6 +22,20 @@ import rclpy  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 
 
+def warning_listener(context, node_name: str | None = None):
+    """A node that collects the WARN records on /rosout (of ``node_name`` only, when given), as any
+    log consumer reads them: ``(listener node, list the records are appended to)``."""
+    from rcl_interfaces.msg import Log
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+    listener = rclpy.create_node("rosout_listener", context=context)
+    records: list = []
+    listener.create_subscription(
+        Log, "/rosout", lambda m: records.append(m) if m.level == Log.WARN and node_name in (None, m.name) else None,
+        QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+    return listener, records
+
+
 @pytest.fixture
 def ros_context():
     """An initialised rclpy context, shut down after the test."""

@@ -13,17 +13,14 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import rclpy
-from rcl_interfaces.msg import Log
 from rclpy.executors import SingleThreadedExecutor
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 
 from crossi2p.image_encoding import rgb_to_image_fields
 from crossi2p.pointcloud2 import rclpy_pointcloud2, stamp_to_sec_nanosec
 from crossi2p_ros.calibration_node import CalibrationNode
 
-from .conftest import spin_until
+from .conftest import spin_until, warning_listener
 
 K_FULL = [120.0, 0.0, 63.5, 0.0, 118.0, 47.5, 0.0, 0.0, 1.0]  # a 128x96 sensor
 
@@ -153,12 +150,7 @@ def test_each_distinct_bad_input_problem_is_logged_at_its_first_occurrence(node,
     """A start-up race ("no CameraInfo received yet") used to hide the real cause that followed it
     (a CameraInfo of another size than the images) for 5 s, or for good in a short burst: the
     warnings were throttled per call site. Read from /rosout, as any log consumer does."""
-    listener = rclpy.create_node("rosout_listener", context=ros_context)
-    logged: list[str] = []
-    listener.create_subscription(Log, "/rosout", lambda m: logged.append(m.msg) if m.name == node.get_name()
-                                 and m.level == Log.WARN else None,
-                                 QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE,
-                                            durability=DurabilityPolicy.TRANSIENT_LOCAL))
+    listener, records = warning_listener(ros_context, node.get_name())
     executor = SingleThreadedExecutor(context=ros_context)
     executor.add_node(listener)
     try:
@@ -168,12 +160,13 @@ def test_each_distinct_bad_input_problem_is_logged_at_its_first_occurrence(node,
             node._on_camera_info(info_msg(2.0 + 0.1 * k, width=640, height=480))
             node._on_image(image_msg(2.0 + 0.1 * k, 416, 128))
         assert status(node)["bad_images"] == "13"
-        assert spin_until(executor, lambda: any("416x128 but its CameraInfo says 640x480" in m for m in logged), 20.0), \
-            logged
+        assert spin_until(executor, lambda: any("416x128 but its CameraInfo says 640x480" in m.msg for m in records),
+                          20.0), [m.msg for m in records]
         spin_until(executor, lambda: False, 0.5)        # anything else on its way
     finally:
         executor.shutdown()
         listener.destroy_node()
+    logged = [m.msg for m in records]
     no_info = [m for m in logged if "no CameraInfo received yet" in m]
     size = [m for m in logged if "416x128 but its CameraInfo says 640x480" in m]
     assert len(no_info) == 1 and len(size) == 1, logged  # each problem once in a burst: not spammy

@@ -4,13 +4,11 @@ parameter services and ~/ topics; the node says so in its log once DDS has shown
 from __future__ import annotations
 
 import rclpy
-from rcl_interfaces.msg import Log
 from rclpy.executors import SingleThreadedExecutor
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from crossi2p_ros.calibration_node import CalibrationNode, duplicate_name_warning
 
-from .conftest import spin_until
+from .conftest import spin_until, warning_listener
 from .test_node_camera_info import StubRuntime
 
 
@@ -24,11 +22,7 @@ def test_the_warning_names_the_node_what_breaks_and_how_to_rename():
 def test_a_second_node_of_the_same_name_is_warned_about_and_differently_named_ones_are_not(ros_context):
     """Over DDS: nodes in two contexts (two participants, as two processes). Same name: a warning
     from the node; another name: none after the node's checks are over."""
-    listener = rclpy.create_node("rosout_listener", context=ros_context)
-    warnings: list[tuple[str, str]] = []
-    listener.create_subscription(Log, "/rosout", lambda m: warnings.append((m.name, m.msg)) if m.level == Log.WARN
-                                 else None, QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE,
-                                                       durability=DurabilityPolicy.TRANSIENT_LOCAL))
+    listener, records = warning_listener(ros_context)
     for other_name, expect_warning in (("crossi2p_calibration", True), ("crossi2p_calibration_rear", False)):
         other_context = rclpy.Context()
         rclpy.init(context=other_context)
@@ -37,16 +31,15 @@ def test_a_second_node_of_the_same_name_is_warned_about_and_differently_named_on
         executor = SingleThreadedExecutor(context=ros_context)
         for n in (node, listener):
             executor.add_node(n)
-        warnings.clear()
+        records.clear()
+        told = lambda: [m for m in records if "in the ROS graph: nodes of one name" in m.msg]  # noqa: E731
         try:
             if expect_warning:
-                assert spin_until(executor, lambda: any("in the ROS graph: nodes of one name" in msg
-                                                        for _, msg in warnings), 30.0), warnings
-                assert all(name == "crossi2p_calibration" for name, msg in warnings if "nodes of one name" in msg)
+                assert spin_until(executor, lambda: bool(told()), 30.0), [m.msg for m in records]
+                assert all(m.name == "crossi2p_calibration" for m in told())
             else:
                 spin_until(executor, lambda: node._name_timer.is_canceled(), 30.0)
-                assert node._name_timer.is_canceled()
-                assert not [msg for _, msg in warnings if "nodes of one name" in msg]
+                assert node._name_timer.is_canceled() and not told()
         finally:
             executor.remove_node(listener)
             executor.shutdown()

@@ -17,7 +17,6 @@ import rclpy
 from rcl_interfaces.msg import Log
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from crossi2p.pointcloud2 import rclpy_pointcloud2
@@ -25,7 +24,7 @@ from crossi2p_ros.calibration_node import CalibrationNode
 from crossi2p_ros.input_watch import (InputWatch, Publisher, WatchedInput, silent_input_warning,
                                       stopped_input_warning)
 
-from .conftest import spin_until
+from .conftest import spin_until, warning_listener
 from .test_node_camera_info import StubRuntime, image_msg, info_msg
 
 IMAGE = WatchedInput("/front_cam/image_raw", "sensor_msgs/msg/Image", "image_topic")
@@ -149,12 +148,7 @@ def node_warnings(context, overrides: list[Parameter], driver_topics: dict[str, 
     node = CalibrationNode(runtime=StubRuntime(), context=context, parameter_overrides=[
         Parameter("input_timeout_s", value=0.5), *overrides])
     driver = Driver(driver_topics)
-    listener = rclpy.create_node("rosout_listener", context=context)
-    warnings: list[Log] = []
-    listener.create_subscription(Log, "/rosout", lambda m: warnings.append(m) if m.name == node.get_name()
-                                 and m.level == Log.WARN else None,
-                                 QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE,
-                                            durability=DurabilityPolicy.TRANSIENT_LOCAL))
+    listener, warnings = warning_listener(context, node.get_name())
     executor = SingleThreadedExecutor(context=context)
     for n in (node, listener):
         executor.add_node(n)
@@ -195,12 +189,7 @@ def test_a_driver_that_stops_is_named_once_its_inputs_are_silent(ros_context):
     node = CalibrationNode(runtime=StubRuntime(), context=ros_context,
                            parameter_overrides=[Parameter("input_timeout_s", value=0.5)])
     driver = Driver({"/camera/image_raw": Image, "/camera/camera_info": CameraInfo, "/lidar/points": PointCloud2})
-    listener = rclpy.create_node("rosout_listener", context=ros_context)
-    warnings: list[str] = []
-    listener.create_subscription(Log, "/rosout", lambda m: warnings.append(m.msg) if m.name == node.get_name()
-                                 and m.level == Log.WARN else None,
-                                 QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE,
-                                            durability=DurabilityPolicy.TRANSIENT_LOCAL))
+    listener, records = warning_listener(ros_context, node.get_name())
     executor = SingleThreadedExecutor(context=ros_context)
     for n in (node, listener):
         executor.add_node(n)
@@ -212,9 +201,9 @@ def test_a_driver_that_stops_is_named_once_its_inputs_are_silent(ros_context):
         assert spin_until(executor, all_in, 30.0)
         driver.close()
         # (a warning may come before DDS has told the node that the driver left: it repeats)
-        gone = lambda: [w for w in warnings if w.startswith("no message on ")  # noqa: E731
-                        and w.endswith("nobody publishes it any more (the driver or the bag stopped)")]
-        assert spin_until(executor, lambda: len({w.split()[3] for w in gone()}) == 3, 30.0), warnings
+        gone = lambda: [m.msg for m in records if m.msg.startswith("no message on ")  # noqa: E731
+                        and m.msg.endswith("nobody publishes it any more (the driver or the bag stopped)")]
+        assert spin_until(executor, lambda: len({w.split()[3] for w in gone()}) == 3, 30.0), [m.msg for m in records]
         for w in gone():
             assert int(w.split("after ")[1].split()[0]) >= 3, w
     finally:
