@@ -191,6 +191,12 @@ class SweepDeskewer:
         de-skewed)."""
         self.sweeps_deskewed = 0
 
+    @property
+    def last_pose(self) -> tuple[float, np.ndarray] | None:
+        """``(stamp_s, T_odom_lidar (4, 4))``: the odometry's pose of the last sweep it registered
+        (KISS-ICP's, at mid-sweep), None before one or after a restart."""
+        return self._poses[-1] if self._poses else None
+
     def summary(self) -> dict:
         """``{"mode", "sweeps_deskewed"}``: what was done (the CLIs' JSON key ``deskew``)."""
         return {"mode": self.config.mode, "sweeps_deskewed": self.sweeps_deskewed}
