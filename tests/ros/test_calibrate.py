@@ -267,10 +267,11 @@ def test_camera_and_lidar_on_different_clocks_are_told_so_with_both_stamp_spans(
     _, sim = drive
     images = [(t + 1000.0, image) for t, image in list(sim.camera_frames)[:3]]
     bag = write_drive_bag(tmp_path / "clocks", images, list(sim.lidar_sweeps)[:3], sim.camera, sim.T_cam_lidar)
-    out = tmp_path / "calib.yaml"
-    rc = main([str(bag), "--out", str(out), *MODEL])
+    out, report = tmp_path / "calib.yaml", tmp_path / "report"
+    rc = main([str(bag), "--out", str(out), "--report", str(report), *MODEL])
     err = _one_line(capsys.readouterr().err)
     assert rc == 3 and not out.exists()
+    assert "s apart, more than the pairing slop" in (report / "report.md").read_text()   # the report says it too
     m = re.search(r"images 3 stamped [\d.]+-[\d.]+ s, sweeps 3 stamped [\d.]+-[\d.]+ s: ([\d.]+) s apart", err)
     assert m, err
     assert float(m.group(1)) == pytest.approx(1000.0 - 0.2, abs=0.5), err    # stamps within 0.2 s each

@@ -247,7 +247,7 @@ def _main(argv: list[str] | None) -> int:
     except CannotCalibrate as exc:
         elapsed_s = time.perf_counter() - t0      # the run's time, the same in the report and the JSON
         try:
-            if args.report is not None and result.frames:
+            if args.report is not None:           # with no pair too: the reason, without overlays
                 _write_report(args, result, pipeline, None, None, str(exc), elapsed_s)
             if args.json is not None:
                 _write_json(args, result, pipeline, None, None, str(exc), EXIT_UNTRUSTED, elapsed_s)
