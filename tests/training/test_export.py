@@ -32,6 +32,8 @@ def test_export_writes_a_valid_opset17_graph_with_the_runtime_interface(exported
     assert parity["frames"] and 0 <= parity["pose_frames"] <= len(parity["frames"])
     assert card.preprocess["num_points"] > 0
     assert card.training["model_config"]["fine"]["peak_radius"] == 1   # recorded as the graph runs it
+    # the command that trained it, as the checkpoint recorded it (no --training-command given)
+    assert card.training["command"].startswith("crossi2p-train --config tiny --out ")
 
 
 def test_runtime_runs_the_exported_graph_on_a_simulated_frame(exported):

@@ -175,3 +175,75 @@ def test_a_kitti_source_without_calibration_is_one_line_before_any_step(tmp_path
     assert err[-1].startswith("crossi2p-train: error: no frame of") and "calib.txt: not found" in err[-1], err
     assert not any("Traceback" in line for line in err)
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_a_second_run_into_a_folder_holding_one_is_refused_unless_overwrite(tmp_path, tiny_overrides, capsys):
+    """A new run into a run's folder would mix the two (logs appended, the old run's periodic
+    checkpoints kept by ``keep_last``): one line naming --resume and --overwrite, nothing touched;
+    --overwrite starts the folder afresh."""
+    out = tmp_path / "run"
+    assert main(_args(out, tiny_overrides, "--steps", "1")) == 0
+    before = (out / "checkpoints" / "last.pt").read_bytes()
+    capsys.readouterr()
+    assert main(_args(out, tiny_overrides, "--steps", "2")) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "holds a run already" in err, err
+    assert f"--resume {out / 'checkpoints' / 'last.pt'}" in err and "--overwrite" in err
+    assert (out / "checkpoints" / "last.pt").read_bytes() == before
+    assert main(_args(out, tiny_overrides, "--steps", "2", "--overwrite")) == 0
+    assert [int(r["step"]) for r in csv.DictReader((out / "train_log.csv").open())] == [1, 2]
+    assert sorted(p.name for p in (out / "checkpoints").glob("step_*.pt")) == ["step_0000001.pt", "step_0000002.pt"]
+
+
+def test_resume_drops_the_log_rows_an_interrupted_run_wrote_past_its_checkpoint(tmp_path):
+    from crossi2p_training.train import CsvLog
+
+    log = CsvLog(tmp_path / "train_log.csv")
+    for step in (1, 2, 3, 4):
+        log.write({"step": step, "loss": 0.5})
+    assert CsvLog(tmp_path / "train_log.csv").drop_after(2) == 2
+    reopened = CsvLog(tmp_path / "train_log.csv")
+    reopened.write({"step": 3, "loss": 0.4})
+    assert [(r["step"], r["loss"]) for r in csv.DictReader((tmp_path / "train_log.csv").open())] == \
+        [("1", "0.5"), ("2", "0.5"), ("3", "0.4")]
+
+
+@pytest.mark.parametrize("sig, code, name", [("SIGINT", 130, "Ctrl-C"), ("SIGTERM", 143, "SIGTERM")])
+def test_a_signal_ends_the_step_saves_it_and_resume_without_out_continues_the_same_run(tmp_path, tiny_overrides,
+                                                                                      sig, code, name):
+    """Ctrl-C or SIGTERM during training: the step under way finishes and is saved (last.pt at that
+    step), the summary says it stopped, exit 130 / 143 with one line (it was a traceback and every
+    step since the last periodic checkpoint lost). ``--resume`` without ``--out`` continues in the
+    checkpoint's own run folder."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    args = _args(out, tiny_overrides, "--steps", "400", "--set", "checkpoint.every_steps=1000")
+    proc = subprocess.Popen([sys.executable, "-m", "crossi2p_training.train", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    log = out / "train_log.csv"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (log.is_file() and len(log.read_text().splitlines()) >= 3):
+        time.sleep(0.1)                                 # two steps logged: inside the loop
+    proc.send_signal(getattr(signal, sig))
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == code, stderr
+    line = stderr.strip().splitlines()[-1]
+    assert line.startswith(f"crossi2p-train: stopped by {name} after step ") and "Traceback" not in stderr, stderr
+    step = int(line.split("after step ")[1].split(";")[0])
+    assert 2 <= step < 400
+    assert torch.load(out / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)["step"] == step
+    assert json.loads((out / "summary.json").read_text())["interrupted"] == name
+    # resume from anywhere, without --out: into the same run, its log continuing without repeats
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    resume = [sys.executable, "-m", "crossi2p_training.train", "--config", str(out / "config.yaml"), "--resume",
+              str(out / "checkpoints" / "last.pt"), "--steps", str(step + 2)]
+    done = subprocess.run(resume, cwd=other, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert f"resuming into {out}" in done.stdout and not (other / "runs").exists()
+    steps = [int(r["step"]) for r in csv.DictReader(log.open())]
+    assert steps == sorted(set(steps)) and steps[-1] == step + 2

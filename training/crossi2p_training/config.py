@@ -9,6 +9,7 @@ data -> preprocess -> model -> loss/ablation -> optim -> log/checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -418,7 +419,9 @@ def _check_override_key(dotted: str) -> None:
             raise ValueError(f"--set {dotted}: {'.'.join(dotted.split('.')[:depth])} is not a section")
         hints = typing.get_type_hints(cls)
         if part not in hints:
-            raise ValueError(f"--set {dotted}: unknown key {part!r} (known: {sorted(hints)})")
+            close = difflib.get_close_matches(part, list(hints), n=1)
+            hint = f"did you mean {'.'.join([*dotted.split('.')[:depth], close[0]])}? " if close else ""
+            raise ValueError(f"--set {dotted}: unknown key {part!r} ({hint}known: {sorted(hints)})")
         cls = hints[part] if dataclasses.is_dataclass(hints[part]) else None
 
 

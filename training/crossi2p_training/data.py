@@ -605,8 +605,14 @@ def collate_items(items: list[dict]) -> dict:
 def seed_worker(worker_id: int) -> None:
     """DataLoader ``worker_init_fn``: one torch / OpenCV thread per worker, leaving the cores to
     the training process (items are seeded by index, not by worker: the worker count does not
-    change the data)."""
+    change the data). A worker ignores SIGINT / SIGTERM: Ctrl-C in a terminal reaches the whole
+    process group, and the training process finishes its step and saves before it stops
+    (``crossi2p_training.train``); the loader ends its workers."""
+    import signal
+
     import cv2
 
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
     torch.set_num_threads(1)
     cv2.setNumThreads(1)

@@ -96,7 +96,7 @@ def _training_section(ckpt: dict, args: argparse.Namespace, train_cfg: dict, par
         section["weights_recovered_from"] = ckpt.get("weights_source", {})
     else:
         section = {"checkpoint": str(args.checkpoint), "step": int(ckpt.get("step", 0)),
-                   "command": args.training_command,
+                   "command": args.training_command or ckpt.get("command", ""),   # the given one wins
                    "wall_time_s": ckpt.get("train_seconds"),  # steps 0..step, resumed runs summed
                    "data": train_cfg.get("data", {}), "optim": train_cfg.get("optim", {}),
                    "loss": train_cfg.get("loss", {}), "model_config": ckpt.get("model_config", {})}
@@ -115,7 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="summary JSON of crossi2p-evaluate / crossi2p-evaluate-bag to record in the card (repeatable)")
     p.add_argument("--evaluation-command", action="append", default=[],
                    help="the command that made each --evaluation JSON (same order)")
-    p.add_argument("--training-command", default="", help="the command that trained the checkpoint")
+    p.add_argument("--training-command", default="",
+                   help="the command that trained the checkpoint (default: the one the checkpoint recorded)")
     p.add_argument("--fine-peak-radius", type=int, metavar="R",
                    help="fine matching: mean over the (2R+1)^2 cells around each window's peak instead of the "
                         "whole window (model.fine.peak_radius, an inference setting; default: the checkpoint's)")
@@ -153,12 +154,14 @@ def main(argv: list[str] | None = None) -> int:
         out = args.out
         out.parent.mkdir(parents=True, exist_ok=True)
         image_hw = (pre.image_height, pre.image_width)
+        print(f"crossi2p-export: tracing the network to ONNX (opset {ONNX_OPSET}) ...", flush=True)
         names = export_onnx(net, out, image_hw, pre.num_points)
         model = onnx.load(str(out))
         onnx.checker.check_model(model)
         custom = sorted({n.domain for n in model.graph.node if n.domain not in ("", "ai.onnx")})
         if custom:
             raise ValueError(f"{out}: custom op domains {custom} in the graph")
+        print("crossi2p-export: checking onnxruntime against PyTorch on simulated frames ...", flush=True)
         parity = check_parity(net, out, pre)
         if parity["rotation_rad"] > 1e-3 or parity["translation_m"] > 1e-3 or parity["corr_uv_px_max"] > 0.05:
             raise ValueError(f"{out}: PyTorch/onnxruntime parity failed: {parity}")

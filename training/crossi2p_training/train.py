@@ -63,8 +63,9 @@ import yaml
 from torch.utils.data import DataLoader, DistributedSampler
 
 from crossi2p.cli import ArgumentParser, check_writable
+from crossi2p.interrupt import StopRequests, interrupt_exit_code, signal_name
 from crossi2p.metrics import registration_error, summarize_errors
-from crossi2p_training.config import TrainConfig, config_help, load_train_config, parse_overrides
+from crossi2p_training.config import CONFIG_DIR, TrainConfig, config_help, load_train_config, parse_overrides
 from crossi2p_training.data import (CalibrationDataset, ConcatSource, KittiSource, NuScenesSource, PhotometricAugment,
                                     Rosbag2Source, SimCacheSource, SimulatorSource, SubsetSource, build_sim_cache,
                                     collate_items, seed_worker)
@@ -303,6 +304,21 @@ class CsvLog:
             with path.open() as f:
                 self.fields = next(csv.reader(f), None)
 
+    def drop_after(self, step: int) -> int:
+        """Remove the rows whose ``step`` is above ``step`` (a resumed run logs them again);
+        returns how many were removed."""
+        if self.fields is None or "step" not in self.fields:
+            return 0
+        with self.path.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+        kept = [r for r in rows if not r["step"] or int(float(r["step"])) <= step]
+        if len(kept) < len(rows):
+            with self.path.open("w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=self.fields)
+                w.writeheader()
+                w.writerows(kept)
+        return len(rows) - len(kept)
+
     def write(self, row: dict) -> None:
         new = self.fields is None
         if new:
@@ -421,11 +437,14 @@ def validate(model: CrossI2PNet, dataset: CalibrationDataset, cfg: TrainConfig, 
 
 
 def train(cfg: TrainConfig, out_dir: str | Path, resume: str | Path | None = None,
-          ctx: DistContext | None = None, on_end=None) -> dict:
+          ctx: DistContext | None = None, on_end=None, command: str = "") -> dict:
     """Run the training loop; returns the summary (also written to ``<out>/summary.json`` by rank 0).
 
     ``on_end(model, loss_computer)``, if given, is called on every process after the last step
-    (tests compare the replicas with it).
+    (tests compare the replicas with it). ``command``: the command line, kept in the checkpoints
+    (``crossi2p-export`` writes it into the model card). SIGINT / SIGTERM (main thread) end the run
+    after the step under way, with its checkpoint saved; the summary's ``interrupted`` names the
+    signal (None when the run ended).
 
     Raises:
         SetupError: bad input found before the first step (data, checkpoints, output folder),
@@ -515,6 +534,9 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: str | Path | None = Non
             out_dir.mkdir(parents=True, exist_ok=True)
             (out_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
             train_log, val_log = CsvLog(out_dir / "train_log.csv"), CsvLog(out_dir / "val_log.csv")
+            if resume is not None:   # rows an interrupted run wrote past its checkpoint are logged again
+                train_log.drop_after(step)
+                val_log.drop_after(step)
             if cfg.log.tensorboard:
                 from torch.utils.tensorboard import SummaryWriter
 
@@ -551,84 +573,91 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: str | Path | None = Non
     skip = step % steps_per_epoch
     t_log = time.perf_counter()
     steps_since_log = 0
-    while step < total_steps:
-        train_set.set_epoch(epoch)
-        sampler.set_epoch(epoch)
-        sampler.set_start(skip * bs)
-        for batch in loader:
-            batch = _to_device(batch, ctx.device)
-            for g in optimizer.param_groups:
-                g["lr"] = lr_at(step, cfg.optim, total_steps)
-            out = _forward(net, batch)
-            total, lo = loss(out, batch, model, step, ctx)
-            optimizer.zero_grad(set_to_none=True)
-            total.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(
-                model.parameters(), cfg.optim.grad_clip_norm if cfg.optim.grad_clip_norm > 0 else float("inf"))
-            if torch.isfinite(grad_norm):  # all-reduced gradients: every process decides alike
-                optimizer.step()
-            else:
-                skipped += 1
-            step += 1
-            steps_since_log += 1
+    # Ctrl-C / SIGTERM: the step under way finishes, its checkpoint is saved, the summary says so
+    # (a second signal interrupts at once)
+    stopping = False
+    with StopRequests() as stop:
+        while step < total_steps:
+            train_set.set_epoch(epoch)
+            sampler.set_epoch(epoch)
+            sampler.set_start(skip * bs)
+            for batch in loader:
+                batch = _to_device(batch, ctx.device)
+                for g in optimizer.param_groups:
+                    g["lr"] = lr_at(step, cfg.optim, total_steps)
+                out = _forward(net, batch)
+                total, lo = loss(out, batch, model, step, ctx)
+                optimizer.zero_grad(set_to_none=True)
+                total.backward()
+                grad_norm = torch.nn.utils.clip_grad_norm_(
+                    model.parameters(), cfg.optim.grad_clip_norm if cfg.optim.grad_clip_norm > 0 else float("inf"))
+                if torch.isfinite(grad_norm):  # all-reduced gradients: every process decides alike
+                    optimizer.step()
+                else:
+                    skipped += 1
+                step += 1
+                steps_since_log += 1
 
-            if step % cfg.log.every_steps == 0 or step == total_steps:
-                scalars = {f"loss/{k}": float(v.detach()) for k, v in lo.terms.items()}
-                scalars.update({f"loss/group_{k}": float(v.detach()) for k, v in lo.groups.items()})
-                scalars["loss/total"] = float(total.detach())
-                scalars.update({f"stats/{k}": float(v) for k, v in lo.stats.items()})
-                scalars.update(_batch_pose_errors(out.T_cam_lidar, batch["T_cam_lidar"]))
-                scalars["grad_norm"] = float(grad_norm)
-                scalars = _all_reduce_mean(scalars, ctx)
-                scalars["skipped_steps"] = skipped
-                scalars.update({f"gradnorm/w_{k}": v for k, v in loss.weights().items()})
-                scalars["lr"] = optimizer.param_groups[0]["lr"]
-                now = time.perf_counter()
-                scalars["s_per_step"] = (now - t_log) / steps_since_log
-                t_log, steps_since_log = now, 0
-                for k, v in scalars.items():
-                    if k.startswith("loss/"):
-                        recent[k] = (recent[k] + [v])[-10:]
-                if ctx.is_main and not warned_coarse and scalars.get("stats/coarse_gt", 1.0) == 0.0:
-                    warned_coarse = True     # once: a geometry whose superpoints never get a superpixel
-                    print(f"warning: step {step}: no in-view superpoint has a ground-truth superpixel, so the "
-                          f"coarse loss is 0 (loss.coarse_target {cfg.loss.coarse_target!r}, coarse_min_overlap "
-                          f"{cfg.loss.coarse_min_overlap}); if this persists, set --set loss.coarse_target=centre",
-                          file=sys.stderr, flush=True)
-                if ctx.is_main:
-                    train_log.write({"step": step, "epoch": epoch, **scalars})
-                    if writer is not None:
-                        for k, v in scalars.items():
-                            writer.add_scalar(k, v, step)
-                    if bar is not None:
-                        bar.set_postfix(loss=f"{scalars['loss/total']:.3f}",
-                                        rte=f"{scalars.get('pose/rte_m', float('nan')):.2f}", refresh=False)
-            if bar is not None:
-                bar.update()
+                if step % cfg.log.every_steps == 0 or step == total_steps:
+                    scalars = {f"loss/{k}": float(v.detach()) for k, v in lo.terms.items()}
+                    scalars.update({f"loss/group_{k}": float(v.detach()) for k, v in lo.groups.items()})
+                    scalars["loss/total"] = float(total.detach())
+                    scalars.update({f"stats/{k}": float(v) for k, v in lo.stats.items()})
+                    scalars.update(_batch_pose_errors(out.T_cam_lidar, batch["T_cam_lidar"]))
+                    scalars["grad_norm"] = float(grad_norm)
+                    scalars = _all_reduce_mean(scalars, ctx)
+                    scalars["skipped_steps"] = skipped
+                    scalars.update({f"gradnorm/w_{k}": v for k, v in loss.weights().items()})
+                    scalars["lr"] = optimizer.param_groups[0]["lr"]
+                    now = time.perf_counter()
+                    scalars["s_per_step"] = (now - t_log) / steps_since_log
+                    t_log, steps_since_log = now, 0
+                    for k, v in scalars.items():
+                        if k.startswith("loss/"):
+                            recent[k] = (recent[k] + [v])[-10:]
+                    if ctx.is_main and not warned_coarse and scalars.get("stats/coarse_gt", 1.0) == 0.0:
+                        warned_coarse = True     # once: a geometry whose superpoints never get a superpixel
+                        print(f"warning: step {step}: no in-view superpoint has a ground-truth superpixel, so the "
+                              f"coarse loss is 0 (loss.coarse_target {cfg.loss.coarse_target!r}, coarse_min_overlap "
+                              f"{cfg.loss.coarse_min_overlap}); if this persists, set --set loss.coarse_target=centre",
+                              file=sys.stderr, flush=True)
+                    if ctx.is_main:
+                        train_log.write({"step": step, "epoch": epoch, **scalars})
+                        if writer is not None:
+                            for k, v in scalars.items():
+                                writer.add_scalar(k, v, step)
+                        if bar is not None:
+                            bar.set_postfix(loss=f"{scalars['loss/total']:.3f}",
+                                            rte=f"{scalars.get('pose/rte_m', float('nan')):.2f}", refresh=False)
+                if bar is not None:
+                    bar.update()
 
-            do_val = val_set is not None and ((cfg.log.val_every_steps and step % cfg.log.val_every_steps == 0)
-                                              or step == total_steps)
-            if do_val:
-                last_val = validate(model, val_set, cfg, ctx)
-                if ctx.is_main:
-                    val_log.write({"step": step, **last_val})
-                    if writer is not None:
-                        for k, v in last_val.items():
-                            writer.add_scalar(f"val/{k}", v, step)
-            if ctx.is_main and (step % cfg.checkpoint.every_steps == 0 or step == total_steps):
-                ckdir = out_dir / "checkpoints"
-                elapsed = None if seconds_before is None else seconds_before + time.perf_counter() - t_start
-                save_checkpoint(ckdir / f"step_{step:07d}.pt", model, optimizer, loss.state_dict(), step, epoch, cfg,
-                                extra={"train_seconds": elapsed})
-                shutil.copyfile(ckdir / f"step_{step:07d}.pt", ckdir / "last.pt.tmp")
-                os.replace(ckdir / "last.pt.tmp", ckdir / "last.pt")
-                periodic = sorted(ckdir.glob("step_*.pt"))
-                for old in periodic[:-cfg.checkpoint.keep_last] if cfg.checkpoint.keep_last > 0 else []:
-                    old.unlink()
-            if step >= total_steps:
+                do_val = val_set is not None and ((cfg.log.val_every_steps and step % cfg.log.val_every_steps == 0)
+                                                  or step == total_steps)
+                if do_val:
+                    last_val = validate(model, val_set, cfg, ctx)
+                    if ctx.is_main:
+                        val_log.write({"step": step, **last_val})
+                        if writer is not None:
+                            for k, v in last_val.items():
+                                writer.add_scalar(f"val/{k}", v, step)
+                stopping = _stop_requested(stop, ctx)
+                if ctx.is_main and (step % cfg.checkpoint.every_steps == 0 or step == total_steps or stopping):
+                    ckdir = out_dir / "checkpoints"
+                    elapsed = None if seconds_before is None else seconds_before + time.perf_counter() - t_start
+                    save_checkpoint(ckdir / f"step_{step:07d}.pt", model, optimizer, loss.state_dict(), step, epoch, cfg,
+                                    extra={"train_seconds": elapsed, "command": command})
+                    shutil.copyfile(ckdir / f"step_{step:07d}.pt", ckdir / "last.pt.tmp")
+                    os.replace(ckdir / "last.pt.tmp", ckdir / "last.pt")
+                    periodic = sorted(ckdir.glob("step_*.pt"))
+                    for old in periodic[:-cfg.checkpoint.keep_last] if cfg.checkpoint.keep_last > 0 else []:
+                        old.unlink()
+                if step >= total_steps or stopping:
+                    break
+            if stopping:
                 break
-        epoch += 1
-        skip = 0
+            epoch += 1
+            skip = 0
     if bar is not None:
         bar.close()
     wall = time.perf_counter() - t_start
@@ -645,6 +674,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: str | Path | None = Non
         "final_losses": {k.split("/", 1)[1]: float(np.mean(v)) for k, v in recent.items()},
         "loss_weights": loss.weights(), "skipped_steps": skipped, "val": last_val,
         "checkpoint": str(out_dir / "checkpoints" / "last.pt"),
+        "interrupted": signal_name(stop.signum) if stopping else None,
     }
     if ctx.is_main:
         (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -652,6 +682,16 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: str | Path | None = Non
             writer.close()
         _print_summary(summary)
     return summary
+
+
+def _stop_requested(stop: StopRequests, ctx: DistContext) -> bool:
+    """Whether to stop after this step: a signal to this process or, under DDP, to any (every
+    process must stop at the same step, or the next step's all-reduce would wait for ever)."""
+    if not ctx.distributed:
+        return stop.requested
+    flag = torch.tensor([1.0 if stop.requested else 0.0], device=ctx.device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bool(flag.item() > 0)
 
 
 def _print_summary(s: dict) -> None:
@@ -668,22 +708,35 @@ def _print_summary(s: dict) -> None:
               f"RRE median {v.get('rre_geodesic_deg_median', 0):.2f} deg (geodesic), "
               f"{v.get('rre_euler_sum_deg_median', 0):.2f} deg (Euler sum)")
     print(f"  checkpoint: {s['checkpoint']}", flush=True)
+    if s.get("interrupted"):
+        print(f"  stopped early ({s['interrupted']}) after step {s['steps']}: continue it with --resume "
+              f"{s['checkpoint']}", flush=True)
 
 
 # ================================================================================ CLI
+def _config_names() -> list[str]:
+    """The configs shipped in training/configs (``--config NAME``)."""
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(
         prog="crossi2p-train",
-        description="Train CrossI2PNet from a YAML config (training/configs/{cpu,paper,tiny}.yaml). "
+        description=f"Train CrossI2PNet from a YAML config (training/configs: {', '.join(_config_names())}). "
                     "Runs on one process or under torchrun --nproc_per_node K (DDP).",
         epilog="examples:" + __doc__.split("Examples::")[1].split("What a run writes")[0].rstrip() +
                "\n\nconfig keys (--set KEY=VALUE):\n" + config_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", required=True, help="YAML file, or a name in training/configs (cpu, paper, tiny)")
+    p.add_argument("--config", required=True, help=f"YAML file, or a name in training/configs "
+                                                   f"({', '.join(_config_names())})")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key (dotted, e.g. optim.lr=1e-4, loss.gradnorm=false); repeatable")
-    p.add_argument("--out", help="output folder (default runs/<name>)")
-    p.add_argument("--resume", metavar="CKPT", help="continue from this checkpoint (model, optimiser, GradNorm, step)")
+    p.add_argument("--out", help="output folder (default: runs/<name>; with --resume, the checkpoint's run folder); "
+                                 "a folder that holds a run already is refused unless --resume or --overwrite")
+    p.add_argument("--resume", metavar="CKPT", help="continue from this checkpoint (model, optimiser, GradNorm, step); "
+                                                    "the logs' rows after its step are dropped")
+    p.add_argument("--overwrite", action="store_true", help="replace the run already in --out (its checkpoints, "
+                                                            "logs, summary and tensorboard files are deleted)")
     p.add_argument("--steps", type=int, help="total steps of the run (overrides optim.steps and optim.epochs)")
     return p
 
@@ -701,24 +754,51 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as exc:
         print(f"crossi2p-train: error: {exc}", file=sys.stderr)
         return 2
-    out = Path(args.out) if args.out else Path("runs") / cfg.name
+    out = Path(args.out) if args.out else _default_out(cfg, args.resume)
     try:
         if out.exists() and not out.is_dir():
             raise ValueError(f"--out {out}: is a file, expected the run's folder")
+        previous = [p for p in RUN_FILES if (out / p).exists()]
+        if previous and args.resume is None:
+            if not args.overwrite:
+                raise ValueError(f"--out {out}: holds a run already ({', '.join(previous)}): continue it with "
+                                 f"--resume {out / 'checkpoints' / 'last.pt'}, choose another --out, or replace it "
+                                 f"with --overwrite")
+            for p in previous:
+                shutil.rmtree(out / p) if (out / p).is_dir() else (out / p).unlink()
         check_writable(out / "config.yaml", "--out")
         ctx = init_distributed(cfg.device)
-    except (ValueError, RuntimeError) as exc:
+    except (ValueError, RuntimeError, OSError) as exc:
         print(f"crossi2p-train: error: {exc}", file=sys.stderr)
         return 1
+    if args.resume is not None and not args.out and ctx.is_main:
+        print(f"crossi2p-train: resuming into {out} (the checkpoint's run folder)", flush=True)
+    command = " ".join(["crossi2p-train", *(sys.argv[1:] if argv is None else argv)])
     try:
-        train(cfg, out, args.resume, ctx)
+        summary = train(cfg, out, args.resume, ctx, command=command)
     except SetupError as exc:
         print(f"crossi2p-train: error: {exc}", file=sys.stderr)
         return 1
     finally:
         if ctx.distributed and dist.is_initialized():
             dist.destroy_process_group()
+    if summary.get("interrupted"):
+        print(f"crossi2p-train: stopped by {summary['interrupted']} after step {summary['steps']}; saved "
+              f"{summary['checkpoint']}", file=sys.stderr)
+        return interrupt_exit_code()
     return 0
+
+
+RUN_FILES = ("checkpoints", "train_log.csv", "val_log.csv", "summary.json", "tensorboard", "config.yaml")
+"""What a run writes to its folder (module docstring): a folder holding any of them holds a run."""
+
+
+def _default_out(cfg: TrainConfig, resume: str | None) -> Path:
+    """``--out``'s default: the run folder of the ``--resume`` checkpoint (``<run>/checkpoints/x.pt``),
+    else ``runs/<config name>``."""
+    if resume is not None and Path(resume).parent.name == "checkpoints":
+        return Path(resume).parent.parent
+    return Path("runs") / cfg.name
 
 
 if __name__ == "__main__":

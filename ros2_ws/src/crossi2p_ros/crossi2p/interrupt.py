@@ -21,7 +21,9 @@ SIGINT and SIGTERM, for a command that should stop cleanly on either at any mome
   non-interactive shell), for a process that installs no rclpy signal handlers (rclpy's would
   shut its context down under the code still publishing: "publisher's context is invalid");
   ``interrupt_name`` / ``interrupt_exit_code`` say which one came (130 for SIGINT, 143 for SIGTERM);
-- ``ignore_termination_signals``: while cleaning up, a second signal does not break the clean-up.
+- ``ignore_termination_signals``: while cleaning up, a second signal does not break the clean-up;
+- ``StopRequests``: a long loop that should finish its current step and save (``crossi2p-train``)
+  notes the first signal and polls it; a second one interrupts at once.
 """
 from __future__ import annotations
 
@@ -109,6 +111,39 @@ def termination_signals_as_interrupt() -> Iterator[None]:
         yield
     finally:
         for sig, handler in previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+
+
+class StopRequests:
+    """Within the block, the first SIGINT or SIGTERM is noted, not raised: a loop polls
+    ``requested`` and stops at its next safe point (a training step: never half an optimiser
+    update); a second signal raises KeyboardInterrupt at once. Main thread only (elsewhere it
+    notes nothing). ``signum``: the first signal's number (None before one)."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict = {}
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    def _note(self, signum, frame) -> None:
+        if self.signum is not None:
+            _received.append(signum)
+            raise KeyboardInterrupt
+        self.signum = signum
+        _received.append(signum)
+
+    def __enter__(self) -> "StopRequests":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {sig: signal.getsignal(sig) for sig in TERMINATION_SIGNALS}
+            for sig in TERMINATION_SIGNALS:
+                signal.signal(sig, self._note)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
             signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
 
 
