@@ -24,6 +24,7 @@ import onnxruntime as ort
 import torch
 
 from crossi2p.cli import ArgumentParser, check_writable
+from crossi2p.interrupt import exit_130_on_ctrl_c
 from crossi2p.model_card import GRAPH_INPUTS, ModelCard, TensorSpec, sha256_of_file
 from crossi2p.preprocess import PreprocessConfig
 
@@ -123,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@exit_130_on_ctrl_c("crossi2p-export", "interrupted (Ctrl-C): no model card written (the runtime refuses a graph "
+                                      "without its card); export again")
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:

@@ -340,3 +340,26 @@ def test_cli_refuses_bad_values_and_output_folders_in_one_line(tmp_path, capsys,
     err = capsys.readouterr().err.strip()
     assert e.value.code == 2 and message in err and len(err.splitlines()) == 1, err
     assert (tmp_path / "FULL" / "times.txt").read_text() == "0.0\n"          # nothing overwritten
+
+
+def test_cli_ctrl_c_exits_130_with_one_line(tmp_path):
+    """Ctrl-C while a drive is written: one line saying the output is incomplete, exit 130 (it was a
+    traceback)."""
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "seq"
+    proc = subprocess.Popen([sys.executable, "-m", "crossi2p_training.sim.cli", "--frames", "100", "--preset", "small",
+                             "--kitti", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = ""
+    while "stamp" not in seen:                            # its progress bar: simulating, inside main
+        char = proc.stderr.read(1)
+        assert char, seen
+        seen += char
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    stderr = seen + stderr
+    assert proc.returncode == 130, stderr
+    assert stderr.strip().splitlines()[-1] == ("crossi2p-sim: interrupted (Ctrl-C): the drive written so far is "
+                                               "incomplete; write it again") and "Traceback" not in stderr, stderr

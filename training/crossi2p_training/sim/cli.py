@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from crossi2p.cli import ArgumentParser, check_writable
+from crossi2p.interrupt import exit_130_on_ctrl_c
 
 from .config import PRESETS, LidarConfig, SimConfig
 
@@ -101,6 +102,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
     return cfg.replace(camera=cam, lidar=lidar, rig=rig, drive=drive)
 
 
+@exit_130_on_ctrl_c("crossi2p-sim", "interrupted (Ctrl-C): the drive written so far is incomplete; write it again")
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)

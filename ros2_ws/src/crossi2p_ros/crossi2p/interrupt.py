@@ -167,6 +167,16 @@ def interrupt_exit_code() -> int:
     return 128 + (_received[-1] if _received else signal.SIGINT)
 
 
+def _close_progress_bars() -> None:
+    """Close the tqdm bars an interrupt left open (their frames unwound without closing them), so
+    that the one-line reason that follows is on a line of its own, not on the bar's and not
+    followed by the bar's final redraw."""
+    tqdm = sys.modules.get("tqdm")        # only when the command used tqdm at all
+    if tqdm is not None:
+        for bar in list(getattr(tqdm.tqdm, "_instances", ())):
+            bar.close()
+
+
 def exit_130_on_ctrl_c(prog: str, message: str = "interrupted (Ctrl-C) before the results were written in full"):
     """Decorator of a command's ``main``: Ctrl-C (a KeyboardInterrupt out of it) ends the command
     with ``<prog>: <message>`` on stderr and exit code 130 (128 + SIGINT, the shell's convention)
@@ -184,6 +194,7 @@ def exit_130_on_ctrl_c(prog: str, message: str = "interrupted (Ctrl-C) before th
             except KeyboardInterrupt:
                 code, name = interrupt_exit_code(), interrupt_name()
                 _received.clear()
+                _close_progress_bars()
                 print(f"{prog}: {message.replace('(Ctrl-C)', f'({name})')}", file=sys.stderr)
                 exit_now_if_work_in_flight(code)
                 return code
