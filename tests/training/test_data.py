@@ -144,6 +144,11 @@ def test_rosbag2_source_pairs_camera_and_lidar(tmp_path, drive):
     assert np.allclose(src[0].T_cam_lidar, samples[0].T_cam_lidar, atol=1e-6)
     item = CalibrationDataset(src, PRE, "refine", seed=0)[0]
     assert item["prior_weight"] == 1
+    # every sweep is a pair or counted with the reason (the last waits for an image that never comes)
+    left = sum(src.left_out.values())
+    assert len(src) + left == len(samples)
+    assert repr(src) == (f"Rosbag2Source({len(src)} pairs)" if not left else
+                         f"Rosbag2Source({len(src)} pairs; left out: {left} sweeps without an image within 0.1 s)")
 
 
 def test_nuscenes_folder_source_gives_items(repo_root):

@@ -365,6 +365,8 @@ class Rosbag2Source:
         from crossi2p_ros.pairing import PairingConfig, StampPairer
 
         self.samples: list[Sample] = []
+        self.left_out: dict[str, int] = {}
+        """What was not made a training pair, counted by reason (shown by ``repr``)."""
         for bag in bag_dirs:
             T_cam_lidar = read_bag_ground_truth(bag)
             infos: dict[float, CameraModel] = {}
@@ -382,12 +384,16 @@ class Rosbag2Source:
                     pairs = pairer.add_lidar(rec.stamp_s, rec)
                 else:
                     continue
+                if max_frames and count >= max_frames:
+                    break
                 for pair in pairs:
                     camera = infos.get(pair.image_stamp_s, latest)
                     if camera is None:
-                        continue  # no CameraInfo seen yet
+                        self._leave_out("pairs before any CameraInfo")
+                        continue
                     img = pair.image.image
                     if (img.shape[1], img.shape[0]) != (camera.width, camera.height):
+                        self._leave_out("pairs whose image size differs from its CameraInfo")
                         continue
                     self.samples.append(Sample(
                         image=img, points=pair.lidar.points[:, :4], camera=camera, T_cam_lidar=T_cam_lidar,
@@ -396,8 +402,10 @@ class Rosbag2Source:
                         meta={"bag": str(bag), "camera_frame": pair.image.frame_id,
                               "lidar_frame": pair.lidar.frame_id}))
                     count += 1
-                if max_frames and count >= max_frames:
-                    break
+            else:      # read to the end: the sweeps left are the recording's last, or had no image in time
+                unmatched = pairer.counters.lidar_unmatched + pairer.sweeps_waiting
+                for _ in range(unmatched):
+                    self._leave_out(f"sweeps without an image within {slop_s} s")
             if count == 0:
                 raise ValueError(f"bag {bag}: no camera/LiDAR pair within {slop_s} s with a CameraInfo")
 
@@ -407,8 +415,12 @@ class Rosbag2Source:
     def __getitem__(self, index: int) -> Sample:
         return self.samples[index]
 
+    def _leave_out(self, reason: str) -> None:
+        self.left_out[reason] = self.left_out.get(reason, 0) + 1
+
     def __repr__(self) -> str:
-        return f"Rosbag2Source({len(self)} pairs)"
+        left = "; ".join(f"{n} {reason}" for reason, n in self.left_out.items())
+        return f"Rosbag2Source({len(self)} pairs" + (f"; left out: {left})" if left else ")")
 
 
 # ============================================================================ dataset

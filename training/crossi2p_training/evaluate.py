@@ -472,7 +472,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sim-preset", help="simulator preset for --sim-seed (default: the checkpoint's, else small)")
     p.add_argument("--frames", type=int, default=0, metavar="N",
                    help="simulated frames per drive (default 20), or at most N evenly spaced frames of a dataset (0: all)")
-    p.add_argument("--protocol", choices=("global", "refine"), default="global", help="perturbation protocol")
+    p.add_argument("--protocol", choices=("global", "refine"), default="global",
+                   help="perturbation protocol: global (the cloud turned by any angle about the camera's vertical and moved "
+                        "up to 10 m along x and z, no prior) or refine "
+                        "(a prior given, off by at most --refine-max-deg / --refine-max-m) (default %(default)s)")
     p.add_argument("--refine-max-deg", type=float, metavar="D",
                    help="refine protocol: prior rotation error, uniform per Euler angle in [-D, D] (default 20)")
     p.add_argument("--refine-max-m", type=float, metavar="M",
@@ -480,10 +483,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--refine-frames", type=int, default=10, metavar="N",
                    help="refine protocol: also refine up to N evenly spaced frames alone from their prior, "
                         "training-free (3-9 s each, by image size; default 10, 0: none)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the per-frame perturbations")
+    p.add_argument("--seed", type=int, default=0, help="seed of the per-frame perturbations (default %(default)s)")
     p.add_argument("--json", required=True, metavar="OUT", help="summary JSON; CSV and PNGs are written beside it")
-    p.add_argument("--slop-s", type=float, default=0.05, help="--bag: largest camera/LiDAR stamp difference")
-    p.add_argument("--device", default="cpu", help="torch device for checkpoints (cpu, cuda)")
+    p.add_argument("--slop-s", type=float, default=0.05, help="--bag: largest camera/LiDAR stamp difference, seconds (default %(default)s)")
+    p.add_argument("--device", default="cpu", help="torch device for checkpoints (cpu, cuda; default %(default)s)")
     p.add_argument("--fine-peak-radius", type=int, metavar="R",
                    help="checkpoints: fine matching mean over the (2R+1)^2 cells around each window's peak "
                         "(model.fine.peak_radius; default: the checkpoint's)")
