@@ -247,3 +247,17 @@ def test_a_signal_ends_the_step_saves_it_and_resume_without_out_continues_the_sa
     assert f"resuming into {out}" in done.stdout and not (other / "runs").exists()
     steps = [int(r["step"]) for r in csv.DictReader(log.open())]
     assert steps == sorted(set(steps)) and steps[-1] == step + 2
+
+
+def test_ctrl_c_before_the_first_step_is_one_line(tmp_path, monkeypatch, capsys, tiny_overrides):
+    """Ctrl-C while the data is set up (simulating a cache can take minutes): one line, exit 130."""
+    import crossi2p_training.train as train_module
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "build_sources", interrupted)
+    assert main(_args(tmp_path / "run", tiny_overrides, "--steps", "1")) == 130
+    err = capsys.readouterr().err.strip()
+    assert err == ("crossi2p-train: interrupted (Ctrl-C) before the first step: no checkpoint (frames already "
+                   "simulated into the cache are kept)")

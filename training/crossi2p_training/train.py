@@ -63,7 +63,7 @@ import yaml
 from torch.utils.data import DataLoader, DistributedSampler
 
 from crossi2p.cli import ArgumentParser, check_writable
-from crossi2p.interrupt import StopRequests, interrupt_exit_code, signal_name
+from crossi2p.interrupt import StopRequests, exit_130_on_ctrl_c, interrupt_exit_code, signal_name
 from crossi2p.metrics import registration_error, summarize_errors
 from crossi2p_training.config import CONFIG_DIR, TrainConfig, config_help, load_train_config, parse_overrides
 from crossi2p_training.data import (CalibrationDataset, ConcatSource, KittiSource, NuScenesSource, PhotometricAugment,
@@ -741,10 +741,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@exit_130_on_ctrl_c("crossi2p-train", "interrupted (Ctrl-C) before the first step: no checkpoint (frames already "
+                                     "simulated into the cache are kept)")
 def main(argv: list[str] | None = None) -> int:
     """The CLI. Exit 2: a bad config or override; 1: bad input found while setting up (data,
     checkpoints, output folder, device), one line each; errors during the steps keep their
-    traceback (a bug, not an input)."""
+    traceback (a bug, not an input). Ctrl-C / SIGTERM: during the steps, the step under way is
+    finished and saved (``train``), exit 130 / 143; while setting up, one line, exit 130 / 143."""
     args = build_parser().parse_args(argv)
     try:
         overrides = parse_overrides(args.set)
