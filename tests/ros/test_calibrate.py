@@ -511,3 +511,29 @@ def test_a_kitti_camera_index_out_of_range_is_one_line(tmp_path, capsys):
     assert main([str(seq), "--out", str(tmp_path / "c.yaml"), "--kitti-camera", "12", *MODEL]) == 1
     assert _one_line(capsys.readouterr().err).endswith("--kitti-camera 12: expected 0 to 3 (KITTI's cameras: "
                                                         "0-1 grey, 2-3 colour)")
+
+
+def test_a_dataset_folder_names_the_frames_written_when_the_prior_names_none(tmp_path, capsys):
+    """A KITTI-layout folder's own calib.yaml names its frames (crossi2p-sim writes velodyne /
+    camera_2): the calibration and URDF use them, not 'lidar' / 'camera_optical', when the prior's
+    file names no frames (only the names are read, never the folder's calibration)."""
+    from crossi2p.datasets.kitti import read_kitti_sequence
+    from crossi2p_ros.recordings import dataset_frames
+    from crossi2p_training.sim.cli import main as sim_main
+
+    seq = tmp_path / "seq"
+    assert sim_main(["--seed", "5", "--frames", "6", "--preset", "small", "--kitti", str(seq)]) == 0
+    assert dataset_frames(seq, "kitti") == ("velodyne", "camera_2")
+    assert dataset_frames(seq, "nuscenes", "CAM_BACK", "LIDAR_TOP") == ("LIDAR_TOP", "CAM_BACK")
+    assert dataset_frames(tmp_path, "kitti") == ("", "")
+    truth = read_kitti_sequence(seq).T_cam_lidar
+    E = make_transform(Rotation.from_euler("xyz", [1.0, -0.5, 0.5], degrees=True), [0.05, -0.03, 0.04])
+    rows = "".join(f"- [{', '.join(repr(float(x)) for x in row)}]\n" for row in E @ truth)
+    prior = tmp_path / "prior.yaml"                      # names no frames
+    prior.write_text(f"T_cam_lidar:\n{rows}prior_max_rotation_deg: 4.0\nprior_max_translation_m: 0.2\n")
+    out = tmp_path / "calib.yaml"
+    rc = main([str(seq), "--out", str(out), "--prior", str(prior), *MODEL])
+    assert rc == 0, capsys.readouterr().err               # (deterministic: same seed, same refinement)
+    written = load_calibration_yaml(out)
+    assert (written.lidar_frame, written.camera_frame) == ("velodyne", "camera_2")
+    assert 'parent link="velodyne"' in out.with_suffix(".urdf").read_text()

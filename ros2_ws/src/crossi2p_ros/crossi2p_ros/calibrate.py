@@ -72,7 +72,7 @@ from crossi2p.runtime import ModelLoadError
 from .pairing import PairingConfig
 from .pipeline import WINDOW_SPANS, CalibrationPipeline, RefinementRun, RefinementScheduleConfig
 from .recordings import (SOURCES, add_dataset_arguments, add_deskew_arguments, add_topic_arguments, check_bag_topics,
-                         deskew_config, detect_source, open_dataset, warn_unused_source_flags)
+                         dataset_frames, deskew_config, detect_source, open_dataset, warn_unused_source_flags)
 
 PROG = "crossi2p-calibrate"
 EXIT_UNTRUSTED = 3
@@ -261,8 +261,11 @@ def _main(argv: list[str] | None) -> int:
         return EXIT_UNTRUSTED
 
     image, sweep = result.last_sample          # the newest pair: its camera and frame ids
-    lidar_frame = sweep.frame_id or (prior.lidar_frame if prior else "") or "lidar"
-    camera_frame = image.frame_id or (prior.camera_frame if prior else "") or "camera_optical"
+    # tf names: the recording's (a bag's headers), else the prior's, else a dataset folder's, else defaults
+    folder_lidar, folder_camera = (("", "") if source == "rosbag2" else
+                                   dataset_frames(args.input, source, args.camera_channel, args.lidar_channel))
+    lidar_frame = sweep.frame_id or (prior.lidar_frame if prior else "") or folder_lidar or "lidar"
+    camera_frame = image.frame_id or (prior.camera_frame if prior else "") or folder_camera or "camera_optical"
     run = pipeline.last_refinement
     metadata = {
         "tool": PROG, "input": str(args.input), "source": source, "model": runtime.card.name, "stage": stage,

@@ -24,6 +24,8 @@ import sys
 from pathlib import Path
 from typing import Literal
 
+import yaml
+
 from crossi2p.calib_io import load_calibration_yaml
 from crossi2p.datasets.rosbag2 import bag_topics
 from crossi2p.deskew import DESKEW_MODES, DeskewConfig
@@ -93,6 +95,25 @@ def open_dataset(path: Path, source: Source, kitti_camera: int = DEFAULT_KITTI_C
 
     ds = read_nuscenes(path, camera_channel=camera_channel, lidar_channel=lidar_channel)
     return ds, len(ds), "nuScenes calibrated_sensor + ego_pose (per pair)", ds.T_cam_lidar(0)
+
+
+def dataset_frames(path: Path, source: Source, camera_channel: str = DEFAULT_CAMERA_CHANNEL,
+                   lidar_channel: str = DEFAULT_LIDAR_CHANNEL) -> tuple[str, str]:
+    """``(lidar frame, camera frame)`` a dataset folder names, for the tf names of what is written
+    about it: a KITTI-layout folder's own ``calib.yaml`` (``frames``: what ``crossi2p-sim --kitti``
+    writes), a nuScenes folder's channels; ``('', '')`` where it names none (KITTI's own calib.txt).
+    Only the names are read (the folder's calibration is never used)."""
+    if source == "nuscenes":
+        return lidar_channel, camera_channel
+    record = Path(path) / "calib.yaml"
+    if source != "kitti" or not record.is_file():
+        return "", ""
+    try:
+        frames = (yaml.safe_load(record.read_text()) or {}).get("frames") or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, AttributeError):
+        return "", ""                       # unreadable: its calibration is not used either
+    names = frames.get("parent", ""), frames.get("child", "")
+    return tuple(n if isinstance(n, str) else "" for n in names)
 
 
 def check_bag_topics(bag: Path, topics: tuple[str, str, str]) -> None:
