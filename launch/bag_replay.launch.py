@@ -8,7 +8,7 @@ between distributions (Humble has ``-x REGEX`` only, Jazzy ``--exclude-topics``)
 figure without DDS use ``crossi2p-evaluate-bag`` instead.
 
 Arguments: bag (required), rate, config, model_card, mode, image_topic, camera_info_topic,
-points_topic, compressed_image, qos (default ``reliable`` here: the player publishes reliably, and a
+points_topic, compressed_image, node_name, qos (default ``reliable`` here: the player publishes reliably, and a
 best-effort subscription loses about one image in four that arrive with a cloud, exactly the
 synchronised pairs the refinement keeps; docs/troubleshooting.md).
 """
@@ -38,6 +38,8 @@ def generate_launch_description():
                               description="image_topic carries sensor_msgs/CompressedImage"),
         DeclareLaunchArgument("qos", default_value="reliable",
                               description="QoS of the node's sensor subscriptions (the player publishes reliably)"),
+        DeclareLaunchArgument("node_name", default_value="crossi2p_calibration",
+                              description="the calibration node's name (calibration.launch.py)"),
     ]
     calibration = IncludeLaunchDescription(
         PythonLaunchDescriptionSource(os.path.join(share, "launch", "calibration.launch.py")),
@@ -51,6 +53,7 @@ def generate_launch_description():
             "points_topic": LaunchConfiguration("points_topic"),
             "compressed_image": LaunchConfiguration("compressed_image"),
             "qos": LaunchConfiguration("qos"),
+            "node_name": LaunchConfiguration("node_name"),
         }.items(),
     )
     # The bag's own /tf_static (ground truth) is not replayed (the player's default), so it cannot be

@@ -147,3 +147,75 @@ def test_an_image_in_another_frame_than_camera_frame_is_refused_with_a_reason():
     finally:
         node.destroy_node()
         context.try_shutdown()
+
+
+def test_a_camera_frame_that_already_has_a_parent_is_warned_about_and_tf_child_frame_publishes_beside_it():
+    """The robot's URDF already has camera_link -> camera_optical on /tf_static: the node's
+    lidar -> camera_optical would give the frame a second parent, so it warns (once, naming the
+    parent and the parameter); with ``tf_child_frame`` it publishes under that name instead and says
+    nothing, ``~/pose`` staying in the camera frame. A parameter change at run time is refused."""
+    from rcl_interfaces.srv import SetParameters
+    from std_srvs.srv import Trigger
+
+    from .conftest import warning_listener
+
+    for child in ("", "camera_optical_calibrated"):
+        context = rclpy.Context()
+        rclpy.init(context=context)
+        overrides = [Parameter("qos", value="reliable"), Parameter("queue_depth", value=50),
+                     Parameter("publish_before_convergence", value=True), Parameter("fusion.min_confidence", value=0.0)]
+        if child:
+            overrides.append(Parameter("tf_child_frame", value=child))
+        node = CalibrationNode(runtime=RecordingRuntime(), context=context, parameter_overrides=overrides)
+        io = rclpy.create_node("frames_io", context=context)
+        listener, warnings = warning_listener(context, node.get_name())
+        qos = QoSProfile(depth=50)
+        pub_image = io.create_publisher(Image, "/camera/image_raw", qos)
+        pub_info = io.create_publisher(CameraInfo, "/camera/camera_info", qos)
+        pub_points = io.create_publisher(PointCloud2, "/lidar/points", qos)
+        pub_tf = io.create_publisher(TFMessage, "/tf_static", LATCHED)
+        tf_out, poses = [], []
+        io.create_subscription(TFMessage, "/tf_static", tf_out.append, LATCHED)
+        io.create_subscription(PoseWithCovarianceStamped, "/crossi2p_calibration/pose", poses.append, 10)
+        executor = SingleThreadedExecutor(context=context)
+        for n in (node, io, listener):
+            executor.add_node(n)
+        pts = np.array([[5.0, 0.0, 0.0, 0.25], [6.0, 1.0, -0.5, 0.5]] * 100, np.float32)
+        try:
+            pub_tf.publish(TFMessage(transforms=[edge("camera_link", "camera_optical", np.eye(4))]))
+            assert spin_until(executor, lambda: pub_points.get_subscription_count() > 0 and len(node._tf_tree) >= 1)
+            for k in range(3):
+                t = 1.0 + 0.1 * k
+                pub_info.publish(info_msg(CAMERA, t))
+                pub_image.publish(image_msg(np.full((48, 64, 3), 80, np.uint8), t))
+                pub_points.publish(rclpy_pointcloud2(pts, t + 0.01, "lidar"))
+            published = child or "camera_optical"
+            assert spin_until(executor, lambda: poses and any(tr.child_frame_id == published and tr.header.frame_id
+                                                              == "lidar" for m in tf_out for tr in m.transforms))
+            spin_until(executor, lambda: False, 0.5)            # the log reaches /rosout
+            told = [m.msg for m in warnings if "already has the parent" in m.msg]
+            if child:
+                assert not told and poses[-1].header.frame_id == "camera_optical"
+            else:
+                assert told == ["camera_optical already has the parent camera_link on /tf_static: this node's lidar -> "
+                                "camera_optical gives it a second parent (tf lookups then take either); set "
+                                "tf_child_frame to another name, e.g. tf_child_frame:=camera_optical_calibrated "
+                                "(docs/troubleshooting.md)"]
+                # every parameter is read at start-up: a change at run time is refused, not silently ignored
+                client = io.create_client(SetParameters, "/crossi2p_calibration/set_parameters")
+                assert client.wait_for_service(timeout_sec=10.0)
+                future = client.call_async(SetParameters.Request(
+                    parameters=[Parameter("image_topic", value="/foo").to_parameter_msg()]))
+                assert spin_until(executor, future.done)
+                result = future.result().results[0]
+                assert not result.successful and "read-only" in result.reason
+                assert node.get_parameter("image_topic").value == "/camera/image_raw"
+                reset = io.create_client(Trigger, "/crossi2p_calibration/reset")
+                assert reset.wait_for_service(timeout_sec=10.0)
+                done = reset.call_async(Trigger.Request())
+                assert spin_until(executor, done.done) and done.result().success
+        finally:
+            executor.shutdown()
+            for n in (listener, node, io):
+                n.destroy_node()
+            context.try_shutdown()

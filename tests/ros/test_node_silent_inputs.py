@@ -92,6 +92,10 @@ def test_the_stop_warning_says_whether_the_publisher_is_still_there(publishers, 
      "image_topic:=/front_cam/image_raw/compressed and compressed_image:=true?"),
     (IMAGE, [], False, "no topic in the ROS graph carries sensor_msgs/msg/Image (is the driver or the bag playing, "
                        "with the same ROS_DOMAIN_ID?)"),
+    (IMAGE, [Publisher("/crossi2p_calibration_rear/overlay", "sensor_msgs/msg/Image", "/crossi2p_calibration_rear",
+                       False)], False,   # another calibration node's overlay is no camera
+     "no topic in the ROS graph carries sensor_msgs/msg/Image (is the driver or the bag playing, "
+     "with the same ROS_DOMAIN_ID?)"),
     (IMAGE, [Publisher(IMAGE.topic, IMAGE.msgtype, "/cam", True)], True,
      "its publisher (/cam) is best effort, which the subscription (qos:=reliable) does not accept; "
      "set qos:=sensor_data"),

@@ -53,6 +53,11 @@ class StaticTransformTree:
         T = check_transform(T_parent_child, f"tf edge {parent} -> {child}")
         self._parent[child] = (parent, T)
 
+    def parent_of(self, frame: str) -> str | None:
+        """The parent of ``frame`` (None: it has none here)."""
+        edge = self._parent.get(_frame(frame))
+        return edge[0] if edge else None
+
     def _chain_to_root(self, frame: str) -> list[tuple[str, np.ndarray]]:
         """``[(frame, I), (parent, T_parent_frame), (grandparent, T_grandparent_frame), ...]``."""
         chain, T_up_frame, seen = [(frame, np.eye(4))], np.eye(4), {frame}

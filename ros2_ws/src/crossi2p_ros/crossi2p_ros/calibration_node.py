@@ -210,6 +210,7 @@ class CalibrationNode(Node):
         self._camera_notes: set[str] = set()  # CameraInfo reading notes already logged
         self._input_warnings = ThrottleByKind(5.0)  # bad-input warnings: throttled per kind of problem
         self._frames = ("", "")  # (lidar_frame, camera_frame) of the last pair
+        self._second_parent_warned = False
         self._published_T: np.ndarray | None = None
         self._published_stage: str | None = None  # "refined" | "fused" | "network" of _published_T
         self._refining = False  # a refinement is running on the worker thread
@@ -246,8 +247,9 @@ class CalibrationNode(Node):
         if p.input_timeout_s > 0:  # steady time, as diagnostics: under use_sim_time no /clock may come either
             self.create_timer(min(1.0, p.input_timeout_s / 2), self._warn_silent_inputs,
                               clock=Clock(clock_type=ClockType.STEADY_TIME))
-        # another node of this name (a second camera's node started without its own name): said once
-        self._name_checks_left = NAME_CHECKS
+        # another node of this name (a second camera's node started without its own name), whichever
+        # of the two started first: said each time their number grows
+        self._name_twins_told = 0
         self._name_timer = self.create_timer(NAME_CHECK_PERIOD_S, self._check_unique_name,
                                              clock=Clock(clock_type=ClockType.STEADY_TIME))
         # Always: a cloud stamped with another frame than lidar_frame is mapped through /tf_static.
@@ -323,7 +325,9 @@ class CalibrationNode(Node):
     def _declare_parameters(self) -> CalibrationNodeParameters:
         values = {}
         for spec in parameter_specs():
-            descriptor = ParameterDescriptor(description=spec.description)
+            # read_only: every parameter is read once at start-up, so a change at run time is
+            # refused (rclpy: "Trying to set a read-only parameter") instead of accepted and ignored
+            descriptor = ParameterDescriptor(description=spec.description, read_only=True)
             if spec.choices:
                 descriptor.additional_constraints = f"one of {list(spec.choices)}"
             if spec.range is not None and isinstance(spec.default, float):
@@ -377,18 +381,16 @@ class CalibrationNode(Node):
                 timeout_s)
 
     def _check_unique_name(self) -> None:
-        """Timer (``NAME_CHECKS`` times, DDS discovery takes a moment): warn once when the ROS graph
-        holds another node with this node's fully qualified name."""
-        self._name_checks_left -= 1
+        """Timer (every ``NAME_CHECK_PERIOD_S``): warn when the ROS graph holds more other nodes
+        with this node's fully qualified name than last told (a graph query: cheap)."""
         me = (self.get_name(), self.get_namespace())
         try:
             twins = self.get_node_names_and_namespaces().count(me) - 1
         except Exception:  # noqa: BLE001  (the context is shutting down: nothing to say)
-            twins = 0
-        if twins > 0:
+            return
+        if twins > self._name_twins_told:
             self.get_logger().warning(duplicate_name_warning(self.get_fully_qualified_name(), twins))
-        if twins > 0 or self._name_checks_left <= 0:
-            self._name_timer.cancel()
+        self._name_twins_told = twins
 
     def _warn_silent_inputs(self) -> None:
         """Timer: warn about each input with no message at all, or none for ``input_timeout_s``
@@ -596,6 +598,24 @@ class CalibrationNode(Node):
                                                 transform_from_tq([t.x, t.y, t.z], [r.x, r.y, r.z, r.w]))
                 except ValueError as exc:
                     self.counters.last_error = f"/tf_static: {exc}"
+        self._warn_second_parent()
+
+    def _warn_second_parent(self) -> None:
+        """Warn once when the frame this node publishes under (``tf_child_frame`` or the camera
+        frame) has another parent than the LiDAR frame on /tf_static: this node's transform would
+        give it a second parent."""
+        lidar_frame, camera_frame = self._frames
+        child = self.params.node.tf_child_frame or camera_frame
+        if self._second_parent_warned or not child or not lidar_frame:
+            return
+        with self._lock:
+            parent = self._tf_tree.parent_of(child)
+        if parent is not None and parent != lidar_frame.lstrip("/"):
+            self._second_parent_warned = True
+            self.get_logger().warning(
+                f"{child} already has the parent {parent} on /tf_static: this node's {lidar_frame} -> {child} "
+                f"gives it a second parent (tf lookups then take either); set tf_child_frame to another name, "
+                f"e.g. tf_child_frame:={child}_calibrated (docs/troubleshooting.md)")
 
     # ------------------------------------------------------------------------ inference worker
     def _prior(self) -> np.ndarray | None:
@@ -802,6 +822,7 @@ class CalibrationNode(Node):
                 err = registration_error(T_cam_lidar, self._published_T)
                 if err.rre_geodesic_deg < p.republish_rotation_deg and err.rte_m < p.republish_translation_m:
                     return
+            self._warn_second_parent()
             self.tf_pub.publish(TFMessage(transforms=[self._transform_msg(T_cam_lidar, stamp)]))
             self.counters.tf_published += 1
         self._published_T = T_cam_lidar
@@ -827,7 +848,7 @@ class CalibrationNode(Node):
         msg = TransformStamped()
         msg.header.stamp = stamp
         msg.header.frame_id = lidar_frame
-        msg.child_frame_id = camera_frame
+        msg.child_frame_id = self.params.node.tf_child_frame or camera_frame
         t, q = transform_to_tq(invert_transform(T_cam_lidar))
         msg.transform.translation.x, msg.transform.translation.y, msg.transform.translation.z = map(float, t)
         r = msg.transform.rotation
@@ -887,7 +908,7 @@ class CalibrationNode(Node):
             message = f"{state}; {c.pairs_used} frames used, {st.drift_events} drift events; publishing: {stage}"
             if c.last_error:
                 message += f"; last error: {c.last_error}"
-        return DiagnosticStatus(level=level, name="crossi2p_calibration: camera-LiDAR extrinsic",
+        return DiagnosticStatus(level=level, name=f"{self.get_name()}: camera-LiDAR extrinsic",
                                 hardware_id=self.get_fully_qualified_name(), message=message,
                                 values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
 
@@ -948,7 +969,7 @@ class CalibrationNode(Node):
                                 f"frames fused; no accepted refinement)")
             return response
         lidar_frame, camera_frame = self._frames
-        path = Path(self.params.node.save_path)
+        path = Path(self.params.node.save_path or f"{self.get_name()}.yaml")   # one file per node by default
         try:
             camera = self._last_camera()
             save_calibration_yaml(path, T, camera, lidar_frame=lidar_frame, camera_frame=camera_frame,
@@ -984,6 +1005,9 @@ class CalibrationNode(Node):
         if had and self.params.node.publish_on == "tf_static":
             with self._output_lock:
                 self.tf_pub.publish(TFMessage(transforms=[]))
+        self.get_logger().info("~/reset: every estimate forgotten" + (", the transform withdrawn from /tf_static"
+                                                                       if had and self.params.node.publish_on
+                                                                       == "tf_static" else ""))
         response.success, response.message = True, "estimator reset"
         return response
 
@@ -1047,9 +1071,8 @@ def _params_file_problem(ros_args: list[str]) -> str:
     return ""
 
 
-NAME_CHECKS = 3
-"""How many times the node looks for another node of its name (``NAME_CHECK_PERIOD_S`` apart)."""
 NAME_CHECK_PERIOD_S = 2.0
+"""How often the node looks for another node of its name in the ROS graph (seconds, steady time)."""
 
 
 def duplicate_name_warning(fully_qualified_name: str, twins: int) -> str:

@@ -142,7 +142,9 @@ def silent_input_warning(watched: WatchedInput, silent_s: float, publishers: lis
 def _similar_topics(watched: WatchedInput, publishers: list[Publisher]) -> str:
     """Topics carrying the expected type (or the other image type), the most similarly named first."""
     def ranked(msgtype: str) -> list[str]:
-        topics = {p.topic for p in publishers if p.msgtype == msgtype and p.topic != watched.topic}
+        # not another calibration node's own overlay image (``<node>/overlay``): no camera stream
+        topics = {p.topic for p in publishers if p.msgtype == msgtype and p.topic != watched.topic
+                  and p.topic != p.node.rstrip("/") + "/overlay"}
         return sorted(topics, key=lambda t: (-difflib.SequenceMatcher(None, watched.topic, t).ratio(), t))
 
     same = ranked(watched.msgtype)

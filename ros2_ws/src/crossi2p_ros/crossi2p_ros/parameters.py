@@ -53,6 +53,13 @@ class NodeConfig:
     """Camera optical frame the estimate is made in and published under (empty: the frame_id of the
     first image). An image stamped with another frame is refused (an image cannot be re-expressed),
     unless /tf_static links the two frames by an identity transform."""
+    tf_child_frame: str = ""
+    """Child frame id of the transform published on tf (empty: ``camera_frame``). When the camera
+    optical frame already has a parent in the robot's tf tree (a URDF's camera_link ->
+    camera_optical), publishing ``lidar -> camera_optical`` gives it a second parent (tf lookups then
+    take either, and the node warns); set another name here (e.g. ``camera_optical_calibrated``) and
+    compare it with the URDF's frame, or write the saved calibration into the URDF
+    (docs/troubleshooting.md). ``~/pose`` stays in ``camera_frame``."""
     lidar_frame: str = ""
     """LiDAR frame the estimate is made in and published under (empty: the frame_id of the first
     cloud). A cloud stamped with another frame (e.g. Ouster os_lidar for os_sensor) is mapped into
@@ -103,8 +110,11 @@ class NodeConfig:
     ``~/frame_estimates`` (diagnostic_msgs/DiagnosticArray; replay evaluation, debugging)."""
     max_points: int = 400000
     """Clouds with more points are subsampled to this many (bounded memory)."""
-    save_path: str = "crossi2p_calibration.yaml"
-    """Where the save_calibration service writes the YAML (a .urdf.xacro snippet is written beside)."""
+    save_path: str = ""
+    """Where the save_calibration service writes the YAML (a .urdf.xacro snippet is written beside).
+    Empty: ``<node name>.yaml`` in the working directory (``crossi2p_calibration.yaml`` for the
+    default name), so that the nodes of several cameras, each with its own name, do not overwrite
+    each other's file. Nothing is saved on exit: call the service before stopping the node."""
 
 
 @dataclass
@@ -244,6 +254,8 @@ def parameter_table_markdown() -> str:
     lines = ["# Calibration node parameters", "",
              "Generated from the declarations in `crossi2p_ros/parameters.py` "
              "(`python -m crossi2p_ros.parameters > docs/parameters.md`); a test fails if it drifts.", "",
+             "Every parameter is read once, at start-up, and declared read-only: a change at run time "
+             "(`ros2 param set`) is refused; restart the node with the new value.", "",
              "| parameter | default | range / choices | description |", "|---|---|---|---|"]
     for s in parameter_specs():
         allowed = ", ".join(map(str, s.choices)) if s.choices else (f"[{s.range[0]}, {s.range[1]}]" if s.range else "")
