@@ -53,6 +53,20 @@ class RecordingRuntime:
         pass
 
 
+def _io(context):
+    """A node with the sensors' publishers and a /tf_static publisher, recording what the
+    calibration node puts on /tf_static and ~/pose."""
+    io = rclpy.create_node("frames_io", context=context)
+    qos = QoSProfile(depth=50)
+    out = SimpleNamespace(node=io, image=io.create_publisher(Image, "/camera/image_raw", qos),
+                          info=io.create_publisher(CameraInfo, "/camera/camera_info", qos),
+                          points=io.create_publisher(PointCloud2, "/lidar/points", qos),
+                          tf=io.create_publisher(TFMessage, "/tf_static", LATCHED), tf_out=[], poses=[])
+    io.create_subscription(TFMessage, "/tf_static", out.tf_out.append, LATCHED)
+    io.create_subscription(PoseWithCovarianceStamped, "/crossi2p_calibration/pose", out.poses.append, 10)
+    return out
+
+
 def test_cloud_in_os_lidar_is_refused_without_tf_then_mapped_into_os_sensor_and_published_there():
     context = rclpy.Context()
     rclpy.init(context=context)
@@ -61,15 +75,9 @@ def test_cloud_in_os_lidar_is_refused_without_tf_then_mapped_into_os_sensor_and_
         Parameter("lidar_frame", value="os_sensor"), Parameter("qos", value="reliable"),
         Parameter("queue_depth", value=50), Parameter("publish_before_convergence", value=True),
         Parameter("fusion.min_confidence", value=0.0), Parameter("diagnostics_rate_hz", value=50.0)])
-    io = rclpy.create_node("frames_io", context=context)
-    qos = QoSProfile(depth=50)
-    pub_image = io.create_publisher(Image, "/camera/image_raw", qos)
-    pub_info = io.create_publisher(CameraInfo, "/camera/camera_info", qos)
-    pub_points = io.create_publisher(PointCloud2, "/lidar/points", qos)
-    pub_tf = io.create_publisher(TFMessage, "/tf_static", LATCHED)
-    tf_out, poses = [], []
-    io.create_subscription(TFMessage, "/tf_static", tf_out.append, LATCHED)
-    io.create_subscription(PoseWithCovarianceStamped, "/crossi2p_calibration/pose", poses.append, 10)
+    ios = _io(context)
+    io, pub_image, pub_info, pub_points, pub_tf = ios.node, ios.image, ios.info, ios.points, ios.tf
+    tf_out, poses = ios.tf_out, ios.poses
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
     executor.add_node(io)
@@ -167,16 +175,10 @@ def test_a_camera_frame_that_already_has_a_parent_is_warned_about_and_tf_child_f
         if child:
             overrides.append(Parameter("tf_child_frame", value=child))
         node = CalibrationNode(runtime=RecordingRuntime(), context=context, parameter_overrides=overrides)
-        io = rclpy.create_node("frames_io", context=context)
+        ios = _io(context)
+        io, pub_image, pub_info, pub_points, pub_tf = ios.node, ios.image, ios.info, ios.points, ios.tf
+        tf_out, poses = ios.tf_out, ios.poses
         listener, warnings = warning_listener(context, node.get_name())
-        qos = QoSProfile(depth=50)
-        pub_image = io.create_publisher(Image, "/camera/image_raw", qos)
-        pub_info = io.create_publisher(CameraInfo, "/camera/camera_info", qos)
-        pub_points = io.create_publisher(PointCloud2, "/lidar/points", qos)
-        pub_tf = io.create_publisher(TFMessage, "/tf_static", LATCHED)
-        tf_out, poses = [], []
-        io.create_subscription(TFMessage, "/tf_static", tf_out.append, LATCHED)
-        io.create_subscription(PoseWithCovarianceStamped, "/crossi2p_calibration/pose", poses.append, 10)
         executor = SingleThreadedExecutor(context=context)
         for n in (node, io, listener):
             executor.add_node(n)
