@@ -1002,12 +1002,12 @@ class CalibrationNode(Node):
             had = self._published_T is not None
             self._published_T = self._published_stage = None
             self._first_frames = ["", ""]  # empty frame parameters: learnt again from the next messages
-        if had and self.params.node.publish_on == "tf_static":
+        withdrawn = had and self.params.node.publish_on == "tf_static"
+        if withdrawn:
             with self._output_lock:
                 self.tf_pub.publish(TFMessage(transforms=[]))
-        self.get_logger().info("~/reset: every estimate forgotten" + (", the transform withdrawn from /tf_static"
-                                                                       if had and self.params.node.publish_on
-                                                                       == "tf_static" else ""))
+        self.get_logger().info("~/reset: every estimate forgotten" + (", its transform withdrawn from /tf_static"
+                                                                       if withdrawn else ""))
         response.success, response.message = True, "estimator reset"
         return response
 
