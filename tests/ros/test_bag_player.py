@@ -194,3 +194,32 @@ def test_player_stops_on_sigint_or_sigterm_at_any_moment_in_one_line(small_bag, 
     assert len(lines) == 1 and lines[0].startswith(f"bag_player: interrupted ({name})"), out
     if moment == "playing":
         assert re.fullmatch(rf"bag_player: interrupted \({name}\) after \d+ of 11 messages", lines[0]), lines
+
+
+def test_ros_args_remap_the_played_topics(ros_context, small_bag):
+    """``--ros-args -r FROM:=TO`` after the player's own flags: the bag's camera topics come out
+    under the names a second camera's node listens to (the LiDAR's unchanged)."""
+    node = rclpy.create_node("remap_listener", context=ros_context)
+    got = {"/front/image_raw": 0, "/lidar/points": 0}
+    qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+    node.create_subscription(Image, "/front/image_raw", lambda m: got.__setitem__("/front/image_raw",
+                                                                                   got["/front/image_raw"] + 1), qos)
+    node.create_subscription(PointCloud2, "/lidar/points", lambda m: got.__setitem__("/lidar/points",
+                                                                                      got["/lidar/points"] + 1), qos)
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(node)
+    proc = subprocess.Popen([sys.executable, "-m", "crossi2p_ros.bag_player", str(small_bag), "--rate", "0",
+                             "--topics", "/camera/image_raw", "/lidar/points", "--wait-s", "20",
+                             "--ros-args", "-r", "/camera/image_raw:=/front/image_raw"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert spin_until(executor, lambda: got["/front/image_raw"] == 4 and got["/lidar/points"] == 3
+                          or proc.poll() not in (None, 0), 60.0), (got, proc.poll())
+        stdout, stderr = proc.communicate(timeout=30)
+        assert proc.returncode == 0, stderr
+        assert got == {"/front/image_raw": 4, "/lidar/points": 3}
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        executor.shutdown()
+        node.destroy_node()

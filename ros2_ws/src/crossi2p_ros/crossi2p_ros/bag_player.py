@@ -11,9 +11,10 @@ and calls ``after_publish`` after each message, which may block (the evaluator w
 until the calibration node has handled the message, ``crossi2p-evaluate-bag --pacing node``).
 
 Run alone (a small ``ros2 bag play --clock``):
-``python -m crossi2p_ros.bag_player BAG [--rate R] [--topics T ...]``. SIGINT and SIGTERM stop it
-at any moment (while importing, waiting for subscribers or playing; SIGINT also as a background
-job, started with SIGINT ignored) with one line on stderr and exit code 130 (SIGINT) or 143
+``python -m crossi2p_ros.bag_player BAG [--rate R] [--topics T ...] [--ros-args -r FROM:=TO ...]`` (the
+remaps rename the played topics). SIGINT and SIGTERM stop it at any moment (while importing,
+waiting for subscribers or playing; SIGINT also as a background job, started with SIGINT ignored)
+with one line on stderr and exit code 130 (SIGINT) or 143
 (SIGTERM), no traceback (``crossi2p.interrupt``: it installs no rclpy signal handlers, which would
 shut its context down under the publishing loop).
 """
@@ -161,21 +162,26 @@ def main(argv: list[str] | None = None) -> int:
     143 after SIGINT / SIGTERM (one line saying how far it got)."""
     import rclpy
     from rclpy.signals import SignalHandlerOptions
+    from rclpy.utilities import remove_ros_args
 
-    p = ArgumentParser(prog="python -m crossi2p_ros.bag_player", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="python -m crossi2p_ros.bag_player", description=__doc__.split("\n\n")[0],
+                       epilog="ROS arguments after --ros-args apply to the player's node, e.g. topic remaps "
+                              "(--ros-args -r /camera/image_raw:=/front/image_raw) to replay a recording under the "
+                              "names another rig or a second calibration node listens to.")
     p.add_argument("bag", type=Path, help="rosbag2 folder or .mcap file")
     p.add_argument("--rate", type=float, default=1.0, help="playback speed factor (0: as fast as possible)")
     p.add_argument("--topics", nargs="+", help=f"topics to play (default: all but {' '.join(DEFAULT_EXCLUDED)})")
     p.add_argument("--wait-s", type=float, default=10.0,
                    help="wait up to this long for a subscriber on every played topic before the first message "
                         "(DDS matches them a moment after start: without it the first messages are lost; 0: no wait)")
-    args = p.parse_args(argv)
+    full_argv = ["bag_player", *(sys.argv[1:] if argv is None else argv)]
+    args = p.parse_args(remove_ros_args(full_argv)[1:])
     node = player = None
     n, code, message = 0, 0, ""
     # SIGINT and SIGTERM arrive as KeyboardInterrupt (exit_130_on_ctrl_c: termination_signals_as_interrupt)
     try:
         # no rclpy signal handlers: they would shut the context down under the publishing loop
-        rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
+        rclpy.init(args=full_argv, signal_handler_options=SignalHandlerOptions.NO)   # --ros-args: remaps
         node = rclpy.create_node("crossi2p_bag_player")
         player = BagPlayer(node, args.bag, args.topics)
         deadline = time.monotonic() + max(args.wait_s, 0.0)
