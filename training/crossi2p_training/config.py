@@ -435,5 +435,15 @@ def config_help(cls: type = TrainConfig, prefix: str = "") -> str:
             lines.append(f"{prefix}{f.name}: {docs.get(f.name, '')}")
             lines.append(config_help(hints[f.name], prefix + f.name + "."))
         else:
-            lines.append(f"  {prefix}{f.name}: {docs.get(f.name, '')}")
+            lines.append(f"  {prefix}{f.name} ({_type_name(hints[f.name])}): {docs.get(f.name, '')}")
     return "\n".join(lines)
+
+
+def _type_name(hint) -> str:
+    """A key's type as ``--set`` takes it: ``float``, ``list[str]``, ``one of a, b``."""
+    if typing.get_origin(hint) is typing.Literal:
+        return "one of " + ", ".join(map(str, typing.get_args(hint)))
+    if typing.get_origin(hint) in (list, tuple):
+        args = [a for a in typing.get_args(hint) if a is not Ellipsis]
+        return f"list[{_type_name(args[0])}]" if args else "list"
+    return getattr(hint, "__name__", str(hint).replace("typing.", ""))
