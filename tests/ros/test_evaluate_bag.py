@@ -59,15 +59,18 @@ def test_bad_input_exits_1_with_one_line(drive_bag, tmp_path, capsys):
     assert main([str(drive_bag), "--model", str(REPO / "README.md")]) == 1          # not YAML: one line, where
     err = capsys.readouterr().err.strip()
     assert "not valid YAML" in err and "line" in err and len(err.splitlines()) == 1
-    for flags, message in ((["--mode", "live", "--pacing", "clock", "--rate", "-1"], "--rate: expected"),
-                           (["--ground-truth", str(tmp_path / "gt.yaml")], f"--ground-truth {tmp_path / 'gt.yaml'}: "
-                                                                         "file not found"),
-                           (["--ground-truth", str(REPO / "README.md")], "--ground-truth "),
-                           (["--node-timeout-s", "0"], "--node-timeout-s: expected > 0"),
-                           (["--max-rte-m", "-1"], "--max-rte-m: expected a bound > 0, got -1.0"),
-                           (["--max-rre-deg", "0"], "--max-rre-deg: expected a bound > 0"),
-                           (["--knock-rot-deg", "2"], "--knock-rot-deg: no knock without --knock-at-s")):
-        assert main([str(drive_bag), "--model", str(MODEL_CARD), *flags]) == 1
+    # bad input: exit 1; a flag value or combination the command does not take (usage): exit 2
+    for flags, message, code in ((["--mode", "live", "--pacing", "clock", "--rate", "-1"], "--rate: expected", 2),
+                                 (["--ground-truth", str(tmp_path / "gt.yaml")],
+                                  f"--ground-truth {tmp_path / 'gt.yaml'}: file not found", 1),
+                                 (["--ground-truth", str(REPO / "README.md")], "--ground-truth ", 1),
+                                 (["--node-timeout-s", "0"], "--node-timeout-s: expected > 0", 2),
+                                 (["--max-rte-m", "-1"], "--max-rte-m: expected a bound > 0, got -1.0", 2),
+                                 (["--max-rre-deg", "0"], "--max-rre-deg: expected a bound > 0", 2),
+                                 (["--knock-rot-deg", "2"], "--knock-rot-deg: no knock without --knock-at-s", 2),
+                                 (["--mode", "live", "--refine-window-frames", "5"],
+                                  "--refine-window-frames: offline mode only", 2)):
+        assert main([str(drive_bag), "--model", str(MODEL_CARD), *flags]) == code, flags
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1, err
     # outputs that cannot be written are refused before the replay (one line), not after it
@@ -113,7 +116,7 @@ def test_live_pacing_flags_in_offline_mode_are_refused_with_one_line(drive_bag, 
                               (drive_bag, ["--mode", "offline", "--rate", "2"], "--rate"),
                               (NUSCENES_MINI, ["--pacing", "clock", "--rate", "0"], "--pacing clock / --rate"),
                               (drive_bag, ["--node-timeout-s", "30"], "--node-timeout-s")):
-        assert main([str(bag), "--model", str(MODEL_CARD), "--report", str(tmp_path / "r"), *flags]) == 1
+        assert main([str(bag), "--model", str(MODEL_CARD), "--report", str(tmp_path / "r"), *flags]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and f"error: {named}: live mode only" in err, err
     assert not (tmp_path / "r").exists()
@@ -209,7 +212,7 @@ def test_bad_folders_exit_1_with_one_line(tmp_path, capsys):
     (broken / "v1.0-mini" / "sample_data.json").unlink()
     assert main([str(broken), *model]) == 1
     assert "sample_data.json: missing nuScenes table" in _one_line_error(capsys)
-    assert main([str(NUSCENES_MINI), "--mode", "live", *model]) == 1
+    assert main([str(NUSCENES_MINI), "--mode", "live", *model]) == 2            # a usage error
     assert "live mode plays a rosbag2" in _one_line_error(capsys)
     assert main([str(NUSCENES_MINI), "--source", "rosbag2", *model]) == 1
     assert "cannot be opened as a rosbag2" in _one_line_error(capsys)

@@ -62,7 +62,7 @@ def test_without_prior_or_convergence_the_refined_keys_are_null(drive, tmp_path)
 
 def test_prior_in_live_mode_or_missing_is_a_one_line_error(drive, tmp_path, capsys):
     assert main([str(drive[0]), *MODEL, "--report", str(tmp_path / "r"), "--mode", "live",
-                 "--prior", str(tmp_path / "p.yaml")]) == 1
+                 "--prior", str(tmp_path / "p.yaml")]) == 2                     # a usage error
     err = capsys.readouterr().err.strip()
     assert "offline mode only" in err and len(err.splitlines()) == 1
     assert main([str(drive[0]), *MODEL, "--report", str(tmp_path / "r"), "--prior", str(tmp_path / "p.yaml")]) == 1

@@ -39,7 +39,8 @@ gives the drift detection delay.
 
 Output (``--report DIR``): summary.json (also ``--json PATH``), frames.csv, PNG plots, overlay
 PNGs before/after, report.md linking them (docs/evaluation.md). Exit code: 0 when the final fused error is within
-``--max-rte-m`` / ``--max-rre-deg``, 3 when it is not (for CI gating), 1 on bad input (one line).
+``--max-rte-m`` / ``--max-rre-deg``, 3 when it is not (for CI gating), 1 on bad input, 2 on a flag
+value or combination it does not take (one line each).
 
 Ctrl-C (SIGINT) stops it at once, in any mode, with exit code 130 and one line on stderr (SIGTERM
 likewise, exit code 143): during the
@@ -398,7 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
                                               "prior_max_rotation_deg / prior_max_translation_m, default 10 deg / "
                                               "0.5 m); estimates outside it are rejected, the refinement starts "
                                               "from it until the fusion converges")
-    p.add_argument("--no-refine", action="store_true", help="offline: do not run the refinement stage")
+    p.add_argument("--no-refine", action="store_true", help="do not run the refinement stage (both modes)")
     p.add_argument("--refine-window-frames", type=int, default=RefinementScheduleConfig.window_frames,
                    help="offline: pairs the refinement looks at (default %(default)s)")
     p.add_argument("--refine-window-span", choices=WINDOW_SPANS, default=RefinementScheduleConfig.window_span,
@@ -475,6 +476,10 @@ def _open_dataset(args, source: Source):
     return open_dataset(args.bag, source, args.kitti_camera, args.camera_channel, args.lidar_channel)
 
 
+class UsageError(ValueError):
+    """A flag's value or a combination of flags the command does not take (exit 2, one line)."""
+
+
 @exit_130_on_ctrl_c("crossi2p-evaluate-bag")  # Ctrl-C before the first pair (input, model loading) or while reporting
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
@@ -486,38 +491,44 @@ def main(argv: list[str] | None = None) -> int:
         given = [f for f, v in (("--knock-rot-deg", args.knock_rot_deg), ("--knock-trans-m", args.knock_trans_m))
                  if v is not None]
         if given and args.knock_at_s is None:
-            raise ValueError(f"{', '.join(given)}: no knock without --knock-at-s (the bag time it happens at)")
+            raise UsageError(f"{', '.join(given)}: no knock without --knock-at-s (the bag time it happens at)")
         if not args.bag.exists():
             raise ValueError(f"bag {args.bag}: not found")
         if args.max_frames is not None and args.max_frames < 1:
-            raise ValueError(f"--max-frames: expected >= 1 pairs, got {args.max_frames}")
+            raise UsageError(f"--max-frames: expected >= 1 pairs, got {args.max_frames}")
         if not args.slop_s > 0:
-            raise ValueError(f"--slop-s: expected a stamp difference > 0 seconds, got {args.slop_s}")
+            raise UsageError(f"--slop-s: expected a stamp difference > 0 seconds, got {args.slop_s}")
         for flag, value in (("--max-rte-m", args.max_rte_m), ("--max-rre-deg", args.max_rre_deg)):
             if value is not None and not value > 0:
-                raise ValueError(f"{flag}: expected a bound > 0, got {value}")
+                raise UsageError(f"{flag}: expected a bound > 0, got {value}")
         if args.rate is not None and not args.rate >= 0:
-            raise ValueError(f"--rate: expected bag seconds per wall second >= 0 (0: no limit), got {args.rate}")
+            raise UsageError(f"--rate: expected bag seconds per wall second >= 0 (0: no limit), got {args.rate}")
         if not args.node_timeout_s > 0:
-            raise ValueError(f"--node-timeout-s: expected > 0 seconds, got {args.node_timeout_s}")
+            raise UsageError(f"--node-timeout-s: expected > 0 seconds, got {args.node_timeout_s}")
         for option, path in (("--report", args.report / "report.md"), ("--json", args.json)):
             if path is not None:        # checked now, so that the replay is not lost at its end
                 check_writable(path, option)
         source = detect_source(args.bag) if args.source == "auto" else args.source
         if args.mode == "live" and source != "rosbag2":
-            raise ValueError(f"{args.bag}: live mode plays a rosbag2; a {source} folder is evaluated with "
+            raise UsageError(f"{args.bag}: live mode plays a rosbag2; a {source} folder is evaluated with "
                              "--mode offline")
         if args.mode == "live" and args.prior is not None:
-            raise ValueError("--prior: offline mode only (the node takes its prior from its parameters or /tf_static)")
+            raise UsageError("--prior: offline mode only (the node takes its prior from its parameters or /tf_static)")
         if args.mode == "live" and args.deskew not in ("auto", "off"):
-            raise ValueError("--deskew: offline mode only (the node takes its deskew.* parameters)")
+            raise UsageError("--deskew: offline mode only (the node takes its deskew.* parameters)")
         timeout_given = args.node_timeout_s != parser.get_default("node_timeout_s")
         if args.mode == "offline" and (args.pacing != "node" or args.rate is not None or timeout_given):
             flags = " / ".join(f for f, given in ((f"--pacing {args.pacing}", args.pacing != "node"),
                                                   ("--rate", args.rate is not None),
                                                   ("--node-timeout-s", timeout_given)) if given)
-            raise ValueError(f"{flags}: live mode only (offline mode reads every pair in turn, as fast as the CPU "
+            raise UsageError(f"{flags}: live mode only (offline mode reads every pair in turn, as fast as the CPU "
                              f"allows, with no clock to pace; --mode live plays a rosbag2 with /clock)")
+        refine_flags = [f"--{name.replace('_', '-')}" for name in ("refine_window_frames", "refine_every_frames",
+                                                                   "refine_window_span", "refine_max_pair_offset_s")
+                        if getattr(args, name) != parser.get_default(name)]
+        if args.mode == "live" and refine_flags:
+            raise UsageError(f"{' / '.join(refine_flags)}: offline mode only (the node's refinement follows its "
+                             f"refinement_* parameters; --no-refine turns it off in both modes)")
         warn_unused_source_flags(args, source, "crossi2p-evaluate-bag")
         deskew = deskew_config(args, source, args.bag)
         prior = load_prior(args.prior) if args.prior is not None else None
@@ -558,7 +569,7 @@ def main(argv: list[str] | None = None) -> int:
                                     total=count, prior=prior, schedule=schedule, deskew=deskew)
     except (ValueError, FileNotFoundError, ModelLoadError, OSError) as exc:
         print(f"crossi2p-evaluate-bag: error: {exc}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(exc, UsageError) else 1
     except RuntimeError as exc:  # live mode: the node did not keep up (LiveReplayError)
         print(f"crossi2p-evaluate-bag: error: live replay: {exc}", file=sys.stderr)
         return 1
