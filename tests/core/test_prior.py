@@ -89,6 +89,18 @@ def test_violation_names_distance_and_bounds_or_is_none_inside():
     # either bound alone is enough
     assert prior_violation(off_by(T_PRIOR, 10.5, [1, 0, 0], [0, 0, 0]), prior).startswith("outside prior: 10.5 deg")
     assert "0.60 m" in prior_violation(off_by(T_PRIOR, 0.0, [1, 0, 0], [0, 0, -0.6]), prior)
+    assert "T_lidar_cam" not in prior_violation(off_by(T_PRIOR, 12.3, [0, 1, 0], [0.0, 0.81, 0.0]), prior)
+
+
+def test_an_estimate_near_the_inverse_of_the_prior_asks_whether_t_lidar_cam_was_given():
+    """The prior given as T_lidar_cam (the tf transform's direction): the network's estimates lie
+    about 120 deg from it; the reason asks the question (a new-user trial got only the distance)."""
+    from crossi2p.geometry import invert_transform
+
+    prior = Prior(invert_transform(T_PRIOR), 5.0, 0.3, source="inverted.yaml")
+    reason = prior_violation(off_by(T_PRIOR, 2.0, [0, 0, 1], [0.05, 0.0, 0.0]), prior)
+    assert reason.startswith("outside prior: ") and reason.endswith(
+        "; within the bounds of the prior's inverse: was T_lidar_cam given instead of T_cam_lidar?")
 
 
 def test_an_extrinsic_only_prior_loads_and_bad_files_are_one_line(tmp_path):

@@ -38,6 +38,10 @@ def test_prior_runs_the_refinement_and_reports_its_error(drive, tmp_path):
         assert key in s, key
     assert s["frames"] == 5 and s["refinement_runs"] >= 1  # due at the first pair: the prior is a start
     assert isinstance(s["rejected_outside_prior"], int)
+    # the prior's own error, what the refined figures are to beat
+    e_prior = registration_error(E @ sim.T_cam_lidar, sim.T_cam_lidar)
+    assert s["prior_rte_m"] == pytest.approx(e_prior.rte_m, abs=1e-6)
+    assert s["prior_rre_geodesic_deg"] == pytest.approx(e_prior.rre_geodesic_deg, abs=1e-6)
     assert (report / "overlay_refine_before.png").is_file()
     if s["refinement_accepted_runs"]:
         assert s["frames_to_refine"] >= 1 and s["refinement_start"] in ("prior", "fused")
@@ -56,7 +60,7 @@ def test_without_prior_or_convergence_the_refined_keys_are_null(drive, tmp_path)
           "--max-frames", "2"])
     s = json.loads((tmp_path / "s.json").read_text())
     assert s["frames_to_converge"] is None and s["refinement_runs"] == 0
-    for key in REFINED_KEYS:
+    for key in (*REFINED_KEYS, "prior_rte_m", "prior_rre_geodesic_deg"):
         assert key in s and s[key] is None, key
 
 

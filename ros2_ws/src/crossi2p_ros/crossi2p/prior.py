@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from .calib_io import load_calibration_input
-from .geometry import check_transform, rotation_angle_deg
+from .geometry import check_transform, invert_transform, rotation_angle_deg
 
 __all__ = ["DEFAULT_MAX_ROTATION_DEG", "DEFAULT_MAX_TRANSLATION_M", "Prior", "load_prior", "pose_distance",
            "prior_distance", "prior_violation"]
@@ -116,8 +116,13 @@ def prior_violation(T_est: np.ndarray, prior: Prior) -> str | None:
     rot, trans = prior_distance(T_est, prior)
     if rot <= prior.max_rotation_deg and trans <= prior.max_translation_m:
         return None
-    return (f"outside prior: {rot:.1f} deg / {trans:.2f} m from the prior "
-            f"(bounds {prior.max_rotation_deg:g} deg / {prior.max_translation_m:g} m)")
+    reason = (f"outside prior: {rot:.1f} deg / {trans:.2f} m from the prior "
+              f"(bounds {prior.max_rotation_deg:g} deg / {prior.max_translation_m:g} m)")
+    # the common mistake: the prior given as T_lidar_cam (the tf transform) instead of T_cam_lidar
+    inv_rot, inv_trans = pose_distance(T_est, invert_transform(prior.T_cam_lidar))
+    if inv_rot <= prior.max_rotation_deg and inv_trans <= prior.max_translation_m:
+        reason += "; within the bounds of the prior's inverse: was T_lidar_cam given instead of T_cam_lidar?"
+    return reason
 
 
 def prior_frame_mismatch(prior: Prior, lidar_frame: str, camera_frame: str) -> str | None:

@@ -306,7 +306,13 @@ def _refined_summary(result: ReplayResult) -> dict:
                refinement_start=runs[-1].start_stage if runs else None,   # the last run's, accepted or not
                refinement_last_reason=runs[-1].result.reason if runs else None,
                rejected_outside_prior=(result.pipeline.rejected_outside_prior  # null without a prior (and live)
-                                       if result.pipeline is not None and result.pipeline.prior is not None else None))
+                                       if result.pipeline is not None and result.pipeline.prior is not None else None),
+               prior_rte_m=None, prior_rre_geodesic_deg=None)
+    prior = result.pipeline.prior if result.pipeline is not None else None
+    if prior is not None and result.frames and result.frames[-1].T_gt is not None:
+        # what the user would keep: the refined figures are judged against it
+        err = registration_error(prior.T_cam_lidar, result.frames[-1].T_gt)
+        out.update(prior_rte_m=err.rte_m, prior_rre_geodesic_deg=err.rre_geodesic_deg)
     refined = result.refined
     if refined is not None and result.frames and result.frames[-1].T_gt is not None:
         err = registration_error(refined.result.T_cam_lidar, result.frames[-1].T_gt)
@@ -687,6 +693,9 @@ def _print_summary(s: dict, report_md: Path, refine: bool = True) -> None:
         print("fused: not converged")
     else:
         print(f"fused (converged): RTE {fmt(s['fused_rte_m'], ' m')}, RRE {fmt(s['fused_rre_geodesic_deg'], ' deg')}")
+    if s.get("prior_rte_m") is not None:
+        print(f"prior (--prior, kept where nothing better passes its checks): RTE {fmt(s['prior_rte_m'], ' m')}, "
+              f"RRE {fmt(s['prior_rre_geodesic_deg'], ' deg')}")
     if s.get("refinement_runs"):
         print(f"refined ({s['refinement_accepted_runs']} of {s['refinement_runs']} runs accepted"
               + (f", first after {s['frames_to_refine']} pairs" if s["frames_to_refine"] else "")
