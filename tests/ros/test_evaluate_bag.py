@@ -446,3 +446,21 @@ def test_a_nuscenes_pair_whose_lidar_file_is_missing_is_skipped_and_said(tmp_pat
     err = capsys.readouterr().err
     assert "warning: frame 0 skipped: " in err and "stopped early" not in err, err
     assert "## What could not be read" in (tmp_path / "report" / "report.md").read_text()
+
+
+def test_a_bag_without_ground_truth_names_the_ground_truth_flag(drive_bag, tmp_path, capsys):
+    """A recording without /tf_static (the robot's own bag): one line saying the ground truth is read
+    from /tf_static and that --ground-truth YAML gives it otherwise (it only listed the topics)."""
+    from rosbags.rosbag2 import Reader, Writer
+
+    bag = tmp_path / "no_tf"
+    with Reader(drive_bag) as reader, Writer(bag, version=8) as writer:     # the same bag without /tf_static
+        kept = {c.id: writer.add_connection(c.topic, c.msgtype, msgdef=c.msgdef.data, rihs01=c.digest)
+                for c in reader.connections if c.topic != "/tf_static"}
+        for conn, log_ns, raw in reader.messages():
+            if conn.id in kept:
+                writer.write(kept[conn.id], log_ns, raw)
+    assert main([str(bag), "--model", str(MODEL_CARD)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "topic '/tf_static' not found" in err, err
+    assert err.endswith("(the ground truth is read from /tf_static; a bag without it: --ground-truth YAML)")

@@ -548,7 +548,11 @@ def main(argv: list[str] | None = None) -> int:
             check_bag_topics(args.bag, topics)
             if calib is not None:
                 check_ground_truth_frames(args.bag, topics, calib, args.ground_truth, map_clouds=args.mode != "live")
-            T_gt = T_override if T_override is not None else read_bag_ground_truth(args.bag)
+            try:
+                T_gt = T_override if T_override is not None else read_bag_ground_truth(args.bag)
+            except ValueError as exc:      # no ground truth in the bag: say where else it can come from
+                raise ValueError(f"{exc} (the ground truth is read from /tf_static; a bag without it: "
+                                 f"--ground-truth YAML)") from None
             gt_source = "--ground-truth YAML" if T_override is not None else "the bag's /tf_static"
         else:  # dataset folders are checked (tables, calibration) before the model is loaded
             samples, count, gt_source, _ = _open_dataset(args, source)
