@@ -49,6 +49,7 @@ def test_prior_runs_the_refinement_and_reports_its_error(drive, tmp_path):
         assert err.rte_m == pytest.approx(s["refined_rte_m"], abs=1e-5)
         assert s["estimate_kind"].startswith("refined")
         assert (report / "overlay_refine_after.png").is_file()
+        assert (report / "errors.png").stat().st_size > 10000        # with the accepted runs drawn
     else:
         assert s["refined_rte_m"] is None and s["frames_to_refine"] is None and s["refinement_last_reason"]
     md = (report / "report.md").read_text()

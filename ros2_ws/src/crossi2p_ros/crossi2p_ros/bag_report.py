@@ -22,19 +22,29 @@ def _series(result):
 
 
 def plot_errors(result, path: Path) -> None:
-    """Per-frame and fused RTE / RRE against time."""
+    """Per-frame, fused and accepted refined RTE / RRE against time (a refinement run at the pair
+    it ran after; offline replays, which record their runs)."""
     t0, t = _series(result)
+    runs = [r for r in getattr(result, "refinements", []) if r is not None and r.result.accepted
+            and 0 < r.pairs_processed <= len(result.frames)]
     fig, axes = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
     for ax, attr, label in ((axes[0], "rte_m", "RTE [m]"), (axes[1], "rre_geodesic_deg", "RRE geodesic [deg]")):
         fr = [(ti, getattr(registration_error(f.T_frame, f.T_gt), attr))
               for ti, f in zip(t, result.frames) if f.T_frame is not None]
         fu = [(ti, getattr(registration_error(f.T_fused, f.T_gt), attr))
               for ti, f in zip(t, result.frames) if f.T_fused is not None]
+        rf = [(t[r.pairs_processed - 1], getattr(registration_error(r.result.T_cam_lidar,
+                                                                    result.frames[r.pairs_processed - 1].T_gt), attr))
+              for r in runs]
         if fr:
             ax.scatter(*zip(*fr), s=8, alpha=0.5, label="per frame")
         if fu:
             ax.plot(*zip(*fu), color="C3", lw=2, label="fused (converged)")
-        ax.set_yscale("symlog", linthresh=0.1 if attr == "rte_m" else 1.0)
+        if rf:
+            ax.scatter(*zip(*rf), marker="*", s=120, color="C2", zorder=3, label="refined (accepted runs)")
+        if not (fr or fu or rf):
+            ax.text(0.5, 0.5, "no valid estimate to plot", transform=ax.transAxes, ha="center", va="center")
+        ax.set_yscale("symlog", linthresh=0.005 if attr == "rte_m" else 0.01)   # centimetres and hundredths of a degree visible
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         if result.knock is not None:
