@@ -451,7 +451,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "on a dataset under the global or refine protocol; prints and writes RRE/RTE "
                     "(mean, std, median), Acc and latency, a recall curve, a per-frame CSV and overlays.",
         epilog=__doc__.split("Per frame")[0].split("Examples::")[1], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, help="checkpoint .pt, or exported .onnx (its card <name>.yaml beside it)")
+    p.add_argument("--model", required=True, help="checkpoint .pt, exported .onnx (its card <name>.yaml beside it), "
+                                                  "or that model card .yaml")
     p.add_argument("--kitti", nargs="+", metavar="DIR",
                    help="KITTI Odometry sequence folder(s) (.../sequences/NN) and/or KITTI raw drive folder(s) "
                         "(<date>/<date>_drive_XXXX_sync, calibration in <date>/; or a date folder holding one drive)")
