@@ -403,9 +403,8 @@ class Rosbag2Source:
                               "lidar_frame": pair.lidar.frame_id}))
                     count += 1
             else:      # read to the end: the sweeps left are the recording's last, or had no image in time
-                unmatched = pairer.counters.lidar_unmatched + pairer.sweeps_waiting
-                for _ in range(unmatched):
-                    self._leave_out(f"sweeps without an image within {slop_s} s")
+                self._leave_out(f"sweeps without an image within {slop_s} s",
+                                pairer.counters.lidar_unmatched + pairer.sweeps_waiting)
             if count == 0:
                 raise ValueError(f"bag {bag}: no camera/LiDAR pair within {slop_s} s with a CameraInfo")
 
@@ -415,8 +414,9 @@ class Rosbag2Source:
     def __getitem__(self, index: int) -> Sample:
         return self.samples[index]
 
-    def _leave_out(self, reason: str) -> None:
-        self.left_out[reason] = self.left_out.get(reason, 0) + 1
+    def _leave_out(self, reason: str, count: int = 1) -> None:
+        if count:
+            self.left_out[reason] = self.left_out.get(reason, 0) + count
 
     def __repr__(self) -> str:
         left = "; ".join(f"{n} {reason}" for reason, n in self.left_out.items())
@@ -620,11 +620,10 @@ def seed_worker(worker_id: int) -> None:
     change the data). A worker ignores SIGINT / SIGTERM: Ctrl-C in a terminal reaches the whole
     process group, and the training process finishes its step and saves before it stops
     (``crossi2p_training.train``); the loader ends its workers."""
-    import signal
-
     import cv2
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_IGN)
+    from crossi2p.interrupt import ignore_termination_signals
+
+    ignore_termination_signals()      # a worker's loop runs in its process's main thread
     torch.set_num_threads(1)
     cv2.setNumThreads(1)

@@ -100,18 +100,26 @@ def termination_signals_as_interrupt() -> Iterator[None]:
     """Within the block, SIGINT and SIGTERM raise KeyboardInterrupt in the main thread (module
     docstring); on leaving it the handlers from before come back. Off the main thread (signals
     cannot be handled there) it changes nothing."""
+    _received.clear()
+    with _termination_handler(_raise_interrupt):
+        yield
+
+
+@contextlib.contextmanager
+def _termination_handler(handler: Callable) -> Iterator[None]:
+    """Within the block, ``handler`` handles SIGINT and SIGTERM (main thread only: elsewhere
+    nothing changes); on leaving it the handlers from before come back."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     previous = {sig: signal.getsignal(sig) for sig in TERMINATION_SIGNALS}
-    _received.clear()
     for sig in TERMINATION_SIGNALS:
-        signal.signal(sig, _raise_interrupt)
+        signal.signal(sig, handler)
     try:
         yield
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+        for sig, old in previous.items():
+            signal.signal(sig, old if old is not None else signal.SIG_DFL)
 
 
 class StopRequests:
@@ -122,7 +130,7 @@ class StopRequests:
 
     def __init__(self) -> None:
         self.signum: int | None = None
-        self._previous: dict = {}
+        self._handling = _termination_handler(self._note)
 
     @property
     def requested(self) -> bool:
@@ -136,15 +144,11 @@ class StopRequests:
         _received.append(signum)
 
     def __enter__(self) -> "StopRequests":
-        if threading.current_thread() is threading.main_thread():
-            self._previous = {sig: signal.getsignal(sig) for sig in TERMINATION_SIGNALS}
-            for sig in TERMINATION_SIGNALS:
-                signal.signal(sig, self._note)
+        self._handling.__enter__()
         return self
 
     def __exit__(self, *exc) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+        self._handling.__exit__(*exc)
 
 
 def ignore_termination_signals() -> None:

@@ -24,8 +24,6 @@ import sys
 from pathlib import Path
 from typing import Literal
 
-import yaml
-
 from crossi2p.calib_io import load_calibration_yaml
 from crossi2p.datasets.rosbag2 import bag_topics
 from crossi2p.deskew import DESKEW_MODES, DeskewConfig
@@ -109,11 +107,10 @@ def dataset_frames(path: Path, source: Source, camera_channel: str = DEFAULT_CAM
     if source != "kitti" or not record.is_file():
         return "", ""
     try:
-        frames = (yaml.safe_load(record.read_text()) or {}).get("frames") or {}
-    except (OSError, UnicodeDecodeError, yaml.YAMLError, AttributeError):
+        named = load_calibration_yaml(record, require_camera=False).named_frames
+    except (OSError, ValueError):
         return "", ""                       # unreadable: its calibration is not used either
-    names = frames.get("parent", ""), frames.get("child", "")
-    return tuple(n if isinstance(n, str) else "" for n in names)
+    return named.get("parent", ""), named.get("child", "")
 
 
 def check_bag_topics(bag: Path, topics: tuple[str, str, str]) -> None:
