@@ -8,6 +8,11 @@ twice: with the runtime's training-free alignment check (``RuntimeConfig.alignme
 without it. Prints, per setting, the frames called valid and those of them off by more than
 ``--wrong-deg`` (the issue-13 target: none above 10 deg).
 
+With ``--as-recorded`` the frames of each sequence (``--sim``, ``--real-sequence``) are the
+consecutive frames of one drive, as the node gets them; a third setting then adds the pipeline's
+direction-of-travel check (``crossi2p.travel_check``, with the product's LiDAR odometry) to the
+alignment check's verdicts.
+
     .venv/bin/python bench/bench_validity.py --real ../shared/data/real --sim SEQ --trials 2 --json out/validity.json
 """
 from __future__ import annotations
@@ -23,10 +28,12 @@ import numpy as np
 from tqdm import tqdm
 
 from crossi2p.datasets.kitti import read_kitti_sequence
+from crossi2p.deskew import SweepDeskewer
 from crossi2p.datasets.sample_folder import find_sample_folders, load_sample_folder
 from crossi2p.geometry import transform_points
 from crossi2p.metrics import registration_error, sample_global_perturbation
 from crossi2p.runtime import CalibrationRuntime, RuntimeConfig
+from crossi2p.travel_check import TravelCheck
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -80,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
                 "without": CalibrationRuntime(args.model, dataclasses.replace(config, alignment_check=False))}
     rng = np.random.default_rng(args.seed)
     rows = []
+    travel: dict[str, tuple[SweepDeskewer, TravelCheck]] = {}   # per sequence, with --as-recorded
     for kind, name, s in tqdm(frames, desc="frames", unit="frame"):
         for trial in range(1 if args.as_recorded else args.trials):
             T_pert = np.eye(4) if args.as_recorded else sample_global_perturbation(rng, s.T_cam_lidar).T_pert
@@ -90,13 +98,25 @@ def main(argv: list[str] | None = None) -> int:
             for setting, rt in runtimes.items():
                 est = rt.estimate(img, pts, s.camera)
                 err = registration_error(est.T_cam_lidar, T_gt) if est.T_cam_lidar is not None else None
-                rows.append({"kind": kind, "frame": name, "trial": trial, "setting": setting, "valid": est.valid,
-                             "reason": est.reason, "rre_geodesic_deg": err.rre_geodesic_deg if err else None,
-                             "rte_m": err.rte_m if err else None, "alignment_margin": est.alignment_margin})
+                row = {"kind": kind, "frame": name, "trial": trial, "setting": setting, "valid": est.valid,
+                       "reason": est.reason, "rre_geodesic_deg": err.rre_geodesic_deg if err else None,
+                       "rte_m": err.rte_m if err else None, "alignment_margin": est.alignment_margin}
+                rows.append(row)
+                if args.as_recorded and kind != "real" and setting == "with_alignment_check":
+                    sequence, index = name.rsplit(":", 1)
+                    odometry, check = travel.setdefault(sequence, (SweepDeskewer(track_motion=True), TravelCheck()))
+                    odometry(0.1 * int(index), pts)
+                    verdict = check.check(0.1 * int(index), img, s.camera, odometry.last_pose[1],
+                                          odometry.odometry_run, est.T_cam_lidar if est.valid else None)
+                    rows.append({**row, "setting": "with_alignment_and_travel_check",
+                                 "valid": est.valid and verdict.passed, "travel_angle_deg": verdict.angle_deg,
+                                 "reason": est.reason or ("" if verdict.passed else verdict.reason)})
     summary = {}
     for kind in sorted({r["kind"] for r in rows}):
-        for setting in runtimes:
+        for setting in [*runtimes, "with_alignment_and_travel_check"]:
             rs = [r for r in rows if r["kind"] == kind and r["setting"] == setting]
+            if not rs:
+                continue
             valid = [r for r in rs if r["valid"]]
             wrong = [r for r in valid if r["rre_geodesic_deg"] is not None and r["rre_geodesic_deg"] > args.wrong_deg]
             right = [r for r in rs if r["rre_geodesic_deg"] is not None and r["rre_geodesic_deg"] <= args.wrong_deg]
