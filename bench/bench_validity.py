@@ -9,9 +9,9 @@ without it. Prints, per setting, the frames called valid and those of them off b
 ``--wrong-deg`` (the issue-13 target: none above 10 deg).
 
 With ``--as-recorded`` the frames of each sequence (``--sim``, ``--real-sequence``) are the
-consecutive frames of one drive, as the node gets them; a third setting then adds the pipeline's
-direction-of-travel check (``crossi2p.travel_check``, with the product's LiDAR odometry) to the
-alignment check's verdicts.
+consecutive frames of one drive, as the node gets them; two more settings then add the pipeline's
+direction-of-travel check (``crossi2p.travel_check``, with the product's LiDAR odometry) to each
+setting's verdicts (``...+travel_check``).
 
     .venv/bin/python bench/bench_validity.py --real ../shared/data/real --sim SEQ --trials 2 --json out/validity.json
 """
@@ -102,18 +102,19 @@ def main(argv: list[str] | None = None) -> int:
                        "reason": est.reason, "rre_geodesic_deg": err.rre_geodesic_deg if err else None,
                        "rte_m": err.rte_m if err else None, "alignment_margin": est.alignment_margin}
                 rows.append(row)
-                if args.as_recorded and kind != "real" and setting == "with_alignment_check":
+                if args.as_recorded and kind != "real":
                     sequence, index = name.rsplit(":", 1)
-                    odometry, check = travel.setdefault(sequence, (SweepDeskewer(track_motion=True), TravelCheck()))
+                    odometry, check = travel.setdefault(f"{sequence}/{setting}",
+                                                        (SweepDeskewer(track_motion=True), TravelCheck()))
                     odometry(0.1 * int(index), pts)
                     verdict = check.check(0.1 * int(index), img, s.camera, odometry.last_pose[1],
                                           odometry.odometry_run, est.T_cam_lidar if est.valid else None)
-                    rows.append({**row, "setting": "with_alignment_and_travel_check",
+                    rows.append({**row, "setting": f"{setting}+travel_check",
                                  "valid": est.valid and verdict.passed, "travel_angle_deg": verdict.angle_deg,
                                  "reason": est.reason or ("" if verdict.passed else verdict.reason)})
     summary = {}
     for kind in sorted({r["kind"] for r in rows}):
-        for setting in [*runtimes, "with_alignment_and_travel_check"]:
+        for setting in [*runtimes, *(f"{r}+travel_check" for r in runtimes)]:
             rs = [r for r in rows if r["kind"] == kind and r["setting"] == setting]
             if not rs:
                 continue

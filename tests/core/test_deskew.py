@@ -128,3 +128,21 @@ def test_the_time_mode_uses_the_clouds_own_times_and_matches_the_azimuth_mode_on
     assert untimed(0.0, p) is p and untimed(0.1, p) is p and untimed.velocity is None
     with pytest.raises(ValueError, match="times must be"):
         untimed(0.2, p, np.zeros(3))
+
+
+def test_with_deskewing_off_the_odometry_still_tracks_the_motion_for_the_travel_check():
+    """``track_motion``: every sweep is registered (at most ``odometry_max_points`` of it) and given
+    back unchanged; the odometry's poses follow the simulated vehicle's direction of travel."""
+    from crossi2p_training.sim import SimConfig, simulate_drive
+    drive = simulate_drive(SimConfig.preset("small"), seed=11, frames=8)
+    deskewer = SweepDeskewer(DeskewConfig(odometry_max_points=10000), track_motion=True)
+    for t, points in drive.lidar_sweeps:
+        out = deskewer(t, points[:, :4])
+        assert np.array_equal(out, points[:, :4]) and deskewer.last_pose[0] == t
+    odometry_travel = deskewer.last_pose[1][:3, 3]
+    true_travel = (invert_transform(drive.T_world_lidar[0]) @ drive.T_world_lidar[-1])[:3, 3]
+    cos = odometry_travel @ true_travel / np.linalg.norm(odometry_travel) / np.linalg.norm(true_travel)
+    assert cos > np.cos(np.radians(10)) and deskewer.odometry_run == 0
+    untracked = SweepDeskewer()           # off, not tracking: KISS-ICP is never run
+    untracked(0.0, drive.lidar_sweeps[0][1][:, :4])
+    assert untracked.last_pose is None and untracked._odometry is None

@@ -267,3 +267,27 @@ def test_sweeps_that_could_not_be_deskewed_are_not_refined_on():
     for k, s in enumerate(sweeps):
         pipeline.fuse(StampedPair(drive.lidar_sweeps[k][0], image, drive.lidar_sweeps[k][0], s), fake)
     assert pipeline.pairs_skewed == 1 and len(pipeline.window) == 2
+
+
+def test_a_per_frame_estimate_that_drives_the_camera_backwards_is_refused_before_fusion():
+    """The direction-of-travel check (crossi2p.travel_check) in the pipeline: every sweep offered
+    goes through the odometry (de-skewing off), and an estimate turned 180 deg about the camera's
+    vertical, which a single frame of a street alike ahead and behind cannot tell apart, is made
+    invalid with its reason once the LiDAR has travelled; the truth is fused."""
+    from crossi2p_training.sim import SimConfig, simulate_drive
+
+    samples = simulate_drive(SimConfig.preset("small"), seed=11, frames=8).paired_samples()
+    T_gt = samples[0].T_cam_lidar
+    flip = make_transform(Rotation.from_euler("y", 180, degrees=True), np.zeros(3)) @ T_gt
+    pipeline = CalibrationPipeline(ScriptedRuntime([T_gt, flip] * 4), fusion=FusionConfig(min_inliers_to_converge=50))
+    outcomes = []
+    for s in samples:
+        sweep = pipeline.deskew_sweep(s.lidar_stamp_s, LidarSweep(s.points, "lidar"))
+        assert sweep.T_odom_lidar is not None and np.array_equal(sweep.points, s.points)
+        pair = StampedPair(s.stamp_s, CameraFrame(s.image, s.camera, "camera"), s.lidar_stamp_s, sweep)
+        outcomes.append(pipeline.process(pair))
+    truth, flipped = outcomes[2::2], outcomes[1::2]           # the first pair has nothing to compare with
+    assert all(o.estimate.valid and o.fused and o.estimate.travel_angle_deg < 20.0 for o in truth)
+    assert all(not o.estimate.valid and not o.fused and o.estimate.reason.startswith("direction of travel")
+               and o.estimate.travel_angle_deg > 150.0 for o in flipped), [o.estimate.reason for o in flipped]
+    assert pipeline.travel_check.refused == len(flipped) == 4

@@ -101,6 +101,9 @@ class FrameEstimate:
     """Per stage: preprocess, graph, post (milliseconds; post includes the alignment check)."""
     alignment_margin: float | None = None
     """``refinement.alignment_check`` margin (None: not run)."""
+    travel_angle_deg: float | None = None
+    """Angle between the direction of travel the estimate predicts and the images' own
+    (``crossi2p.travel_check``, set by the pipeline; None: not checked)."""
     intensity_detected: str = ""
     """Scale the frame's intensities looked like when preprocessed (``missing``, ``unit``,
     ``byte``, ``uint16``, ``other``; ``preprocess.detect_intensity_scale``)."""

@@ -193,7 +193,8 @@ class CalibrationNode(Node):
         elif not load_model_in_background:
             runtime = self._load_runtime(self._model_card, self.params.runtime)
         self.pipeline = CalibrationPipeline(runtime, self.params.pairing, self.params.fusion, prior=self._start_prior,
-                                            schedule=self.params.refinement, deskew=self.params.deskew)
+                                            schedule=self.params.refinement, deskew=self.params.deskew,
+                                            travel=self.params.travel)
         self.counters = NodeCounters()
         self._lock = threading.Lock()  # guards the pipeline, counters, pending pair, camera info
         self._wake = threading.Condition(self._lock)

@@ -35,7 +35,9 @@ pairs, every 10 pairs; ``--refine-window-span spread``: 20 pairs spread over the
 Decalibration injection (``--knock-at-s T --knock-rot-deg A [--knock-trans-m D]``): from bag
 time T on, the LiDAR points are moved as if the camera had been knocked by a rotation A about its
 optical axis (and D metres along x): the ground truth becomes ``E @ T_cam_lidar`` and the report
-gives the drift detection delay.
+gives the drift detection delay. The points are moved before the LiDAR odometry sees them, as the
+node gets them in ``--mode live`` (the odometry sees the knock as one jump of the sweeps: the
+direction-of-travel check may refuse the frame at the knock).
 
 Output (``--report DIR``): summary.json (also ``--json PATH``), frames.csv, PNG plots, overlay
 PNGs before/after, report.md linking them (docs/evaluation.md). Exit code: 0 when the final fused error is within
@@ -167,9 +169,9 @@ def replay_bag(bag: Path, runtime: CalibrationRuntime, T_gt: np.ndarray | None, 
                 except FrameMismatchError as exc:
                     result.refused[str(exc)] = result.refused.get(str(exc), 0) + 1
                     continue
+                if knock is not None and rec.stamp_s >= knock.at_s:   # before the odometry, as the node gets them
+                    points = knocked_points(points, knock, T_gt)
                 sweep = pipeline.deskew_sweep(rec.stamp_s, LidarSweep(points, frames[0], times_s=rec.times_s))
-                if knock is not None and rec.stamp_s >= knock.at_s:
-                    sweep.points = knocked_points(sweep.points, knock, T_gt)
                 pairs = pipeline.offer_lidar(rec.stamp_s, sweep, deskewed=True)
             for pair in pairs:
                 handle(pair)
@@ -220,9 +222,9 @@ def replay_samples(samples: Iterable[Sample], runtime: CalibrationRuntime, fusio
                 raise ValueError(f"sample {sample.frame_id}: no ground-truth calibration; pass --ground-truth YAML")
             lidar_stamp = sample.stamp_s if sample.lidar_stamp_s is None else sample.lidar_stamp_s
             # dataset folders name no tf frames: '' (unknown), so a prior's frames are not compared
-            sweep = pipeline.deskew_sweep(lidar_stamp, LidarSweep(sample.points, ""))
-            if knock is not None and lidar_stamp >= knock.at_s:
-                sweep.points = knocked_points(sweep.points, knock, gt)
+            points = knocked_points(sample.points, knock, gt) if knock is not None and lidar_stamp >= knock.at_s \
+                else sample.points
+            sweep = pipeline.deskew_sweep(lidar_stamp, LidarSweep(points, ""))
             pair = StampedPair(sample.stamp_s, CameraFrame(sample.image, sample.camera, ""), lidar_stamp, sweep)
             result.add(FrameReport.from_outcome(pipeline.process(pair)), gt)
             _refine_if_due(pipeline, result, bar)
@@ -356,7 +358,7 @@ def write_frames_csv(result: ReplayResult, path: Path) -> None:
         w = csv.writer(f)
         w.writerow(["lidar_stamp_s", "image_stamp_s", "valid", "reason", "confidence", "inlier_ratio",
                     "latency_ms", "status", "frame_rte_m", "frame_rre_geodesic_deg", "frame_rre_euler_sum_deg",
-                    "fused_rte_m", "fused_rre_geodesic_deg", "drift_events"])
+                    "fused_rte_m", "fused_rre_geodesic_deg", "drift_events", "travel_angle_deg"])
         for fr in result.frames:
             fe = registration_error(fr.T_frame, fr.T_gt) if fr.T_frame is not None else None
             fu = registration_error(fr.T_fused, fr.T_gt) if fr.T_fused is not None else None
@@ -365,7 +367,8 @@ def write_frames_csv(result: ReplayResult, path: Path) -> None:
                         *(f"{v:.5f}" if v is not None else "" for v in
                           (fe and fe.rte_m, fe and fe.rre_geodesic_deg, fe and fe.rre_euler_sum_deg,
                            fu and fu.rte_m, fu and fu.rre_geodesic_deg)),
-                        fr.drift_events])
+                        fr.drift_events,
+                        "" if fr.travel_angle_deg is None else f"{fr.travel_angle_deg:.1f}"])
 
 
 def build_parser() -> argparse.ArgumentParser:

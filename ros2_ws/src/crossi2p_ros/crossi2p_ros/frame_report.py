@@ -44,6 +44,8 @@ class FrameReport:
     frames_fused: int
     lidar_frame: str = ""
     camera_frame: str = ""
+    travel_angle_deg: float | None = None
+    """Direction-of-travel check's angle, degrees (``crossi2p.travel_check``; None: not checked)."""
 
     @classmethod
     def from_outcome(cls, outcome: FrameOutcome) -> FrameReport:
@@ -51,7 +53,7 @@ class FrameReport:
         return cls(pair.lidar_stamp_s, pair.image_stamp_s, bool(est.valid), est.reason, float(est.confidence),
                    float(est.inlier_ratio), float(sum(est.latency_ms.values())), est.T_cam_lidar, st.status,
                    st.T_cam_lidar, st.covariance, int(st.drift_events), int(st.frames_accepted),
-                   pair.lidar.frame_id, pair.image.frame_id)
+                   pair.lidar.frame_id, pair.image.frame_id, est.travel_angle_deg)
 
     def to_values(self) -> list[tuple[str, str]]:
         """``(key, value)`` strings of a DiagnosticStatus (floats exact)."""
@@ -63,7 +65,8 @@ class FrameReport:
                 ("status", self.status), ("fused_T_cam_lidar", _floats(self.fused_T_cam_lidar)),
                 ("covariance", _floats(self.covariance)), ("drift_events", str(self.drift_events)),
                 ("frames_fused", str(self.frames_fused)), ("lidar_frame", self.lidar_frame),
-                ("camera_frame", self.camera_frame)]
+                ("camera_frame", self.camera_frame),
+                ("travel_angle_deg", "" if self.travel_angle_deg is None else repr(float(self.travel_angle_deg)))]
 
     @classmethod
     def from_values(cls, values: Mapping[str, str]) -> FrameReport:
@@ -74,7 +77,8 @@ class FrameReport:
                        float(values["latency_ms"]), _matrix(values["T_cam_lidar"], 4), values["status"],
                        _matrix(values["fused_T_cam_lidar"], 4), _matrix(values["covariance"], 6),
                        int(values["drift_events"]), int(values["frames_fused"]), values.get("lidar_frame", ""),
-                       values.get("camera_frame", ""))
+                       values.get("camera_frame", ""),
+                       float(values["travel_angle_deg"]) if values.get("travel_angle_deg") else None)
         except KeyError as exc:
             raise ValueError(f"frame report: no key {exc}") from None
 

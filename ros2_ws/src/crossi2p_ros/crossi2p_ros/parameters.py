@@ -2,7 +2,7 @@
 
 ROS parameters map 1:1 onto typed dataclasses: the node's own ``NodeConfig`` (top-level names)
 and the core stages' configs under a prefix (``pairing.*``, ``fusion.*``, ``runtime.*``,
-``deskew.*``; the refinement's schedule, ``crossi2p_ros.pipeline.RefinementScheduleConfig``, under
+``deskew.*``, ``travel_check.*``; the refinement's schedule, ``crossi2p_ros.pipeline.RefinementScheduleConfig``, under
 ``refinement_*``).
 Descriptions come from the docstring under each dataclass field; ranges from ``RANGES``.
 ``docs/parameters.md`` is generated from the same declarations (``parameter_table_markdown``) and
@@ -19,6 +19,7 @@ from crossi2p.config_schema import config_from_dict, field_docs
 from crossi2p.deskew import DeskewConfig
 from crossi2p.fusion import FusionConfig
 from crossi2p.runtime import RuntimeConfig
+from crossi2p.travel_check import TravelCheckConfig
 
 from .pairing import PairingConfig
 from .pipeline import RefinementScheduleConfig
@@ -127,6 +128,7 @@ class CalibrationNodeParameters:
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     refinement: RefinementScheduleConfig = field(default_factory=RefinementScheduleConfig)
     deskew: DeskewConfig = field(default_factory=DeskewConfig)
+    travel: TravelCheckConfig = field(default_factory=TravelCheckConfig)
 
 
 # Allowed ranges of numeric parameters (inclusive), by ROS parameter name.
@@ -187,10 +189,18 @@ RANGES: dict[str, tuple[float, float]] = {
     "deskew.max_gap_s": (0.0, 3600.0),
     "deskew.min_points": (0, 10_000_000),
     "deskew.max_speed_mps": (0.1, 1000.0),
+    "deskew.odometry_max_points": (1000, 10_000_000),
+    "travel_check.max_angle_deg": (1.0, 180.0),
+    "travel_check.min_travel_m": (0.01, 100.0),
+    "travel_check.max_gap_s": (0.01, 3600.0),
+    "travel_check.min_inliers": (5, 100000),
+    "travel_check.history": (1, 1000),
+    "travel_check.max_width_px": (64, 100000),
+    "travel_check.max_corners": (8, 100000),
 }
 
 _GROUPS = {"node": "", "pairing": "pairing.", "fusion": "fusion.", "runtime": "runtime.",
-           "refinement": "refinement_", "deskew": "deskew."}
+           "refinement": "refinement_", "deskew": "deskew.", "travel": "travel_check."}
 
 
 @dataclass(frozen=True)

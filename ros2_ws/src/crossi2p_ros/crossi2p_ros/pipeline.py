@@ -11,6 +11,10 @@ Stages per pair (``estimate`` then ``fuse``; ``process`` does both):
 2. the prior gate: with a ``Prior``, a valid estimate outside its bounds is made invalid with the
    reason ``"outside prior: ..."`` (``crossi2p.prior.prior_violation``) and counted in
    ``rejected_outside_prior``; it never reaches the fusion;
+2b. the direction-of-travel check (``crossi2p.travel_check``; on by default): a valid estimate
+   under which the LiDAR's odometry moves the camera more than ``max_angle_deg`` from the way its
+   images move (a view turned around) is made invalid with the reason ``"direction of travel:
+   ..."``; every sweep is registered with the odometry for it (``SweepDeskewer.track_motion``);
 3. temporal fusion (``crossi2p.fusion``);
 4. the pair joins the refinement window (``RefinementScheduleConfig.window_frames`` pairs,
    decoded image + camera + points, prepared for the refinement lazily, on its first use): the
@@ -41,6 +45,7 @@ from crossi2p.prior import Prior, pose_distance, prior_frame_mismatch, prior_vio
 from crossi2p.refinement import (PreparedFrame, Progress, RefinementConfig, RefinementResult, prepare_frame,
                                  refine_extrinsic)
 from crossi2p.runtime import CalibrationRuntime, FrameEstimate
+from crossi2p.travel_check import TravelCheck, TravelCheckConfig
 
 from .pairing import PairingConfig, StampedPair, StampPairer
 
@@ -68,6 +73,11 @@ class LidarSweep:
     times_s: np.ndarray | None = None
     """(N,) each point's firing time relative to the stamp, seconds, from the cloud's time field
     (``crossi2p.pointcloud2.structured_point_times``; None: none). Dropped once de-skewed."""
+    T_odom_lidar: np.ndarray | None = None
+    """(4, 4) the LiDAR odometry's pose of this sweep (``SweepDeskewer.last_pose``; None: not
+    registered), for the direction-of-travel check."""
+    odometry_run: int = 0
+    """Which unbroken odometry run ``T_odom_lidar`` belongs to."""
 
 
 @dataclass
@@ -202,7 +212,7 @@ class CalibrationPipeline:
     def __init__(self, runtime: CalibrationRuntime, pairing: PairingConfig | None = None,
                  fusion: FusionConfig | None = None, prior: Prior | None = None,
                  refinement: RefinementConfig | None = None, schedule: RefinementScheduleConfig | None = None,
-                 deskew: DeskewConfig | None = None):
+                 deskew: DeskewConfig | None = None, travel: TravelCheckConfig | None = None):
         check_intensity_policy(runtime)
         self.runtime = runtime
         self.pairer: StampPairer[CameraFrame, LidarSweep] = StampPairer(pairing)
@@ -212,7 +222,9 @@ class CalibrationPipeline:
         (the node's /tf_static prior arrives after start-up)."""
         self.refinement_config = refinement or RefinementConfig()
         self.schedule = schedule or RefinementScheduleConfig()
-        self.deskewer = SweepDeskewer(deskew)
+        self.travel_check = TravelCheck(travel)
+        """Refuses per-frame estimates that drive the camera the wrong way (``crossi2p.travel_check``)."""
+        self.deskewer = SweepDeskewer(deskew, track_motion=self.travel_check.config.enabled)
         """De-skews every sweep offered (``crossi2p.deskew``; off by default); a caller that builds
         pairs itself (``process``) passes its sweeps through ``deskew_sweep`` first, in stamp order."""
         self.rejected_outside_prior = 0
@@ -256,7 +268,10 @@ class CalibrationPipeline:
         marked ``skewed`` when de-skewing is on but could not be done for it."""
         points = self.deskewer(stamp_s, sweep.points, sweep.times_s)
         skewed = self.deskewer.config.mode != "off" and self.deskewer.velocity is None
-        return LidarSweep(points, sweep.frame_id, skewed)
+        last = self.deskewer.last_pose
+        T_odom_lidar = last[1] if last is not None and last[0] == float(stamp_s) else None
+        return LidarSweep(points, sweep.frame_id, skewed, T_odom_lidar=T_odom_lidar,
+                          odometry_run=self.deskewer.odometry_run)
 
     def estimate(self, pair: StampedPair, T_prior: np.ndarray | None = None) -> FrameEstimate:
         """Per-frame estimate on one pair (the expensive step; touches no shared state)."""
@@ -275,6 +290,13 @@ class CalibrationPipeline:
             if reason is not None:
                 estimate.valid, estimate.reason = False, reason
                 self.rejected_outside_prior += 1
+        if self.travel_check.config.enabled:
+            travel = self.travel_check.check(
+                pair.lidar_stamp_s, pair.image.image_rgb, pair.image.camera, pair.lidar.T_odom_lidar,
+                pair.lidar.odometry_run, estimate.T_cam_lidar if estimate.valid else None)
+            estimate.travel_angle_deg = travel.angle_deg
+            if not travel.passed:
+                estimate.valid, estimate.reason = False, travel.reason
         fused = bool(estimate.valid and self.fuser.add(estimate.T_cam_lidar, estimate.confidence,
                                                         pair.lidar_stamp_s))
         st = self.fuser.state
@@ -443,6 +465,7 @@ class CalibrationPipeline:
         prior and the counters of rejections stay)."""
         self.pairer.reset()
         self.fuser.reset()
+        self.travel_check.reset()
         self._clear_window()
         self.refined_run = self.last_refinement = None
         self.first_refined_at = None
