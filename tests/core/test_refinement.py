@@ -27,9 +27,10 @@ def _pattern(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return table[(np.floor(u / 0.7).astype(int) % 64), (np.floor(v / 0.5).astype(int) % 64)]
 
 
-def _scene(seed: int = 0):
-    """A textured wall at 12 m with two boxes in front of it, rendered by the camera, and a
-    LiDAR sweep of it whose intensity is the texture (what NID relies on)."""
+def _scene(seed: int = 0, boxes: bool = True):
+    """A textured wall at 12 m with two boxes in front of it (``boxes``), rendered by the camera,
+    and a LiDAR sweep of it whose intensity is the texture (what NID relies on)."""
+    box_list = ((-3.0, -1.0, -1.5, 1.0, 7.0), (1.5, 3.5, -1.0, 2.0, 8.5)) if boxes else ()
     rng = np.random.default_rng(seed)
     # LiDAR: a dense grid of rays over the camera's view
     az = np.radians(np.arange(-35, 35, 0.12))
@@ -39,7 +40,7 @@ def _scene(seed: int = 0):
     r = 12.0 / d[:, 0]                                          # wall x = 12 m
     y, z = d[:, 1] * r, d[:, 2] * r
     inten = _pattern(y + 50, z + 50)
-    for (y0, y1, z0, z1, x) in ((-3.0, -1.0, -1.5, 1.0, 7.0), (1.5, 3.5, -1.0, 2.0, 8.5)):
+    for (y0, y1, z0, z1, x) in box_list:
         hit = (d[:, 1] * x / d[:, 0] > y0) & (d[:, 1] * x / d[:, 0] < y1) & \
               (d[:, 2] * x / d[:, 0] > z0) & (d[:, 2] * x / d[:, 0] < z1)
         r = np.where(hit, x / d[:, 0], r)
@@ -54,7 +55,7 @@ def _scene(seed: int = 0):
     s = (12.0 - o[0]) / dl[:, 0]
     hy, hz = o[1] + s * dl[:, 1], o[2] + s * dl[:, 2]
     g = _pattern(hy + 50, hz + 50)
-    for (y0, y1, z0, z1, x), val in (((-3.0, -1.0, -1.5, 1.0, 7.0), 0.9), ((1.5, 3.5, -1.0, 2.0, 8.5), 0.2)):
+    for (y0, y1, z0, z1, x), val in zip(box_list, (0.9, 0.2)):
         sb = (x - o[0]) / dl[:, 0]
         by, bz = o[1] + sb * dl[:, 1], o[2] + sb * dl[:, 2]
         hit = (by > y0) & (by < y1) & (bz > z0) & (bz < z1)
@@ -118,7 +119,8 @@ def test_a_search_that_ends_in_one_place_adds_the_curvatures_margin_ellipsoid():
     pose and the acceptance are the same with and without it."""
     img, pts = _scene()
     T0 = make_transform(Rotation.from_rotvec(np.radians([1.0, -1.0, 0.5])), np.array([0.03, -0.02, 0.04])) @ T_GT
-    cfg = RefinementConfig(fine_multi_starts=0, translation_hops_m=0.0)
+    # (no profile rivals: with this one descent, a pose 0.15 m along x scores lower than its end)
+    cfg = RefinementConfig(fine_multi_starts=0, translation_hops_m=0.0, profile_rival_m=0.0)
     frames = [prepare_frame(img, pts, CAMERA, T0, cfg)]
     on = refine_extrinsic(frames, T0, cfg)
     off = refine_extrinsic(frames, T0, dataclasses.replace(cfg, margin_covariance=False))
@@ -128,6 +130,25 @@ def test_a_search_that_ends_in_one_place_adds_the_curvatures_margin_ellipsoid():
     np.testing.assert_allclose(on.covariance - off.covariance, on.margin_covariance, atol=1e-12)
     assert np.all(np.linalg.eigvalsh(on.margin_covariance) > 0)        # it widens every direction
     assert np.all(np.diag(on.covariance) > np.diag(off.covariance))
+
+
+def test_profile_rivals_refuse_a_result_whose_translation_a_rotation_absorbs():
+    """A single descent (no multi-start, no hops) on one frame ends 0.13-0.14 m / 0.6-0.7 deg off
+    with no other end to compare with; alone, the bootstrap accepts it with standard deviations
+    of 1-4 cm (4-10 sigma off). The poses 0.15 m along each camera axis with the rotation
+    re-optimised (``profile_rival_m``) score as low or lower: ambiguous, refused."""
+    for boxes in (True, False):                  # with the boxes' parallax, and a bare wall
+        img, pts = _scene(boxes=boxes)
+        T0 = make_transform(Rotation.from_rotvec(np.radians([1.0, -1.0, 0.5])), np.array([0.03, -0.02, 0.04])) @ T_GT
+        cfg = RefinementConfig(fine_multi_starts=0, translation_hops_m=0.0)
+        frames = [prepare_frame(img, pts, CAMERA, T0, cfg)]
+        without = refine_extrinsic(frames, T0, dataclasses.replace(cfg, profile_rival_m=0.0))
+        assert without.accepted and registration_error(without.T_cam_lidar, T_GT).rte_m > 0.1
+        assert np.all(without.std_m < 0.05)                              # the covariance does not cover it
+        res = refine_extrinsic(frames, T0, cfg)
+        np.testing.assert_array_equal(res.T_searched, without.T_searched)
+        assert not res.accepted and "ambiguous" in res.reason and "translation is not determined" in res.reason
+        assert res.ambiguity_margin < cfg.min_ambiguity_margin
 
 
 def test_translation_profile_is_lowest_at_the_truth_on_every_axis():

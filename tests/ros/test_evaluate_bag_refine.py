@@ -37,7 +37,7 @@ def test_prior_runs_the_refinement_and_reports_its_error(drive, tmp_path):
     for key in REFINED_KEYS:
         assert key in s, key
     assert s["frames"] == 5 and s["refinement_runs"] >= 1  # due at the first pair: the prior is a start
-    assert isinstance(s["rejected_outside_prior"], int)
+    assert isinstance(s["rejected_outside_prior"], int) and isinstance(s["rejected_direction_of_travel"], int)
     # the prior's own error, what the refined figures are to beat
     e_prior = registration_error(E @ sim.T_cam_lidar, sim.T_cam_lidar)
     assert s["prior_rte_m"] == pytest.approx(e_prior.rte_m, abs=1e-6)

@@ -47,7 +47,8 @@ from .test_node_signals import (NODE, assert_clean_exit, assert_one_line_error_e
 PRIOR_BOUNDS = (5.0, 0.3)  # deg, m: tight enough that a 12 deg estimate is outside
 REFINEMENT_KEYS = ("stage", "refinement_accepted", "refinement_reason", "refinement_cost_start",
                    "refinement_cost_final", "refinement_frames", "refinement_std_m", "refinement_std_deg",
-                   "refinements_run", "refinements_accepted", "rejected_outside_prior")
+                   "refinements_run", "refinements_accepted", "rejected_outside_prior",
+                   "rejected_direction_of_travel")
 
 
 def off_by(T: np.ndarray, angle_deg: float, axis, dt) -> np.ndarray:
@@ -209,9 +210,11 @@ def test_accepted_refinement_from_the_prior_is_what_pose_and_tf_carry_and_diagno
     # rivals 0.15 m away along the optical axis and refuses such short windows as ambiguous (as
     # it should: docs/benchmarks.md section 8); the rotation-only grid accepts them. Windows of
     # up to 3 frames are searched on the fine rotation grid by default, whose extra seeds find
-    # such rivals too: this test uses the coarse-to-fine search.
+    # such rivals too, and so do the profile rivals (0.15 m along each axis, rotation
+    # re-optimised): this test uses the coarse-to-fine search without them.
     h.node.pipeline.refinement_config = dataclasses.replace(h.node.pipeline.refinement_config,
-                                                            grid_translation_m=0.0, fine_search_max_frames=0)
+                                                            grid_translation_m=0.0, fine_search_max_frames=0,
+                                                            profile_rival_m=0.0)
     try:
         threads = record_refinement_threads(h.node)
         assert h.node.pipeline.prior.max_rotation_deg == PRIOR_BOUNDS[0]

@@ -77,7 +77,9 @@ Over the window (``refine_extrinsic``):
    repeated around the best end (``search_passes``).
 4. Honest output: the finest-level objective at the start and at the end (a result that is not
    better than its start is never accepted); ambiguity (a distinct other seed's result within
-   ``min_ambiguity_margin`` of the best: several poses explain the window alike; when all such
+   ``min_ambiguity_margin`` of the best: several poses explain the window alike; in windows of
+   few frames the result moved ``profile_rival_m`` along each camera axis with its rotation
+   re-optimised is a rival too, ``profile_rival_m``; when all such
    rivals agree on the rotation and differ only in translation, the result is accepted with
    their spread in its covariance, ``accept_translation_ambiguity``); a covariance from a cluster
    bootstrap (clusters = image cells of each frame, resampled with replacement; each replicate's
@@ -399,6 +401,20 @@ class RefinementConfig:
     min_ambiguity_margin: float = 0.005
     """A distinct other solution must cost at least this much more than the best, else the
     window is ambiguous (several poses explain it alike) and the result is not accepted."""
+    profile_rival_m: float = 0.15
+    """Windows of at most ``profile_rival_max_frames`` frames: the result is also compared with
+    the poses ``profile_rival_m`` along each camera axis from it, each with its rotation
+    re-optimised (``translation_profile``: a rotation absorbs a translation error in few frames).
+    One that scores within ``min_ambiguity_margin`` of the result is a rival as those of the
+    search are, and the window is ambiguous. 0: off. Measured on the shared real single frames
+    (docs/benchmarks.md section 8, "Profile rivals"): the one real frame accepted 0.23 m / 0.79
+    deg off had none of the search's ends as a rival (margin 0.0051), while 0.2 m along z with the
+    rotation re-optimised scored 0.0003 above it."""
+    profile_rival_max_frames: int = 3
+    """The profile rivals are sought in windows of at most this many frames (the few-frame
+    windows searched on the finest level only, ``fine_search_max_frames``; six more descents,
+    about 1 s on a single frame: the node's 20-pair windows, which observe the translation over
+    their motion, are not slowed)."""
     accept_translation_ambiguity: bool = False
     """When every rival solution within ``min_ambiguity_margin`` agrees with the best on the
     rotation (within ``ambiguity_deg``) and differs only in translation, accept the result with
@@ -1227,7 +1243,8 @@ def _ambiguity_reason(rivals: Sequence[np.ndarray], rotation_rivals: Sequence[np
     """The refusal's reason: what the rivals (4, 4) of ``T`` disagree on, a rotation or only the
     translation (then by how much and mostly along which camera axis: what the window leaves
     undetermined), and the cost margin."""
-    within = f"within {margin:.4f} of the best cost (need {cfg.min_ambiguity_margin})"
+    within = (f"within {margin:.4f} of the best cost (need {cfg.min_ambiguity_margin})" if margin >= 0 else
+              f"{-margin:.4f} below the best cost (the search stopped short of the window's minimum)")
     if rotation_rivals:
         rot_deg, trans_m = max(pose_distance(Te, T) for Te in rotation_rivals)
         return (f"ambiguous: {len(rivals)} other solution(s), up to {rot_deg:.1f} deg / {trans_m:.2f} m away, "
@@ -1464,6 +1481,13 @@ def refine_extrinsic(frames: Sequence[PreparedFrame], T_start: np.ndarray,
     # rivals: distinct solutions within the margin; those that agree on the rotation (within
     # ambiguity_deg) and differ only in translation leave the rotation determined
     rivals = [Te for Te, f in far if f - ends[0][1] < cfg.min_ambiguity_margin]
+    if not rivals and cfg.profile_rival_m > 0 and len(win.frames) <= cfg.profile_rival_max_frames:
+        profile = _profile_rivals(lambda Tc: bounded(Tc, finest), T, cfg)   # as the ends were scored
+        evals += profile.evaluations
+        rivals = [Te for Te, f in profile.poses if f - ends[0][1] < cfg.min_ambiguity_margin]
+        if profile.poses:
+            best_other = min(f for _, f in profile.poses) - ends[0][1]
+            res.ambiguity_margin = best_other if res.ambiguity_margin is None else min(res.ambiguity_margin, best_other)
     rotation_rivals = [Te for Te in rivals if pose_distance(Te, T)[0] > cfg.ambiguity_deg]
     equivalent = [Te for Te, f in ends if f - ends[0][1] < cfg.min_ambiguity_margin]   # the best included
     res.equivalent_ends = len(equivalent)
@@ -1529,16 +1553,41 @@ def translation_profile(frames: Sequence[PreparedFrame], T_cam_lidar: np.ndarray
     win = _Window(frames, cfg)
     if not win.frames:
         return np.full((3, len(offsets_m)), 2.0)
-    finest = win.levels - 1
-    step = np.radians(0.05)                  # search units of the rotation: 0.05 deg
     out = np.zeros((3, len(offsets_m)))
     for axis in range(3):
         for j, d in enumerate(offsets_m):
-            Ts = make_transform(np.eye(3), d * np.eye(3)[axis]) @ T
-            _, out[axis, j], _ = _nelder_mead(
-                lambda y: win.cost(_perturb(Ts, np.r_[0.0, 0.0, 0.0, y], np.full(6, step)), finest),
-                np.zeros(3), np.full(3, 4.0), cfg.max_evaluations_per_level, cfg.search_fatol)
+            _, out[axis, j], _ = _shifted_best_rotation(lambda Tc: win.cost(Tc, win.levels - 1), T, axis, d, cfg)
     return out
+
+
+def _shifted_best_rotation(cost, T: np.ndarray, axis: int, offset_m: float,
+                           cfg: RefinementConfig) -> tuple[np.ndarray, float, int]:
+    """``T`` (4, 4) moved ``offset_m`` along camera ``axis``, its rotation re-optimised on
+    ``cost`` (a function of a (4, 4) pose; Nelder-Mead): ``(pose, cost, evaluations)``."""
+    Ts = make_transform(np.eye(3), offset_m * np.eye(3)[axis]) @ T
+    step = np.full(6, np.radians(0.05))      # search units of the rotation: 0.05 deg
+    y, f, n = _nelder_mead(lambda y: cost(_perturb(Ts, np.r_[0.0, 0.0, 0.0, y], step)),
+                           np.zeros(3), np.full(3, 4.0), cfg.max_evaluations_per_level, cfg.search_fatol)
+    return _perturb(Ts, np.r_[0.0, 0.0, 0.0, y], step), f, n
+
+
+@dataclass
+class _ProfileRivals:
+    poses: list[tuple[np.ndarray, float]]
+    """(pose (4, 4), finest-level cost) per axis and sign."""
+    evaluations: int
+
+
+def _profile_rivals(cost, T: np.ndarray, cfg: RefinementConfig) -> _ProfileRivals:
+    """The poses ``profile_rival_m`` along each camera axis from ``T``, rotation re-optimised on
+    ``cost`` (``RefinementConfig.profile_rival_m``)."""
+    poses, evals = [], 0
+    for axis in range(3):
+        for sign in (-1.0, 1.0):
+            Tr, f, n = _shifted_best_rotation(cost, T, axis, sign * cfg.profile_rival_m, cfg)
+            poses.append((Tr, f))
+            evals += n
+    return _ProfileRivals(poses, evals)
 
 
 # ----------------------------------------------------------------------------- validity

@@ -29,7 +29,8 @@ is one), ``T_cam_lidar`` (the calibration written, or null), ``prior`` (its ``T_
 bounds, or null), ``refinement`` (or null: ``start``, ``accepted``, ``reason``, ``T_start``,
 ``T_searched``: what the search found even when it was rejected, never to be used as a
 calibration; costs, std, time, ``window_span``), ``pairs``, ``pairs_valid``, ``fusion_status``,
-``frames_fused``, ``rejected_outside_prior``, ``wall_time_s``, ``deskew`` (``mode``,
+``frames_fused``, ``rejected_outside_prior``, ``rejected_direction_of_travel`` (per-frame estimates
+refused by the direction-of-travel check, ``crossi2p.travel_check``), ``wall_time_s``, ``deskew`` (``mode``,
 ``sweeps_deskewed``), ``read_errors`` (what could not be read: a dataset folder's corrupt frame is
 skipped, a bag's ends the reading; also a warning on stderr). Matrices are 4x4 row lists, LiDAR ->
 camera optical.
@@ -416,7 +417,8 @@ def _write_json(args, result, pipeline: CalibrationPipeline, T, stage, failure: 
                                              "max_translation_m": prior.max_translation_m},
         "refinement": refinement, "pairs": len(result.frames), "pairs_valid": sum(f.valid for f in result.frames),
         "fusion_status": pipeline.fuser.state.status, "frames_fused": pipeline.fuser.state.frames_accepted,
-        "rejected_outside_prior": pipeline.rejected_outside_prior, "wall_time_s": float(elapsed_s),
+        "rejected_outside_prior": pipeline.rejected_outside_prior,
+        "rejected_direction_of_travel": pipeline.travel_check.refused, "wall_time_s": float(elapsed_s),
         "deskew": pipeline.deskewer.summary(), "read_errors": list(result.errors),
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -309,6 +309,8 @@ def _refined_summary(result: ReplayResult) -> dict:
                refinement_last_reason=runs[-1].result.reason if runs else None,
                rejected_outside_prior=(result.pipeline.rejected_outside_prior  # null without a prior (and live)
                                        if result.pipeline is not None and result.pipeline.prior is not None else None),
+               rejected_direction_of_travel=(result.pipeline.travel_check.refused   # null live
+                                             if result.pipeline is not None else None),
                prior_rte_m=None, prior_rre_geodesic_deg=None)
     prior = result.pipeline.prior if result.pipeline is not None else None
     if prior is not None and result.frames and result.frames[-1].T_gt is not None:
