@@ -80,6 +80,7 @@ from crossi2p.runtime import CalibrationRuntime, ModelLoadError, RuntimeConfig
 from crossi2p.sample import Sample, readable_samples
 from crossi2p.tf_tree import (FrameMismatchError, StaticTransformTree, check_camera_frame, check_camera_info_frame,
                              points_in_lidar_frame)
+from crossi2p.travel_check import REFUSAL_PREFIX as TRAVEL_REFUSAL
 
 from .frame_report import FrameReport
 from .pairing import PairingConfig, StampedPair
@@ -309,8 +310,8 @@ def _refined_summary(result: ReplayResult) -> dict:
                refinement_last_reason=runs[-1].result.reason if runs else None,
                rejected_outside_prior=(result.pipeline.rejected_outside_prior  # null without a prior (and live)
                                        if result.pipeline is not None and result.pipeline.prior is not None else None),
-               rejected_direction_of_travel=(result.pipeline.travel_check.refused   # null live
-                                             if result.pipeline is not None else None),
+               # from the frames' reasons: the same offline and live (the node publishes them)
+               rejected_direction_of_travel=sum(f.reason.startswith(TRAVEL_REFUSAL) for f in result.frames),
                prior_rte_m=None, prior_rre_geodesic_deg=None)
     prior = result.pipeline.prior if result.pipeline is not None else None
     if prior is not None and result.frames and result.frames[-1].T_gt is not None:
