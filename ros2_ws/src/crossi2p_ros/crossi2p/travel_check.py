@@ -46,7 +46,7 @@ import numpy as np
 from .camera import CameraModel
 from .geometry import invert_transform
 
-__all__ = ["REFUSAL_PREFIX", "TravelCheckConfig", "TravelResult", "TravelCheck", "camera_travel_direction",
+__all__ = ["REFUSAL_PREFIX", "TravelCheckConfig", "TravelResult", "TravelCheck", "camera_travel_direction", "track_corners",
            "predicted_camera_motion", "angle_between_deg"]
 
 
@@ -131,13 +131,32 @@ def predicted_camera_motion(T_cam_lidar: np.ndarray, T_lidar1_lidar0: np.ndarray
     return T_cam_lidar @ T_lidar1_lidar0 @ invert_transform(T_cam_lidar)
 
 
+def track_corners(grey0: np.ndarray, grey1: np.ndarray, max_corners: int = 800) -> tuple[np.ndarray, np.ndarray]:
+    """Shi-Tomasi corners of ``grey0`` and where pyramidal Lucas-Kanade finds them in ``grey1``
+    (OpenCV), kept when tracking back lands within 0.5 px of the start.
+
+    Args:
+        grey0, grey1: (H, W) uint8 grey images.
+        max_corners: corners detected in ``grey0``.
+    Returns:
+        ``(p0, p1)``: (N, 2) pixels in ``grey0`` and ``grey1`` (N may be 0).
+    """
+    p0 = cv2.goodFeaturesToTrack(grey0, max_corners, 0.01, 7)
+    if p0 is None or len(p0) == 0:
+        return np.zeros((0, 2), np.float32), np.zeros((0, 2), np.float32)
+    lk = dict(winSize=(21, 21), maxLevel=3)
+    p1, ok1, _ = cv2.calcOpticalFlowPyrLK(grey0, grey1, p0, None, **lk)
+    back, ok2, _ = cv2.calcOpticalFlowPyrLK(grey1, grey0, p1, None, **lk)
+    ok = (ok1[:, 0] == 1) & (ok2[:, 0] == 1) & (np.linalg.norm(back - p0, axis=2)[:, 0] < 0.5)
+    return p0[ok, 0], p1[ok, 0]
+
+
 def camera_travel_direction(grey0: np.ndarray, grey1: np.ndarray, camera: CameraModel, R_cam1_cam0: np.ndarray,
                             max_corners: int = 800, threshold_px: float = 1.0,
                             seed: int = 0) -> tuple[np.ndarray | None, int]:
     """The camera's direction of travel from image 0 to image 1, given its rotation.
 
-    Shi-Tomasi corners of ``grey0`` tracked into ``grey1`` (pyramidal Lucas-Kanade, kept when
-    tracking back lands within 0.5 px), undistorted by ``camera`` (any ``CameraModel``: pinhole
+    Corners of ``grey0`` tracked into ``grey1`` (``track_corners``), undistorted by ``camera`` (any ``CameraModel``: pinhole
     with distortion, or fisheye) to rays ``x0``, ``x1``. With the rotation known, the epipolar
     constraint ``x1 . (t x R x0) = 0`` is linear in ``t``: each track gives one row
     ``(R x0) x x1`` orthogonal to ``t``, two tracks fix it (Hartley & Zisserman, "Multiple View
@@ -167,18 +186,12 @@ def camera_travel_direction(grey0: np.ndarray, grey1: np.ndarray, camera: Camera
     if grey0.shape != grey1.shape or grey0.shape[:2] != (camera.height, camera.width):
         raise ValueError(f"camera_travel_direction: images {grey0.shape} and {grey1.shape}, expected both "
                          f"({camera.height}, {camera.width}) as the camera model says")
-    p0 = cv2.goodFeaturesToTrack(grey0, max_corners, 0.01, 7)
-    if p0 is None or len(p0) < 8:
-        return None, 0
-    lk = dict(winSize=(21, 21), maxLevel=3)
-    p1, ok1, _ = cv2.calcOpticalFlowPyrLK(grey0, grey1, p0, None, **lk)
-    back, ok2, _ = cv2.calcOpticalFlowPyrLK(grey1, grey0, p1, None, **lk)
-    ok = (ok1[:, 0] == 1) & (ok2[:, 0] == 1) & (np.linalg.norm(back - p0, axis=2)[:, 0] < 0.5)
-    if ok.sum() < 8:
+    p0, p1 = track_corners(grey0, grey1, max_corners)
+    if len(p0) < 8:
         return None, 0
     f_px = max(camera.fx, camera.fy)
-    x0 = np.c_[camera.undistort_pixels(p0[ok, 0]), np.ones(int(ok.sum()))]
-    x1 = np.c_[camera.undistort_pixels(p1[ok, 0]), np.ones(int(ok.sum()))]
+    x0 = np.c_[camera.undistort_pixels(p0), np.ones(len(p0))]
+    x1 = np.c_[camera.undistort_pixels(p1), np.ones(len(p1))]
     Rx0 = x0 @ np.asarray(R_cam1_cam0, float).T
     derotated = Rx0[:, :2] / Rx0[:, 2:3]
     moved = (Rx0[:, 2] > 0) & (np.linalg.norm(x1[:, :2] - derotated, axis=1) * f_px > 0.5)
