@@ -299,6 +299,8 @@ def test_kitti_sweeps_are_deskewed_unless_the_folder_says_they_already_are(skewe
     summary = json.loads(js.read_text())
     assert summary["deskew"] == ({"mode": "azimuth", "sweeps_deskewed": 5} if skewed
                                  else {"mode": "off", "sweeps_deskewed": 0})
+    # the direction-of-travel check's counts (it runs with de-skewing on or off: its own odometry)
+    assert 0 <= summary["rejected_direction_of_travel"] <= summary["direction_of_travel_checked"] <= summary["pairs"]
     if rc == 0:
         assert load_calibration_yaml(tmp_path / "calib.yaml").metadata["deskew"] == summary["deskew"]
         out = capsys.readouterr().out

@@ -43,6 +43,22 @@ def test_replay_writes_summary_csv_plots_and_report(drive_bag, tmp_path, capsys)
     assert "report:" in capsys.readouterr().out
 
 
+def test_the_direction_of_travel_check_is_counted_and_can_be_turned_off(drive_bag, tmp_path, capsys):
+    """The summary says how many per-frame estimates the check could check and refused (the frames'
+    travel_angle_deg, their reasons), and the console says it; --no-travel-check, as the node's
+    travel_check.enabled:=false, checks none. Counts only: which frames the network gets right on
+    this 5-sweep drive is not what this pins."""
+    args = [str(drive_bag), "--model", str(MODEL_CARD), "--execution-provider", "cpu", "--no-refine"]
+    main(args + ["--json", str(tmp_path / "on.json")])
+    on = json.loads((tmp_path / "on.json").read_text())
+    assert "direction-of-travel check: " in capsys.readouterr().out
+    assert 0 <= on["rejected_direction_of_travel"] <= on["direction_of_travel_checked"] <= on["frames"]
+    main(args + ["--json", str(tmp_path / "off.json"), "--no-travel-check"])
+    off = json.loads((tmp_path / "off.json").read_text())
+    assert off["direction_of_travel_checked"] == off["rejected_direction_of_travel"] == 0
+    assert "direction-of-travel check: off" in capsys.readouterr().out
+
+
 def test_bad_input_exits_1_with_one_line(drive_bag, tmp_path, capsys):
     assert main([str(tmp_path / "nope"), "--model", str(MODEL_CARD)]) == 1
     assert "not found" in capsys.readouterr().err

@@ -46,7 +46,7 @@ import numpy as np
 from .camera import CameraModel
 from .geometry import invert_transform
 
-__all__ = ["REFUSAL_PREFIX", "TravelCheckConfig", "TravelResult", "TravelCheck", "camera_travel_direction", "track_corners",
+__all__ = ["REFUSAL_PREFIX", "describe_travel_check", "TravelCheckConfig", "TravelResult", "TravelCheck", "camera_travel_direction", "track_corners",
            "predicted_camera_motion", "angle_between_deg"]
 
 
@@ -225,6 +225,16 @@ def camera_travel_direction(grey0: np.ndarray, grey1: np.ndarray, camera: Camera
     return t / np.linalg.norm(t), int(best.sum())
 
 
+def describe_travel_check(enabled: bool, checked: int, refused: int) -> str:
+    """``TravelCheck.describe`` from its counts (the evaluators count them from frame reports)."""
+    if not enabled:
+        return "off"
+    if not checked:
+        return ("no estimate checked (the vehicle stood, or the LiDAR odometry had not locked on yet, or no "
+                "estimate passed the earlier checks)")
+    return f"{checked} estimate(s) checked, {refused} refused"
+
+
 def _same_camera(a: CameraModel, b: CameraModel) -> bool:
     return ((a.width, a.height, a.distortion_model) == (b.width, b.height, b.distortion_model)
             and np.array_equal(a.K, b.K) and np.array_equal(a.distortion, b.distortion))
@@ -257,6 +267,11 @@ class TravelCheck:
     def reset(self) -> None:
         """Forget the earlier frames (a new recording, or time jumped back)."""
         self._seen.clear()
+
+    def describe(self) -> str:
+        """One line for a summary: what the check did (``"off"``; ``"12 estimates checked, 2
+        refused"``; none checked: the reasons it can have)."""
+        return describe_travel_check(self.config.enabled, self.checked, self.refused)
 
     def _small(self, image_rgb: np.ndarray, camera: CameraModel) -> tuple[np.ndarray, CameraModel]:
         grey = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2GRAY)

@@ -154,7 +154,7 @@ def write_report(result, summary: dict, out_dir: Path) -> Path:
             "fused_rre_geodesic_deg", "fused_rre_euler_sum_deg", "acc", "rte_m_median",
             "rre_geodesic_deg_median", "rre_euler_sum_deg_median", "latency_ms_median", "refined_rte_m",
             "refined_rre_geodesic_deg", "frames_to_refine", "refinement_runs", "refinement_accepted_runs",
-            "rejected_outside_prior"]
+            "rejected_outside_prior", "rejected_direction_of_travel", "direction_of_travel_checked"]
     if "drift_detection_delay_s" in summary:
         keys += ["knock_at_s", "drift_detection_delay_s"]
     mode = summary.get("mode", "offline")

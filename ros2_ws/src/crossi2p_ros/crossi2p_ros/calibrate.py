@@ -30,7 +30,8 @@ bounds, or null), ``refinement`` (or null: ``start``, ``accepted``, ``reason``, 
 ``T_searched``: what the search found even when it was rejected, never to be used as a
 calibration; costs, std, time, ``window_span``), ``pairs``, ``pairs_valid``, ``fusion_status``,
 ``frames_fused``, ``rejected_outside_prior``, ``rejected_direction_of_travel`` (per-frame estimates
-refused by the direction-of-travel check, ``crossi2p.travel_check``), ``wall_time_s``, ``deskew`` (``mode``,
+refused by the direction-of-travel check, ``crossi2p.travel_check``), ``direction_of_travel_checked``
+(those it could check: the vehicle moved and the odometry had locked on), ``wall_time_s``, ``deskew`` (``mode``,
 ``sweeps_deskewed``), ``read_errors`` (what could not be read: a dataset folder's corrupt frame is
 skipped, a bag's ends the reading; also a warning on stderr). Matrices are 4x4 row lists, LiDAR ->
 camera optical.
@@ -73,7 +74,8 @@ from crossi2p.runtime import ModelLoadError
 from .pairing import PairingConfig
 from .pipeline import WINDOW_SPANS, CalibrationPipeline, RefinementRun, RefinementScheduleConfig
 from .recordings import (SOURCES, add_dataset_arguments, add_deskew_arguments, add_topic_arguments, check_bag_topics,
-                         dataset_frames, deskew_config, detect_source, open_dataset, warn_unused_source_flags)
+                         dataset_frames, deskew_config, detect_source, open_dataset, travel_config,
+                         warn_unused_source_flags)
 
 PROG = "crossi2p-calibrate"
 EXIT_UNTRUSTED = 3
@@ -181,6 +183,7 @@ def _main(argv: list[str] | None) -> int:
             raise ValueError(f"input {args.input}: not found")
         source = detect_source(args.input) if args.source == "auto" else args.source
         deskew = deskew_config(args, source, args.input)
+        travel = travel_config(args)
         warn_unused_source_flags(args, source, PROG)
         prior = _load_prior(args)
         check_writable(args.out, "--out")
@@ -197,10 +200,11 @@ def _main(argv: list[str] | None) -> int:
         if source == "rosbag2":
             result = replay_bag(args.input, runtime, None, topics, PairingConfig(slop_s=args.slop_s),
                                 max_frames=args.frames, progress=not args.quiet, prior=prior, schedule=schedule,
-                                pair_at_end=True, deskew=deskew)
+                                pair_at_end=True, deskew=deskew, travel=travel)
         else:
             result = replay_samples(samples, runtime, max_frames=args.frames, total=count, progress=not args.quiet,
-                                    prior=prior, schedule=schedule, require_ground_truth=False, deskew=deskew)
+                                    prior=prior, schedule=schedule, require_ground_truth=False, deskew=deskew,
+                                    travel=travel)
     except (ValueError, FileNotFoundError, ModelLoadError, OSError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
@@ -418,7 +422,8 @@ def _write_json(args, result, pipeline: CalibrationPipeline, T, stage, failure: 
         "refinement": refinement, "pairs": len(result.frames), "pairs_valid": sum(f.valid for f in result.frames),
         "fusion_status": pipeline.fuser.state.status, "frames_fused": pipeline.fuser.state.frames_accepted,
         "rejected_outside_prior": pipeline.rejected_outside_prior,
-        "rejected_direction_of_travel": pipeline.travel_check.refused, "wall_time_s": float(elapsed_s),
+        "rejected_direction_of_travel": pipeline.travel_check.refused,
+        "direction_of_travel_checked": pipeline.travel_check.checked, "wall_time_s": float(elapsed_s),
         "deskew": pipeline.deskewer.summary(), "read_errors": list(result.errors),
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -479,6 +484,7 @@ def _write_report(args, result, pipeline: CalibrationPipeline, T, stage, failure
              f"| fusion | {st.status}, {st.frames_accepted} frames fused |",
              f"| prior | {pipeline.prior.source if pipeline.prior else 'none'} |",
              f"| rejected outside the prior | {pipeline.rejected_outside_prior} |",
+             f"| direction-of-travel check | {pipeline.travel_check.describe()} |",
              f"| de-skewing | {describe_deskew(pipeline.deskewer.summary())} |",
              f"| wall time | {elapsed_s:.1f} s |"]
     if run is not None:
@@ -514,6 +520,7 @@ def _print_summary(T, cov, stage, pipeline, result, yaml_path, urdf_path, report
     print(f"pairs: {len(result.frames)} ({sum(f.valid for f in result.frames)} valid), fusion {st.status} "
           f"({st.frames_accepted} fused), {pipeline.rejected_outside_prior} rejected outside the prior")
     print(f"de-skewing: {describe_deskew(pipeline.deskewer.summary())}")
+    print(f"direction-of-travel check: {pipeline.travel_check.describe()}")
     run = pipeline.last_refinement
     if run is not None:
         r = run.result

@@ -903,6 +903,7 @@ class CalibrationNode(Node):
                 **self._refinement_values(),
                 "rejected_outside_prior": self.pipeline.rejected_outside_prior,
                 "rejected_direction_of_travel": self.pipeline.travel_check.refused,
+                "direction_of_travel_checked": self.pipeline.travel_check.checked,
                 "prior_bounds": (f"{self.pipeline.prior.max_rotation_deg:g} deg / "
                                  f"{self.pipeline.prior.max_translation_m:g} m" if self.pipeline.prior else ""),
                 "prior": self._prior_state(),  # last (tests read it as values[-1])

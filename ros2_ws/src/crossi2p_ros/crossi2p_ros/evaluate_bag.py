@@ -81,12 +81,14 @@ from crossi2p.sample import Sample, readable_samples
 from crossi2p.tf_tree import (FrameMismatchError, StaticTransformTree, check_camera_frame, check_camera_info_frame,
                              points_in_lidar_frame)
 from crossi2p.travel_check import REFUSAL_PREFIX as TRAVEL_REFUSAL
+from crossi2p.travel_check import TravelCheckConfig, describe_travel_check
 
 from .frame_report import FrameReport
 from .pairing import PairingConfig, StampedPair
 from .pipeline import WINDOW_SPANS, CalibrationPipeline, CameraFrame, LidarSweep, RefinementScheduleConfig
 from .recordings import (SOURCES, Source, add_dataset_arguments, add_deskew_arguments, add_topic_arguments,
-                         check_bag_topics, deskew_config, detect_source, open_dataset, warn_unused_source_flags)
+                         check_bag_topics, deskew_config, detect_source, open_dataset, travel_config,
+                         warn_unused_source_flags)
 from .replay_types import FrameRecord, Knock, ReplayResult, knocked_points  # noqa: F401  (re-exported)
 
 
@@ -95,7 +97,8 @@ def replay_bag(bag: Path, runtime: CalibrationRuntime, T_gt: np.ndarray | None, 
                knock: Knock | None = None, max_frames: int | None = None, progress: bool = True,
                lidar_frame: str | None = None, camera_frame: str | None = None, prior: Prior | None = None,
                refinement=None, schedule: RefinementScheduleConfig | None = None,
-               pair_at_end: bool = False, deskew: DeskewConfig | None = None) -> ReplayResult:
+               pair_at_end: bool = False, deskew: DeskewConfig | None = None,
+               travel: TravelCheckConfig | None = None) -> ReplayResult:
     """Feed a bag through the node's pipeline; every pair is processed (see module docstring).
 
     ``pair_at_end``: once the bag is read to its end, the sweeps still waiting for a later image
@@ -107,7 +110,8 @@ def replay_bag(bag: Path, runtime: CalibrationRuntime, T_gt: np.ndarray | None, 
     a knock needs one). ``prior``, ``refinement`` (``RefinementConfig``), ``schedule``: the
     pipeline's prior gate and refinement, run whenever ``refinement_due()`` after a pair
     (``result.refinements``; ``result.pipeline`` holds the final state). ``deskew``: how the
-    sweeps are de-skewed (``crossi2p.deskew``; None: not).
+    sweeps are de-skewed (``crossi2p.deskew``; None: not). ``travel``: the direction-of-travel
+    check (``crossi2p.travel_check``; None: its defaults, on).
 
     Frames, as the node treats them (``crossi2p.tf_tree``): the sweeps are used in ``lidar_frame``
     (default: the first cloud's frame, which is also the one ``read_bag_ground_truth`` takes); a
@@ -115,7 +119,7 @@ def replay_bag(bag: Path, runtime: CalibrationRuntime, T_gt: np.ndarray | None, 
     and counted in ``result.refused`` with the reason. An image must be in ``camera_frame``
     (default: the first image's) or an identity alias of it on /tf_static, or it is left out.
     """
-    pipeline = CalibrationPipeline(runtime, pairing, fusion, prior, refinement, schedule, deskew)
+    pipeline = CalibrationPipeline(runtime, pairing, fusion, prior, refinement, schedule, deskew, travel)
     result = ReplayResult(knock=knock, pipeline=pipeline)
     camera, info_frame = None, ""
     tree = read_bag_tf_tree(bag)
@@ -202,9 +206,10 @@ def replay_samples(samples: Iterable[Sample], runtime: CalibrationRuntime, fusio
                    knock: Knock | None = None, T_gt: np.ndarray | None = None, max_frames: int | None = None,
                    total: int | None = None, progress: bool = True, prior: Prior | None = None,
                    refinement=None, schedule: RefinementScheduleConfig | None = None,
-                   require_ground_truth: bool = True, deskew: DeskewConfig | None = None) -> ReplayResult:
+                   require_ground_truth: bool = True, deskew: DeskewConfig | None = None,
+                   travel: TravelCheckConfig | None = None) -> ReplayResult:
     """Feed already paired dataset samples through the node's runtime -> fusion -> refinement
-    pipeline (``prior``, ``refinement``, ``schedule``, ``deskew`` as in ``replay_bag``).
+    pipeline (``prior``, ``refinement``, ``schedule``, ``deskew``, ``travel`` as in ``replay_bag``).
 
     Each sample is one pair (its ``stamp_s`` the image's, ``lidar_stamp_s`` the sweep's); the
     ground truth is the sample's own ``T_cam_lidar`` unless ``T_gt`` is given;
@@ -212,7 +217,7 @@ def replay_samples(samples: Iterable[Sample], runtime: CalibrationRuntime, fusio
     source (the dataset readers) that cannot be read (a corrupt or truncated file: ValueError) is
     skipped and its error recorded in ``result.errors``; an iterable stops there.
     """
-    pipeline = CalibrationPipeline(runtime, None, fusion, prior, refinement, schedule, deskew)
+    pipeline = CalibrationPipeline(runtime, None, fusion, prior, refinement, schedule, deskew, travel)
     result = ReplayResult(knock=knock, pipeline=pipeline)
     bar = tqdm(total=total if max_frames is None else min(total or max_frames, max_frames),
                desc="replay", unit="frame", disable=not progress)
@@ -312,6 +317,7 @@ def _refined_summary(result: ReplayResult) -> dict:
                                        if result.pipeline is not None and result.pipeline.prior is not None else None),
                # from the frames' reasons: the same offline and live (the node publishes them)
                rejected_direction_of_travel=sum(f.reason.startswith(TRAVEL_REFUSAL) for f in result.frames),
+               direction_of_travel_checked=sum(f.travel_angle_deg is not None for f in result.frames),
                prior_rte_m=None, prior_rre_geodesic_deg=None)
     prior = result.pipeline.prior if result.pipeline is not None else None
     if prior is not None and result.frames and result.frames[-1].T_gt is not None:
@@ -573,16 +579,18 @@ def main(argv: list[str] | None = None) -> int:
             from .live_replay import LiveReplayConfig, replay_bag_live  # rclpy only in live mode
 
             config = LiveReplayConfig(args.pacing, args.rate, args.node_timeout_s, args.slop_s,
-                                      domain_id=args.ros_domain_id, refine=not args.no_refine)
+                                      domain_id=args.ros_domain_id, refine=not args.no_refine,
+                                      travel_check=not args.no_travel_check)
             result = replay_bag_live(args.bag, runtime, T_gt, topics, config, knock, args.max_frames)
         elif source == "rosbag2":
             result = replay_bag(args.bag, runtime, T_gt, topics, PairingConfig(slop_s=args.slop_s), knock=knock,
                                 max_frames=args.max_frames, lidar_frame=calib and calib.lidar_frame,
                                 camera_frame=calib and calib.camera_frame, prior=prior, schedule=schedule,
-                                deskew=deskew)
+                                deskew=deskew, travel=travel_config(args))
         else:
             result = replay_samples(samples, runtime, knock=knock, T_gt=T_override, max_frames=args.max_frames,
-                                    total=count, prior=prior, schedule=schedule, deskew=deskew)
+                                    total=count, prior=prior, schedule=schedule, deskew=deskew,
+                                    travel=travel_config(args))
     except (ValueError, FileNotFoundError, ModelLoadError, OSError) as exc:
         print(f"crossi2p-evaluate-bag: error: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, UsageError) else 1
@@ -621,7 +629,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(summary, indent=2))
-    _print_summary(summary, report_md, refine=not args.no_refine)
+    _print_summary(summary, report_md, refine=not args.no_refine, travel_check=not args.no_travel_check)
     for err in result.errors:
         what = err if " skipped: " in err else f"stopped early: {err}"   # a dataset frame, or a bag's end
         print(f"crossi2p-evaluate-bag: warning: {what}", file=sys.stderr)
@@ -672,7 +680,7 @@ def _write_interrupted(args, result: ReplayResult, model: str, source: str, gt_s
     return code
 
 
-def _print_summary(s: dict, report_md: Path, refine: bool = True) -> None:
+def _print_summary(s: dict, report_md: Path, refine: bool = True, travel_check: bool = True) -> None:
     def fmt(v, unit=""):
         return "n/a" if v is None else f"{v:.3f}{unit}"
 
@@ -717,6 +725,9 @@ def _print_summary(s: dict, report_md: Path, refine: bool = True) -> None:
                   "YAML; there was neither)")
         else:
             print("refinement: not run (too few pairs for its window; --refine-window-frames)")
+    if "direction_of_travel_checked" in s:
+        print("direction-of-travel check: " + describe_travel_check(travel_check, s["direction_of_travel_checked"],
+                                                                    s["rejected_direction_of_travel"]))
     if "live" in s:
         lv = s["live"]
         print(f"live: {lv['messages_published']} messages played ({lv['pacing']} pacing), "

@@ -93,6 +93,8 @@ class LiveReplayConfig:
     """ROS domain of the replay (None: ROS_DOMAIN_ID of the environment)."""
     refine: bool = True
     """The node's ``refinement_enabled`` (``crossi2p-evaluate-bag --no-refine`` turns it off)."""
+    travel_check: bool = True
+    """The node's ``travel_check.enabled`` (``--no-travel-check`` turns it off)."""
 
     @property
     def effective_rate(self) -> float:
@@ -181,7 +183,7 @@ class _Recorder:
 
 
 def _node_parameters(topics: tuple[str, str, str], compressed: bool, slop_s: float,
-                     fusion: FusionConfig | None, refine: bool = True) -> list[Parameter]:
+                     fusion: FusionConfig | None, refine: bool = True, travel_check: bool = True) -> list[Parameter]:
     image_topic, info_topic, points_topic = topics
     fusion = fusion or FusionConfig()
     defaults = FusionConfig()  # values typed as declared (an int given for a float parameter is refused)
@@ -192,7 +194,8 @@ def _node_parameters(topics: tuple[str, str, str], compressed: bool, slop_s: flo
             Parameter("qos", value="reliable"), Parameter("queue_depth", value=100),
             Parameter("pairing.slop_s", value=float(slop_s)),
             Parameter("max_points", value=10_000_000),  # the offline path keeps every point too
-            Parameter("publish_frame_estimates", value=True), Parameter("refinement_enabled", value=refine)]
+            Parameter("publish_frame_estimates", value=True), Parameter("refinement_enabled", value=refine),
+            Parameter("travel_check.enabled", value=travel_check)]
 
 
 def _wait_discovery(predicate, timeout_s: float, what: str) -> None:
@@ -231,7 +234,7 @@ def replay_bag_live(bag: Path, runtime: CalibrationRuntime, T_gt: np.ndarray, to
     try:
         node = CalibrationNode(runtime=runtime, context=context,
                                parameter_overrides=_node_parameters(play_topics, compressed, config.slop_s, fusion,
-                                                                                   config.refine))
+                                                                    config.refine, config.travel_check))
         io = rclpy.create_node("crossi2p_bag_replay", context=context)
         recorder = _Recorder(io, rec)
         player = BagPlayer(io, bag, play_topics,

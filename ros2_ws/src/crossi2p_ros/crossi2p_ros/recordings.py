@@ -27,6 +27,7 @@ from typing import Literal
 from crossi2p.calib_io import load_calibration_yaml
 from crossi2p.datasets.rosbag2 import bag_topics
 from crossi2p.deskew import DESKEW_MODES, DeskewConfig
+from crossi2p.travel_check import TravelCheckConfig
 
 from .pairing import PairingConfig
 
@@ -195,7 +196,7 @@ def warn_unused_source_flags(args: argparse.Namespace, source: Source, prog: str
 
 
 def add_deskew_arguments(p: argparse.ArgumentParser) -> None:
-    """The de-skewing flags of ``crossi2p-calibrate`` and ``crossi2p-evaluate-bag``."""
+    """The de-skewing and LiDAR-motion flags of ``crossi2p-calibrate`` and ``crossi2p-evaluate-bag``."""
     p.add_argument("--deskew", choices=["auto", *DESKEW_MODES], default="auto",
                    help="de-skew moving LiDAR sweeps to their stamps (firing times from azimuth, ego motion "
                         "from KISS-ICP odometry). auto (default): on for KITTI raw drives (their sweeps are raw), "
@@ -211,6 +212,14 @@ def add_deskew_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lidar-spin", choices=["clockwise", "counterclockwise"], default="clockwise",
                    help="spin direction seen from above, for --deskew (default: clockwise, as Velodyne, "
                         "Ouster, Hesai)")
+    p.add_argument("--no-travel-check", action="store_true",
+                   help="do not run the direction-of-travel check on per-frame estimates (crossi2p.travel_check; "
+                        "the node's travel_check.enabled:=false)")
+
+
+def travel_config(args: argparse.Namespace) -> TravelCheckConfig:
+    """The ``TravelCheckConfig`` the flags of ``add_deskew_arguments`` ask for (``--no-travel-check``)."""
+    return TravelCheckConfig(enabled=not args.no_travel_check)
 
 
 def deskew_config(args: argparse.Namespace, source: Source, path: Path) -> DeskewConfig:
