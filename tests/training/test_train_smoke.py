@@ -76,6 +76,10 @@ def test_help_lists_every_config_key(capsys):
     text = capsys.readouterr().out
     for key in ("--resume", "--steps", "optim.lr", "loss.gradnorm_alpha", "ablation.pose_loss", "data.val_seed"):
         assert key in text, key
+    # each key with its type and the default a config file that leaves it out gets
+    from crossi2p_training.config import TrainConfig
+    assert f"optim.lr (float, default {TrainConfig().optim.lr!r})" in text
+    assert f"loss.gradnorm (bool, default {TrainConfig().loss.gradnorm!r})" in text
 
 
 def test_unknown_config_key_is_an_error_naming_it(tmp_path, capsys):

@@ -426,7 +426,9 @@ def _check_override_key(dotted: str) -> None:
 
 
 def config_help(cls: type = TrainConfig, prefix: str = "") -> str:
-    """Every key of the config with its docstring (nested sections expanded), for ``--help``."""
+    """Every key of the config with its type, its default (what a config file that leaves the key
+    out gets; the shipped configs set many) and its docstring (nested sections expanded), for
+    ``--help``."""
     hints = typing.get_type_hints(cls)
     docs = field_docs(cls)
     lines = []
@@ -435,7 +437,9 @@ def config_help(cls: type = TrainConfig, prefix: str = "") -> str:
             lines.append(f"{prefix}{f.name}: {docs.get(f.name, '')}")
             lines.append(config_help(hints[f.name], prefix + f.name + "."))
         else:
-            lines.append(f"  {prefix}{f.name} ({_type_name(hints[f.name])}): {docs.get(f.name, '')}")
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            lines.append(f"  {prefix}{f.name} ({_type_name(hints[f.name])}, default {default!r}): "
+                         f"{docs.get(f.name, '')}")
     return "\n".join(lines)
 
 
