@@ -78,8 +78,8 @@ Over the window (``refine_extrinsic``):
 4. Honest output: the finest-level objective at the start and at the end (a result that is not
    better than its start is never accepted); ambiguity (a distinct other seed's result within
    ``min_ambiguity_margin`` of the best: several poses explain the window alike; in windows of
-   few frames the result moved ``profile_rival_m`` along each camera axis with its rotation
-   re-optimised is a rival too, ``profile_rival_m``; when all such
+   few frames the result moved ``profile_rival_m`` both ways along each camera axis with its
+   rotation re-optimised is a rival too; when all such
    rivals agree on the rotation and differ only in translation, the result is accepted with
    their spread in its covariance, ``accept_translation_ambiguity``); a covariance from a cluster
    bootstrap (clusters = image cells of each frame, resampled with replacement; each replicate's
@@ -1485,9 +1485,8 @@ def refine_extrinsic(frames: Sequence[PreparedFrame], T_start: np.ndarray,
         profile = _profile_rivals(lambda Tc: bounded(Tc, finest), T, cfg)   # as the ends were scored
         evals += profile.evaluations
         rivals = [Te for Te, f in profile.poses if f - ends[0][1] < cfg.min_ambiguity_margin]
-        if profile.poses:
-            best_other = min(f for _, f in profile.poses) - ends[0][1]
-            res.ambiguity_margin = best_other if res.ambiguity_margin is None else min(res.ambiguity_margin, best_other)
+        best_other = min(f for _, f in profile.poses) - ends[0][1]        # six poses: never empty
+        res.ambiguity_margin = best_other if res.ambiguity_margin is None else min(res.ambiguity_margin, best_other)
     rotation_rivals = [Te for Te in rivals if pose_distance(Te, T)[0] > cfg.ambiguity_deg]
     equivalent = [Te for Te, f in ends if f - ends[0][1] < cfg.min_ambiguity_margin]   # the best included
     res.equivalent_ends = len(equivalent)

@@ -80,8 +80,7 @@ from crossi2p.runtime import CalibrationRuntime, ModelLoadError, RuntimeConfig
 from crossi2p.sample import Sample, readable_samples
 from crossi2p.tf_tree import (FrameMismatchError, StaticTransformTree, check_camera_frame, check_camera_info_frame,
                              points_in_lidar_frame)
-from crossi2p.travel_check import REFUSAL_PREFIX as TRAVEL_REFUSAL
-from crossi2p.travel_check import TravelCheckConfig, describe_travel_check
+from crossi2p.travel_check import REFUSAL_PREFIX as TRAVEL_REFUSAL, TravelCheckConfig, describe_travel_check
 
 from .frame_report import FrameReport
 from .pairing import PairingConfig, StampedPair
@@ -549,6 +548,7 @@ def main(argv: list[str] | None = None) -> int:
                              f"refinement_* parameters; --no-refine turns it off in both modes)")
         warn_unused_source_flags(args, source, "crossi2p-evaluate-bag")
         deskew = deskew_config(args, source, args.bag)
+        travel = travel_config(args)
         prior = load_prior(args.prior) if args.prior is not None else None
         schedule = RefinementScheduleConfig(enabled=not args.no_refine, window_frames=args.refine_window_frames,
                                             every_frames=args.refine_every_frames,
@@ -580,17 +580,16 @@ def main(argv: list[str] | None = None) -> int:
 
             config = LiveReplayConfig(args.pacing, args.rate, args.node_timeout_s, args.slop_s,
                                       domain_id=args.ros_domain_id, refine=not args.no_refine,
-                                      travel_check=not args.no_travel_check)
+                                      travel_check=travel.enabled)
             result = replay_bag_live(args.bag, runtime, T_gt, topics, config, knock, args.max_frames)
         elif source == "rosbag2":
             result = replay_bag(args.bag, runtime, T_gt, topics, PairingConfig(slop_s=args.slop_s), knock=knock,
                                 max_frames=args.max_frames, lidar_frame=calib and calib.lidar_frame,
                                 camera_frame=calib and calib.camera_frame, prior=prior, schedule=schedule,
-                                deskew=deskew, travel=travel_config(args))
+                                deskew=deskew, travel=travel)
         else:
             result = replay_samples(samples, runtime, knock=knock, T_gt=T_override, max_frames=args.max_frames,
-                                    total=count, prior=prior, schedule=schedule, deskew=deskew,
-                                    travel=travel_config(args))
+                                    total=count, prior=prior, schedule=schedule, deskew=deskew, travel=travel)
     except (ValueError, FileNotFoundError, ModelLoadError, OSError) as exc:
         print(f"crossi2p-evaluate-bag: error: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, UsageError) else 1
@@ -629,7 +628,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(summary, indent=2))
-    _print_summary(summary, report_md, refine=not args.no_refine, travel_check=not args.no_travel_check)
+    _print_summary(summary, report_md, refine=not args.no_refine, travel_check=travel.enabled)
     for err in result.errors:
         what = err if " skipped: " in err else f"stopped early: {err}"   # a dataset frame, or a bag's end
         print(f"crossi2p-evaluate-bag: warning: {what}", file=sys.stderr)
