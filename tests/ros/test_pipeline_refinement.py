@@ -47,6 +47,10 @@ def sim():
     return samples, samples[0].T_cam_lidar
 
 
+EVERY_PAIR = {"keyframe_parallax_px": 0.0}
+"""These tests repeat their three views: every pair joins the window (no keyframe rule)."""
+
+
 def pair_of(sample, k: int) -> StampedPair:
     """The sample as the pipeline's k-th pair (stamps 0.1 s apart, so pairs can be repeated)."""
     return StampedPair(0.1 * k, CameraFrame(sample.image, sample.camera, "camera"), 0.1 * k + 0.01,
@@ -62,7 +66,7 @@ def test_estimate_outside_the_prior_is_rejected_before_fusion_with_its_reason(si
     prior = Prior(T_gt, 5.0, 0.3, source="test")
     far, near = off_by(T_gt, 12.0, [0, 1, 0], [0, 0, 0]), off_by(T_gt, 1.0, [0, 1, 0], [0.05, 0, 0])
     pipeline = CalibrationPipeline(ScriptedRuntime([far, near]), prior=prior,
-                                   schedule=RefinementScheduleConfig(enabled=False))
+                                   schedule=RefinementScheduleConfig(enabled=False, **EVERY_PAIR))
     rejected, accepted = feed(pipeline, samples, 2)
     assert not rejected.estimate.valid and not rejected.fused
     assert rejected.estimate.reason == "outside prior: 12.0 deg / 0.00 m from the prior (bounds 5 deg / 0.3 m)"
@@ -86,7 +90,7 @@ def test_refinement_from_the_prior_searches_its_bounds_and_publishes_only_an_acc
     T_prior = off_by(T_gt, 2.0, [1, -1, 2], [0.06, -0.04, 0.08])
     prior = Prior(T_prior, 5.0, 0.3, source="test")
     pipeline = CalibrationPipeline(ScriptedRuntime([T_gt]), prior=prior, fusion=FusionConfig(min_inliers_to_converge=50),
-                                   schedule=RefinementScheduleConfig(window_frames=3, every_frames=2))
+                                   schedule=RefinementScheduleConfig(window_frames=3, every_frames=2, **EVERY_PAIR))
     assert not pipeline.refinement_due()  # nothing in the window yet
     feed(pipeline, samples, 1)
     assert pipeline.refinement_due()      # never ran, the prior is a start
@@ -206,7 +210,7 @@ def test_pairs_further_apart_in_time_than_max_pair_offset_are_not_refined_on(sim
 @pytest.mark.parametrize("window_frames", [4, 5])
 def test_a_spread_window_keeps_pairs_evenly_spaced_over_everything_since_the_start(sim, window_frames):
     samples, T_gt = sim
-    schedule = RefinementScheduleConfig(enabled=False, window_frames=window_frames, window_span="spread")
+    schedule = RefinementScheduleConfig(enabled=False, window_frames=window_frames, window_span="spread", **EVERY_PAIR)
     pipeline = CalibrationPipeline(ScriptedRuntime([T_gt]), schedule=schedule)
     for n in range(1, 40):
         feed(pipeline, samples, 1, start=n - 1)
@@ -258,7 +262,8 @@ def test_sweeps_that_could_not_be_deskewed_are_not_refined_on():
     from crossi2p_training.sim import SimConfig, simulate_drive
 
     drive = simulate_drive(SimConfig.preset("small"), seed=3, frames=3)
-    pipeline = CalibrationPipeline(None, deskew=DeskewConfig(mode="azimuth"))
+    pipeline = CalibrationPipeline(None, deskew=DeskewConfig(mode="azimuth"),
+                                   schedule=RefinementScheduleConfig(**EVERY_PAIR))   # one image for every sweep
     sweeps = [pipeline.deskew_sweep(t, LidarSweep(p, "lidar")) for t, p in drive.lidar_sweeps]
     assert [s.skewed for s in sweeps] == [True, False, False]
     assert not np.array_equal(sweeps[1].points[:, :3], drive.lidar_sweeps[1][1][:, :3])   # moved
@@ -291,3 +296,36 @@ def test_a_per_frame_estimate_that_drives_the_camera_backwards_is_refused_before
     assert all(not o.estimate.valid and not o.fused and o.estimate.reason.startswith("direction of travel")
                and o.estimate.travel_angle_deg > 150.0 for o in flipped), [o.estimate.reason for o in flipped]
     assert pipeline.travel_check.refused == len(flipped) == 4
+
+
+def _view_pair(s, k: int, shift_px: int = 0) -> StampedPair:
+    """Pair k (stamps 0.1 s apart) with the sample's image shifted ``shift_px`` to the right."""
+    return StampedPair(0.1 * k, CameraFrame(np.roll(s.image, shift_px, axis=1), s.camera, "camera"), 0.1 * k,
+                       LidarSweep(s.points, "lidar"))
+
+
+def test_only_keyframes_join_the_window_while_the_view_stands_still_one_a_second(sim):
+    """Keyframes (RefinementScheduleConfig.keyframe_parallax_px, 2 px at 640 px wide): the same
+    view repeated adds one pair a second (keyframe_max_gap_s); a view whose corners moved 8 px
+    (12 px at 640 wide: this image is 416 px) joins at once, one moved 1 px (1.5 px) does not;
+    0 turns the rule off."""
+    samples, T_gt = sim
+    s = samples[0]
+    fake = FrameEstimate(valid=False, reason="scripted")
+    pipeline = CalibrationPipeline(ScriptedRuntime([T_gt]),
+                                   schedule=RefinementScheduleConfig(enabled=False, window_frames=100))
+    for k in range(25):                                   # 2.4 s of one view: pairs 0, 10, 20 join
+        pipeline.fuse(_view_pair(s, k), fake)
+    assert [round(p.lidar_stamp_s * 10) for p in pipeline.window] == [0, 10, 20]
+    assert pipeline.pairs_not_keyframes == 22
+    pipeline.fuse(_view_pair(s, 25, 1), fake)             # 1.5 px at 640 wide: not yet
+    pipeline.fuse(_view_pair(s, 26, 8), fake)             # 12 px: joins
+    pipeline.fuse(_view_pair(s, 27, 16), fake)            # 8 px (12 at 640) from the last one kept: joins
+    assert [round(p.lidar_stamp_s * 10) for p in pipeline.window][-3:] == [20, 26, 27]
+    every = CalibrationPipeline(ScriptedRuntime([T_gt]),
+                                schedule=RefinementScheduleConfig(enabled=False, keyframe_parallax_px=0.0))
+    for k in range(5):
+        every.fuse(_view_pair(s, k), fake)
+    assert len(every.window) == 5 and every.pairs_not_keyframes == 0
+    with pytest.raises(ValueError, match="keyframe_parallax_px"):
+        RefinementScheduleConfig(keyframe_parallax_px=-1.0)

@@ -121,6 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-pair-offset-s", type=float, default=RefinementScheduleConfig.max_pair_offset_s,
                    help="pairs whose image and LiDAR stamps differ by more are not refined on: the vehicle "
                         "moves in between (default %(default)s s)")
+    p.add_argument("--keyframe-parallax-px", type=float, default=RefinementScheduleConfig.keyframe_parallax_px,
+                   help="a pair joins the refinement window once its image's corners moved a median of this many "
+                        "pixels (at 640 px wide) since the last one that joined, or 1 s passed: a vehicle "
+                        "standing still adds one view, not many; 0: every pair (default %(default)s px)")
     p.add_argument("--source", choices=["auto", *SOURCES], default="auto", help="what INPUT is (default: detected)")
     add_topic_arguments(p)
     p.add_argument("--slop-s", type=float, default=PairingConfig.slop_s,
@@ -175,10 +179,13 @@ def _main(argv: list[str] | None) -> int:
             raise ValueError(f"--slop-s: expected a stamp difference > 0 seconds, got {args.slop_s}")
         if not args.max_pair_offset_s >= 0:
             raise ValueError(f"--max-pair-offset-s: expected >= 0 seconds, got {args.max_pair_offset_s}")
+        if not args.keyframe_parallax_px >= 0:
+            raise ValueError(f"--keyframe-parallax-px: expected >= 0 pixels, got {args.keyframe_parallax_px}")
         if args.out.suffix.lower() not in (".yaml", ".yml"):
             raise ValueError(f"--out {args.out}: expected a calibration .yaml path (the URDF snippet goes beside it)")
         schedule = RefinementScheduleConfig(enabled=False, window_frames=args.window_frames,
-                                            window_span=args.window_span, max_pair_offset_s=args.max_pair_offset_s)
+                                            window_span=args.window_span, max_pair_offset_s=args.max_pair_offset_s,
+                                            keyframe_parallax_px=args.keyframe_parallax_px)
         if not args.input.exists():
             raise ValueError(f"input {args.input}: not found")
         source = detect_source(args.input) if args.source == "auto" else args.source
@@ -239,6 +246,9 @@ def _main(argv: list[str] | None) -> int:
                                     f"{args.max_pair_offset_s:g} s apart")
                 if pipeline.pairs_skewed:
                     left_out.append(f"{pipeline.pairs_skewed} whose sweep could not be de-skewed")
+                if pipeline.pairs_not_keyframes:
+                    left_out.append(f"{pipeline.pairs_not_keyframes} whose view had hardly changed since the last "
+                                    f"pair kept (--keyframe-parallax-px)")
                 print(f"refining over {len(pipeline.window)} pairs ({span}"
                       + (f"; left out: {', '.join(left_out)}" if left_out else "")
                       + f") from the {start[1]} estimate ...", flush=True)

@@ -932,7 +932,8 @@ class CalibrationNode(Node):
             "refinement_running": str(self._refining).lower(),
             "refinements_run": c.refinements_run, "refinements_accepted": c.refinements_accepted,
             "refinement_pairs_unsynchronised": self.pipeline.pairs_unsynchronised,
-            "refinement_pairs_skewed": self.pipeline.pairs_skewed}
+            "refinement_pairs_skewed": self.pipeline.pairs_skewed,
+            "refinement_pairs_not_keyframes": self.pipeline.pairs_not_keyframes}
         keys = ("refinement_accepted", "refinement_reason", "refinement_start_stage", "refinement_cost_start",
                 "refinement_cost_final", "refinement_frames", "refinement_std_m", "refinement_std_deg")
         if run is None:

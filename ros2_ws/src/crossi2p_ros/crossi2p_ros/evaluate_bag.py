@@ -424,6 +424,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--refine-max-pair-offset-s", type=float, default=RefinementScheduleConfig.max_pair_offset_s,
                    help="offline: pairs whose image and LiDAR stamps differ by more are not refined on "
                         "(default %(default)s s)")
+    p.add_argument("--refine-keyframe-parallax-px", type=float,
+                   default=RefinementScheduleConfig.keyframe_parallax_px,
+                   help="offline: a pair joins the refinement window once its image's corners moved a median of "
+                        "this many pixels (at 640 px wide) since the last one that joined, or 1 s passed; 0: "
+                        "every pair (default %(default)s px)")
     p.add_argument("--refine-every-frames", type=int, default=RefinementScheduleConfig.every_frames,
                    help="offline: new pairs between refinement runs (default %(default)s)")
     p.add_argument("--slop-s", type=float, default=PairingConfig.slop_s,
@@ -541,7 +546,8 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError(f"{flags}: live mode only (offline mode reads every pair in turn, as fast as the CPU "
                              f"allows, with no clock to pace; --mode live plays a rosbag2 with /clock)")
         refine_flags = [f"--{name.replace('_', '-')}" for name in ("refine_window_frames", "refine_every_frames",
-                                                                   "refine_window_span", "refine_max_pair_offset_s")
+                                                                   "refine_window_span", "refine_max_pair_offset_s",
+                                                                   "refine_keyframe_parallax_px")
                         if getattr(args, name) != parser.get_default(name)]
         if args.mode == "live" and refine_flags:
             raise UsageError(f"{' / '.join(refine_flags)}: offline mode only (the node's refinement follows its "
@@ -553,7 +559,8 @@ def main(argv: list[str] | None = None) -> int:
         schedule = RefinementScheduleConfig(enabled=not args.no_refine, window_frames=args.refine_window_frames,
                                             every_frames=args.refine_every_frames,
                                             window_span=args.refine_window_span,
-                                            max_pair_offset_s=args.refine_max_pair_offset_s)
+                                            max_pair_offset_s=args.refine_max_pair_offset_s,
+                                            keyframe_parallax_px=args.refine_keyframe_parallax_px)
         calib = load_calibration_input(args.ground_truth, "--ground-truth") if args.ground_truth else None
         T_override = calib.T_cam_lidar if calib is not None else None
         if source == "rosbag2":

@@ -179,6 +179,8 @@ RANGES: dict[str, tuple[float, float]] = {
     "refinement_reprepare_rotation_deg": (0.0, 180.0),
     "refinement_reprepare_translation_m": (0.0, 100.0),
     "refinement_max_pair_offset_s": (0.0, 1e9),
+    "refinement_keyframe_parallax_px": (0.0, 10000.0),
+    "refinement_keyframe_max_gap_s": (0.0, 1e9),
     "deskew.rate_hz": (0.1, 100.0),
     "deskew.stamp_azimuth_deg": (-360.0, 360.0),
     "deskew.voxel_size_m": (0.01, 10.0),

@@ -17,9 +17,10 @@ Stages per pair (``estimate`` then ``fuse``; ``process`` does both):
    ..."``; every sweep is registered with the odometry for it (``SweepDeskewer.track_motion``);
 3. temporal fusion (``crossi2p.fusion``);
 4. the pair joins the refinement window (``RefinementScheduleConfig.window_frames`` pairs,
-   decoded image + camera + points, prepared for the refinement lazily, on its first use): the
-   most recent pairs (``window_span="recent"``, the node) or pairs spread evenly over everything
-   since the start (``"spread"``, the offline ``crossi2p-calibrate``).
+   decoded image + camera + points, prepared for the refinement lazily, on its first use) when it
+   is a keyframe (its view moved ``keyframe_parallax_px`` since the last pair that joined, or a
+   second passed): the most recent keyframes (``window_span="recent"``, the node) or keyframes
+   spread evenly over everything since the start (``"spread"``, the offline ``crossi2p-calibrate``).
 
 Refinement (``crossi2p.refinement``, training-free), run by the caller when ``refinement_due()``
 (``refine()``; or ``plan_refinement`` / ``run_refinement`` / ``apply_refinement`` to run the heavy
@@ -36,6 +37,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
+import cv2
 import numpy as np
 
 from crossi2p.camera import CameraModel
@@ -45,7 +47,7 @@ from crossi2p.prior import Prior, pose_distance, prior_frame_mismatch, prior_vio
 from crossi2p.refinement import (PreparedFrame, Progress, RefinementConfig, RefinementResult, prepare_frame,
                                  refine_extrinsic)
 from crossi2p.runtime import CalibrationRuntime, FrameEstimate
-from crossi2p.travel_check import TravelCheck, TravelCheckConfig
+from crossi2p.travel_check import TravelCheck, TravelCheckConfig, track_corners
 
 from .pairing import PairingConfig, StampedPair, StampPairer
 
@@ -93,6 +95,8 @@ class FrameOutcome:
 
 
 WindowSpan = Literal["recent", "spread"]
+KEYFRAME_WIDTH_PX = 640
+"""Images are compared at this width for the keyframe rule (``RefinementScheduleConfig.keyframe_parallax_px``)."""
 WINDOW_SPANS: tuple[str, ...] = get_args(WindowSpan)
 """The refinement window's spans (``RefinementScheduleConfig.window_span``; the CLIs' choices)."""
 
@@ -131,6 +135,18 @@ class RefinementScheduleConfig:
     15 Hz camera and a 10 Hz LiDAR, 15 synchronised pairs refined from the ground truth stay at
     0.013 m / 0.10 deg where all 20 pairs drift to 0.031 m / 0.47 deg (docs/benchmarks.md,
     section 8). ``inf``: keep every pair (an unsynchronised rig; expect that bias)."""
+    keyframe_parallax_px: float = 2.0
+    """A pair joins the window only as a keyframe: once the image's corners have moved a median of
+    at least this many pixels (at 640 px wide) since the last pair that joined, or
+    ``keyframe_max_gap_s`` has passed (the parallax rule of visual odometry's keyframes). A vehicle
+    standing at a light otherwise fills the window with one view repeated: it adds no constraint,
+    and the bootstrap counts the copies as independent evidence. (The LiDAR odometry cannot tell:
+    on a street that looks alike along its length it reports a moving vehicle as standing.) 0:
+    every pair joins. Measured on the real KITTI sequence, docs/benchmarks.md section 8,
+    "Keyframes"; the simulated drives move 0.6-1.2 m per sweep and every pair joins."""
+    keyframe_max_gap_s: float = 1.0
+    """... or this long (seconds) has passed since the last keyframe, so that the window still
+    fills while the vehicle stands (see ``keyframe_parallax_px``)."""
     fused_max_rotation_deg: float = 2.0
     """Search box (rotation) of a refinement that starts from the converged fused estimate: the
     fusion is within about 1 deg on the drives measured (0.27-0.74 deg), and a wider box let a
@@ -141,6 +157,9 @@ class RefinementScheduleConfig:
     part: up to 0.52 m off along the optical axis on the drives measured)."""
 
     def __post_init__(self) -> None:
+        for name in ("keyframe_parallax_px", "keyframe_max_gap_s"):
+            if not float(getattr(self, name)) >= 0:
+                raise ValueError(f"RefinementScheduleConfig.{name}: expected >= 0, got {getattr(self, name)!r}")
         for name in ("window_frames", "every_frames", "min_window_frames"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"RefinementScheduleConfig.{name}: expected >= 1, got {getattr(self, name)!r}")
@@ -238,6 +257,9 @@ class CalibrationPipeline:
         """Pairs not kept for the refinement: stamps further apart than ``max_pair_offset_s``."""
         self.pairs_skewed = 0
         """Pairs not kept for the refinement: their sweep could not be de-skewed (``LidarSweep.skewed``)."""
+        self.pairs_not_keyframes = 0
+        """Pairs not kept for the refinement: the view had hardly changed since the last pair kept
+        (``RefinementScheduleConfig.keyframe_parallax_px``)."""
         self.refinement_runs = 0
         self.last_refinement: RefinementRun | None = None
         """The newest refinement run, accepted or not."""
@@ -246,6 +268,7 @@ class CalibrationPipeline:
         self.first_refined_at: int | None = None
         """``pairs_processed`` when the first accepted refinement ran."""
         self._window: deque[StampedPair] = deque(maxlen=self.schedule.window_frames)
+        self._keyframe: tuple[float, np.ndarray] | None = None  # (stamp, small grey image) of the last pair kept
         self._offered = 0          # synchronised pairs offered to the window since the last reset
         self._admit_every = 1      # window_span "spread": admit every n-th of them
         self._prepared: dict[int, tuple[np.ndarray, PreparedFrame]] = {}  # id(pair) -> (start, frame)
@@ -308,6 +331,8 @@ class CalibrationPipeline:
             self.pairs_unsynchronised += 1
         elif pair.lidar.skewed:
             self.pairs_skewed += 1
+        elif not self._is_keyframe(pair):
+            self.pairs_not_keyframes += 1
         else:
             self._add_to_window(pair)
         self.pairs_processed += 1
@@ -322,6 +347,27 @@ class CalibrationPipeline:
         return self.fuse(pair, self.estimate(pair, T_prior))
 
     # ------------------------------------------------------------------ refinement
+    def _is_keyframe(self, pair: StampedPair) -> bool:
+        """Whether the view of ``pair`` changed enough since the last pair kept to join the window
+        (``RefinementScheduleConfig.keyframe_parallax_px``); remembers it when it did. Corners are
+        tracked between the two images at 640 px wide (``crossi2p.travel_check.track_corners``);
+        with fewer than 20 tracks the change cannot be told, and the pair joins."""
+        sc = self.schedule
+        if sc.keyframe_parallax_px <= 0:
+            return True
+        grey = cv2.cvtColor(pair.image.image_rgb, cv2.COLOR_RGB2GRAY)
+        if grey.shape[1] > KEYFRAME_WIDTH_PX:
+            grey = cv2.resize(grey, (KEYFRAME_WIDTH_PX, round(grey.shape[0] * KEYFRAME_WIDTH_PX / grey.shape[1])),
+                              interpolation=cv2.INTER_AREA)
+        last = self._keyframe
+        if last is not None and last[1].shape == grey.shape and pair.lidar_stamp_s - last[0] < sc.keyframe_max_gap_s:
+            p0, p1 = track_corners(last[1], grey)
+            parallax = float(np.median(np.linalg.norm(p1 - p0, axis=1))) if len(p0) >= 20 else np.inf
+            if parallax * KEYFRAME_WIDTH_PX / grey.shape[1] < sc.keyframe_parallax_px:
+                return False
+        self._keyframe = (pair.lidar_stamp_s, grey)
+        return True
+
     def _add_to_window(self, pair: StampedPair) -> None:
         index, self._offered = self._offered, self._offered + 1
         if self.schedule.window_span == "spread":
@@ -341,6 +387,7 @@ class CalibrationPipeline:
 
     def _clear_window(self) -> None:
         self._window.clear()
+        self._keyframe = None
         self._prepared.clear()
         self._offered, self._admit_every = 0, 1
 
