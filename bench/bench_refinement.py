@@ -29,6 +29,7 @@ from crossi2p.deskew import DeskewConfig, SweepDeskewer
 from crossi2p.geometry import make_transform
 from crossi2p.metrics import registration_error
 from crossi2p.refinement import RefinementConfig, prepare_frame, refine_extrinsic, refinement_cost
+from crossi2p_ros.pipeline import KeyframeSelector, RefinementScheduleConfig
 
 
 def perturbed(rng: np.random.Generator, T_gt: np.ndarray, max_deg: float, max_m: float) -> np.ndarray:
@@ -197,6 +198,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stride", type=int, default=1,
                    help="take every STRIDE-th simulated frame (2: only the camera frames taken with a LiDAR "
                         "sweep, 15 Hz camera / 10 Hz LiDAR; the KITTI layout keeps no LiDAR stamps to pair by)")
+    p.add_argument("--keyframes", type=float, default=0.0, metavar="PX",
+                   help="keep only the simulated frames the pipeline's keyframe rule keeps with this parallax "
+                        "(crossi2p_ros.pipeline.KeyframeSelector, frames 0.1 s apart, after --stride; the node's "
+                        "default is 2 px): --first then counts keyframes")
     p.add_argument("--accumulate", type=int, default=0, metavar="N",
                    help="densify every frame of a multi-frame scene or simulated window with N sweeps on "
                         "each side, registered by LiDAR odometry (KISS-ICP); single frames of a scene too")
@@ -235,6 +240,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.deskew:
             every = deskewed(every, DeskewConfig(mode="azimuth"))
         strided = every[::max(args.stride, 1)]
+        if args.keyframes > 0:
+            keep = KeyframeSelector(args.keyframes, RefinementScheduleConfig.keyframe_max_gap_s)
+            kept = [k for k, s in enumerate(strided) if keep(0.1 * k, s.image)]
+            print(f"keyframes ({args.keyframes:g} px): {len(kept)} of {len(strided)} frames: {kept}")
+            strided = [strided[k] for k in kept]
         for first in args.first:
             samples = densified(strided[first:first + args.window], args.accumulate)
             if not samples:

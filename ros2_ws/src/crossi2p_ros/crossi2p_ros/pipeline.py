@@ -95,8 +95,7 @@ class FrameOutcome:
 
 
 WindowSpan = Literal["recent", "spread"]
-KEYFRAME_WIDTH_PX = 640
-"""Images are compared at this width for the keyframe rule (``RefinementScheduleConfig.keyframe_parallax_px``)."""
+
 WINDOW_SPANS: tuple[str, ...] = get_args(WindowSpan)
 """The refinement window's spans (``RefinementScheduleConfig.window_span``; the CLIs' choices)."""
 
@@ -169,6 +168,43 @@ class RefinementScheduleConfig:
         if self.window_span not in WINDOW_SPANS:
             raise ValueError(f"RefinementScheduleConfig.window_span: expected {' or '.join(map(repr, WINDOW_SPANS))}, "
                              f"got {self.window_span!r}")
+
+
+class KeyframeSelector:
+    """The refinement window's keyframe rule (``RefinementScheduleConfig.keyframe_parallax_px``):
+    an image is a keyframe when its corners moved a median of at least ``parallax_px`` pixels (at
+    ``WIDTH_PX`` wide) since the last keyframe, or ``max_gap_s`` passed; the first one always is.
+    Corners are tracked with ``crossi2p.travel_check.track_corners`` (OpenCV); with fewer than 20
+    tracks the change cannot be told and the image is a keyframe. ``parallax_px`` 0: every image."""
+
+    WIDTH_PX = 640
+    MIN_TRACKS = 20
+
+    def __init__(self, parallax_px: float, max_gap_s: float):
+        self.parallax_px, self.max_gap_s = float(parallax_px), float(max_gap_s)
+        self._last: tuple[float, np.ndarray] | None = None      # (stamp, small grey image)
+
+    def reset(self) -> None:
+        self._last = None
+
+    def __call__(self, stamp_s: float, image_rgb: np.ndarray) -> bool:
+        """Whether the (H, W, 3) uint8 RGB image stamped ``stamp_s`` (seconds) is a keyframe;
+        remembers it when it is."""
+        if self.parallax_px <= 0:
+            return True
+        grey = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2GRAY)
+        if grey.shape[1] > self.WIDTH_PX:
+            grey = cv2.resize(grey, (self.WIDTH_PX, round(grey.shape[0] * self.WIDTH_PX / grey.shape[1])),
+                              interpolation=cv2.INTER_AREA)
+        last = self._last
+        if last is not None and last[1].shape == grey.shape and stamp_s - last[0] < self.max_gap_s:
+            p0, p1 = track_corners(last[1], grey)
+            if len(p0) >= self.MIN_TRACKS:
+                parallax = float(np.median(np.linalg.norm(p1 - p0, axis=1))) * self.WIDTH_PX / grey.shape[1]
+                if parallax < self.parallax_px:
+                    return False
+        self._last = (float(stamp_s), grey)
+        return True
 
 
 @dataclass
@@ -268,7 +304,7 @@ class CalibrationPipeline:
         self.first_refined_at: int | None = None
         """``pairs_processed`` when the first accepted refinement ran."""
         self._window: deque[StampedPair] = deque(maxlen=self.schedule.window_frames)
-        self._keyframe: tuple[float, np.ndarray] | None = None  # (stamp, small grey image) of the last pair kept
+        self._keyframes = KeyframeSelector(self.schedule.keyframe_parallax_px, self.schedule.keyframe_max_gap_s)
         self._offered = 0          # synchronised pairs offered to the window since the last reset
         self._admit_every = 1      # window_span "spread": admit every n-th of them
         self._prepared: dict[int, tuple[np.ndarray, PreparedFrame]] = {}  # id(pair) -> (start, frame)
@@ -331,7 +367,7 @@ class CalibrationPipeline:
             self.pairs_unsynchronised += 1
         elif pair.lidar.skewed:
             self.pairs_skewed += 1
-        elif not self._is_keyframe(pair):
+        elif not self._keyframes(pair.lidar_stamp_s, pair.image.image_rgb):
             self.pairs_not_keyframes += 1
         else:
             self._add_to_window(pair)
@@ -347,27 +383,6 @@ class CalibrationPipeline:
         return self.fuse(pair, self.estimate(pair, T_prior))
 
     # ------------------------------------------------------------------ refinement
-    def _is_keyframe(self, pair: StampedPair) -> bool:
-        """Whether the view of ``pair`` changed enough since the last pair kept to join the window
-        (``RefinementScheduleConfig.keyframe_parallax_px``); remembers it when it did. Corners are
-        tracked between the two images at 640 px wide (``crossi2p.travel_check.track_corners``);
-        with fewer than 20 tracks the change cannot be told, and the pair joins."""
-        sc = self.schedule
-        if sc.keyframe_parallax_px <= 0:
-            return True
-        grey = cv2.cvtColor(pair.image.image_rgb, cv2.COLOR_RGB2GRAY)
-        if grey.shape[1] > KEYFRAME_WIDTH_PX:
-            grey = cv2.resize(grey, (KEYFRAME_WIDTH_PX, round(grey.shape[0] * KEYFRAME_WIDTH_PX / grey.shape[1])),
-                              interpolation=cv2.INTER_AREA)
-        last = self._keyframe
-        if last is not None and last[1].shape == grey.shape and pair.lidar_stamp_s - last[0] < sc.keyframe_max_gap_s:
-            p0, p1 = track_corners(last[1], grey)
-            parallax = float(np.median(np.linalg.norm(p1 - p0, axis=1))) if len(p0) >= 20 else np.inf
-            if parallax * KEYFRAME_WIDTH_PX / grey.shape[1] < sc.keyframe_parallax_px:
-                return False
-        self._keyframe = (pair.lidar_stamp_s, grey)
-        return True
-
     def _add_to_window(self, pair: StampedPair) -> None:
         index, self._offered = self._offered, self._offered + 1
         if self.schedule.window_span == "spread":
@@ -387,7 +402,7 @@ class CalibrationPipeline:
 
     def _clear_window(self) -> None:
         self._window.clear()
-        self._keyframe = None
+        self._keyframes.reset()
         self._prepared.clear()
         self._offered, self._admit_every = 0, 1
 
