@@ -433,7 +433,11 @@ def _write_json(args, result, pipeline: CalibrationPipeline, T, stage, failure: 
         "fusion_status": pipeline.fuser.state.status, "frames_fused": pipeline.fuser.state.frames_accepted,
         "rejected_outside_prior": pipeline.rejected_outside_prior,
         "rejected_direction_of_travel": pipeline.travel_check.refused,
-        "direction_of_travel_checked": pipeline.travel_check.checked, "wall_time_s": float(elapsed_s),
+        "direction_of_travel_checked": pipeline.travel_check.checked,
+        # pairs kept out of the refinement window, by why
+        "pairs_left_out": {"unsynchronised": pipeline.pairs_unsynchronised, "skewed": pipeline.pairs_skewed,
+                           "not_keyframes": pipeline.pairs_not_keyframes},
+        "wall_time_s": float(elapsed_s),
         "deskew": pipeline.deskewer.summary(), "read_errors": list(result.errors),
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)

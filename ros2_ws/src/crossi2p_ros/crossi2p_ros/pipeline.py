@@ -95,7 +95,6 @@ class FrameOutcome:
 
 
 WindowSpan = Literal["recent", "spread"]
-
 WINDOW_SPANS: tuple[str, ...] = get_args(WindowSpan)
 """The refinement window's spans (``RefinementScheduleConfig.window_span``; the CLIs' choices)."""
 
