@@ -25,14 +25,20 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("kitti", type=Path, nargs="?", help="a KITTI Odometry layout sequence folder")
     p.add_argument("--sim", help="a crossi2p-sim preset instead (with --seeds, --frames)")
-    p.add_argument("--seeds", type=int, nargs="+", default=[7])
-    p.add_argument("--frames", type=int, default=12)
+    p.add_argument("--seeds", type=int, nargs="+", default=[7], help="simulated drives' seeds (with --sim)")
+    p.add_argument("--frames", type=int, default=12, help="frames per simulated drive (with --sim)")
     p.add_argument("--parallax-px", type=float, default=RefinementScheduleConfig.keyframe_parallax_px)
     p.add_argument("--max-gap-s", type=float, default=RefinementScheduleConfig.keyframe_max_gap_s)
     p.add_argument("--rate-hz", type=float, default=10.0, help="frame rate the stamps assume")
     args = p.parse_args(argv)
+    if not args.parallax_px >= 0 or not args.max_gap_s >= 0:
+        p.error(f"--parallax-px and --max-gap-s: expected >= 0, got {args.parallax_px} and {args.max_gap_s}")
     if args.kitti is not None:
-        seq = read_kitti_sequence(args.kitti, require_extrinsic=False)
+        try:
+            seq = read_kitti_sequence(args.kitti, require_extrinsic=False)
+        except (OSError, ValueError) as exc:
+            print(f"bench_keyframes: {exc}", file=sys.stderr)
+            return 1
         drives = [(args.kitti.name, [seq[i].image for i in range(len(seq))])]
     elif args.sim:
         from crossi2p_training.sim import SimConfig, simulate_drive

@@ -9,7 +9,9 @@ No ground truth is used. The recording goes through the node's own code path
    estimates outside its bounds are rejected with the reason) and the temporal fusion;
 2. once, the training-free refinement over ``--window-frames`` pairs spread evenly over the
    recording (``--window-span recent``: the last ones), from the fused estimate if it converged,
-   else from the prior (searching within its bounds);
+   else from the prior (searching within its bounds); only keyframes join the window (a pair whose
+   image moved ``--keyframe-parallax-px`` since the last one kept, or a second later), so that a
+   vehicle standing still adds one view, not many;
 3. the published estimate: the accepted refinement; the converged fused estimate only with
    ``--accept-fused`` (it is the network's, decimetre-grade in translation: its covariance carries
    the network's systematic error, 0.25 m / 0.3 deg per axis; without the flag that is exit 3).
@@ -31,7 +33,8 @@ bounds, or null), ``refinement`` (or null: ``start``, ``accepted``, ``reason``, 
 calibration; costs, std, time, ``window_span``), ``pairs``, ``pairs_valid``, ``fusion_status``,
 ``frames_fused``, ``rejected_outside_prior``, ``rejected_direction_of_travel`` (per-frame estimates
 refused by the direction-of-travel check, ``crossi2p.travel_check``), ``direction_of_travel_checked``
-(those it could check: the vehicle moved and the odometry had locked on), ``wall_time_s``, ``deskew`` (``mode``,
+(those it could check: the vehicle moved and the odometry had locked on), ``pairs_left_out`` (pairs kept
+out of the refinement window: ``unsynchronised``, ``not_deskewed``, ``not_keyframes``), ``wall_time_s``, ``deskew`` (``mode``,
 ``sweeps_deskewed``), ``read_errors`` (what could not be read: a dataset folder's corrupt frame is
 skipped, a bag's ends the reading; also a warning on stderr). Matrices are 4x4 row lists, LiDAR ->
 camera optical.
@@ -136,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--accept-fused", action="store_true",
                    help="when the refinement is rejected or cannot run, write the converged fused network "
                         "estimate (decimetre-grade in translation) with exit 0 instead of exit 3")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or progress lines")
     return p
 
 
@@ -240,17 +243,9 @@ def _main(argv: list[str] | None) -> int:
         if start is not None:
             if not args.quiet:
                 span = "spread over the recording" if args.window_span == "spread" else "the last ones"
-                left_out = []
-                if pipeline.pairs_unsynchronised:
-                    left_out.append(f"{pipeline.pairs_unsynchronised} with image and LiDAR stamps more than "
-                                    f"{args.max_pair_offset_s:g} s apart")
-                if pipeline.pairs_skewed:
-                    left_out.append(f"{pipeline.pairs_skewed} whose sweep could not be de-skewed")
-                if pipeline.pairs_not_keyframes:
-                    left_out.append(f"{pipeline.pairs_not_keyframes} whose view had hardly changed since the last "
-                                    f"pair kept (--keyframe-parallax-px)")
+                left_out = _left_out(pipeline)
                 print(f"refining over {len(pipeline.window)} pairs ({span}"
-                      + (f"; left out: {', '.join(left_out)}" if left_out else "")
+                      + (f"; left out: {left_out}" if left_out else "")
                       + f") from the {start[1]} estimate ...", flush=True)
             with tqdm(total=1, desc="refining", disable=args.quiet, leave=False) as bar:
                 pipeline.refine(lambda what, done, total: _show(bar, what, done, total))
@@ -369,6 +364,17 @@ def _fused_only(pipeline: CalibrationPipeline) -> str:
             f"(the network's systematic error), not a calibration: --accept-fused writes it")
 
 
+def _left_out(pipeline: CalibrationPipeline) -> str:
+    """The pairs kept out of the refinement window, and why, in words ('' when none)."""
+    n = pipeline.pairs_left_out
+    parts = [f"{n['unsynchronised']} with image and LiDAR stamps more than "
+             f"{pipeline.schedule.max_pair_offset_s:g} s apart (--max-pair-offset-s)" if n["unsynchronised"] else "",
+             f"{n['not_deskewed']} whose sweep could not be de-skewed" if n["not_deskewed"] else "",
+             f"{n['not_keyframes']} whose view had hardly changed since the last pair kept "
+             f"(--keyframe-parallax-px)" if n["not_keyframes"] else ""]
+    return ", ".join(p for p in parts if p)
+
+
 def _no_pair_to_refine_on(pipeline: CalibrationPipeline) -> str:
     """Why the refinement had nothing to run on although it had a start ('' when it had pairs,
     ran, or had no start): every pair unsynchronised or its sweep not de-skewable."""
@@ -434,9 +440,7 @@ def _write_json(args, result, pipeline: CalibrationPipeline, T, stage, failure: 
         "rejected_outside_prior": pipeline.rejected_outside_prior,
         "rejected_direction_of_travel": pipeline.travel_check.refused,
         "direction_of_travel_checked": pipeline.travel_check.checked,
-        # pairs kept out of the refinement window, by why
-        "pairs_left_out": {"unsynchronised": pipeline.pairs_unsynchronised, "skewed": pipeline.pairs_skewed,
-                           "not_keyframes": pipeline.pairs_not_keyframes},
+        "pairs_left_out": pipeline.pairs_left_out,
         "wall_time_s": float(elapsed_s),
         "deskew": pipeline.deskewer.summary(), "read_errors": list(result.errors),
     }
@@ -506,6 +510,7 @@ def _write_report(args, result, pipeline: CalibrationPipeline, T, stage, failure
         lines += [f"| refinement start | {run.start_stage} |",
                   f"| refinement window | {r.frames} pairs ({pipeline.schedule.window_span}), "
                   f"{r.points_in_view} points in view |",
+                  f"| pairs left out of the window | {_left_out(pipeline) or 'none'} |",
                   f"| refinement cost start / final | {r.cost_start:.5f} / {r.cost_final:.5f} |",
                   f"| refinement std (x, y, z) m | {_stds(r.std_m, 4)} |",
                   f"| refinement std (rx, ry, rz) deg | {_stds(r.std_deg, 3)} |",

@@ -552,6 +552,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.mode == "live" and refine_flags:
             raise UsageError(f"{' / '.join(refine_flags)}: offline mode only (the node's refinement follows its "
                              f"refinement_* parameters; --no-refine turns it off in both modes)")
+        for flag, value, ok, expected in (
+                ("--refine-window-frames", args.refine_window_frames, args.refine_window_frames >= 1, ">= 1 pairs"),
+                ("--refine-every-frames", args.refine_every_frames, args.refine_every_frames >= 1, ">= 1 pairs"),
+                ("--refine-max-pair-offset-s", args.refine_max_pair_offset_s, args.refine_max_pair_offset_s >= 0,
+                 ">= 0 seconds"),
+                ("--refine-keyframe-parallax-px", args.refine_keyframe_parallax_px,
+                 args.refine_keyframe_parallax_px >= 0, ">= 0 pixels")):
+            if not ok:
+                raise UsageError(f"{flag}: expected {expected}, got {value}")
         warn_unused_source_flags(args, source, "crossi2p-evaluate-bag")
         deskew = deskew_config(args, source, args.bag)
         travel = travel_config(args)

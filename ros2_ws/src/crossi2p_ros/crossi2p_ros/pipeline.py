@@ -406,6 +406,14 @@ class CalibrationPipeline:
         self._offered, self._admit_every = 0, 1
 
     @property
+    def pairs_left_out(self) -> dict[str, int]:
+        """Pairs kept out of the refinement window, by why: ``unsynchronised`` (stamps further apart
+        than ``max_pair_offset_s``), ``not_deskewed`` (``LidarSweep.skewed``), ``not_keyframes``
+        (the view had hardly changed: ``keyframe_parallax_px``)."""
+        return {"unsynchronised": self.pairs_unsynchronised, "not_deskewed": self.pairs_skewed,
+                "not_keyframes": self.pairs_not_keyframes}
+
+    @property
     def window(self) -> list[StampedPair]:
         """The pairs kept for the refinement, oldest first."""
         return list(self._window)
