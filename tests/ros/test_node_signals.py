@@ -201,15 +201,35 @@ class DrivePlayer:
 
 
 # ---------------------------------------------------------------------------- subprocess: signals
+def _wait_until_catching(pid: int, sig: int, timeout_s: float) -> bool:
+    """Wait until process ``pid`` has a handler for ``sig`` (Linux: ``SigCgt`` of
+    /proc/PID/status); False when it does not within ``timeout_s`` or has exited."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            return False
+        caught = int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:")), 16)
+        if caught >> (int(sig) - 1) & 1:
+            return True
+        time.sleep(0.002)
+    return False
+
+
 @pytest.mark.parametrize("sig", SIGNALS)
 @pytest.mark.parametrize("after_s", [0.05, 0.4])
 def test_signal_during_the_imports_exits_with_code_0_and_no_traceback(sig, after_s):
     """Before the node exists (the imports take about a second): the console script's entry
     (``crossi2p_ros.node_main``) handles both signals first, so no KeyboardInterrupt traceback
-    and no signal exit code."""
+    and no signal exit code. ``after_s`` counts from when the entry's handlers are in place (the
+    process catches SIGTERM, which Python itself does not): a signal sent earlier, while the
+    interpreter itself starts (tens of milliseconds, more on a loaded machine), reaches no code of
+    this project."""
     card = Path(__file__).resolve().parents[2] / "models" / "crossi2p_cpu.yaml"   # runs until the signal
     proc = subprocess.Popen([str(NODE), "--ros-args", "-p", f"model_card:={card}"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert _wait_until_catching(proc.pid, signal.SIGTERM, timeout_s=30.0), "the entry never installed its handlers"
     time.sleep(after_s)
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=60)
