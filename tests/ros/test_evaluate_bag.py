@@ -140,13 +140,16 @@ def test_live_pacing_flags_in_offline_mode_are_refused_with_one_line(drive_bag, 
 
 def test_out_of_range_refinement_flags_are_refused_naming_the_flag(tmp_path, capsys):
     """A refinement flag out of range is a usage error (exit 2) that names the flag, not the
-    internal config class it feeds."""
+    internal config class it feeds; so is one given with --no-refine."""
     for flags, named in ((["--refine-keyframe-parallax-px", "-1"], "--refine-keyframe-parallax-px: expected >= 0 pixels"),
                          (["--refine-window-frames", "0"], "--refine-window-frames: expected >= 1 pairs"),
                          (["--refine-max-pair-offset-s", "-0.5"], "--refine-max-pair-offset-s: expected >= 0 seconds")):
         assert main([str(NUSCENES_MINI), "--model", str(MODEL_CARD), "--report", str(tmp_path / "r"), *flags]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and named in err and "RefinementScheduleConfig" not in err, err
+    # a refinement flag with the refinement off would be silently ignored: refused as well
+    assert main([str(NUSCENES_MINI), "--model", str(MODEL_CARD), "--no-refine", "--refine-window-frames", "5"]) == 2
+    assert "--refine-window-frames: no effect with --no-refine" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
 
 

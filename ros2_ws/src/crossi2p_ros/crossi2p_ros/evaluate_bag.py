@@ -552,6 +552,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.mode == "live" and refine_flags:
             raise UsageError(f"{' / '.join(refine_flags)}: offline mode only (the node's refinement follows its "
                              f"refinement_* parameters; --no-refine turns it off in both modes)")
+        if args.no_refine and refine_flags:
+            raise UsageError(f"{' / '.join(refine_flags)}: no effect with --no-refine (the refinement does not run)")
         for flag, value, ok, expected in (
                 ("--refine-window-frames", args.refine_window_frames, args.refine_window_frames >= 1, ">= 1 pairs"),
                 ("--refine-every-frames", args.refine_every_frames, args.refine_every_frames >= 1, ">= 1 pairs"),
