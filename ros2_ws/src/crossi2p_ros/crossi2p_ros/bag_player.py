@@ -43,9 +43,9 @@ from crossi2p.interrupt import exit_130_on_ctrl_c, ignore_termination_signals, i
 
 DEFAULT_EXCLUDED = ("/tf_static", "/tf")
 """Not played by default: a recorded tf tree (the ground truth) would collide with the node's output."""
-SETTLE_S = 0.5
-"""Seconds waited more once every played topic has a subscriber (``--wait-s``): the subscribers'
-side of the DDS match comes a moment after the publishers' side."""
+ACK_TIMEOUT_S = 5.0
+"""After the last message, seconds the player waits at most for its subscribers to acknowledge
+everything (reliable QoS): a node destroyed with messages still in flight loses them."""
 
 
 @dataclass(frozen=True)
@@ -164,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m crossi2p_ros.bag_player``: 0 when the bag was played, 1 with a one-line error, 130 /
     143 after SIGINT / SIGTERM (one line saying how far it got)."""
     import rclpy
+    from rclpy.duration import Duration
     from rclpy.signals import SignalHandlerOptions
     from rclpy.utilities import remove_ros_args
 
@@ -175,9 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=float, default=1.0, help="playback speed factor (0: as fast as possible)")
     p.add_argument("--topics", nargs="+", help=f"topics to play (default: all but {' '.join(DEFAULT_EXCLUDED)})")
     p.add_argument("--wait-s", type=float, default=10.0,
-                   help="wait up to this long for a subscriber on every played topic before the first message, "
-                        f"then {SETTLE_S:g} s for them to match back (DDS matches them a moment after start: "
-                        "without it the first messages are lost; 0: no wait)")
+                   help="wait up to this long for a subscriber on every played topic before the first message "
+                        "(DDS matches them a moment after start: without it the first messages are lost; 0: no wait)")
     full_argv = ["bag_player", *(sys.argv[1:] if argv is None else argv)]
     args = p.parse_args(remove_ros_args(full_argv)[1:])
     node = player = None
@@ -197,13 +197,11 @@ def main(argv: list[str] | None = None) -> int:
                           file=sys.stderr)
                 break
             time.sleep(0.05)
-        else:
-            if args.wait_s > 0:
-                # the publishers see their subscribers; the subscribers see the publishers a moment
-                # later, and a volatile subscriber drops what came before (seen: the first 2 of 4
-                # images lost in a full test run)
-                time.sleep(min(SETTLE_S, args.wait_s))
         n = player.play(args.rate)
+        # played as fast as possible, the last messages are still in flight when the node goes
+        # (seen in full test runs: 2 of 4 images lost); delivered before it does
+        for pub in player.publishers.values():
+            pub.wait_for_all_acked(Duration(seconds=ACK_TIMEOUT_S))
         message = f"published {n} messages from {args.bag}"
     except ValueError as exc:
         code, message = 1, f"bag_player: error: {exc}"
