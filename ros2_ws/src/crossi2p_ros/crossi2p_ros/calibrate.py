@@ -75,7 +75,8 @@ from crossi2p.prior import Prior, load_prior
 from crossi2p.runtime import ModelLoadError
 
 from .pairing import PairingConfig
-from .pipeline import WINDOW_SPANS, CalibrationPipeline, RefinementRun, RefinementScheduleConfig
+from .pipeline import (WINDOW_SPANS, CalibrationPipeline, RefinementRun, RefinementScheduleConfig,
+                       schedule_from_flags)
 from .recordings import (SOURCES, add_dataset_arguments, add_deskew_arguments, add_topic_arguments, check_bag_topics,
                          dataset_frames, deskew_config, detect_source, open_dataset, travel_config,
                          warn_unused_source_flags)
@@ -176,19 +177,15 @@ def _main(argv: list[str] | None) -> int:
     try:
         if args.frames is not None and args.frames < 1:
             raise ValueError(f"--frames: expected >= 1, got {args.frames}")
-        if args.window_frames < 1:
-            raise ValueError(f"--window-frames: expected >= 1 pairs, got {args.window_frames}")
         if not args.slop_s > 0:
             raise ValueError(f"--slop-s: expected a stamp difference > 0 seconds, got {args.slop_s}")
-        if not args.max_pair_offset_s >= 0:
-            raise ValueError(f"--max-pair-offset-s: expected >= 0 seconds, got {args.max_pair_offset_s}")
-        if not args.keyframe_parallax_px >= 0:
-            raise ValueError(f"--keyframe-parallax-px: expected >= 0 pixels, got {args.keyframe_parallax_px}")
         if args.out.suffix.lower() not in (".yaml", ".yml"):
             raise ValueError(f"--out {args.out}: expected a calibration .yaml path (the URDF snippet goes beside it)")
-        schedule = RefinementScheduleConfig(enabled=False, window_frames=args.window_frames,
-                                            window_span=args.window_span, max_pair_offset_s=args.max_pair_offset_s,
-                                            keyframe_parallax_px=args.keyframe_parallax_px)
+        schedule = schedule_from_flags(
+            {"window_frames": "--window-frames", "max_pair_offset_s": "--max-pair-offset-s",
+             "keyframe_parallax_px": "--keyframe-parallax-px"},
+            enabled=False, window_frames=args.window_frames, window_span=args.window_span,
+            max_pair_offset_s=args.max_pair_offset_s, keyframe_parallax_px=args.keyframe_parallax_px)
         if not args.input.exists():
             raise ValueError(f"input {args.input}: not found")
         source = detect_source(args.input) if args.source == "auto" else args.source

@@ -84,7 +84,8 @@ from crossi2p.travel_check import REFUSAL_PREFIX as TRAVEL_REFUSAL, TravelCheckC
 
 from .frame_report import FrameReport
 from .pairing import PairingConfig, StampedPair
-from .pipeline import WINDOW_SPANS, CalibrationPipeline, CameraFrame, LidarSweep, RefinementScheduleConfig
+from .pipeline import (WINDOW_SPANS, CalibrationPipeline, CameraFrame, LidarSweep, RefinementScheduleConfig,
+                       schedule_from_flags)
 from .recordings import (SOURCES, Source, add_dataset_arguments, add_deskew_arguments, add_topic_arguments,
                          check_bag_topics, deskew_config, detect_source, open_dataset, travel_config,
                          warn_unused_source_flags)
@@ -545,33 +546,24 @@ def main(argv: list[str] | None = None) -> int:
                                                   ("--node-timeout-s", timeout_given)) if given)
             raise UsageError(f"{flags}: live mode only (offline mode reads every pair in turn, as fast as the CPU "
                              f"allows, with no clock to pace; --mode live plays a rosbag2 with /clock)")
-        refine_flags = [f"--{name.replace('_', '-')}" for name in ("refine_window_frames", "refine_every_frames",
-                                                                   "refine_window_span", "refine_max_pair_offset_s",
-                                                                   "refine_keyframe_parallax_px")
-                        if getattr(args, name) != parser.get_default(name)]
+        # the schedule's fields the --refine-* flags set (offline mode)
+        fields = ("window_frames", "every_frames", "window_span", "max_pair_offset_s", "keyframe_parallax_px")
+        flag_of = {f: f"--refine-{f.replace('_', '-')}" for f in fields}
+        refine_flags = [flag_of[f] for f in fields if getattr(args, f"refine_{f}") != parser.get_default(f"refine_{f}")]
         if args.mode == "live" and refine_flags:
             raise UsageError(f"{' / '.join(refine_flags)}: offline mode only (the node's refinement follows its "
                              f"refinement_* parameters; --no-refine turns it off in both modes)")
         if args.no_refine and refine_flags:
             raise UsageError(f"{' / '.join(refine_flags)}: no effect with --no-refine (the refinement does not run)")
-        for flag, value, ok, expected in (
-                ("--refine-window-frames", args.refine_window_frames, args.refine_window_frames >= 1, ">= 1 pairs"),
-                ("--refine-every-frames", args.refine_every_frames, args.refine_every_frames >= 1, ">= 1 pairs"),
-                ("--refine-max-pair-offset-s", args.refine_max_pair_offset_s, args.refine_max_pair_offset_s >= 0,
-                 ">= 0 seconds"),
-                ("--refine-keyframe-parallax-px", args.refine_keyframe_parallax_px,
-                 args.refine_keyframe_parallax_px >= 0, ">= 0 pixels")):
-            if not ok:
-                raise UsageError(f"{flag}: expected {expected}, got {value}")
+        try:
+            schedule = schedule_from_flags(flag_of, enabled=not args.no_refine,
+                                           **{f: getattr(args, f"refine_{f}") for f in fields})
+        except ValueError as exc:       # a flag out of range: a usage error
+            raise UsageError(str(exc)) from None
         warn_unused_source_flags(args, source, "crossi2p-evaluate-bag")
         deskew = deskew_config(args, source, args.bag)
         travel = travel_config(args)
         prior = load_prior(args.prior) if args.prior is not None else None
-        schedule = RefinementScheduleConfig(enabled=not args.no_refine, window_frames=args.refine_window_frames,
-                                            every_frames=args.refine_every_frames,
-                                            window_span=args.refine_window_span,
-                                            max_pair_offset_s=args.refine_max_pair_offset_s,
-                                            keyframe_parallax_px=args.refine_keyframe_parallax_px)
         calib = load_calibration_input(args.ground_truth, "--ground-truth") if args.ground_truth else None
         T_override = calib.T_cam_lidar if calib is not None else None
         if source == "rosbag2":

@@ -155,18 +155,32 @@ class RefinementScheduleConfig:
     part: up to 0.52 m off along the optical axis on the drives measured)."""
 
     def __post_init__(self) -> None:
-        for name in ("keyframe_parallax_px", "keyframe_max_gap_s"):
+        for name, unit in (("keyframe_parallax_px", "pixels"), ("keyframe_max_gap_s", "seconds")):
             if not float(getattr(self, name)) >= 0:
-                raise ValueError(f"RefinementScheduleConfig.{name}: expected >= 0, got {getattr(self, name)!r}")
+                raise ValueError(f"RefinementScheduleConfig.{name}: expected >= 0 {unit}, got {getattr(self, name)!r}")
         for name in ("window_frames", "every_frames", "min_window_frames"):
             if int(getattr(self, name)) < 1:
-                raise ValueError(f"RefinementScheduleConfig.{name}: expected >= 1, got {getattr(self, name)!r}")
+                raise ValueError(f"RefinementScheduleConfig.{name}: expected >= 1 pairs, got {getattr(self, name)!r}")
         if not self.max_pair_offset_s >= 0:
             raise ValueError(f"RefinementScheduleConfig.max_pair_offset_s: expected >= 0 seconds, "
                              f"got {self.max_pair_offset_s!r}")
         if self.window_span not in WINDOW_SPANS:
             raise ValueError(f"RefinementScheduleConfig.window_span: expected {' or '.join(map(repr, WINDOW_SPANS))}, "
                              f"got {self.window_span!r}")
+
+
+def schedule_from_flags(flags: dict[str, str], **fields) -> RefinementScheduleConfig:
+    """``RefinementScheduleConfig(**fields)`` for a command line: a field out of range raises the
+    config's ValueError with the flag that gave it (``flags[field]``, e.g. ``"--window-frames"``)
+    in place of the field's name, so the CLIs need no checks of their own."""
+    try:
+        return RefinementScheduleConfig(**fields)
+    except ValueError as exc:
+        for name, flag in flags.items():
+            prefix = f"RefinementScheduleConfig.{name}:"
+            if str(exc).startswith(prefix):
+                raise ValueError(flag + str(exc)[len(prefix) - 1:]) from None
+        raise
 
 
 class KeyframeSelector:
