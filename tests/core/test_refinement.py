@@ -151,6 +151,21 @@ def test_profile_rivals_refuse_a_result_whose_translation_a_rotation_absorbs():
         assert res.ambiguity_margin < cfg.min_ambiguity_margin
 
 
+@pytest.mark.parametrize("axis, words", [(0, "x axis: a tilt"), (1, "y axis: a pan"), (2, "optical axis: a roll")])
+def test_a_rotation_ambiguity_names_the_camera_axis_the_rivals_turn_about(axis, words):
+    """The refusal tells the user which rotation the window leaves open (camera optical frame:
+    x right, y down, z forward), e.g. a roll about the optical axis on a straight drive."""
+    from crossi2p.refinement import _ambiguity_reason
+    rv = np.zeros(3)
+    rv[axis] = np.radians(2.0)
+    rival = make_transform(Rotation.from_rotvec(rv) * Rotation.from_matrix(T_GT[:3, :3]), T_GT[:3, 3] + 0.01)
+    near = make_transform(Rotation.from_rotvec(np.radians([0.2, 0.2, 0.2])) * Rotation.from_matrix(T_GT[:3, :3]),
+                          T_GT[:3, 3])
+    reason = _ambiguity_reason([near, rival], [near, rival], T_GT, 0.001, RefinementConfig())
+    assert reason.startswith("ambiguous: 2 other solution(s), up to 2.0 deg")
+    assert "rotation is not determined" in reason and words in reason
+
+
 def test_translation_profile_is_lowest_at_the_truth_on_every_axis():
     """The profile (rotation re-optimised at each shifted translation) of the synthetic scene:
     the boxes 5 m in front of the wall give parallax, so every axis rises away from the truth;

@@ -1238,6 +1238,13 @@ def _bootstrap_covariance(win: _Window, T: np.ndarray, level: int, scale: np.nda
     return D @ np.cov(np.array(steps), rowvar=False) @ D, D @ Hinv @ D
 
 
+_CAMERA_ROTATION_AXES = ("about the camera's x axis: a tilt up or down",
+                         "about the camera's y axis: a pan left or right",
+                         "about the camera's optical axis: a roll of the image")
+"""How a rotation about each axis of the camera optical frame (x right, y down, z forward) moves the
+image, for the reasons given to users."""
+
+
 def _ambiguity_reason(rivals: Sequence[np.ndarray], rotation_rivals: Sequence[np.ndarray], T: np.ndarray,
                       margin: float, cfg: RefinementConfig) -> str:
     """The refusal's reason: what the rivals (4, 4) of ``T`` disagree on, a rotation or only the
@@ -1247,8 +1254,12 @@ def _ambiguity_reason(rivals: Sequence[np.ndarray], rotation_rivals: Sequence[np
               f"{-margin:.4f} below the best cost (the search stopped short of the window's minimum)")
     if rotation_rivals:
         rot_deg, trans_m = max(pose_distance(Te, T) for Te in rotation_rivals)
+        # the farthest rotation rival's rotation vector, camera frame (x right, y down, z forward)
+        far = max(rotation_rivals, key=lambda Te: pose_distance(Te, T)[0])
+        axis = int(np.argmax(np.abs(Rotation.from_matrix(far[:3, :3] @ T[:3, :3].T).as_rotvec())))
         return (f"ambiguous: {len(rivals)} other solution(s), up to {rot_deg:.1f} deg / {trans_m:.2f} m away, "
-                f"score {within}: the rotation is not determined")
+                f"score {within}: the rotation is not determined (mostly {_CAMERA_ROTATION_AXES[axis]}; "
+                f"more varied scenes, or a prior that fixes it)")
     d = np.array([Te[:3, 3] - T[:3, 3] for Te in rivals])
     worst = np.abs(d[np.argmax(np.abs(d).max(axis=1))])         # the farthest rival's per-axis offset
     return (f"ambiguous: {len(rivals)} other solution(s) within {cfg.ambiguity_deg} deg in rotation but up to "
