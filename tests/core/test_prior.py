@@ -53,6 +53,8 @@ def test_a_rotation_bound_above_180_degrees_is_refused_naming_the_key(tmp_path):
         load_prior(path)
     with pytest.raises(ValueError, match="expected a number > 0 and <= 180"):
         save_calibration_yaml(tmp_path / "q.yaml", T_PRIOR, CAMERA, prior_max_rotation_deg=200.0)
+    with pytest.raises(ValueError, match="max_rotation_deg must be at most 180 deg"):   # a bound given in code
+        Prior(T_PRIOR, max_rotation_deg=500.0, source="cli")
 
 
 def test_bad_prior_files_are_one_line_errors_naming_the_file(tmp_path):

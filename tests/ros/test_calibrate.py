@@ -98,7 +98,9 @@ def test_bad_input_exits_1_with_one_line(drive, tmp_path, capsys):
     assert "need --prior" in _one_line(capsys.readouterr().err)
     prior = _prior_yaml(tmp_path / "prior.yaml", drive)
     assert main([str(drive[0]), *out, "--prior", str(prior), "--prior-max-rotation-deg", "-5", *MODEL]) == 1
-    assert "--prior-max-rotation-deg: expected a number > 0, got -5" in _one_line(capsys.readouterr().err)
+    assert "--prior-max-rotation-deg: expected a number > 0 and <= 180, got -5" in _one_line(capsys.readouterr().err)
+    assert main([str(drive[0]), *out, "--prior", str(prior), "--prior-max-rotation-deg", "500", *MODEL]) == 1
+    assert "--prior-max-rotation-deg: expected a number > 0 and <= 180, got 500" in _one_line(capsys.readouterr().err)
     assert main([str(drive[0]), *out, "--window-frames", "0", *MODEL]) == 1
     assert "--window-frames: expected >= 1 pairs, got 0" in _one_line(capsys.readouterr().err)
     assert main([str(drive[0]), *out, "--max-pair-offset-s", "-1", *MODEL]) == 1

@@ -29,13 +29,17 @@ import numpy as np
 from .calib_io import load_calibration_input
 from .geometry import check_transform, invert_transform, rotation_angle_deg
 
-__all__ = ["DEFAULT_MAX_ROTATION_DEG", "DEFAULT_MAX_TRANSLATION_M", "Prior", "load_prior", "pose_distance",
+__all__ = ["DEFAULT_MAX_ROTATION_DEG", "DEFAULT_MAX_TRANSLATION_M", "MAX_PRIOR_ROTATION_DEG", "Prior", "load_prior", "pose_distance",
            "prior_distance", "prior_violation"]
 
 DEFAULT_MAX_ROTATION_DEG = 10.0
 """Rotation bound of a prior YAML that does not state ``prior_max_rotation_deg`` (degrees)."""
 DEFAULT_MAX_TRANSLATION_M = 0.5
 """Per-axis translation bound of a prior YAML that does not state ``prior_max_translation_m`` (metres)."""
+
+
+MAX_PRIOR_ROTATION_DEG = 180.0
+"""Largest rotation bound of a prior (every rotation is within 180 deg of another)."""
 
 
 @dataclass
@@ -62,6 +66,9 @@ class Prior:
             v = getattr(self, name)
             if not (isinstance(v, (int, float, np.floating)) and np.isfinite(v) and v > 0):
                 raise ValueError(f"{where}: {name} must be a number > 0, got {v!r}")
+            if name == "max_rotation_deg" and v > MAX_PRIOR_ROTATION_DEG:
+                raise ValueError(f"{where}: {name} must be at most {MAX_PRIOR_ROTATION_DEG:g} deg "
+                                 f"(every rotation is within that), got {v!r}")
             setattr(self, name, float(v))
 
 

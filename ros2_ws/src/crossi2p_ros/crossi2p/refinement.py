@@ -490,6 +490,10 @@ class PreparedFrame:
     features: np.ndarray | None = None
     """(N, 4) float64 per point: rank intensity and the surface normal (LiDAR frame) halved, each
     in [-0.5, 1] (segment term only)."""
+    T_cam_ref: np.ndarray | None = None
+    """(4, 4) this frame's camera from the window's reference camera (``prepare_frame``'s
+    ``T_cam_ref``: a rig of cameras with known relative poses, refined as one); None: the frame is
+    the reference camera's."""
 
 
 @dataclass
@@ -712,7 +716,8 @@ def _in_view_mask(points: np.ndarray, T: np.ndarray, K: np.ndarray, width: int, 
 
 
 def prepare_frame(image_rgb: np.ndarray, points: np.ndarray, camera: CameraModel,
-                  T_start: np.ndarray, config: RefinementConfig | None = None) -> PreparedFrame:
+                  T_start: np.ndarray, config: RefinementConfig | None = None,
+                  T_cam_ref: np.ndarray | None = None) -> PreparedFrame:
     """Image levels and LiDAR points of one frame (steps 1-2 of the module docstring).
 
     Args:
@@ -722,11 +727,18 @@ def prepare_frame(image_rgb: np.ndarray, points: np.ndarray, camera: CameraModel
             unless the edge term is on).
         camera: the image's camera model (any CameraInfo model).
         T_start: (4, 4) start ``T_cam_lidar``; only used to keep the points that can be in view.
+        T_cam_ref: (4, 4) a rig's frame: this camera's pose from the rig's reference camera
+            (``T_cam_ref @ T_ref_lidar = T_cam_lidar``, known, e.g. from the rig's camera
+            calibration); ``T_start`` is then the reference camera's ``T_ref_lidar``, and
+            ``refine_extrinsic`` refines that one pose over every camera's frames.
     Raises:
         ValueError: image and camera disagree, malformed points or transform.
     """
     cfg = config or RefinementConfig()
     T_start = check_transform(T_start, "T_start")
+    if T_cam_ref is not None:
+        T_cam_ref = check_transform(T_cam_ref, "T_cam_ref")
+        T_start = T_cam_ref @ T_start                  # this camera's own start
     P = np.asarray(points, dtype=np.float64)
     if P.ndim != 2 or P.shape[1] < 3:
         raise ValueError(f"refinement: points must be (N, 3+) x, y, z[, intensity], got shape {P.shape}")
@@ -782,7 +794,8 @@ def prepare_frame(image_rgb: np.ndarray, points: np.ndarray, camera: CameraModel
     return PreparedFrame(gray_levels=gray_levels, gradient_levels=gradient_levels, edge_maps=edge_maps,
                          K=pin.K.copy(), points=P[:, :3].copy(), intensity=np.asarray(inten, np.float64),
                          discontinuity=np.asarray(jump, np.float64), edge_points=e_pts, edge_weights=e_w,
-                         image_rgb=rgb, camera=pin, segments=segments, features=features)
+                         image_rgb=rgb, camera=pin, segments=segments, features=features,
+                         T_cam_ref=None if T_cam_ref is None else T_cam_ref.copy())
 
 
 def _normals_at(cloud: np.ndarray, query: np.ndarray, k: int) -> np.ndarray:
@@ -801,11 +814,15 @@ def _normals_at(cloud: np.ndarray, query: np.ndarray, k: int) -> np.ndarray:
 # ----------------------------------------------------------------------------- objective
 class _Stack:
     """Points of every frame stacked with per-point intrinsics; per-level images stacked into
-    one tall image (one ``cv2.remap`` call samples all frames)."""
+    one tall image (one ``cv2.remap`` call samples all frames). ``T_cam_ref``: each frame's
+    (4, 4) camera from the reference camera, or None (a rig's frames, ``PreparedFrame.T_cam_ref``;
+    None for every frame: one camera)."""
 
-    def __init__(self, points: list[np.ndarray], Ks: list[np.ndarray], images: list[np.ndarray]):
+    def __init__(self, points: list[np.ndarray], Ks: list[np.ndarray], images: list[np.ndarray],
+                 T_cam_ref: Sequence[np.ndarray | None] = ()):
         n = [len(p) for p in points]
         self.fid = np.repeat(np.arange(len(points)), n)
+        self.T_cam_ref = list(T_cam_ref) if any(A is not None for A in T_cam_ref) else None
         self.points = np.vstack(points) if points else np.zeros((0, 3))
         K = np.stack(Ks)[self.fid] if len(self.fid) else np.zeros((0, 3, 3))
         self.fx, self.fy, self.cx, self.cy = K[:, 0, 0], K[:, 1, 1], K[:, 0, 2], K[:, 1, 2]
@@ -820,6 +837,7 @@ class _Stack:
         self.row0 = (self.fid * self.frame_rows).astype(float)
         self._maps: tuple[np.ndarray, np.ndarray] | None = None   # sample()'s remap maps, reused
         self._p32 = self._k32 = None                  # project()'s float32 inputs, made on first use
+        self._run_cache = None                        # _runs(), made on first use
 
     def subset(self, idx: np.ndarray) -> "_Stack":
         """The points ``idx`` only, sharing this stack's images (no copy of them)."""
@@ -827,6 +845,40 @@ class _Stack:
         for name in ("fid", "points", "fx", "fy", "cx", "cy", "w_img", "h_img", "row0"):
             setattr(out, name, getattr(self, name)[idx])
         out.stack, out.frame_rows, out._maps, out._p32, out._k32 = self.stack, self.frame_rows, None, None, None
+        out.T_cam_ref, out._run_cache = self.T_cam_ref, None
+        return out
+
+    def _runs(self) -> list[tuple[slice, np.ndarray | None]]:
+        """(points, T_cam_ref) of each run of consecutive frames with the same camera (a rig)."""
+        if self._run_cache is None:
+            runs: list[tuple[int, np.ndarray | None]] = []
+            for a in (np.flatnonzero(np.r_[True, self.fid[1:] != self.fid[:-1]]) if len(self.fid) else []):
+                A = self.T_cam_ref[self.fid[a]]
+                B = runs[-1][1] if runs else 0
+                if not runs or not (A is B or (A is not None and B is not None and np.array_equal(A, B))):
+                    runs.append((int(a), A))
+            ends = [a for a, _ in runs[1:]] + [len(self.fid)]
+            self._run_cache = [(slice(a, b), A) for (a, A), b in zip(runs, ends)]
+        return self._run_cache
+
+    def camera_points(self, T: np.ndarray, dtype=np.float64) -> np.ndarray:
+        """(N, 3) the points in their frame's camera under ``T`` (the reference camera's
+        ``T_cam_lidar``; a rig frame's own is ``T_cam_ref @ T``), as ``dtype`` (float32: the
+        objective's hot path, one ``cv2.transform`` per camera)."""
+        if dtype == np.float32:
+            if self._p32 is None:
+                self._p32 = self.points.astype(np.float32).reshape(-1, 1, 3)
+            if self.T_cam_ref is None:
+                return cv2.transform(self._p32, T[:3].astype(np.float32)).reshape(-1, 3)
+            out = np.empty((len(self.points), 3), np.float32)
+            for sl, A in self._runs():
+                out[sl] = cv2.transform(self._p32[sl], (T if A is None else A @ T)[:3].astype(np.float32)).reshape(-1, 3)
+            return out
+        if self.T_cam_ref is None:
+            return transform_points(T, self.points)
+        out = np.empty((len(self.points), 3))
+        for sl, A in self._runs():
+            out[sl] = transform_points(T if A is None else A @ T, self.points[sl])
         return out
 
     def project(self, T: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -834,14 +886,13 @@ class _Stack:
         image. The objective's hot path (thousands of poses per window), so: ``cv2.transform``
         for the rigid motion (one C loop, about 10x numpy's matmul on (N, 3)) and float32 pixels
         (``cv2.remap`` samples at float32 pixels anyway)."""
-        if self._p32 is None:
-            self._p32 = self.points.astype(np.float32).reshape(-1, 1, 3)
+        if self._k32 is None:
             self._k32 = [np.asarray(a, np.float32) for a in (self.fx, self.fy, self.cx, self.cy,
                                                               self.w_img - 1, self.h_img - 1)]
         fx, fy, cx, cy, u_max, v_max = self._k32
         if not len(self.points):
             return np.zeros(0, np.float32), np.zeros(0, np.float32), np.zeros(0, bool)
-        u, v, front = _pinhole(cv2.transform(self._p32, T[:3].astype(np.float32)).reshape(-1, 3), fx, fy, cx, cy)
+        u, v, front = _pinhole(self.camera_points(T, np.float32), fx, fy, cx, cy)
         inside = u >= 0
         inside &= front
         inside &= u <= u_max
@@ -905,12 +956,13 @@ class _Window:
         if not frames:
             return
         Ks = [f.K for f in frames]
+        rig = [f.T_cam_ref for f in frames]          # a rig's cameras (None: one camera)
         # The window's point budget (speed: the cost is linear in it), shared out evenly.
         rng = np.random.default_rng(cfg.seed)
         pick = [self._budget(len(f.points), cfg.max_window_points // len(frames), rng) for f in frames]
         epick = [self._budget(len(f.edge_points), cfg.max_window_edge_points // len(frames), rng) for f in frames]
         points = [f.points[i] for f, i in zip(frames, pick)]
-        self.pts = _Stack(points, Ks, [f.gray_levels for f in frames])
+        self.pts = _Stack(points, Ks, [f.gray_levels for f in frames], rig)
         self.intensity = np.concatenate([f.intensity[i] for f, i in zip(frames, pick)])
         self.discontinuity = np.concatenate([f.discontinuity[i] for f, i in zip(frames, pick)])
         # the NID's depth band of every point: range quantiles within its own frame
@@ -926,8 +978,9 @@ class _Window:
         self.edge_w = np.concatenate([f.edge_weights[i] for f, i in zip(frames, epick)])
         self.surface = self.edges = None              # the edge term's stacks: only when it is on
         if cfg.edge_weight:
-            self.surface = _Stack(points, Ks, [f.edge_maps for f in frames])  # same points: its stack only
-            self.edges = _Stack([f.edge_points[i] for f, i in zip(frames, epick)], Ks, [f.edge_maps for f in frames])
+            self.surface = _Stack(points, Ks, [f.edge_maps for f in frames], rig)  # same points: its stack only
+            self.edges = _Stack([f.edge_points[i] for f, i in zip(frames, epick)], Ks, [f.edge_maps for f in frames],
+                                rig)
         self.labels = None                            # the segment term's inputs: only when it is on
         if cfg.segment_weight:
             if any(f.segments is None for f in frames):
@@ -1356,7 +1409,7 @@ def refine_extrinsic(frames: Sequence[PreparedFrame], T_start: np.ndarray,
     # translation: sigma / f at the median depth of the points in view).
     f_med = float(np.median(win.pts.fx))
     in_view = win.pts.project(T_start)[2]
-    depth = float(np.median(transform_points(T_start, win.pts.points[in_view])[:, 2]))
+    depth = float(np.median(win.pts.camera_points(T_start)[in_view, 2]))
     width = float(np.median(win.pts.w_img))
     R0inv = T_start[:3, :3].T
     max_rot = np.radians(cfg.max_rotation_deg)
@@ -1656,4 +1709,4 @@ def alignment_check(frame: PreparedFrame, T_cam_lidar: np.ndarray, offset_deg: f
         return AlignmentCheck(True, float(margin))
     return AlignmentCheck(False, float(margin),
                           f"image and LiDAR agree no better at the estimate than {offset_deg} deg / "
-                          f"{offset_m} m away (margin {margin:.4f}, need > {min_margin})")
+                          f"{offset_m} m away (margin {margin:.6f}, need > {min_margin:g})")

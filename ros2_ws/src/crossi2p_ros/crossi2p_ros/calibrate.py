@@ -71,7 +71,7 @@ from crossi2p.cli import ArgumentParser, check_writable
 from crossi2p.deskew import describe_deskew
 from crossi2p.interrupt import exit_130_on_ctrl_c, exit_now_if_work_in_flight, interrupt_exit_code, interrupt_name
 from crossi2p.metrics import registration_error
-from crossi2p.prior import Prior, load_prior
+from crossi2p.prior import MAX_PRIOR_ROTATION_DEG, Prior, load_prior
 from crossi2p.runtime import ModelLoadError
 
 from .pairing import PairingConfig
@@ -154,10 +154,11 @@ def _load_prior(args) -> Prior | None:
         if args.prior_max_rotation_deg is not None or args.prior_max_translation_m is not None:
             raise ValueError("--prior-max-rotation-deg / --prior-max-translation-m: need --prior YAML")
         return None
-    for flag, value in (("--prior-max-rotation-deg", args.prior_max_rotation_deg),
-                        ("--prior-max-translation-m", args.prior_max_translation_m)):
-        if value is not None and not (np.isfinite(value) and value > 0):
-            raise ValueError(f"{flag}: expected a number > 0, got {value:g}")
+    for flag, value, top in (("--prior-max-rotation-deg", args.prior_max_rotation_deg, MAX_PRIOR_ROTATION_DEG),
+                             ("--prior-max-translation-m", args.prior_max_translation_m, np.inf)):
+        if value is not None and not (np.isfinite(value) and 0 < value <= top):
+            raise ValueError(f"{flag}: expected a number > 0" + (f" and <= {top:g}" if np.isfinite(top) else "")
+                             + f", got {value:g}")
     prior = load_prior(args.prior)
     return dataclasses.replace(
         prior, max_rotation_deg=prior.max_rotation_deg if args.prior_max_rotation_deg is None
