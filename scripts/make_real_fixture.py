@@ -19,6 +19,10 @@ Output (``--out``, default ``data/real/tri_dgp_scene_02``; its ``bag/`` is repla
   ``T_cam_lidar`` is the ground truth moved by a fixed, stated offset (``--offset-deg`` about a
   fixed axis, ``--offset-m`` along a fixed direction, both in the camera frame): the prior the
   demo refines from. Its metadata states the offset; its bounds are the prior's default.
+- ``rig_prior_camera_XX.yaml``: the priors of the rig (``crossi2p-calibrate --rig-camera``): every
+  camera's ground truth moved by one offset of the LiDAR (the same ``--offset-deg`` / ``--offset-m``,
+  axis and direction, in the LiDAR frame: ``T_prior = T_true @ D``), so the priors agree on where
+  the cameras sit relative to each other and share one error in where the LiDAR is.
 - ``dgp/``: the original DGP calibration and scene JSON (provenance; not read by the product).
 
 Stamps: DGP timestamps (the file names) are stored as integer "microseconds"; read so they
@@ -88,7 +92,8 @@ def _read_folder(folder: Path) -> dict:
 
 
 def make_fixture(source: Path, out: Path, offset_deg: float, offset_m: float) -> Path:
-    """Write ``out/bag``, ``out/prior_camera_XX.yaml`` and ``out/dgp/`` (module docstring); returns the bag."""
+    """Write ``out/bag``, ``out/prior_camera_XX.yaml``, ``out/rig_prior_camera_XX.yaml`` and ``out/dgp/``
+    (module docstring); returns the bag."""
     from crossi2p.calib_io import save_calibration_yaml
     from crossi2p.datasets.rosbag2 import RigCamera, write_rig_bag
 
@@ -130,6 +135,17 @@ def make_fixture(source: Path, out: Path, offset_deg: float, offset_m: float) ->
                                                   f"{np.round(OFFSET_AXIS, 4).tolist()} and a translation of "
                                                   f"{offset_m:g} m along {np.round(OFFSET_DIRECTION, 4).tolist()} "
                                                   "(camera optical frame)",
+                                        "written_by": "scripts/make_real_fixture.py"})
+        save_calibration_yaml(out / f"rig_prior_{c.name}.yaml", c.T_cam_lidar @ D, c.camera, lidar_frame="lidar",
+                              camera_frame=c.optical_frame,
+                              metadata={"prior_of": "the rig calibration on the bag's /tf_static "
+                                                    f"(lidar -> {c.optical_frame}), the LiDAR's pose off alike for "
+                                                    "every camera (crossi2p-calibrate --rig-camera)",
+                                        "offset_deg": offset_deg, "offset_m": offset_m,
+                                        "offset": f"T_prior = T_true @ D, D a rotation of {offset_deg:g} deg about "
+                                                  f"{np.round(OFFSET_AXIS, 4).tolist()} and a translation of "
+                                                  f"{offset_m:g} m along {np.round(OFFSET_DIRECTION, 4).tolist()} "
+                                                  "(LiDAR frame)",
                                         "written_by": "scripts/make_real_fixture.py"})
     dgp = out / "dgp"
     dgp.mkdir(exist_ok=True)

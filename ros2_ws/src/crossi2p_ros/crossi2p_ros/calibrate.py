@@ -16,6 +16,17 @@ No ground truth is used. The recording goes through the node's own code path
    ``--accept-fused`` (it is the network's, decimetre-grade in translation: its covariance carries
    the network's systematic error, 0.25 m / 0.3 deg per axis; without the flag that is exit 3).
 
+A rig of cameras (rosbag2, ``--rig-camera IMAGE_TOPIC CAMERA_INFO_TOPIC PRIOR_YAML``, repeatable):
+the rig's other cameras go through steps 0-1 on their own, and their windows join the main camera's
+in one refinement of the LiDAR's pose (``crossi2p_ros.pipeline.RigCamera``). The cameras' poses
+relative to each other come from the priors (the main ``--prior`` and each ``--rig-camera``'s), so
+those must agree on where the cameras sit (the rig's camera calibration, a URDF); they may share an
+error in where the LiDAR is, which is what is refined. Each rig camera's calibration is written
+beside ``--out`` as ``OUT_STEM.<camera frame>.yaml`` (without a covariance: the main YAML's is the
+rig's, about the main camera). All the cameras see the LiDAR's surroundings from every side, so
+one pose must explain every image: on a real 6-camera recording this is accepted where each camera
+alone is refused (docs/benchmarks.md section 8, "A rig of cameras").
+
 Inputs: a rosbag2 (folder or ``.mcap``/``.db3``; ``--image-topic``, ``--camera-info-topic``,
 ``--points-topic``), a KITTI Odometry sequence, a KITTI raw drive (or its date folder) or a
 nuScenes-format folder (``crossi2p_ros.recordings``; ``--source`` to say which).
@@ -35,7 +46,8 @@ calibration; costs, std, time, ``window_span``), ``pairs``, ``pairs_valid``, ``f
 refused by the direction-of-travel check, ``crossi2p.travel_check``), ``direction_of_travel_checked``
 (those it could check: the vehicle moved and the odometry had locked on), ``pairs_left_out`` (pairs kept
 out of the refinement window: ``unsynchronised``, ``not_deskewed``, ``not_keyframes``), ``wall_time_s``, ``deskew`` (``mode``,
-``sweeps_deskewed``), ``read_errors`` (what could not be read: a dataset folder's corrupt frame is
+``sweeps_deskewed``), ``rig`` (null, or per ``--rig-camera``: ``image_topic``, ``camera_frame``,
+``prior``, ``pairs``, ``window_pairs``, ``T_cam_lidar`` and ``out``, null on exit 3), ``read_errors`` (what could not be read: a dataset folder's corrupt frame is
 skipped, a bag's ends the reading; also a warning on stderr). Matrices are 4x4 row lists, LiDAR ->
 camera optical.
 
@@ -60,6 +72,7 @@ import argparse
 import dataclasses
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -69,13 +82,14 @@ from tqdm import tqdm
 from crossi2p.calib_io import save_calibration_yaml, urdf_joint_snippet
 from crossi2p.cli import ArgumentParser, check_writable
 from crossi2p.deskew import describe_deskew
+from crossi2p.geometry import invert_transform
 from crossi2p.interrupt import exit_130_on_ctrl_c, exit_now_if_work_in_flight, interrupt_exit_code, interrupt_name
 from crossi2p.metrics import registration_error
 from crossi2p.prior import MAX_PRIOR_ROTATION_DEG, Prior, load_prior
 from crossi2p.runtime import ModelLoadError
 
 from .pairing import PairingConfig
-from .pipeline import (WINDOW_SPANS, CalibrationPipeline, RefinementRun, RefinementScheduleConfig,
+from .pipeline import (WINDOW_SPANS, CalibrationPipeline, RefinementRun, RefinementScheduleConfig, RigCamera,
                        schedule_from_flags)
 from .recordings import (SOURCES, add_dataset_arguments, add_deskew_arguments, add_topic_arguments, check_bag_topics,
                          dataset_frames, deskew_config, detect_source, open_dataset, travel_config,
@@ -94,6 +108,14 @@ COVARIANCE_NOTE = ("the refinement's covariance (a bootstrap plus the spread of 
                    "where it found one end the objective's curvature): against ground truth the errors were about "
                    "1 standard deviation on simulated 20- and 40-pair windows and 2-3 on real frames; it does not "
                    "see the objective's own bias (docs/benchmarks.md, section 8)")
+
+
+RIG_POINTS_PER_CAMERA = 10000
+"""The refinement window's point budget per camera of a rig (``--rig-camera``; one camera's window
+has ``RefinementConfig.max_window_points``, 20000). Measured on the real 6-camera, 3-sweep TRI DGP
+scene from 3 priors 3 deg / 0.2 m off (``bench/bench_rig.py``, docs/benchmarks.md section 8): 20000
+points for the whole rig refused all 3 as ambiguous (searched 0.069 m / 0.13 deg); 10000 per camera
+accepted all 3 (0.046 m / 0.15 deg, about 30 s)."""
 
 
 class CannotCalibrate(Exception):
@@ -131,6 +153,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "standing still adds one view, not many; 0: every pair (default %(default)s px)")
     p.add_argument("--source", choices=["auto", *SOURCES], default="auto", help="what INPUT is (default: detected)")
     add_topic_arguments(p)
+    p.add_argument("--rig-camera", nargs=3, action="append", default=[],
+                   metavar=("IMAGE_TOPIC", "CAMERA_INFO_TOPIC", "PRIOR_YAML"),
+                   help="rosbag2: another camera of the same rig (repeatable), refined together with the main one; "
+                        "its prior must agree with --prior on where the cameras sit relative to each other (see "
+                        "below); its calibration goes beside --out as OUT_STEM.<camera frame>.yaml")
     p.add_argument("--slop-s", type=float, default=PairingConfig.slop_s,
                    help="pairing slop (s), rosbag2 only (a dataset folder is already paired: warns)")
     add_dataset_arguments(p)
@@ -147,6 +174,41 @@ def build_parser() -> argparse.ArgumentParser:
 @exit_130_on_ctrl_c(PROG, "interrupted (Ctrl-C); no calibration written")
 def main(argv: list[str] | None = None) -> int:
     return _main(argv)
+
+
+@dataclass
+class _RigMember:
+    """One ``--rig-camera``: its replay and its pose from the main camera (``RigCamera.T_cam_ref``)."""
+
+    image_topic: str
+    prior: Prior
+    result: object
+    """Its ``evaluate_bag.ReplayResult`` (own pipeline, own window of keyframes)."""
+    T_cam_ref: np.ndarray
+    out: Path | None = None
+    """Its calibration YAML, once written."""
+
+    @property
+    def camera_frame(self) -> str:
+        frame = self.result.last_sample[0].frame_id if self.result.last_sample is not None else ""
+        return frame or self.prior.camera_frame or self.image_topic.strip("/").replace("/", "_")
+
+
+def _load_rig(args, source: str, prior: Prior | None) -> list[Prior]:
+    """The ``--rig-camera`` priors, their topics checked (ValueError: one line naming the flag)."""
+    if not args.rig_camera:
+        return []
+    if source != "rosbag2":
+        raise ValueError(f"--rig-camera: a rosbag2 input only (its cameras are topics), got a {source} input")
+    if prior is None:
+        raise ValueError("--rig-camera: needs --prior (the cameras' poses relative to each other come from the priors)")
+    priors = []
+    for image_topic, info_topic, path in args.rig_camera:
+        if image_topic == args.image_topic:
+            raise ValueError(f"--rig-camera {image_topic}: that is the main camera (--image-topic)")
+        check_bag_topics(args.input, (image_topic, info_topic, args.points_topic))
+        priors.append(load_prior(path))
+    return priors
 
 
 def _load_prior(args) -> Prior | None:
@@ -194,6 +256,7 @@ def _main(argv: list[str] | None) -> int:
         travel = travel_config(args)
         warn_unused_source_flags(args, source, PROG)
         prior = _load_prior(args)
+        rig_priors = _load_rig(args, source, prior)
         check_writable(args.out, "--out")
         for option, path in (("--report", args.report and args.report / "report.md"), ("--json", args.json)):
             if path is not None:
@@ -229,6 +292,26 @@ def _main(argv: list[str] | None) -> int:
         refused = "; ".join(f"{reason} ({n}x)" for reason, n in result.refused.items())
         print(f"{PROG}: error: no camera/LiDAR pairs in {args.input}: {refused}", file=sys.stderr)
         return 1
+    rig = []
+    for (image_topic, info_topic, _), rig_prior in zip(args.rig_camera, rig_priors):
+        if not args.quiet:
+            print(f"rig camera {image_topic}:", flush=True)
+        try:
+            rig_result = replay_bag(args.input, runtime, None, (image_topic, info_topic, args.points_topic),
+                                    PairingConfig(slop_s=args.slop_s), max_frames=args.frames, progress=not args.quiet,
+                                    prior=rig_prior, schedule=schedule, pair_at_end=True, deskew=deskew, travel=travel)
+        except (ValueError, OSError) as exc:
+            print(f"{PROG}: error: --rig-camera {image_topic}: {exc}", file=sys.stderr)
+            return 1
+        if rig_result.interrupted:
+            print(f"{PROG}: interrupted ({interrupt_name()}); no calibration written", file=sys.stderr)
+            exit_now_if_work_in_flight(interrupt_exit_code())
+            return interrupt_exit_code()
+        if rig_result.pipeline.prior_mismatch is not None:
+            print(f"{PROG}: error: --rig-camera {image_topic}: {rig_result.pipeline.prior_mismatch}", file=sys.stderr)
+            return 1
+        rig.append(_RigMember(image_topic, rig_prior, rig_result,
+                              rig_prior.T_cam_lidar @ invert_transform(prior.T_cam_lidar)))
     if result.errors and result.frames:      # some input could not be read: say so, go on with the rest
         print(f"{PROG}: warning: {len(result.errors)} part(s) of {args.input} could not be read and "
               f"{'were skipped' if source != 'rosbag2' else 'ended the reading'} (first: {result.errors[0]}); "
@@ -237,16 +320,24 @@ def _main(argv: list[str] | None) -> int:
         if not result.frames:
             raise CannotCalibrate(f"no camera/LiDAR pairs in {args.input} "
                                   f"({result.no_pairs_reason(args.slop_s) or 'check the topics and --slop-s'})")
+        for m in rig:
+            if not m.result.pipeline.window:
+                raise CannotCalibrate(f"--rig-camera {m.image_topic}: no pair to refine on "
+                                      f"({m.result.no_pairs_reason(args.slop_s) or 'check its topics and --slop-s'})")
         start = pipeline.refinement_start()
         if start is not None:
             if not args.quiet:
                 span = "spread over the recording" if args.window_span == "spread" else "the last ones"
                 left_out = _left_out(pipeline)
+                with_rig = (f" and {sum(len(m.result.pipeline.window) for m in rig)} pairs of {len(rig)} more "
+                            f"camera(s) of the rig" if rig else "")
                 print(f"refining over {len(pipeline.window)} pairs ({span}"
                       + (f"; left out: {left_out}" if left_out else "")
-                      + f") from the {start[1]} estimate ...", flush=True)
+                      + f"){with_rig} from the {start[1]} estimate ...", flush=True)
             with tqdm(total=1, desc="refining", disable=args.quiet, leave=False) as bar:
-                pipeline.refine(lambda what, done, total: _show(bar, what, done, total))
+                pipeline.refine(lambda what, done, total: _show(bar, what, done, total),
+                                rig=[RigCamera(m.result.pipeline.window, m.T_cam_ref) for m in rig],
+                                rig_points_per_camera=RIG_POINTS_PER_CAMERA)
         T, cov, stage = pipeline.published_estimate()
         if stage is None:
             raise CannotCalibrate(_why_not(pipeline))
@@ -258,7 +349,7 @@ def _main(argv: list[str] | None) -> int:
             if args.report is not None:           # with no pair too: the reason, without overlays
                 _write_report(args, result, pipeline, None, None, str(exc), elapsed_s)
             if args.json is not None:
-                _write_json(args, result, pipeline, None, None, str(exc), EXIT_UNTRUSTED, elapsed_s)
+                _write_json(args, result, pipeline, None, None, str(exc), EXIT_UNTRUSTED, elapsed_s, rig)
         except OSError as write_exc:
             print(f"{PROG}: error: could not write the report or JSON: {write_exc}", file=sys.stderr)
         if not args.quiet:        # the next step, on stdout (stderr keeps the one-line reason)
@@ -291,16 +382,24 @@ def _main(argv: list[str] | None) -> int:
                                           camera_frame=camera_frame, covariance=cov, metadata=metadata)
         urdf_path = args.out.with_suffix(".urdf")
         urdf_path.write_text(urdf_joint_snippet(T, lidar_frame, camera_frame))
+        for m in rig:
+            m.out = save_calibration_yaml(
+                args.out.with_name(f"{args.out.stem}.{m.camera_frame.replace('/', '_')}.yaml"), m.T_cam_ref @ T,
+                m.result.last_sample[0].camera, lidar_frame=lidar_frame, camera_frame=m.camera_frame,
+                metadata={**metadata, "prior": m.prior.source, "rig_reference": camera_frame,
+                          "covariance_note": f"none here: the rig's covariance is about {camera_frame}, in {args.out}"})
         report_md = None
         elapsed_s = time.perf_counter() - t0      # the run's time, the same in the report and the JSON
         if args.report is not None:
             report_md = _write_report(args, result, pipeline, T, stage, "", elapsed_s)
         if args.json is not None:
-            _write_json(args, result, pipeline, T, stage, "", 0, elapsed_s)
+            _write_json(args, result, pipeline, T, stage, "", 0, elapsed_s, rig)
     except OSError as exc:
         print(f"{PROG}: error: could not write the results: {exc}", file=sys.stderr)
         return 1
     _print_summary(T, cov, stage, pipeline, result, yaml_path, urdf_path, report_md)
+    if rig:
+        print(f"rig: wrote {', '.join(str(m.out) for m in rig)}")
     return 0
 
 
@@ -414,7 +513,7 @@ def _nan_to_null(value):
 
 
 def _write_json(args, result, pipeline: CalibrationPipeline, T, stage, failure: str, exit_code: int,
-                elapsed_s: float) -> Path:
+                elapsed_s: float, rig: list[_RigMember] = ()) -> Path:
     """The run's figures as JSON (keys in the module docstring); parent folders are created."""
     import json
 
@@ -441,6 +540,10 @@ def _write_json(args, result, pipeline: CalibrationPipeline, T, stage, failure: 
         "pairs_left_out": pipeline.pairs_left_out,
         "wall_time_s": float(elapsed_s),
         "deskew": pipeline.deskewer.summary(), "read_errors": list(result.errors),
+        "rig": [{"image_topic": m.image_topic, "camera_frame": m.camera_frame, "prior": m.prior.source,
+                 "pairs": len(m.result.frames), "window_pairs": len(m.result.pipeline.window),
+                 "T_cam_lidar": _matrix(m.T_cam_ref @ T) if T is not None else None,
+                 "out": str(m.out) if m.out is not None else None} for m in rig] or None,
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(_nan_to_null(summary), indent=2) + "\n")

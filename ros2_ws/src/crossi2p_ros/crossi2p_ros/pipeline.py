@@ -35,7 +35,7 @@ from __future__ import annotations
 import dataclasses
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Literal, get_args
+from typing import Literal, Sequence, get_args
 
 import cv2
 import numpy as np
@@ -240,6 +240,25 @@ class RefinementJob:
     """Pairs the pipeline had processed when the job was planned."""
     extra_starts: list[np.ndarray] = field(default_factory=list)
     """Further seeds of the search: the previous accepted refinement, if any."""
+
+
+@dataclass
+class RigCamera:
+    """Another camera of a rig, refined together with the pipeline's own (``run_refinement``).
+
+    A rig's cameras usually have known poses relative to each other (the rig's own camera
+    calibration, or a URDF); what is unknown is where the LiDAR sits. Each camera alone leaves a
+    rotation or translation open (on a straight drive, the roll about its optical axis); all the
+    rig's cameras together see the LiDAR's surroundings from every side, so one pose of the LiDAR
+    explains every image only where it is right (docs/benchmarks.md section 8, "A rig of cameras").
+    """
+
+    pairs: list[StampedPair]
+    """This camera's window (its own pipeline's keyframes), oldest first."""
+    T_cam_ref: np.ndarray
+    """(4, 4) this camera's pose from the pipeline's camera (the reference): its
+    ``T_cam_lidar = T_cam_ref @ T_ref_lidar``; known, e.g. from two priors that agree on the rig
+    (``T_prior_cam @ inv(T_prior_ref)``)."""
 
 
 @dataclass
@@ -486,19 +505,35 @@ class CalibrationPipeline:
         extra = [self.refined_run.result.T_cam_lidar.copy()] if self.refined_run is not None else []
         return RefinementJob(pairs, T_start, stage, cfg, prepared, self.pairs_processed, extra)
 
-    def run_refinement(self, job: RefinementJob, progress: Progress | None = None) -> RefinementResult:
+    def run_refinement(self, job: RefinementJob, progress: Progress | None = None,
+                       rig: Sequence[RigCamera] = (), rig_points_per_camera: int = 0) -> RefinementResult:
         """Prepare what is not yet prepared and refine (the heavy part, seconds; touches no
         pipeline state). A result outside the prior's bounds is not accepted. ``progress``:
         called as ``progress("preparing frames", done, total)`` per frame prepared, then as
-        ``refine_extrinsic`` calls it."""
+        ``refine_extrinsic`` calls it.
+
+        ``rig``: the rig's other cameras, whose windows join this one (``RigCamera``): the result
+        is still this camera's ``T_cam_lidar``; each of theirs is ``T_cam_ref @`` it. With a rig,
+        ``rig_points_per_camera`` (> 0) sets the window's point budget to that many per camera
+        (``RefinementConfig.max_window_points`` is for one camera's window)."""
         todo = [k for k, prepared in enumerate(job.prepared) if prepared is None]
+        total = len(todo) + sum(len(cam.pairs) for cam in rig)
         for done, k in enumerate(todo, 1):
             pair = job.pairs[k]
             job.prepared[k] = prepare_frame(pair.image.image_rgb, pair.lidar.points, pair.image.camera,
                                             job.T_start, job.config)
             if progress is not None:
-                progress("preparing frames", done, len(todo))
-        result = refine_extrinsic(job.prepared, job.T_start, job.config, job.extra_starts, progress)
+                progress("preparing frames", done, total)
+        frames, config = list(job.prepared), job.config
+        for cam in rig:
+            for pair in cam.pairs:
+                frames.append(prepare_frame(pair.image.image_rgb, pair.lidar.points, pair.image.camera,
+                                            job.T_start, job.config, T_cam_ref=cam.T_cam_ref))
+                if progress is not None:
+                    progress("preparing frames", len(frames) - len(job.prepared) + len(todo), total)
+        if rig and rig_points_per_camera > 0:
+            config = dataclasses.replace(config, max_window_points=rig_points_per_camera * (1 + len(rig)))
+        result = refine_extrinsic(frames, job.T_start, config, job.extra_starts, progress)
         if result.accepted and self.prior is not None:
             reason = prior_violation(result.T_cam_lidar, self.prior)
             if reason is not None:
@@ -521,13 +556,15 @@ class CalibrationPipeline:
                 self.first_refined_at = job.pairs_processed
         return run
 
-    def refine(self, progress: Progress | None = None) -> RefinementResult | None:
-        """``plan_refinement`` + ``run_refinement`` (``progress`` as there) + ``apply_refinement``;
-        None when there is no start (fusion not converged, no prior) or no pair yet."""
+    def refine(self, progress: Progress | None = None, rig: Sequence[RigCamera] = (),
+               rig_points_per_camera: int = 0) -> RefinementResult | None:
+        """``plan_refinement`` + ``run_refinement`` (``progress``, ``rig`` and
+        ``rig_points_per_camera`` as there) + ``apply_refinement``; None when there is no start
+        (fusion not converged, no prior) or no pair yet."""
         job = self.plan_refinement()
         if job is None:
             return None
-        result = self.run_refinement(job, progress)
+        result = self.run_refinement(job, progress, rig, rig_points_per_camera)
         self.apply_refinement(job, result)
         return result
 
