@@ -166,6 +166,23 @@ def test_a_rotation_ambiguity_names_the_camera_axis_the_rivals_turn_about(axis, 
     assert "rotation is not determined" in reason and words in reason
 
 
+def test_a_rig_frame_is_scored_through_its_camera_pose_from_the_reference():
+    """A frame of a rig's other camera (``T_cam_ref``) scores the reference camera's pose T exactly
+    as the same frame scores ``T_cam_ref @ T`` on its own: one LiDAR pose serves every camera."""
+    img, pts = _scene()
+    cfg = RefinementConfig()
+    T_cam_ref = make_transform(Rotation.from_rotvec(np.radians([0.0, 12.0, 3.0])), np.array([0.4, 0.05, -0.1]))
+    T_ref = np.linalg.inv(T_cam_ref) @ T_GT              # the reference camera's truth
+    alone = [prepare_frame(img, pts, CAMERA, T_GT, cfg)]
+    rig = [prepare_frame(img, pts, CAMERA, T_ref, cfg, T_cam_ref=T_cam_ref)]
+    assert rig[0].T_cam_ref is not None and alone[0].T_cam_ref is None
+    np.testing.assert_array_equal(rig[0].points, alone[0].points)          # the same points kept
+    for dx in (np.zeros(6), np.r_[0.05, -0.03, 0.02, np.radians([0.5, -0.3, 0.4])]):
+        T = make_transform(Rotation.from_rotvec(dx[3:]), dx[:3]) @ T_ref
+        assert refinement_cost(rig, T, -1, cfg) == pytest.approx(refinement_cost(alone, T_cam_ref @ T, -1, cfg),
+                                                                abs=1e-12)
+
+
 def test_translation_profile_is_lowest_at_the_truth_on_every_axis():
     """The profile (rotation re-optimised at each shifted translation) of the synthetic scene:
     the boxes 5 m in front of the wall give parallax, so every axis rises away from the truth;

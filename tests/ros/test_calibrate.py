@@ -88,6 +88,26 @@ def test_short_recording_without_prior_exits_3_naming_the_reason(drive, tmp_path
     assert "did not run" in (tmp_path / "r" / "report.md").read_text()
 
 
+def test_rig_camera_bad_input_exits_1_with_one_line_naming_the_flag(drive, tmp_path, capsys):
+    """--rig-camera needs a rosbag2, a --prior (the rig's geometry comes from the priors), topics
+    that exist and another camera than the main one; each is refused before the run."""
+    out = ["--out", str(tmp_path / "c.yaml")]
+    prior = str(_prior_yaml(tmp_path / "prior.yaml", drive))
+    rig = ["--rig-camera", "/camera/image_raw", "/camera/camera_info", prior]
+    assert main([str(drive[0]), *out, *rig, *MODEL]) == 1
+    assert "--rig-camera: needs --prior" in _one_line(capsys.readouterr().err)
+    assert main([str(drive[0]), *out, "--prior", prior, *rig, *MODEL]) == 1
+    assert "--rig-camera /camera/image_raw: that is the main camera (--image-topic)" in _one_line(capsys.readouterr().err)
+    other = ["--rig-camera", "/camera_2/image_raw", "/camera_2/camera_info", prior]
+    assert main([str(drive[0]), *out, "--prior", prior, *other, *MODEL]) == 1
+    assert "topics ['/camera_2/image_raw', '/camera_2/camera_info'] not found" in _one_line(capsys.readouterr().err)
+    empty = tmp_path / "seq"
+    (empty / "image_2").mkdir(parents=True)
+    assert main([str(empty), *out, "--source", "kitti", "--prior", prior, *other, *MODEL]) == 1
+    assert "--rig-camera: a rosbag2 input only" in _one_line(capsys.readouterr().err)
+    assert not (tmp_path / "c.yaml").exists()
+
+
 def test_bad_input_exits_1_with_one_line(drive, tmp_path, capsys):
     out = ["--out", str(tmp_path / "c.yaml")]
     assert main([str(tmp_path / "nope"), *out, *MODEL]) == 1
