@@ -96,6 +96,10 @@ Over the window (``refine_extrinsic``):
    ``accept_translation_ambiguity``, about 2-3: a minimum in the wrong place (the objective's
    own bias) is not in it.
 
+A rig: frames of several cameras whose poses relative to one reference camera are known
+(``prepare_frame(..., T_cam_ref=)``) form one window; each is projected with ``T_cam_ref @ T``,
+and the search refines the reference camera's ``T`` (the LiDAR's one pose for all of them).
+
 ``alignment_check`` reuses the objective as a per-frame validity test of a network estimate;
 ``translation_profile`` tells how well a window observes each axis of the translation (the
 objective with the translation shifted and the rotation re-optimised).
@@ -1350,9 +1354,12 @@ def refine_extrinsic(frames: Sequence[PreparedFrame], T_start: np.ndarray,
     """Refine ``T_cam_lidar`` over a window of prepared frames (steps 3-4 of the module docstring).
 
     Args:
-        frames: K >= 1 frames from ``prepare_frame`` (a single frame is a window of 1).
-        T_start: (4, 4) start ``T_cam_lidar`` (fused estimate or prior); the search box, the
-            prior term and the "better than its start" test are about it.
+        frames: K >= 1 frames from ``prepare_frame`` (a single frame is a window of 1); frames
+            of a rig's other cameras (prepared with ``T_cam_ref``) join the window, each projected
+            with ``T_cam_ref @ T``.
+        T_start: (4, 4) start ``T_cam_lidar`` (fused estimate or prior; with a rig, the reference
+            camera's, as is the result); the search box, the prior term and the "better than its
+            start" test are about it.
         extra_starts: (4, 4) poses that descend all levels as further seeds, compared with the
             others on the finest level (the pipeline passes its previous accepted refinement, so
             that a re-run on a new window does not lose it to a farther start); those outside
