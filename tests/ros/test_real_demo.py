@@ -106,6 +106,8 @@ def test_the_rig_is_calibrated_as_one_better_than_its_prior_within_the_stated_fi
         assert (out / "rig" / name).is_file(), name
     assert f"camera_01    0.200 m / 3.00 deg calibrated: {first['rte_m']:.3f} m" in stdout
     assert (out / "camera_01_rig_before_after.jpg").is_file()
+    report = (out / "rig" / "report" / "report.md").read_text()
+    assert "| rig camera /camera_05/image_raw (camera_05_optical) | 3 pairs in the window; " in report
 
 
 def test_demo_script_has_help_and_refuses_bad_arguments_with_exit_2():

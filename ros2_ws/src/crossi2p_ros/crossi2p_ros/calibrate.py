@@ -347,7 +347,7 @@ def _main(argv: list[str] | None) -> int:
         elapsed_s = time.perf_counter() - t0      # the run's time, the same in the report and the JSON
         try:
             if args.report is not None:           # with no pair too: the reason, without overlays
-                _write_report(args, result, pipeline, None, None, str(exc), elapsed_s)
+                _write_report(args, result, pipeline, None, None, str(exc), elapsed_s, rig)
             if args.json is not None:
                 _write_json(args, result, pipeline, None, None, str(exc), EXIT_UNTRUSTED, elapsed_s, rig)
         except OSError as write_exc:
@@ -391,7 +391,7 @@ def _main(argv: list[str] | None) -> int:
         report_md = None
         elapsed_s = time.perf_counter() - t0      # the run's time, the same in the report and the JSON
         if args.report is not None:
-            report_md = _write_report(args, result, pipeline, T, stage, "", elapsed_s)
+            report_md = _write_report(args, result, pipeline, T, stage, "", elapsed_s, rig)
         if args.json is not None:
             _write_json(args, result, pipeline, T, stage, "", 0, elapsed_s, rig)
     except OSError as exc:
@@ -574,8 +574,10 @@ def _stds(values, digits: int) -> str:
     return ", ".join(f"{v:.{digits}f}" for v in values)
 
 
-def _write_report(args, result, pipeline: CalibrationPipeline, T, stage, failure: str, elapsed_s: float) -> Path:
-    """Overlays (PNG) on the newest pair of the refinement window and report.md."""
+def _write_report(args, result, pipeline: CalibrationPipeline, T, stage, failure: str, elapsed_s: float,
+                  rig: list[_RigMember] = ()) -> Path:
+    """Overlays (PNG) on the newest pair of the refinement window and report.md (with ``rig``:
+    a row per ``--rig-camera`` and where its calibration went)."""
     out = args.report
     out.mkdir(parents=True, exist_ok=True)
     run = pipeline.last_refinement
@@ -606,6 +608,8 @@ def _write_report(args, result, pipeline: CalibrationPipeline, T, stage, failure
              f"| direction-of-travel check | {pipeline.travel_check.describe()} |",
              f"| de-skewing | {describe_deskew(pipeline.deskewer.summary())} |",
              f"| wall time | {elapsed_s:.1f} s |"]
+    lines += [f"| rig camera {m.image_topic} ({m.camera_frame}) | {len(m.result.pipeline.window)} pairs in the window; "
+              + (f"`{m.out}`" if m.out is not None else "no calibration written") + " |" for m in rig]
     if run is not None:
         r = run.result
         lines += [f"| refinement start | {run.start_stage} |",
