@@ -183,6 +183,24 @@ def test_a_rig_frame_is_scored_through_its_camera_pose_from_the_reference():
                                                                 abs=1e-12)
 
 
+def test_a_rig_camera_whose_relative_pose_is_wrong_disagrees_with_the_rig():
+    """Two cameras see the synthetic scene from the same place; the rig claims the second is
+    turned 3 deg from the first. At the true pose, the second camera's frames alone prefer a pose
+    3 deg away, by more than the margin: the rig is inconsistent. With the right relative pose
+    (the identity) neither camera disagrees."""
+    from crossi2p.refinement import _rig_disagreement
+    img, pts = _scene()
+    cfg = RefinementConfig()
+    wrong = make_transform(Rotation.from_rotvec(np.radians([0.0, 3.0, 0.0])), np.zeros(3))
+    ref = prepare_frame(img, pts, CAMERA, T_GT, cfg)
+    for T_cam_ref, verdict in ((np.eye(4), ""), (wrong, "rig inconsistent: rig camera 1")):
+        # the frame as the rig places it (T_cam_ref @ T_GT) also keeps the right points (margin)
+        other = prepare_frame(img, pts, CAMERA, T_GT, cfg, T_cam_ref=T_cam_ref)
+        reason = _rig_disagreement([ref, other], T_GT, cfg)
+        assert reason.startswith(verdict) if verdict else reason == "", reason
+    assert "3.0 deg" in reason and "check the cameras' relative poses" in reason
+
+
 def test_translation_profile_is_lowest_at_the_truth_on_every_axis():
     """The profile (rotation re-optimised at each shifted translation) of the synthetic scene:
     the boxes 5 m in front of the wall give parallax, so every axis rises away from the truth;

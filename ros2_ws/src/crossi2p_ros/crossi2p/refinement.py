@@ -112,6 +112,7 @@ perturbation convention of ``crossi2p.fusion``: ``R = Exp(d_rot) R_est``, ``t = 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -456,6 +457,12 @@ class RefinementConfig:
     deviations off and are now within one; over all 41 accepted results the RMS went 2.56 / 2.19 ->
     0.97 / 1.33 (translation / rotation); the 40-pair windows had none (unchanged). False: the
     bootstrap alone there (before this release)."""
+    rig_check: bool = True
+    """A rig's window (frames of several cameras, ``prepare_frame(..., T_cam_ref=)``): before it is
+    accepted, each camera's frames alone descend from the result (``_rig_disagreement``); a camera
+    whose own descent ends farther than ``ambiguity_deg`` / ``ambiguity_m`` away and scores better
+    by more than ``min_ambiguity_margin`` disagrees with the rig (its relative pose, which the
+    priors give, is likely wrong), and the result is not accepted. False: no such check."""
     seed: int = 0
     """Seed of the point subsample and of the bootstrap (same input, same result)."""
 
@@ -1572,6 +1579,10 @@ def refine_extrinsic(frames: Sequence[PreparedFrame], T_start: np.ndarray,
     if win.in_view(T) < cfg.min_points_in_view:
         return done(f"degenerate window: {win.in_view(T)} LiDAR points in view at the result, "
                     f"need {cfg.min_points_in_view}")
+    if cfg.rig_check:
+        disagreement = _rig_disagreement(win.frames, T, cfg)
+        if disagreement:
+            return done(disagreement)
     boot, Hinv = _bootstrap_covariance(win, T, finest, scale_for(finest), cfg)
     cov = _to_fusion_convention(boot, T)
     res.margin_covariance = _to_fusion_convention(2.0 * cfg.min_ambiguity_margin * Hinv, T)
@@ -1594,6 +1605,39 @@ def refine_extrinsic(frames: Sequence[PreparedFrame], T_start: np.ndarray,
         return done(f"unobservable in this window: {worst} (limits {cfg.max_std_rotation_deg} deg, "
                     f"{cfg.max_std_translation_m} m)")
     return done()
+
+
+def _rig_disagreement(frames: Sequence[PreparedFrame], T: np.ndarray, cfg: RefinementConfig) -> str:
+    """Why a rig's result ``T`` (4, 4, the reference camera's) is not to be trusted, or '': each
+    camera's frames alone (those sharing one ``T_cam_ref``) are searched from ``T`` (coarse to fine,
+    from ``T`` and a coarse rotation grid about it; no polish; the search box about ``T``), and a
+    camera that ends
+    farther than ``ambiguity_deg`` / ``ambiguity_m`` away with a cost lower by more than
+    ``min_ambiguity_margin`` (its own frames' objective) disagrees with the rig. A window of one
+    camera: ''."""
+    cameras: dict[bytes | None, list[PreparedFrame]] = {}
+    for f in frames:
+        cameras.setdefault(None if f.T_cam_ref is None else f.T_cam_ref.tobytes(), []).append(f)
+    if len(cameras) < 2:
+        return ""
+    # coarse to fine from T and the best 2 of a 3 x 3 x 3 rotation grid (+-grid_rotation_deg): the
+    # finest level alone has a basin of about half a degree, too narrow to leave T for a camera
+    # whose relative pose is degrees off
+    local = dataclasses.replace(cfg, fine_search_max_frames=0, grid_steps=3, multi_starts=2, grid_translation_m=0.0,
+                                translation_hops_m=0.0, polish_ends=0, profile_rival_m=0.0, bootstrap_replicates=2,
+                                rig_check=False)
+    for k, own in enumerate(cameras.values()):
+        alone = refine_extrinsic(own, T, local)
+        if alone.T_searched is None or not alone.cost_start - alone.cost_final > cfg.min_ambiguity_margin:
+            continue
+        rot_deg, trans_m = pose_distance(alone.T_searched, T)
+        if rot_deg > cfg.ambiguity_deg or trans_m > cfg.ambiguity_m:
+            who = "the reference camera" if own[0].T_cam_ref is None else f"rig camera {k} (the k-th after the reference)"
+            return (f"rig inconsistent: {who}'s {len(own)} frame(s) alone score "
+                    f"{alone.cost_start - alone.cost_final:.4f} better {rot_deg:.1f} deg / {trans_m:.2f} m away from "
+                    f"the rig's result (need within {cfg.ambiguity_deg} deg / {cfg.ambiguity_m} m or less than "
+                    f"{cfg.min_ambiguity_margin} better): check the cameras' relative poses the priors give")
+    return ""
 
 
 def translation_profile(frames: Sequence[PreparedFrame], T_cam_lidar: np.ndarray,

@@ -21,7 +21,11 @@ the rig's other cameras go through steps 0-1 on their own, and their windows joi
 in one refinement of the LiDAR's pose (``crossi2p_ros.pipeline.RigCamera``). The cameras' poses
 relative to each other come from the priors (the main ``--prior`` and each ``--rig-camera``'s), so
 those must agree on where the cameras sit (the rig's camera calibration, a URDF); they may share an
-error in where the LiDAR is, which is what is refined. Each rig camera's calibration is written
+error in where the LiDAR is, which is what is refined. Before a rig's result is accepted, each
+camera's pairs alone are searched from it, and a camera that prefers a pose more than 1 deg / 0.1 m
+away by more than the ambiguity margin refuses it ("rig inconsistent: rig camera k ...", k counting
+the ``--rig-camera`` flags in order): its relative pose is likely wrong (``RefinementConfig.rig_check``).
+Each rig camera's calibration is written
 beside ``--out`` as ``OUT_STEM.<camera frame>.yaml`` (without a covariance: the main YAML's is the
 rig's, about the main camera). All the cameras see the LiDAR's surroundings from every side, so
 one pose must explain every image: on a real 6-camera recording this is accepted where each camera
