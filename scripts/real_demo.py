@@ -228,9 +228,10 @@ def plot_errors(runs: list[dict], path: Path, rig: dict | None = None) -> Path:
         ax.set_xticks(x, names, fontsize=8)
         ax.set_ylabel(label)
         ax.grid(axis="y", alpha=0.3)
-    axes[0].legend(fontsize=8)
+    handles, labels = axes[0].get_legend_handles_labels()      # below the plots: it covers no bar
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
     fig.suptitle("TRI DGP scene_02, 3 sweeps: error against /tf_static")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     plt.close(fig)

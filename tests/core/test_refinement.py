@@ -163,7 +163,9 @@ def test_a_rotation_ambiguity_names_the_camera_axis_the_rivals_turn_about(axis, 
                           T_GT[:3, 3])
     reason = _ambiguity_reason([near, rival], [near, rival], T_GT, 0.001, RefinementConfig())
     assert reason.startswith("ambiguous: 2 other solution(s), up to 2.0 deg")
-    assert "rotation is not determined" in reason and words in reason
+    assert "rotation is not determined" in reason and words in reason and "in a rig" not in reason
+    assert "in a rig, also check the cameras' relative poses" in _ambiguity_reason(
+        [near, rival], [near, rival], T_GT, 0.001, RefinementConfig(), rig=True)
 
 
 def test_a_rig_frame_is_scored_through_its_camera_pose_from_the_reference():

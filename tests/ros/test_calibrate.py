@@ -101,11 +101,27 @@ def test_rig_camera_bad_input_exits_1_with_one_line_naming_the_flag(drive, tmp_p
     other = ["--rig-camera", "/camera_2/image_raw", "/camera_2/camera_info", prior]
     assert main([str(drive[0]), *out, "--prior", prior, *other, *MODEL]) == 1
     assert "topics ['/camera_2/image_raw', '/camera_2/camera_info'] not found" in _one_line(capsys.readouterr().err)
+    assert main([str(drive[0]), *out, "--prior", prior, *other, *other, *MODEL]) == 1
+    assert "--rig-camera /camera_2/image_raw: given twice (each camera once)" in _one_line(capsys.readouterr().err)
     empty = tmp_path / "seq"
     (empty / "image_2").mkdir(parents=True)
     assert main([str(empty), *out, "--source", "kitti", "--prior", prior, *other, *MODEL]) == 1
     assert "--rig-camera: a rosbag2 input only" in _one_line(capsys.readouterr().err)
     assert not (tmp_path / "c.yaml").exists()
+
+
+def test_a_rig_camera_whose_camera_info_is_another_cameras_is_bad_input(tmp_path, capsys):
+    """On the committed real recording: camera_05's images with camera_06's CameraInfo are all
+    refused, as for the main camera: exit 1 with one line naming the flag, nothing written."""
+    rec = REPO / "data" / "real" / "tri_dgp_scene_02"
+    code = main([str(rec / "bag"), "--image-topic", "/camera_01/image_raw", "--camera-info-topic",
+                 "/camera_01/camera_info", "--points-topic", "/lidar/points", "--prior",
+                 str(rec / "rig_prior_camera_01.yaml"), "--rig-camera", "/camera_05/image_raw",
+                 "/camera_06/camera_info", str(rec / "rig_prior_camera_05.yaml"), "--out", str(tmp_path / "c.yaml"),
+                 "--json", str(tmp_path / "c.json"), "--quiet", *MODEL])
+    assert code == 1
+    assert "--rig-camera /camera_05/image_raw: no camera/LiDAR pairs: " in _one_line(capsys.readouterr().err)
+    assert not list(tmp_path.iterdir())
 
 
 def test_bad_input_exits_1_with_one_line(drive, tmp_path, capsys):

@@ -1310,10 +1310,12 @@ image, for the reasons given to users."""
 
 
 def _ambiguity_reason(rivals: Sequence[np.ndarray], rotation_rivals: Sequence[np.ndarray], T: np.ndarray,
-                      margin: float, cfg: RefinementConfig) -> str:
+                      margin: float, cfg: RefinementConfig, rig: bool = False) -> str:
     """The refusal's reason: what the rivals (4, 4) of ``T`` disagree on, a rotation or only the
     translation (then by how much and mostly along which camera axis: what the window leaves
-    undetermined), and the cost margin."""
+    undetermined), and the cost margin; ``rig``: a window of several cameras, whose relative
+    poses may be what is wrong."""
+    also = "; in a rig, also check the cameras' relative poses the priors give" if rig else ""
     within = (f"within {margin:.4f} of the best cost (need {cfg.min_ambiguity_margin})" if margin >= 0 else
               f"{-margin:.4f} below the best cost (the search stopped short of the window's minimum)")
     if rotation_rivals:
@@ -1323,13 +1325,13 @@ def _ambiguity_reason(rivals: Sequence[np.ndarray], rotation_rivals: Sequence[np
         axis = int(np.argmax(np.abs(Rotation.from_matrix(far[:3, :3] @ T[:3, :3].T).as_rotvec())))
         return (f"ambiguous: {len(rivals)} other solution(s), up to {rot_deg:.1f} deg / {trans_m:.2f} m away, "
                 f"score {within}: the rotation is not determined (mostly {_CAMERA_ROTATION_AXES[axis]}; "
-                f"more varied scenes, or a prior that fixes it)")
+                f"more varied scenes, or a prior that fixes it{also})")
     d = np.array([Te[:3, 3] - T[:3, 3] for Te in rivals])
     worst = np.abs(d[np.argmax(np.abs(d).max(axis=1))])         # the farthest rival's per-axis offset
     return (f"ambiguous: {len(rivals)} other solution(s) within {cfg.ambiguity_deg} deg in rotation but up to "
             f"{worst.max():.2f} m away in translation (mostly along camera {'xyz'[int(np.argmax(worst))]}) "
             f"score {within}: the translation is not determined (too little parallax; a prior that fixes "
-            f"it, or more motion)")
+            f"it, or more motion{also})")
 
 
 def _equivalent_spread(poses: Sequence[np.ndarray], T: np.ndarray) -> np.ndarray:
@@ -1575,7 +1577,8 @@ def refine_extrinsic(frames: Sequence[PreparedFrame], T_start: np.ndarray,
     if not res.cost_final < res.cost_start - cfg.min_improvement:
         return done(f"objective not better than its start ({res.cost_final:.5f} vs {res.cost_start:.5f})")
     if rivals and (rotation_rivals or not cfg.accept_translation_ambiguity):
-        return done(_ambiguity_reason(rivals, rotation_rivals, T, res.ambiguity_margin, cfg))
+        rig = len({None if f.T_cam_ref is None else f.T_cam_ref.tobytes() for f in win.frames}) > 1
+        return done(_ambiguity_reason(rivals, rotation_rivals, T, res.ambiguity_margin, cfg, rig))
     if win.in_view(T) < cfg.min_points_in_view:
         return done(f"degenerate window: {win.in_view(T)} LiDAR points in view at the result, "
                     f"need {cfg.min_points_in_view}")

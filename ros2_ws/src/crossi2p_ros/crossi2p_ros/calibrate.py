@@ -206,10 +206,14 @@ def _load_rig(args, source: str, prior: Prior | None) -> list[Prior]:
         raise ValueError(f"--rig-camera: a rosbag2 input only (its cameras are topics), got a {source} input")
     if prior is None:
         raise ValueError("--rig-camera: needs --prior (the cameras' poses relative to each other come from the priors)")
-    priors = []
-    for image_topic, info_topic, path in args.rig_camera:
+    topics = [image_topic for image_topic, _, _ in args.rig_camera]
+    for image_topic in topics:
         if image_topic == args.image_topic:
             raise ValueError(f"--rig-camera {image_topic}: that is the main camera (--image-topic)")
+        if topics.count(image_topic) > 1:
+            raise ValueError(f"--rig-camera {image_topic}: given twice (each camera once)")
+    priors = []
+    for image_topic, info_topic, path in args.rig_camera:
         check_bag_topics(args.input, (image_topic, info_topic, args.points_topic))
         priors.append(load_prior(path))
     return priors
@@ -298,8 +302,8 @@ def _main(argv: list[str] | None) -> int:
         return 1
     rig = []
     for (image_topic, info_topic, _), rig_prior in zip(args.rig_camera, rig_priors):
-        if not args.quiet:
-            print(f"rig camera {image_topic}:", flush=True)
+        if not args.quiet:                     # beside its progress bar, on stderr
+            print(f"rig camera {image_topic}:", file=sys.stderr, flush=True)
         try:
             rig_result = replay_bag(args.input, runtime, None, (image_topic, info_topic, args.points_topic),
                                     PairingConfig(slop_s=args.slop_s), max_frames=args.frames, progress=not args.quiet,
@@ -313,6 +317,10 @@ def _main(argv: list[str] | None) -> int:
             return interrupt_exit_code()
         if rig_result.pipeline.prior_mismatch is not None:
             print(f"{PROG}: error: --rig-camera {image_topic}: {rig_result.pipeline.prior_mismatch}", file=sys.stderr)
+            return 1
+        if not rig_result.frames and rig_result.refused:   # every message refused: bad input, as for the main camera
+            refused = "; ".join(f"{reason} ({n}x)" for reason, n in rig_result.refused.items())
+            print(f"{PROG}: error: --rig-camera {image_topic}: no camera/LiDAR pairs: {refused}", file=sys.stderr)
             return 1
         rig.append(_RigMember(image_topic, rig_prior, rig_result,
                               rig_prior.T_cam_lidar @ invert_transform(prior.T_cam_lidar)))
@@ -391,6 +399,8 @@ def _main(argv: list[str] | None) -> int:
                 args.out.with_name(f"{args.out.stem}.{m.camera_frame.replace('/', '_')}.yaml"), m.T_cam_ref @ T,
                 m.result.last_sample[0].camera, lidar_frame=lidar_frame, camera_frame=m.camera_frame,
                 metadata={**metadata, "prior": m.prior.source, "rig_reference": camera_frame,
+                          "pairs": len(m.result.frames), "pairs_valid": sum(f.valid for f in m.result.frames),
+                          "rig_window_pairs": len(m.result.pipeline.window),
                           "covariance_note": f"none here: the rig's covariance is about {camera_frame}, in {args.out}"})
         report_md = None
         elapsed_s = time.perf_counter() - t0      # the run's time, the same in the report and the JSON
