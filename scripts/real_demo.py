@@ -39,7 +39,10 @@ import argparse
 import contextlib
 import io
 import json
+import multiprocessing
+import os
 import sys
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cameras", default=",".join(CAMERAS),
                    help="comma-separated cameras to calibrate (default: all six)")
     p.add_argument("--out", type=Path, default=REPO / "out" / "demo_real", help="output folder (default %(default)s)")
+    p.add_argument("--jobs", type=int, default=2,
+                   help="crossi2p-calibrate runs at a time, one process each (default %(default)s; at most the cores)")
     return p
 
 
@@ -73,7 +78,8 @@ def _errors(T_est, T_gt) -> dict | None:
 
 
 def calibrate_camera(recording: Path, camera: str, out: Path) -> dict:
-    """Run crossi2p-calibrate on one camera's topics from its prior; its JSON plus the errors
+    """Run crossi2p-calibrate on one camera's topics from its prior; its JSON plus what it printed
+    (``console``: its stdout, the summary or the next step) and the errors
     (``prior_error``, ``searched_error``, ``calibration_error``: dicts of ``rte_m``,
     ``rre_geodesic_deg``, ``rre_euler_sum_deg``, or None) against the bag's /tf_static."""
     from crossi2p.datasets.rosbag2 import read_bag_ground_truth
@@ -89,15 +95,15 @@ def calibrate_camera(recording: Path, camera: str, out: Path) -> dict:
     json_path = out / camera / "calibrate.json"
     argv = [str(bag), "--image-topic", f"/{camera}/image_raw", "--camera-info-topic", f"/{camera}/camera_info",
             "--points-topic", POINTS_TOPIC, "--prior", str(prior_path), "--out", str(out / camera / "calib.yaml"),
-            "--report", str(out / camera / "report"), "--json", str(json_path), "--quiet"]
-    stderr = io.StringIO()
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(stderr):
+            "--report", str(out / camera / "report"), "--json", str(json_path)]   # not --quiet: its next step
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
         code = calibrate_main(argv)
     if code not in (0, 3):
         raise ValueError(f"crossi2p-calibrate {camera}: exit {code}: {stderr.getvalue().strip()}")
     run = json.loads(json_path.read_text())
     ref = run["refinement"] or {}
-    run.update(camera=camera, T_gt=T_gt.tolist(), prior_error=_errors(prior.T_cam_lidar, T_gt),
+    run.update(camera=camera, console=stdout.getvalue(), T_gt=T_gt.tolist(), prior_error=_errors(prior.T_cam_lidar, T_gt),
                searched_error=_errors(ref.get("T_searched"), T_gt), calibration_error=_errors(run["T_cam_lidar"], T_gt),
                prior_offset=_prior_offset(prior_path))
     return run
@@ -250,14 +256,19 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"{args.recording / 'bag'}: not found (write it with scripts/make_real_fixture.py)")
         if not cameras:
             raise ValueError("--cameras: empty")
-        print(f"crossi2p-calibrate {args.recording.name}/bag, the rig: /{cameras[0]}/image_raw/compressed with "
-              f"{len(cameras) - 1} more camera(s) as --rig-camera, from rig_prior_<camera>.yaml ...", flush=True)
-        rig = calibrate_rig(args.recording, cameras, args.out)
-        runs = []
-        for camera in cameras:
-            print(f"crossi2p-calibrate {args.recording.name}/bag, /{camera}/image_raw/compressed + {POINTS_TOPIC} "
-                  f"from prior_{camera}.yaml ...", flush=True)
-            runs.append(calibrate_camera(args.recording, camera, args.out))
+        # the runs are independent: one process per core (each result is the same as run alone)
+        workers = max(1, min(args.jobs, os.cpu_count() or 1))
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            print(f"crossi2p-calibrate {args.recording.name}/bag, the rig: /{cameras[0]}/image_raw/compressed with "
+                  f"{len(cameras) - 1} more camera(s) as --rig-camera, from rig_prior_<camera>.yaml ...", flush=True)
+            rig_job = pool.submit(calibrate_rig, args.recording, cameras, args.out)
+            jobs = []
+            for camera in cameras:
+                print(f"crossi2p-calibrate {args.recording.name}/bag, /{camera}/image_raw/compressed + {POINTS_TOPIC} "
+                      f"from prior_{camera}.yaml ...", flush=True)
+                jobs.append(pool.submit(calibrate_camera, args.recording, camera, args.out))
+            print(f"({len(jobs) + 1} runs, {workers} at a time)", flush=True)
+            rig, runs = rig_job.result(), [job.result() for job in jobs]
         first = runs[0]
         picture = write_before_after(args.recording, first, args.out / f"{first['camera']}_before_after.jpg")
         lead = rig["cameras"][0]

@@ -79,6 +79,9 @@ def test_refusal_or_calibration_is_reported_honestly(demo):
             assert run["reason"] and run["T_cam_lidar"] is None
             assert not (out / cam / "calib.yaml").exists()
             assert "refused (exit 3): " + run["refinement"]["reason"] in stdout
+            if run["refinement"]["reason"].startswith("ambiguous"):   # the recording's other cameras: a rig
+                assert "this recording has 5 other camera(s)" in run["console"]
+                assert "--rig-camera refines them together with this one" in run["console"]
         else:                       # a written calibration is the search's result, and no worse than its prior
             assert run["calibration_error"] == pytest.approx(run["searched_error"])
             assert run["calibration_error"]["rre_geodesic_deg"] < run["prior_error"]["rre_geodesic_deg"]

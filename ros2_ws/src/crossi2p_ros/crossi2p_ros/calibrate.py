@@ -367,7 +367,7 @@ def _main(argv: list[str] | None) -> int:
         if not args.quiet:        # the next step, on stdout (stderr keeps the one-line reason)
             did = ("the result did not pass its checks" if pipeline.last_refinement is not None
                    else "there was no estimate to check")
-            print(f"no calibration written: {did}" + _next_step(pipeline, args))
+            print(f"no calibration written: {did}" + _next_step(pipeline, args, source))
         print(f"{PROG}: cannot calibrate: {exc}", file=sys.stderr)
         return EXIT_UNTRUSTED
 
@@ -428,8 +428,9 @@ def _show(bar: tqdm, what: str, done: int, total: int) -> None:
     bar.update(done - bar.n)
 
 
-def _next_step(pipeline: CalibrationPipeline, args) -> str:
-    """What to do after a refusal: keep the prior only where it was usable at all."""
+def _next_step(pipeline: CalibrationPipeline, args, source: str = "") -> str:
+    """What to do after a refusal: keep the prior only where it was usable at all; after an
+    ambiguous one-camera refinement of a rosbag2 that holds other cameras, try them as a rig."""
     if pipeline.prior is None:
         return ""
     run = pipeline.last_refinement
@@ -438,7 +439,20 @@ def _next_step(pipeline: CalibrationPipeline, args) -> str:
                 f"T_cam_lidar (it maps LiDAR points into the camera optical frame; its inverse, T_lidar_cam, "
                 f"is a common mistake)")
     where = f" ({args.report / 'overlay_before.png'})" if args.report is not None else " (--report DIR draws it)"
-    return f"; keep using the prior if its overlay{where} looks aligned"
+    step = f"; keep using the prior if its overlay{where} looks aligned"
+    if (source == "rosbag2" and not args.rig_camera and run is not None
+            and run.result.reason.startswith("ambiguous")):
+        from crossi2p.datasets.rosbag2 import bag_topics
+
+        images = {"sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage"}
+        others = sorted({t.removesuffix("/compressed") for t, kind in bag_topics(args.input).items()
+                         if kind in images} - {args.image_topic})
+        if others:
+            step += (f"; this recording has {len(others)} other camera(s) ({', '.join(others[:3])}"
+                     f"{', ...' if len(others) > 3 else ''}): with priors that agree on where the cameras sit, "
+                     f"--rig-camera refines them together with this one, which often settles what one camera "
+                     f"leaves open")
+    return step
 
 
 def _default_model_card() -> Path:
