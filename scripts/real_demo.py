@@ -77,6 +77,19 @@ def _errors(T_est, T_gt) -> dict | None:
     return {"rte_m": e.rte_m, "rre_geodesic_deg": e.rre_geodesic_deg, "rre_euler_sum_deg": e.rre_euler_sum_deg}
 
 
+def _calibrate(argv: list[str], what: str) -> str:
+    """``crossi2p-calibrate argv`` in this process (its ``main()``); what it printed on stdout.
+    Raises ValueError (its one-line reason) unless it exited 0 (calibrated) or 3 (refused)."""
+    from crossi2p_ros.calibrate import main as calibrate_main
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        code = calibrate_main(argv)
+    if code not in (0, 3):
+        raise ValueError(f"crossi2p-calibrate {what}: exit {code}: {stderr.getvalue().strip()}")
+    return stdout.getvalue()
+
+
 def calibrate_camera(recording: Path, camera: str, out: Path) -> dict:
     """Run crossi2p-calibrate on one camera's topics from its prior; its JSON plus what it printed
     (``console``: its stdout, the summary or the next step) and the errors
@@ -84,8 +97,6 @@ def calibrate_camera(recording: Path, camera: str, out: Path) -> dict:
     ``rre_geodesic_deg``, ``rre_euler_sum_deg``, or None) against the bag's /tf_static."""
     from crossi2p.datasets.rosbag2 import read_bag_ground_truth
     from crossi2p.prior import load_prior
-    from crossi2p_ros.calibrate import main as calibrate_main
-
     bag, prior_path = recording / "bag", recording / f"prior_{camera}.yaml"
     if not prior_path.is_file():
         raise ValueError(f"{prior_path}: not found (cameras with a prior: "
@@ -96,14 +107,10 @@ def calibrate_camera(recording: Path, camera: str, out: Path) -> dict:
     argv = [str(bag), "--image-topic", f"/{camera}/image_raw", "--camera-info-topic", f"/{camera}/camera_info",
             "--points-topic", POINTS_TOPIC, "--prior", str(prior_path), "--out", str(out / camera / "calib.yaml"),
             "--report", str(out / camera / "report"), "--json", str(json_path)]   # not --quiet: its next step
-    stdout, stderr = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        code = calibrate_main(argv)
-    if code not in (0, 3):
-        raise ValueError(f"crossi2p-calibrate {camera}: exit {code}: {stderr.getvalue().strip()}")
+    console = _calibrate(argv, camera)
     run = json.loads(json_path.read_text())
     ref = run["refinement"] or {}
-    run.update(camera=camera, console=stdout.getvalue(), T_gt=T_gt.tolist(), prior_error=_errors(prior.T_cam_lidar, T_gt),
+    run.update(camera=camera, console=console, T_gt=T_gt.tolist(), prior_error=_errors(prior.T_cam_lidar, T_gt),
                searched_error=_errors(ref.get("T_searched"), T_gt), calibration_error=_errors(run["T_cam_lidar"], T_gt),
                prior_offset=_prior_offset(prior_path))
     return run
@@ -117,7 +124,6 @@ def calibrate_rig(recording: Path, cameras: list[str], out: Path) -> dict:
     from crossi2p.datasets.rosbag2 import read_bag_ground_truth
     from crossi2p.geometry import invert_transform
     from crossi2p.prior import load_prior
-    from crossi2p_ros.calibrate import main as calibrate_main
 
     bag, rig_out = recording / "bag", out / "rig"
     priors = {}
@@ -132,11 +138,7 @@ def calibrate_rig(recording: Path, cameras: list[str], out: Path) -> dict:
             "--report", str(rig_out / "report"), "--json", str(rig_out / "calibrate.json"), "--quiet"]
     for camera in cameras[1:]:
         argv += ["--rig-camera", f"/{camera}/image_raw", f"/{camera}/camera_info", str(priors[camera][0])]
-    stderr = io.StringIO()
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(stderr):
-        code = calibrate_main(argv)
-    if code not in (0, 3):
-        raise ValueError(f"crossi2p-calibrate (rig): exit {code}: {stderr.getvalue().strip()}")
+    _calibrate(argv, "(rig)")
     run = json.loads((rig_out / "calibrate.json").read_text())
     searched = (run["refinement"] or {}).get("T_searched")
     T_main_prior = priors[main_cam][1].T_cam_lidar

@@ -1577,8 +1577,8 @@ def refine_extrinsic(frames: Sequence[PreparedFrame], T_start: np.ndarray,
     if not res.cost_final < res.cost_start - cfg.min_improvement:
         return done(f"objective not better than its start ({res.cost_final:.5f} vs {res.cost_start:.5f})")
     if rivals and (rotation_rivals or not cfg.accept_translation_ambiguity):
-        rig = len({None if f.T_cam_ref is None else f.T_cam_ref.tobytes() for f in win.frames}) > 1
-        return done(_ambiguity_reason(rivals, rotation_rivals, T, res.ambiguity_margin, cfg, rig))
+        return done(_ambiguity_reason(rivals, rotation_rivals, T, res.ambiguity_margin, cfg,
+                                      rig=len(_by_camera(win.frames)) > 1))
     if win.in_view(T) < cfg.min_points_in_view:
         return done(f"degenerate window: {win.in_view(T)} LiDAR points in view at the result, "
                     f"need {cfg.min_points_in_view}")
@@ -1610,6 +1610,14 @@ def refine_extrinsic(frames: Sequence[PreparedFrame], T_start: np.ndarray,
     return done()
 
 
+def _by_camera(frames: Sequence[PreparedFrame]) -> dict[bytes | None, list[PreparedFrame]]:
+    """A window's frames by camera (their ``T_cam_ref``; None: the reference camera), in order."""
+    cameras: dict[bytes | None, list[PreparedFrame]] = {}
+    for f in frames:
+        cameras.setdefault(None if f.T_cam_ref is None else f.T_cam_ref.tobytes(), []).append(f)
+    return cameras
+
+
 def _rig_disagreement(frames: Sequence[PreparedFrame], T: np.ndarray, cfg: RefinementConfig) -> str:
     """Why a rig's result ``T`` (4, 4, the reference camera's) is not to be trusted, or '': each
     camera's frames alone (those sharing one ``T_cam_ref``) are searched from ``T`` (coarse to fine,
@@ -1618,9 +1626,7 @@ def _rig_disagreement(frames: Sequence[PreparedFrame], T: np.ndarray, cfg: Refin
     farther than ``ambiguity_deg`` / ``ambiguity_m`` away with a cost lower by more than
     ``min_ambiguity_margin`` (its own frames' objective) disagrees with the rig. A window of one
     camera: ''."""
-    cameras: dict[bytes | None, list[PreparedFrame]] = {}
-    for f in frames:
-        cameras.setdefault(None if f.T_cam_ref is None else f.T_cam_ref.tobytes(), []).append(f)
+    cameras = _by_camera(frames)
     if len(cameras) < 2:
         return ""
     # coarse to fine from T and the best 2 of a 3 x 3 x 3 rotation grid (+-grid_rotation_deg): the

@@ -198,6 +198,14 @@ class _RigMember:
         return frame or self.prior.camera_frame or self.image_topic.strip("/").replace("/", "_")
 
 
+def _all_refused(result) -> str:
+    """Why a replay has no pair because every image or cloud was refused ('' otherwise):
+    ``reason (Nx)`` per reason, for the one-line bad-input error."""
+    if result.frames or not result.refused:
+        return ""
+    return "; ".join(f"{reason} ({n}x)" for reason, n in result.refused.items())
+
+
 def _load_rig(args, source: str, prior: Prior | None) -> list[Prior]:
     """The ``--rig-camera`` priors, their topics checked (ValueError: one line naming the flag)."""
     if not args.rig_camera:
@@ -296,9 +304,8 @@ def _main(argv: list[str] | None) -> int:
     if pipeline.prior_mismatch is not None:  # bad input: the prior is for another camera or LiDAR
         print(f"{PROG}: error: {pipeline.prior_mismatch}", file=sys.stderr)
         return 1
-    if not result.frames and result.refused:  # every image or cloud refused: bad input, the reason says why
-        refused = "; ".join(f"{reason} ({n}x)" for reason, n in result.refused.items())
-        print(f"{PROG}: error: no camera/LiDAR pairs in {args.input}: {refused}", file=sys.stderr)
+    if _all_refused(result):  # every image or cloud refused: bad input, the reason says why
+        print(f"{PROG}: error: no camera/LiDAR pairs in {args.input}: {_all_refused(result)}", file=sys.stderr)
         return 1
     rig = []
     for (image_topic, info_topic, _), rig_prior in zip(args.rig_camera, rig_priors):
@@ -318,9 +325,9 @@ def _main(argv: list[str] | None) -> int:
         if rig_result.pipeline.prior_mismatch is not None:
             print(f"{PROG}: error: --rig-camera {image_topic}: {rig_result.pipeline.prior_mismatch}", file=sys.stderr)
             return 1
-        if not rig_result.frames and rig_result.refused:   # every message refused: bad input, as for the main camera
-            refused = "; ".join(f"{reason} ({n}x)" for reason, n in rig_result.refused.items())
-            print(f"{PROG}: error: --rig-camera {image_topic}: no camera/LiDAR pairs: {refused}", file=sys.stderr)
+        if _all_refused(rig_result):                      # bad input, as for the main camera
+            print(f"{PROG}: error: --rig-camera {image_topic}: no camera/LiDAR pairs: {_all_refused(rig_result)}",
+                  file=sys.stderr)
             return 1
         rig.append(_RigMember(image_topic, rig_prior, rig_result,
                               rig_prior.T_cam_lidar @ invert_transform(prior.T_cam_lidar)))

@@ -524,13 +524,14 @@ class CalibrationPipeline:
                                             job.T_start, job.config)
             if progress is not None:
                 progress("preparing frames", done, total)
-        frames, config = list(job.prepared), job.config
+        frames, config, done = list(job.prepared), job.config, len(todo)
         for cam in rig:
             for pair in cam.pairs:
                 frames.append(prepare_frame(pair.image.image_rgb, pair.lidar.points, pair.image.camera,
                                             job.T_start, job.config, T_cam_ref=cam.T_cam_ref))
+                done += 1
                 if progress is not None:
-                    progress("preparing frames", len(frames) - len(job.prepared) + len(todo), total)
+                    progress("preparing frames", done, total)
         if rig and rig_points_per_camera > 0:
             config = dataclasses.replace(config, max_window_points=rig_points_per_camera * (1 + len(rig)))
         result = refine_extrinsic(frames, job.T_start, config, job.extra_starts, progress)
