@@ -117,7 +117,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-import cma
 import cv2
 import numpy as np
 from scipy import ndimage, optimize
@@ -1251,6 +1250,8 @@ def _cma_es(fun, x0: np.ndarray, sigma0: float, max_evals: int, seed: int) -> tu
     """CMA-ES (the ``cma`` package, Hansen) from ``x0`` with initial step ``sigma0`` (the same in
     every coordinate) for at most ``max_evals`` evaluations; returns the best point seen, its
     value and the evaluations used."""
+    import cma     # here, not at the top: it imports matplotlib.pyplot (about 0.5 s of every start-up
+    # of a command or node that imports this module), and only the polish uses it
     es = cma.CMAEvolutionStrategy(x0, sigma0, {"maxfevals": max_evals, "seed": seed + 1, "verbose": -9,
                                                "tolfun": 1e-7, "tolx": 1e-3})
     while not es.stop():
