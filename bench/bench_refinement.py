@@ -168,6 +168,7 @@ def run_case(name: str, samples: list, T_gt: np.ndarray, args, cfg: RefinementCo
                      "searched_rte_m": e1.rte_m, "searched_rre_deg": e1.rre_geodesic_deg,
                      "time_s": res.time_s, "std_m": [float(x) for x in res.std_m],
                      "std_deg": [float(x) for x in res.std_deg], "ambiguity_margin": res.ambiguity_margin,
+                     "rival_support": res.rival_support,
                      # the curvature's margin ellipsoid (RefinementConfig.margin_covariance), per axis
                      "margin_std_m": None if res.margin_covariance is None else
                      [float(x) for x in np.sqrt(np.diag(res.margin_covariance)[:3])],

@@ -664,3 +664,19 @@ def test_progress_is_reported_per_stage_up_to_its_total_and_ends_complete(fine_s
     refine_extrinsic([prepare_frame(flat, pts[:5], CAMERA, T0, cfg)], T0, cfg,
                      progress=lambda what, done, total: calls.append((done, total)))
     assert calls and calls[-1][0] == calls[-1][1]
+
+
+def test_the_paired_bootstrap_of_a_rival_counts_the_replicates_the_result_beats_it_in():
+    """``_rival_support``: the truth beats a pose 2 deg off in every replicate of the paired
+    cluster bootstrap on the synthetic scene, and never beats an exact copy of itself (a tie is
+    not a win)."""
+    from crossi2p.refinement import _rival_support, _Window
+
+    img, pts = _scene()
+    cfg = RefinementConfig(bootstrap_replicates=32)
+    win = _Window([prepare_frame(img, pts, CAMERA, T_GT, cfg)], cfg)
+    off = make_transform(Rotation.from_euler("z", 2.0, degrees=True), np.zeros(3)) @ T_GT
+    support = _rival_support(win, T_GT, [off, T_GT.copy()], win.levels - 1, cfg)
+    assert support.shape == (2,)
+    assert support[0] == pytest.approx(1.0)
+    assert support[1] == pytest.approx(0.0)
