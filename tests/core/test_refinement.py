@@ -680,3 +680,39 @@ def test_the_paired_bootstrap_of_a_rival_counts_the_replicates_the_result_beats_
     assert support.shape == (2,)
     assert support[0] == pytest.approx(1.0)
     assert support[1] == pytest.approx(0.0)
+
+
+def test_run_all_keeps_the_order_and_runs_the_tasks_in_other_processes():
+    """``_run_all``: the tasks' results in order, from forked workers when asked (one process
+    otherwise); ``_chunks`` cuts a range into contiguous non-empty parts."""
+    import os
+
+    from crossi2p.refinement import _chunks, _run_all
+
+    tasks = [lambda k=k: (k * k, os.getpid()) for k in range(7)]
+    alone, forked = _run_all(tasks, 1), _run_all(tasks, 2)
+    assert [r for r, _ in alone] == [r for r, _ in forked] == [k * k for k in range(7)]
+    assert {pid for _, pid in alone} == {os.getpid()}
+    assert os.getpid() not in {pid for _, pid in forked}
+    parts = _chunks(5, 2)
+    assert len(parts) == 2 and [k for c in parts for k in c] == list(range(5)) and {len(c) for c in parts} == {2, 3}
+    assert [list(c) for c in _chunks(2, 4)] == [[0], [1]]
+    assert _chunks(0, 2) == []
+
+
+def test_two_workers_give_the_same_result_as_one():
+    """``RefinementConfig.workers``: the grid, the descents, the polish and the bootstrap in two
+    processes end where one process ends, bit for bit (a 4-frame window: the coarse-to-fine path
+    with all of them; small budgets to keep the test short)."""
+    frames = []
+    cfg = RefinementConfig(grid_steps=3, max_evaluations_per_level=60, polish_evaluations=60, bootstrap_replicates=8)
+    T0 = make_transform(Rotation.from_rotvec(np.radians([1.0, -1.5, 0.5])), np.array([0.05, -0.03, 0.04])) @ T_GT
+    for seed in range(4):
+        img, pts = _scene(seed)
+        frames.append(prepare_frame(img, pts, CAMERA, T0, cfg))
+    one = refine_extrinsic(frames, T0, cfg)
+    two = refine_extrinsic(frames, T0, dataclasses.replace(cfg, workers=2))
+    assert one.evaluations == two.evaluations > 0
+    assert np.array_equal(one.T_cam_lidar, two.T_cam_lidar) and np.array_equal(one.T_searched, two.T_searched)
+    assert (one.accepted, one.reason) == (two.accepted, two.reason)
+    assert (one.covariance is None and two.covariance is None) or np.array_equal(one.covariance, two.covariance)

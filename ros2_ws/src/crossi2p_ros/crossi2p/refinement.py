@@ -113,6 +113,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import multiprocessing
+import signal
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -474,6 +476,13 @@ class RefinementConfig:
     priors give, is likely wrong), and the result is not accepted. False: no such check."""
     seed: int = 0
     """Seed of the point subsample and of the bootstrap (same input, same result)."""
+    workers: int = 1
+    """Processes for the search's independent parts (the grid's scores, each level's descents,
+    the polished ends, the bootstrap's replicates, a rig's per-camera checks): forked workers
+    that inherit the window (``_run_all``). The result is the same for any number; 1: all in this
+    process. Where fork is not available (not Linux) it runs in one process. The node keeps 1
+    (its network shares the cores); the offline commands use 2 (``crossi2p-calibrate
+    --workers``)."""
 
 
 @dataclass
@@ -1226,6 +1235,48 @@ def refinement_cost(frames: Sequence[PreparedFrame], T_cam_lidar: np.ndarray, le
     return win.cost(check_transform(T_cam_lidar, "T_cam_lidar"), level % win.levels)
 
 
+# ----------------------------------------------------------------------------- parallel parts
+_FORKED_TASKS: Sequence[Callable[[], object]] = ()
+"""The tasks of the running ``_run_all``: its forked workers inherit them (only indices are sent)."""
+
+
+def _run_forked(k: int) -> object:
+    return _FORKED_TASKS[k]()
+
+
+def _ignore_sigint() -> None:
+    """A worker leaves Ctrl-C to its parent, which stops the pool (and them) on its way out."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _run_all(tasks: Sequence[Callable[[], object]], workers: int) -> list:
+    """``[task() for task in tasks]``, on up to ``workers`` forked processes.
+
+    The tasks are closures over the window (tens of megabytes of image stacks): forked workers
+    inherit them copy-on-write, so only an index goes to a worker and only its result (poses,
+    costs) comes back; nothing is pickled but those. Each task is deterministic, so the results
+    are those of one process, in the same order. In one process when ``workers`` <= 1, for a
+    single task, inside a worker (no nested pools) and where fork is not available. Python's
+    standard ``multiprocessing``; the GIL keeps threads from helping here (the objective is many
+    small numpy calls: 1.1x with two threads, measured)."""
+    global _FORKED_TASKS
+    if (workers <= 1 or len(tasks) <= 1 or multiprocessing.current_process().daemon
+            or "fork" not in multiprocessing.get_all_start_methods()):
+        return [task() for task in tasks]
+    _FORKED_TASKS = tasks
+    try:
+        with multiprocessing.get_context("fork").Pool(min(workers, len(tasks)), initializer=_ignore_sigint) as pool:
+            return pool.map(_run_forked, range(len(tasks)), chunksize=1)
+    finally:
+        _FORKED_TASKS = ()
+
+
+def _chunks(n: int, parts: int) -> list[range]:
+    """``range(n)`` cut into at most ``parts`` contiguous, near-equal, non-empty ranges."""
+    bounds = np.linspace(0, n, min(max(parts, 1), max(n, 1)) + 1).round().astype(int)
+    return [range(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+
+
 # ----------------------------------------------------------------------------- search
 def _distinct_best(ranked: Sequence[np.ndarray], n: int, min_deg: float, min_m: float) -> list[np.ndarray]:
     """The first ``n`` of ``ranked`` (4, 4) poses, best first, skipping each pose within
@@ -1260,13 +1311,19 @@ def _nelder_mead(fun, x0: np.ndarray, step: np.ndarray, max_evals: int, fatol: f
     return res.x, float(res.fun), int(res.nfev)
 
 
+def _cma():
+    """The ``cma`` module, imported here, not at the top: it imports matplotlib.pyplot (about 0.5 s
+    of every start-up of a command or node that imports this module), and only the polish uses it
+    (imported before the polish's workers fork, so that each does not import it again)."""
+    import cma
+    return cma
+
+
 def _cma_es(fun, x0: np.ndarray, sigma0: float, max_evals: int, seed: int) -> tuple[np.ndarray, float, int]:
     """CMA-ES (the ``cma`` package, Hansen) from ``x0`` with initial step ``sigma0`` (the same in
     every coordinate) for at most ``max_evals`` evaluations; returns the best point seen, its
     value and the evaluations used."""
-    import cma     # here, not at the top: it imports matplotlib.pyplot (about 0.5 s of every start-up
-    # of a command or node that imports this module), and only the polish uses it
-    es = cma.CMAEvolutionStrategy(x0, sigma0, {"maxfevals": max_evals, "seed": seed + 1, "verbose": -9,
+    es = _cma().CMAEvolutionStrategy(x0, sigma0, {"maxfevals": max_evals, "seed": seed + 1, "verbose": -9,
                                                "tolfun": 1e-7, "tolx": 1e-3})
     while not es.stop():
         X = es.ask()
@@ -1307,12 +1364,18 @@ def _bootstrap_covariance(win: _Window, T: np.ndarray, level: int, scale: np.nda
     cl_e = win.edges.cells(T, c) if win.edges is not None and len(win.edge_w) else np.zeros(0, int)
     n_cl = int(max(cl_p.max(initial=0), cl_e.max(initial=0))) + 1
     rng = np.random.default_rng(cfg.seed)
-    steps = []
-    for _ in range(cfg.bootstrap_replicates):
-        m = np.bincount(rng.integers(0, n_cl, n_cl), minlength=n_cl).astype(float)
+    resamples = [np.bincount(rng.integers(0, n_cl, n_cl), minlength=n_cl).astype(float)
+                 for _ in range(cfg.bootstrap_replicates)]
+
+    def step(m: np.ndarray) -> np.ndarray:
+        """One replicate's Newton step (the samples at +-E_i are cached: only re-weighted)."""
         wp, we = m[cl_p], m[cl_e]
         g = np.array([(f(E[i], wp, we) - f(-E[i], wp, we)) / (2 * h) for i in range(6)])
-        steps.append(-Hinv @ g)
+        return -Hinv @ g
+
+    parts = _run_all([lambda part=part: [step(resamples[k]) for k in part]
+                      for part in _chunks(len(resamples), cfg.workers)], cfg.workers)
+    steps = [x for part in parts for x in part]
     D = np.diag(scale)
     return D @ np.cov(np.array(steps), rowvar=False) @ D, D @ Hinv @ D
 
@@ -1504,9 +1567,9 @@ def refine_extrinsic(frames: Sequence[PreparedFrame], T_start: np.ndarray,
     polished = cfg.polish_ends > 0 and not fine
     steps = cfg.search_passes * (1 + descents * (win.levels - grid_level)) + int(polished) + 1
 
-    def search(T0: np.ndarray, level: int, dof: int) -> tuple[np.ndarray, float]:
-        """Nelder-Mead at one level over the rotation (dof 3) or the whole pose (dof 6)."""
-        nonlocal evals
+    def search(T0: np.ndarray, level: int, dof: int) -> tuple[np.ndarray, float, int]:
+        """Nelder-Mead at one level over the rotation (dof 3) or the whole pose (dof 6):
+        ``(pose, cost, evaluations)``."""
         sc = scale_for(level)
 
         def pose(y):
@@ -1519,8 +1582,13 @@ def refine_extrinsic(frames: Sequence[PreparedFrame], T_start: np.ndarray,
         step = np.ones(dof) if dof == 3 else np.r_[np.full(3, cfg.translation_step), np.ones(3)]
         y, fval, n = _nelder_mead(lambda y: bounded(pose(y), level), np.zeros(dof), step,
                                   cfg.max_evaluations_per_level, cfg.search_fatol)
-        evals += n
-        return pose(y), fval
+        return pose(y), fval, n
+
+    def searched(runs: list[tuple[np.ndarray, float, int]]) -> list[tuple[np.ndarray, float]]:
+        """``search``'s ``(pose, cost)`` ends, its evaluations counted."""
+        nonlocal evals
+        evals += sum(n for _, _, n in runs)
+        return [(T, f) for T, f, _ in runs]
 
     # 3b. rotation first (it moves every pixel; translation only through parallax), coarse to
     # fine; the whole pose only on the finest levels.
@@ -1535,7 +1603,9 @@ def refine_extrinsic(frames: Sequence[PreparedFrame], T_start: np.ndarray,
         better one is dropped (it would descend the next levels into the same minimum)."""
         ends = [(T, 0.0) for T in poses]
         for level in range(grid_level, win.levels):
-            ends = [search(T, level, 6 if level >= first_full else 3) for T, _ in ends]
+            dof = 6 if level >= first_full else 3
+            ends = searched(_run_all([lambda T=T, level=level, dof=dof: search(T, level, dof) for T, _ in ends],
+                                      cfg.workers))
             advance()
             if level < finest and cfg.merge_deg > 0:
                 ends = _distinct_best_ends(ends, cfg.merge_deg, cfg.merge_m)
@@ -1546,7 +1616,9 @@ def refine_extrinsic(frames: Sequence[PreparedFrame], T_start: np.ndarray,
         then the translation grid and the translation hops; ``(pose, cost)`` ends, best first."""
         nonlocal evals
         grid = [make_transform(Rotation.from_rotvec(rv), dt) @ center for dt in shifts for rv in rotations]
-        seeds = sorted((scorer.cost(Tg, grid_level), k) for k, Tg in enumerate(grid))
+        scores = _run_all([lambda part=part: [scorer.cost(grid[k], grid_level) for k in part]
+                           for part in _chunks(len(grid), cfg.workers)], cfg.workers)
+        seeds = sorted(zip((c for part in scores for c in part), range(len(grid))))
         evals += len(grid)
         advance()
         n_starts = cfg.fine_multi_starts if fine else cfg.multi_starts
@@ -1561,7 +1633,7 @@ def refine_extrinsic(frames: Sequence[PreparedFrame], T_start: np.ndarray,
                 Tg, cost_g = _translation_grid_best(win, Te, finest, cfg)
                 evals += cfg.translation_grid_steps ** 3
                 if cost_g < win.cost(Te, finest):
-                    regridded.append(search(Tg, finest, 6))
+                    regridded += searched([search(Tg, finest, 6)])
             ends = sorted(ends + regridded, key=lambda r: r[1])
         if cfg.translation_hops_m > 0 and fine:
             hops = [make_transform(np.eye(3), cfg.translation_hops_m * sign * axis) @ ends[0][0]
@@ -1582,9 +1654,11 @@ def refine_extrinsic(frames: Sequence[PreparedFrame], T_start: np.ndarray,
         sc = scale_for(finest)
         chosen = _distinct_best_ends(ends, cfg.ambiguity_deg, cfg.ambiguity_m)[:cfg.polish_ends]
         rest = [e for e in ends if not any(e[0] is Tc for Tc, _ in chosen)]
-        for Te, fe in chosen:                 # each end replaced by its polished self (same seed)
-            y, fy, n = _cma_es(lambda y, Te=Te: bounded(_perturb(Te, y, sc), finest), np.zeros(6),
-                               cfg.polish_sigma, cfg.polish_evaluations, cfg.seed)
+        _cma()                                # imported once, before any worker forks
+        polished_ends = _run_all([lambda Te=Te: _cma_es(lambda y: bounded(_perturb(Te, y, sc), finest), np.zeros(6),
+                                                        cfg.polish_sigma, cfg.polish_evaluations, cfg.seed)
+                                  for Te, _ in chosen], cfg.workers)
+        for (Te, fe), (y, fy, n) in zip(chosen, polished_ends):   # each end replaced by its polished self
             evals += n
             rest.append((_perturb(Te, y, sc), fy) if fy < fe else (Te, fe))
         ends = sorted(rest, key=lambda r: r[1])
@@ -1679,8 +1753,9 @@ def _rig_disagreement(frames: Sequence[PreparedFrame], T: np.ndarray, cfg: Refin
     local = dataclasses.replace(cfg, fine_search_max_frames=0, grid_steps=3, multi_starts=2, grid_translation_m=0.0,
                                 translation_hops_m=0.0, polish_ends=0, profile_rival_m=0.0, bootstrap_replicates=2,
                                 rig_check=False)
-    for k, own in enumerate(cameras.values()):
-        alone = refine_extrinsic(own, T, local)
+    alone_runs = _run_all([lambda own=own: refine_extrinsic(own, T, local) for own in cameras.values()],
+                          cfg.workers)
+    for k, (own, alone) in enumerate(zip(cameras.values(), alone_runs)):
         if alone.T_searched is None or not alone.cost_start - alone.cost_final > cfg.min_ambiguity_margin:
             continue
         rot_deg, trans_m = pose_distance(alone.T_searched, T)
@@ -1748,13 +1823,9 @@ class _ProfileRivals:
 def _profile_rivals(cost, T: np.ndarray, cfg: RefinementConfig) -> _ProfileRivals:
     """The poses ``profile_rival_m`` along each camera axis from ``T``, rotation re-optimised on
     ``cost`` (``RefinementConfig.profile_rival_m``)."""
-    poses, evals = [], 0
-    for axis in range(3):
-        for sign in (-1.0, 1.0):
-            Tr, f, n = _shifted_best_rotation(cost, T, axis, sign * cfg.profile_rival_m, cfg)
-            poses.append((Tr, f))
-            evals += n
-    return _ProfileRivals(poses, evals)
+    runs = _run_all([lambda axis=axis, sign=sign: _shifted_best_rotation(cost, T, axis, sign * cfg.profile_rival_m, cfg)
+                     for axis in range(3) for sign in (-1.0, 1.0)], cfg.workers)
+    return _ProfileRivals([(Tr, f) for Tr, f, _ in runs], sum(n for _, _, n in runs))
 
 
 # ----------------------------------------------------------------------------- validity

@@ -74,6 +74,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -120,6 +121,9 @@ has ``RefinementConfig.max_window_points``, 20000). Measured on the real 6-camer
 scene from 3 priors 3 deg / 0.2 m off (``bench/bench_rig.py``, docs/benchmarks.md section 8): 20000
 points for the whole rig refused all 3 as ambiguous (searched 0.069 m / 0.13 deg); 10000 per camera
 accepted all 3 (0.046 m / 0.15 deg, about 30 s)."""
+DEFAULT_WORKERS = min(2, os.cpu_count() or 1)
+"""``--workers``' default (``RefinementConfig.workers``): measured with 2, the machine this was
+built on (a 20-pair window 1.5-1.8x faster, the same result; docs/benchmarks.md section 8)."""
 
 
 class CannotCalibrate(Exception):
@@ -171,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--accept-fused", action="store_true",
                    help="when the refinement is rejected or cannot run, write the converged fused network "
                         "estimate (decimetre-grade in translation) with exit 0 instead of exit 3")
+    p.add_argument("--workers", type=int, default=DEFAULT_WORKERS,
+                   help="processes for the refinement's search (its seeds, polish and bootstrap run side by side; "
+                        "the result does not depend on it; default %(default)s: this machine's cores, at most 2)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or progress lines")
     return p
 
@@ -256,6 +263,8 @@ def _main(argv: list[str] | None) -> int:
     try:
         if args.frames is not None and args.frames < 1:
             raise ValueError(f"--frames: expected >= 1, got {args.frames}")
+        if args.workers < 1:
+            raise ValueError(f"--workers: expected >= 1 processes, got {args.workers}")
         if not args.slop_s > 0:
             raise ValueError(f"--slop-s: expected a stamp difference > 0 seconds, got {args.slop_s}")
         if args.out.suffix.lower() not in (".yaml", ".yml"):
@@ -353,6 +362,7 @@ def _main(argv: list[str] | None) -> int:
                 print(f"refining over {len(pipeline.window)} pairs ({span}"
                       + (f"; left out: {left_out}" if left_out else "")
                       + f"){with_rig} from the {start[1]} estimate ...", flush=True)
+            pipeline.refinement_config = dataclasses.replace(pipeline.refinement_config, workers=args.workers)
             with tqdm(total=1, desc="refining", disable=args.quiet, leave=False) as bar:
                 pipeline.refine(lambda what, done, total: _show(bar, what, done, total),
                                 rig=[RigCamera(m.result.pipeline.window, m.T_cam_ref) for m in rig],
