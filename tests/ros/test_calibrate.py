@@ -141,6 +141,8 @@ def test_bad_input_exits_1_with_one_line(drive, tmp_path, capsys):
     assert "--window-frames: expected >= 1 pairs, got 0" in _one_line(capsys.readouterr().err)
     assert main([str(drive[0]), *out, "--max-pair-offset-s", "-1", *MODEL]) == 1
     assert "--max-pair-offset-s: expected >= 0 seconds, got -1" in _one_line(capsys.readouterr().err)
+    assert main([str(drive[0]), *out, "--workers", "0", *MODEL]) == 1
+    assert "--workers: expected >= 1 processes, got 0" in _one_line(capsys.readouterr().err)
     assert main([str(drive[0]), *out, "--points-topic", "/velodyne_points", *MODEL]) == 1
     assert "/velodyne_points" in _one_line(capsys.readouterr().err)
     assert main([str(drive[0]), *out, "--model", str(tmp_path / "m.yaml")]) == 1

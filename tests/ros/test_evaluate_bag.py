@@ -85,7 +85,8 @@ def test_bad_input_exits_1_with_one_line(drive_bag, tmp_path, capsys):
                                  (["--max-rre-deg", "0"], "--max-rre-deg: expected a bound > 0", 2),
                                  (["--knock-rot-deg", "2"], "--knock-rot-deg: no knock without --knock-at-s", 2),
                                  (["--mode", "live", "--refine-window-frames", "5"],
-                                  "--refine-window-frames: offline mode only", 2)):
+                                  "--refine-window-frames: offline mode only", 2),
+                                 (["--mode", "live", "--refine-workers", "1"], "--refine-workers: offline mode only", 2)):
         assert main([str(drive_bag), "--model", str(MODEL_CARD), *flags]) == code, flags
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1, err
@@ -143,7 +144,8 @@ def test_out_of_range_refinement_flags_are_refused_naming_the_flag(tmp_path, cap
     internal config class it feeds; so is one given with --no-refine."""
     for flags, named in ((["--refine-keyframe-parallax-px", "-1"], "--refine-keyframe-parallax-px: expected >= 0 pixels"),
                          (["--refine-window-frames", "0"], "--refine-window-frames: expected >= 1 pairs"),
-                         (["--refine-max-pair-offset-s", "-0.5"], "--refine-max-pair-offset-s: expected >= 0 seconds")):
+                         (["--refine-max-pair-offset-s", "-0.5"], "--refine-max-pair-offset-s: expected >= 0 seconds"),
+                         (["--refine-workers", "0"], "--refine-workers: expected >= 1 processes")):
         assert main([str(NUSCENES_MINI), "--model", str(MODEL_CARD), "--report", str(tmp_path / "r"), *flags]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and named in err and "RefinementScheduleConfig" not in err, err

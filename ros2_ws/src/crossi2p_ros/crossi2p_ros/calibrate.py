@@ -74,7 +74,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -94,7 +93,7 @@ from crossi2p.prior import MAX_PRIOR_ROTATION_DEG, Prior, load_prior
 from crossi2p.runtime import ModelLoadError
 
 from .pairing import PairingConfig
-from .pipeline import (WINDOW_SPANS, CalibrationPipeline, RefinementRun, RefinementScheduleConfig, RigCamera,
+from .pipeline import (OFFLINE_WORKERS, WINDOW_SPANS, CalibrationPipeline, RefinementRun, RefinementScheduleConfig, RigCamera,
                        schedule_from_flags)
 from .recordings import (SOURCES, add_dataset_arguments, add_deskew_arguments, add_topic_arguments, check_bag_topics,
                          dataset_frames, deskew_config, detect_source, open_dataset, travel_config,
@@ -121,9 +120,6 @@ has ``RefinementConfig.max_window_points``, 20000). Measured on the real 6-camer
 scene from 3 priors 3 deg / 0.2 m off (``bench/bench_rig.py``, docs/benchmarks.md section 8): 20000
 points for the whole rig refused all 3 as ambiguous (searched 0.069 m / 0.13 deg); 10000 per camera
 accepted all 3 (0.046 m / 0.15 deg, about 30 s)."""
-DEFAULT_WORKERS = min(2, os.cpu_count() or 1)
-"""``--workers``' default (``RefinementConfig.workers``): measured with 2, the machine this was
-built on (a 20-pair window 1.5-1.8x faster, the same result; docs/benchmarks.md section 8)."""
 
 
 class CannotCalibrate(Exception):
@@ -175,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--accept-fused", action="store_true",
                    help="when the refinement is rejected or cannot run, write the converged fused network "
                         "estimate (decimetre-grade in translation) with exit 0 instead of exit 3")
-    p.add_argument("--workers", type=int, default=DEFAULT_WORKERS,
+    p.add_argument("--workers", type=int, default=OFFLINE_WORKERS,
                    help="processes for the refinement's search (its seeds, polish and bootstrap run side by side; "
                         "the result does not depend on it; default %(default)s: this machine's cores, at most 2)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or progress lines")

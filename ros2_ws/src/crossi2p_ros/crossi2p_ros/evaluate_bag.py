@@ -76,6 +76,7 @@ from crossi2p.interrupt import (TERMINATION_SIGNALS, exit_130_on_ctrl_c, exit_no
 from crossi2p.metrics import registration_error, summarize_errors
 from crossi2p.model_card import resolve_model_card
 from crossi2p.prior import Prior, load_prior
+from crossi2p.refinement import RefinementConfig
 from crossi2p.runtime import CalibrationRuntime, ModelLoadError, RuntimeConfig
 from crossi2p.sample import Sample, readable_samples
 from crossi2p.tf_tree import (FrameMismatchError, StaticTransformTree, check_camera_frame, check_camera_info_frame,
@@ -84,7 +85,7 @@ from crossi2p.travel_check import REFUSAL_PREFIX as TRAVEL_REFUSAL, TravelCheckC
 
 from .frame_report import FrameReport
 from .pairing import PairingConfig, StampedPair
-from .pipeline import (WINDOW_SPANS, CalibrationPipeline, CameraFrame, LidarSweep, RefinementScheduleConfig,
+from .pipeline import (OFFLINE_WORKERS, WINDOW_SPANS, CalibrationPipeline, CameraFrame, LidarSweep, RefinementScheduleConfig,
                        schedule_from_flags)
 from .recordings import (SOURCES, Source, add_dataset_arguments, add_deskew_arguments, add_topic_arguments,
                          check_bag_topics, deskew_config, detect_source, open_dataset, travel_config,
@@ -432,6 +433,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "every pair (default %(default)s px)")
     p.add_argument("--refine-every-frames", type=int, default=RefinementScheduleConfig.every_frames,
                    help="offline: new pairs between refinement runs (default %(default)s)")
+    p.add_argument("--refine-workers", type=int, default=OFFLINE_WORKERS,
+                   help="offline: processes for the refinement's search; the result does not depend on it "
+                        "(default %(default)s: this machine's cores, at most 2; the node uses 1)")
     p.add_argument("--slop-s", type=float, default=PairingConfig.slop_s,
                    help="pairing slop (s), rosbag2 only (a dataset folder is already paired: warns)")
     add_deskew_arguments(p)
@@ -521,6 +525,8 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError(f"--max-frames: expected >= 1 pairs, got {args.max_frames}")
         if not args.slop_s > 0:
             raise UsageError(f"--slop-s: expected a stamp difference > 0 seconds, got {args.slop_s}")
+        if args.refine_workers < 1:
+            raise UsageError(f"--refine-workers: expected >= 1 processes, got {args.refine_workers}")
         for flag, value in (("--max-rte-m", args.max_rte_m), ("--max-rre-deg", args.max_rre_deg)):
             if value is not None and not value > 0:
                 raise UsageError(f"{flag}: expected a bound > 0, got {value}")
@@ -550,6 +556,8 @@ def main(argv: list[str] | None = None) -> int:
         fields = ("window_frames", "every_frames", "window_span", "max_pair_offset_s", "keyframe_parallax_px")
         flag_of = {f: f"--refine-{f.replace('_', '-')}" for f in fields}
         refine_flags = [flag_of[f] for f in fields if getattr(args, f"refine_{f}") != parser.get_default(f"refine_{f}")]
+        if args.refine_workers != parser.get_default("refine_workers"):
+            refine_flags.append("--refine-workers")
         if args.mode == "live" and refine_flags:
             raise UsageError(f"{' / '.join(refine_flags)}: offline mode only (the node's refinement follows its "
                              f"refinement_* parameters; --no-refine turns it off in both modes)")
@@ -585,6 +593,7 @@ def main(argv: list[str] | None = None) -> int:
 
             args.model = default_model_card()
         runtime = load_runtime(args.model, args.execution_provider)
+        refinement = RefinementConfig(workers=args.refine_workers)
         if source == "rosbag2" and args.mode == "live":
             from .live_replay import LiveReplayConfig, replay_bag_live  # rclpy only in live mode
 
@@ -596,10 +605,11 @@ def main(argv: list[str] | None = None) -> int:
             result = replay_bag(args.bag, runtime, T_gt, topics, PairingConfig(slop_s=args.slop_s), knock=knock,
                                 max_frames=args.max_frames, lidar_frame=calib and calib.lidar_frame,
                                 camera_frame=calib and calib.camera_frame, prior=prior, schedule=schedule,
-                                deskew=deskew, travel=travel)
+                                deskew=deskew, travel=travel, refinement=refinement)
         else:
             result = replay_samples(samples, runtime, knock=knock, T_gt=T_override, max_frames=args.max_frames,
-                                    total=count, prior=prior, schedule=schedule, deskew=deskew, travel=travel)
+                                    total=count, prior=prior, schedule=schedule, deskew=deskew, travel=travel,
+                                    refinement=refinement)
     except (ValueError, FileNotFoundError, ModelLoadError, OSError) as exc:
         print(f"crossi2p-evaluate-bag: error: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, UsageError) else 1

@@ -33,6 +33,7 @@ converged fused one, else nothing (a prior is never published as an estimate).
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Literal, Sequence, get_args
@@ -97,6 +98,13 @@ class FrameOutcome:
 WindowSpan = Literal["recent", "spread"]
 WINDOW_SPANS: tuple[str, ...] = get_args(WindowSpan)
 """The refinement window's spans (``RefinementScheduleConfig.window_span``; the CLIs' choices)."""
+
+OFFLINE_WORKERS = min(2, os.cpu_count() or 1)
+"""The offline commands' default refinement processes (``crossi2p-calibrate --workers``,
+``crossi2p-evaluate-bag --refine-workers``; ``RefinementConfig.workers``): the machine's cores, at
+most 2, the number measured (a 20-pair window 1.5-1.8x faster, the same result;
+docs/benchmarks.md section 8). The node keeps 1: it forks nothing from a process whose other
+threads (DDS, callbacks) may hold a lock a forked worker would then wait on forever."""
 
 EstimateStage = Literal["refined", "fused", "prior"]
 """Where an extrinsic comes from: an accepted refinement, the converged fusion, the user's prior."""
