@@ -478,11 +478,13 @@ class RefinementConfig:
     """Seed of the point subsample and of the bootstrap (same input, same result)."""
     workers: int = 1
     """Processes for the search's independent parts (the grid's scores, each level's descents,
-    the polished ends, the bootstrap's replicates, a rig's per-camera checks): forked workers
-    that inherit the window (``_run_all``). The result is the same for any number; 1: all in this
-    process. Where fork is not available (not Linux) it runs in one process. The node keeps 1
-    (its network shares the cores); the offline commands use 2 (``crossi2p-calibrate
-    --workers``)."""
+    the polished ends, the profile rivals, the bootstrap's replicates, a rig's per-camera
+    checks): forked workers that inherit the window (``_run_all``). The result is the same for
+    any number; 1: all in this process. Where fork is not available (not Linux) it runs in one
+    process. The node keeps 1 (``crossi2p_ros.pipeline.OFFLINE_WORKERS`` says why); the offline
+    commands use 2 (``crossi2p-calibrate --workers``, ``crossi2p-evaluate-bag --refine-workers``).
+    On a 20-pair window, 1.5-1.8x faster with 2 (docs/benchmarks.md section 8, "Measured at stop
+    35")."""
 
 
 @dataclass
@@ -1331,6 +1333,15 @@ def _cma_es(fun, x0: np.ndarray, sigma0: float, max_evals: int, seed: int) -> tu
     return np.asarray(es.result.xbest, float), float(es.result.fbest), int(es.result.evaluations)
 
 
+def _clusters(win: _Window, T: np.ndarray, cfg: RefinementConfig) -> tuple[np.ndarray, np.ndarray, int]:
+    """The cluster bootstrap's clusters at ``T``: (N,) cluster of each window point, (E,) of each
+    depth-edge point (frame x ``cluster_cells`` x ``cluster_cells`` image cell), and their number."""
+    c = cfg.cluster_cells
+    cl_p = win.pts.cells(T, c)
+    cl_e = win.edges.cells(T, c) if win.edges is not None and len(win.edge_w) else np.zeros(0, int)
+    return cl_p, cl_e, int(max(cl_p.max(initial=0), cl_e.max(initial=0))) + 1
+
+
 def _bootstrap_covariance(win: _Window, T: np.ndarray, level: int, scale: np.ndarray,
                           cfg: RefinementConfig) -> tuple[np.ndarray, np.ndarray]:
     """Cluster-bootstrap covariance of the camera-centred perturbation ``(rho, phi)`` at ``T``
@@ -1359,10 +1370,7 @@ def _bootstrap_covariance(win: _Window, T: np.ndarray, level: int, scale: np.nda
     evals, evecs = np.linalg.eigh(H)
     evals = np.maximum(evals, 1e-9 * max(evals.max(), 1e-12))   # a flat direction -> huge variance
     Hinv = (evecs / evals) @ evecs.T
-    c = cfg.cluster_cells
-    cl_p = win.pts.cells(T, c)
-    cl_e = win.edges.cells(T, c) if win.edges is not None and len(win.edge_w) else np.zeros(0, int)
-    n_cl = int(max(cl_p.max(initial=0), cl_e.max(initial=0))) + 1
+    cl_p, cl_e, n_cl = _clusters(win, T, cfg)
     rng = np.random.default_rng(cfg.seed)
     resamples = [np.bincount(rng.integers(0, n_cl, n_cl), minlength=n_cl).astype(float)
                  for _ in range(cfg.bootstrap_replicates)]
@@ -1389,10 +1397,7 @@ def _rival_support(win: _Window, T: np.ndarray, rivals: Sequence[np.ndarray], le
     cost difference (a paired bootstrap, Efron & Tibshirani 1993, ch. 9), not of either cost."""
     if not len(rivals):
         return np.zeros(0)
-    c = cfg.cluster_cells
-    cl_p = win.pts.cells(T, c)
-    cl_e = win.edges.cells(T, c) if win.edges is not None and len(win.edge_w) else np.zeros(0, int)
-    n_cl = int(max(cl_p.max(initial=0), cl_e.max(initial=0))) + 1
+    cl_p, cl_e, n_cl = _clusters(win, T, cfg)
     best = win.samples(T, level)
     others = [win.samples(Te, level) for Te in rivals]
     rng = np.random.default_rng(cfg.seed + 1)
