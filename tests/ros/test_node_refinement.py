@@ -189,9 +189,9 @@ def record_refinement_threads(node: CalibrationNode) -> list[str]:
     threads: list[str] = []
     run = node.pipeline.run_refinement
 
-    def recorded(job):
+    def recorded(job, **kwargs):
         threads.append(threading.current_thread().name)
-        return run(job)
+        return run(job, **kwargs)
 
     node.pipeline.run_refinement = recorded
     return threads

@@ -93,7 +93,8 @@ from crossi2p.prior import MAX_PRIOR_ROTATION_DEG, Prior, load_prior
 from crossi2p.runtime import ModelLoadError
 
 from .pairing import PairingConfig
-from .pipeline import (OFFLINE_WORKERS, WINDOW_SPANS, CalibrationPipeline, RefinementRun, RefinementScheduleConfig, RigCamera,
+from .pipeline import (OFFLINE_WORKERS, RIG_POINTS_PER_CAMERA, WINDOW_SPANS, CalibrationPipeline, RefinementRun,
+                       RefinementScheduleConfig, RigCamera,
                        schedule_from_flags)
 from .recordings import (SOURCES, add_dataset_arguments, add_deskew_arguments, add_topic_arguments, check_bag_topics,
                          dataset_frames, deskew_config, detect_source, open_dataset, travel_config,
@@ -114,12 +115,6 @@ COVARIANCE_NOTE = ("the refinement's covariance (a bootstrap plus the spread of 
                    "see the objective's own bias (docs/benchmarks.md, section 8)")
 
 
-RIG_POINTS_PER_CAMERA = 10000
-"""The refinement window's point budget per camera of a rig (``--rig-camera``; one camera's window
-has ``RefinementConfig.max_window_points``, 20000). Measured on the real 6-camera, 3-sweep TRI DGP
-scene from 3 priors 3 deg / 0.2 m off (``bench/bench_rig.py``, docs/benchmarks.md section 8): 20000
-points for the whole rig refused all 3 as ambiguous (searched 0.069 m / 0.13 deg); 10000 per camera
-accepted all 3 (0.046 m / 0.15 deg, about 30 s)."""
 
 
 class CannotCalibrate(Exception):

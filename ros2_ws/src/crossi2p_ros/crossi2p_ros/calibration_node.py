@@ -102,8 +102,10 @@ from crossi2p.tf_tree import (FrameMismatchError, StaticTransformTree, check_cam
 from .frame_report import FRAME_STATUS_NAME, FrameReport
 from .input_watch import ALTERNATE_TYPES, InputWatch, WatchedInput, silent_input_warning, stopped_input_warning
 from .input_watch import Publisher as GraphPublisher
-from .pipeline import CalibrationPipeline, CameraFrame, LidarSweep, check_intensity_policy
+from .pipeline import (RIG_POINTS_PER_CAMERA, CalibrationPipeline, CameraFrame, LidarSweep,
+                       check_intensity_policy)
 from .parameters import CalibrationNodeParameters, parameter_specs, parameters_from_flat
+from .rig_inputs import RigInput, load_rig_file
 
 NODE_NAME = "crossi2p_calibration"
 """The node's default name: the section of a parameters file it reads (``ros__parameters``)."""
@@ -179,6 +181,7 @@ class CalibrationNode(Node):
         self.params = self._declare_parameters()
         p = self.params.node
         self._start_prior = self._configured_prior()  # before the model: a bad prior file stops the node at once
+        self._rig = self._configured_rig()              # so does a bad rig file
         self._owns_runtime = runtime is None
         self.runtime: CalibrationRuntime | None = None
         """The loaded model; None while it loads in the background (or after it failed)."""
@@ -239,6 +242,11 @@ class CalibrationNode(Node):
         self.create_subscription(image_type, p.image_topic, self._counted(self._on_image), qos)
         self.create_subscription(CameraInfo, p.camera_info_topic, self._counted(self._on_camera_info), qos)
         self.create_subscription(PointCloud2, p.points_topic, self._counted(self._on_points), qos)
+        for rig in self._rig:       # the rig's other cameras (rig_calibration): images paired, no network
+            self.create_subscription(image_type, rig.spec.image_topic,
+                                     self._counted(lambda msg, rig=rig: self._on_rig_image(rig, msg)), qos)
+            self.create_subscription(CameraInfo, rig.spec.camera_info_topic,
+                                     self._counted(lambda msg, rig=rig: self._on_rig_camera_info(rig, msg)), qos)
         # an input with nothing at all after input_timeout_s: a warning saying what the graph has there
         self._input_watch = InputWatch(
             [WatchedInput(p.image_topic, f"sensor_msgs/msg/{image_type.__name__}", "image_topic"),
@@ -462,11 +470,23 @@ class CalibrationNode(Node):
             key = camera_info_key(msg)
             if key == self._camera_info_key:
                 return
-            try:
-                self._camera, self._camera_error = camera_from_camera_info(msg, on_note=self._camera_note), None
-            except ValueError as exc:  # UncalibratedCameraError included
-                self._camera, self._camera_error = None, exc
+            self._camera, self._camera_error = self._read_camera_info(msg)
             self._camera_info_key = key
+
+    def _read_camera_info(self, msg: CameraInfo) -> tuple[CameraModel | None, ValueError | None]:
+        """``(camera, None)`` of a CameraInfo (``camera_from_camera_info``), or ``(None, why)``."""
+        try:
+            return camera_from_camera_info(msg, on_note=self._camera_note), None
+        except ValueError as exc:  # UncalibratedCameraError included
+            return None, exc
+
+    def _on_rig_camera_info(self, rig: RigInput, msg: CameraInfo) -> None:
+        """A rig camera's CameraInfo (``rig_calibration``), kept as ``_on_camera_info`` keeps the node's."""
+        with self._lock:
+            rig.info = msg
+            key = camera_info_key(msg)
+            if key != rig.info_key:
+                (rig.camera, rig.camera_error), rig.info_key = self._read_camera_info(msg), key
 
     def _camera_note(self, message: str) -> None:
         """A CameraInfo read other than literally (e.g. an empty distortion_model): logged once per note."""
@@ -474,39 +494,59 @@ class CalibrationNode(Node):
             self._camera_notes.add(message)
             self.get_logger().warning(f"{self.params.node.camera_info_topic}: {message}")
 
-    def _on_image(self, msg) -> None:
-        p = self.params.node
-        with self._lock:
-            self.counters.images_in += 1
-            info, camera, error = self._camera_info, self._camera, self._camera_error
+    def _decoded_image(self, msg, info: CameraInfo | None, camera: CameraModel | None, error: ValueError | None,
+                       image_topic: str, info_topic: str) -> np.ndarray | None:
+        """(H, W, 3) uint8 RGB of an image on ``image_topic`` checked against its CameraInfo
+        (``info`` and what ``_read_camera_info`` made of it), or None when it cannot be used (the
+        reason counted and logged, throttled)."""
         if info is None:
-            return self._bad_input("image", f"image dropped: no CameraInfo received yet on {p.camera_info_topic}")
+            return self._bad_input("image", f"image dropped: no CameraInfo received yet on {info_topic}")
         try:
             check_camera_info_frame(info.header.frame_id, msg.header.frame_id, self._tf_tree)
         except FrameMismatchError as exc:
-            return self._bad_input("image", f"image on {p.image_topic} dropped: {exc} ({p.camera_info_topic})")
+            return self._bad_input("image", f"image on {image_topic} dropped: {exc} ({info_topic})")
         if isinstance(error, UncalibratedCameraError):  # skipped and counted until a calibrated one arrives
-            reason = (f"image on {p.image_topic} skipped: {error} on {p.camera_info_topic}; waiting for a "
-                      f"calibrated CameraInfo")
+            reason = f"image on {image_topic} skipped: {error} on {info_topic}; waiting for a calibrated CameraInfo"
             with self._lock:
                 self.counters.images_uncalibrated += 1
                 self.counters.last_error = reason
             self._warn_throttled(reason)
-            return
+            return None
         if error is not None:
-            return self._bad_input("image", f"image on {p.image_topic}: {p.camera_info_topic}: {error}")
+            return self._bad_input("image", f"image on {image_topic}: {info_topic}: {error}")
         try:
             rgb = message_to_rgb(msg)
         except ValueError as exc:
-            return self._bad_input("image", f"image on {p.image_topic}: {exc}")
+            return self._bad_input("image", f"image on {image_topic}: {exc}")
         if rgb.shape[:2] != (camera.height, camera.width):
             roi = info.roi
             reduced = (f" ({info.width}x{info.height} with binning {info.binning_x}x{info.binning_y}, roi "
                        f"{roi.width}x{roi.height}+{roi.x_offset}+{roi.y_offset})"
                        if max(info.binning_x, info.binning_y) > 1 or roi.x_offset or roi.y_offset or roi.width
                        else "")
-            return self._bad_input("image", f"image on {p.image_topic} is {rgb.shape[1]}x{rgb.shape[0]} but its "
+            return self._bad_input("image", f"image on {image_topic} is {rgb.shape[1]}x{rgb.shape[0]} but its "
                                             f"CameraInfo says {camera.width}x{camera.height}{reduced}")
+        return rgb
+
+    def _on_rig_image(self, rig: RigInput, msg) -> None:
+        """A rig camera's image: paired with the sweeps and held while its sweep is in the window."""
+        with self._lock:
+            info, camera, error = rig.info, rig.camera, rig.camera_error
+        rgb = self._decoded_image(msg, info, camera, error, rig.spec.image_topic, rig.spec.camera_info_topic)
+        if rgb is None:
+            return
+        frame = msg.header.frame_id.lstrip("/") or rig.spec.prior.camera_frame
+        with self._lock:
+            rig.offer_image(stamp_to_s(msg.header.stamp), CameraFrame(rgb, camera, frame))
+
+    def _on_image(self, msg) -> None:
+        p = self.params.node
+        with self._lock:
+            self.counters.images_in += 1
+            info, camera, error = self._camera_info, self._camera, self._camera_error
+        rgb = self._decoded_image(msg, info, camera, error, p.image_topic, p.camera_info_topic)
+        if rgb is None:
+            return
         camera_frame, _, refused = self._in_configured_frame(
             1, p.camera_frame, msg.header.frame_id, f"image on {p.image_topic}",
             lambda frame: check_camera_frame(msg.header.frame_id, frame, self._tf_tree))
@@ -567,6 +607,8 @@ class CalibrationNode(Node):
         sweep = self.pipeline.deskew_sweep(stamp_s, LidarSweep(points, lidar_frame, times_s=times))
         with self._lock:
             pairs = self.pipeline.offer_lidar(stamp_s, sweep, deskewed=True)
+            for rig in self._rig:
+                rig.offer_lidar(stamp_s, sweep)
         self._offer(pairs)
 
     def _offer(self, pairs) -> None:
@@ -659,6 +701,20 @@ class CalibrationNode(Node):
                                f"{prior.max_translation_m:g} m from it are rejected")
         return prior
 
+    def _configured_rig(self) -> list[RigInput]:
+        """The rig's other cameras (``rig_calibration``; [] without one). ValueError, one line naming
+        the file, when it cannot be used."""
+        p = self.params.node
+        if not p.rig_calibration:
+            return []
+        if not p.prior_calibration:
+            raise ValueError(f"rig_calibration {p.rig_calibration}: needs prior_calibration (the cameras' poses "
+                             f"relative to each other come from the priors)")
+        specs = load_rig_file(p.rig_calibration, self._start_prior, p.image_topic)
+        self.get_logger().info(f"rig: {len(specs)} more camera(s) refined with this one: "
+                               + ", ".join(s.image_topic for s in specs))
+        return [RigInput(s, self.params.pairing, self.params.refinement.max_pair_offset_s) for s in specs]
+
     def _bounded(self, prior: Prior) -> Prior:
         """``prior`` with the bounds of ``prior_max_rotation_deg`` / ``prior_max_translation_m`` where
         they are set (> 0)."""
@@ -712,6 +768,10 @@ class CalibrationNode(Node):
         est = self.pipeline.estimate(pair, self._prior())  # outside the lock: callbacks keep flowing
         with self._lock:
             outcome = self.pipeline.fuse(pair, est)
+            if self._rig:
+                window = self.pipeline.window
+                for rig in self._rig:
+                    rig.follow_window(window)
             self.counters.pairs_used += 1
             self.counters.last_latency_ms = sum(est.latency_ms.values())
             self.counters.last_inlier_ratio = est.inlier_ratio
@@ -765,12 +825,19 @@ class CalibrationNode(Node):
             job = self.pipeline.plan_refinement()
             if job is None:
                 return
+            held = [(r.spec.image_topic, r.rig_camera(job.pairs)) for r in self._rig]
             generation = self._generation
             self._refining = True
         log = self.get_logger()
-        log.info(f"refining over {len(job.pairs)} pairs from the {job.start_stage} estimate")
-        try:
-            result = self.pipeline.run_refinement(job)  # touches no pipeline state: no lock
+        rig = [camera for _, camera in held if camera is not None]
+        missing = [topic for topic, camera in held if camera is None]
+        log.info(f"refining over {len(job.pairs)} pairs from the {job.start_stage} estimate"
+                 + (f" with {sum(len(c.pairs) for c in rig)} pairs of {len(rig)} more camera(s) of the rig"
+                    if rig else "")
+                 + (f" (no pair of {', '.join(missing)}: no synchronised images of the window's sweeps yet)"
+                    if missing else ""))
+        try:   # touches no pipeline state: no lock
+            result = self.pipeline.run_refinement(job, rig=rig, rig_points_per_camera=RIG_POINTS_PER_CAMERA)
         except Exception as exc:  # never let a refinement kill the worker
             with self._lock:
                 self._refining = False
@@ -824,7 +891,7 @@ class CalibrationNode(Node):
                 if err.rre_geodesic_deg < p.republish_rotation_deg and err.rte_m < p.republish_translation_m:
                     return
             self._warn_second_parent()
-            self.tf_pub.publish(TFMessage(transforms=[self._transform_msg(T_cam_lidar, stamp)]))
+            self.tf_pub.publish(TFMessage(transforms=self._transform_msgs(T_cam_lidar, stamp)))
             self.counters.tf_published += 1
         self._published_T = T_cam_lidar
 
@@ -840,16 +907,24 @@ class CalibrationNode(Node):
     def _publish_tf_periodic(self) -> None:
         if self._published_T is not None:
             stamp = self.get_clock().now().to_msg()
-            self.tf_pub.publish(TFMessage(transforms=[self._transform_msg(self._published_T, stamp)]))
+            self.tf_pub.publish(TFMessage(transforms=self._transform_msgs(self._published_T, stamp)))
             self.counters.tf_published += 1
 
-    def _transform_msg(self, T_cam_lidar: np.ndarray, stamp) -> TransformStamped:
-        """parent = LiDAR frame, child = camera optical frame: carries T_lidar_cam."""
+    def _transform_msgs(self, T_cam_lidar: np.ndarray, stamp) -> list[TransformStamped]:
+        """This camera's transform, then each rig camera's (``T_cam_ref @ T_cam_lidar``, child: its
+        images' frame; ``rig_calibration``)."""
         lidar_frame, camera_frame = self._frames
+        own = self._transform_msg(T_cam_lidar, stamp, lidar_frame, self.params.node.tf_child_frame or camera_frame)
+        return [own] + [self._transform_msg(rig.spec.T_cam_ref @ T_cam_lidar, stamp, lidar_frame, rig.frame_id)
+                        for rig in self._rig]
+
+    @staticmethod
+    def _transform_msg(T_cam_lidar: np.ndarray, stamp, lidar_frame: str, camera_frame: str) -> TransformStamped:
+        """parent = LiDAR frame, child = camera optical frame: carries T_lidar_cam."""
         msg = TransformStamped()
         msg.header.stamp = stamp
         msg.header.frame_id = lidar_frame
-        msg.child_frame_id = self.params.node.tf_child_frame or camera_frame
+        msg.child_frame_id = camera_frame
         t, q = transform_to_tq(invert_transform(T_cam_lidar))
         msg.transform.translation.x, msg.transform.translation.y, msg.transform.translation.z = map(float, t)
         r = msg.transform.rotation
@@ -933,7 +1008,9 @@ class CalibrationNode(Node):
             "refinements_run": c.refinements_run, "refinements_accepted": c.refinements_accepted,
             "refinement_pairs_unsynchronised": self.pipeline.pairs_unsynchronised,
             "refinement_pairs_skewed": self.pipeline.pairs_skewed,
-            "refinement_pairs_not_keyframes": self.pipeline.pairs_not_keyframes}
+            "refinement_pairs_not_keyframes": self.pipeline.pairs_not_keyframes,
+            "rig_cameras": len(self._rig),
+            "rig_pairs_held": ", ".join(f"{r.spec.image_topic}: {r.held}" for r in self._rig)}
         keys = ("refinement_accepted", "refinement_reason", "refinement_start_stage", "refinement_cost_start",
                 "refinement_cost_final", "refinement_frames", "refinement_std_m", "refinement_std_deg")
         if run is None:
@@ -980,12 +1057,25 @@ class CalibrationNode(Node):
                                   covariance=cov, metadata={"converged": converged, "stage": stage,
                                                             "model": self.runtime.card.name})
             path.with_suffix(".urdf.xacro").write_text(urdf_joint_snippet(T, lidar_frame, camera_frame))
+            rig_paths = []
+            for rig in self._rig:     # each rig camera beside it, as crossi2p-calibrate --rig-camera writes them
+                with self._lock:
+                    rig_camera = rig.camera
+                if rig_camera is None:
+                    continue          # no CameraInfo of it yet: its intrinsics are unknown
+                rig_paths.append(save_calibration_yaml(
+                    path.with_name(f"{path.stem}.{rig.frame_id.replace('/', '_')}.yaml"), rig.spec.T_cam_ref @ T,
+                    rig_camera, lidar_frame=lidar_frame, camera_frame=rig.frame_id,
+                    metadata={"stage": stage, "rig_reference": camera_frame, "prior": rig.spec.prior.source,
+                              "covariance_note": f"none here: the rig's covariance is about {camera_frame}, "
+                                                 f"in {path}"}))
         except (OSError, ValueError) as exc:
             response.success, response.message = False, f"could not save to {path}: {exc}"
             return response
         response.success = True
         response.message = (f"saved {path} and {path.with_suffix('.urdf.xacro')} (stage: {stage}, "
-                            f"converged: {converged})")
+                            f"converged: {converged})" + (f"; the rig's other cameras: {', '.join(map(str, rig_paths))}"
+                                                          if rig_paths else ""))
         return response
 
     def _last_camera(self) -> CameraModel:
@@ -1002,6 +1092,8 @@ class CalibrationNode(Node):
         one (tf2 listeners that already have it keep it: a static transform cannot be withdrawn)."""
         with self._lock:
             self.pipeline.reset()
+            for rig in self._rig:
+                rig.reset()
             self._generation += 1  # a refinement running now is not applied
             had = self._published_T is not None
             self._published_T = self._published_stage = None

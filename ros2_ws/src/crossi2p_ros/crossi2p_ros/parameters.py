@@ -81,6 +81,14 @@ class NodeConfig:
     ``outside prior: ...`` (``rejected_outside_prior`` in diagnostics) and the refinement starts
     from it until the fusion converges; in ``refine`` mode it is also the network's prior (instead
     of ``prior_source``). A file that cannot be read stops the node at start-up (exit code 1)."""
+    rig_calibration: str = ""
+    """YAML listing the rig's other cameras (``image_topic``, ``camera_info_topic``,
+    ``prior_calibration`` each; ``crossi2p_ros.rig_inputs``), refined together with this node's
+    camera: one LiDAR pose must then explain every image, which settles the rotation one camera
+    leaves open on real data. Needs ``prior_calibration``: the cameras' poses relative to each
+    other come from the priors. Their images are paired with the sweeps (no network runs on
+    them) and the refined estimate is published for every camera (its image's frame). Empty: this
+    camera alone. A file that cannot be read stops the node at start-up (exit code 1)."""
     prior_max_rotation_deg: float = 0.0
     """Rotation bound of the prior, degrees: overrides the YAML's ``prior_max_rotation_deg``, and bounds
     the ``refine`` mode prior (``prior_source``) too (0: the YAML's value, else 10 deg)."""

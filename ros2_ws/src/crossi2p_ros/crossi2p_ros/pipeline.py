@@ -99,6 +99,14 @@ WindowSpan = Literal["recent", "spread"]
 WINDOW_SPANS: tuple[str, ...] = get_args(WindowSpan)
 """The refinement window's spans (``RefinementScheduleConfig.window_span``; the CLIs' choices)."""
 
+RIG_POINTS_PER_CAMERA = 10000
+"""The refinement window's point budget per camera of a rig (``crossi2p-calibrate --rig-camera``,
+the node's ``rig_calibration``; one camera's window has ``RefinementConfig.max_window_points``,
+20000). Measured on the real 6-camera, 3-sweep TRI DGP
+scene from 3 priors 3 deg / 0.2 m off (``bench/bench_rig.py``, docs/benchmarks.md section 8): 20000
+points for the whole rig refused all 3 as ambiguous (searched 0.069 m / 0.13 deg); 10000 per camera
+accepted all 3 (0.046 m / 0.15 deg, about 30 s)."""
+
 OFFLINE_WORKERS = min(2, os.cpu_count() or 1)
 """The offline commands' default refinement processes (``crossi2p-calibrate --workers``,
 ``crossi2p-evaluate-bag --refine-workers``; ``RefinementConfig.workers``): the machine's cores, at
