@@ -167,8 +167,11 @@ def test_a_rig_file_that_cannot_be_used_is_one_line_naming_it(tmp_path):
     with pytest.raises(ValueError, match="file not found"):
         load_rig_file(tmp_path / "missing.yaml", reference, own)
     (tmp_path / "bad.yaml").write_text("cameras: [")
-    with pytest.raises(ValueError, match="not valid YAML"):
+    with pytest.raises(ValueError, match=r"not valid YAML \(.* at line 1, column"):
         load_rig_file(tmp_path / "bad.yaml", reference, own)
+    (tmp_path / "binary.yaml").write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(ValueError, match="not a text file"):
+        load_rig_file(tmp_path / "binary.yaml", reference, own)
     (tmp_path / "empty.yaml").write_text("cameras: []\n")
     with pytest.raises(ValueError, match="non-empty list 'cameras'"):
         load_rig_file(tmp_path / "empty.yaml", reference, own)
