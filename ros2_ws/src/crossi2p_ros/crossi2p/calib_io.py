@@ -240,6 +240,18 @@ def yaml_problem(exc: yaml.YAMLError) -> str:
     return f"{getattr(exc, 'problem', None) or type(exc).__name__}{at}"
 
 
+def read_yaml(path: Path, where: str, expected: str) -> object:
+    """The YAML document of the text file ``path`` (None: empty). Raises ValueError, one line
+    starting ``where``: not a text file (``expected`` says what was), or not valid YAML (the
+    problem and its line, ``yaml_problem``); OSError as reading raises it."""
+    try:
+        return yaml.safe_load(path.read_text())
+    except UnicodeDecodeError:
+        raise ValueError(f"{where}: not a text file (expected {expected})") from None
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{where}: not valid YAML ({yaml_problem(exc)})") from None
+
+
 def load_calibration_input(path: str | os.PathLike, what: str, require_camera: bool = True) -> Calibration:
     """``load_calibration_yaml`` for a file a user named, every error one line starting with
     ``what`` and the path (``--ground-truth calib.yaml: file not found ...``, ``prior p.yaml:
@@ -274,12 +286,7 @@ def load_calibration_yaml(path: str | os.PathLike, require_camera: bool = True) 
     """
     path = Path(path)
     where = str(path)
-    try:
-        record = yaml.safe_load(path.read_text())
-    except UnicodeDecodeError:
-        raise ValueError(f"{where}: not a text file (expected a calibration YAML)") from None
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{where}: not valid YAML ({yaml_problem(exc)})") from None
+    record = read_yaml(path, where, "a calibration YAML")
     if record is None:
         raise ValueError(f"{where}: the file is empty (expected a calibration YAML with T_cam_lidar)")
     if not isinstance(record, dict):

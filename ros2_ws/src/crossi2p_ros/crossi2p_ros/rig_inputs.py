@@ -31,9 +31,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import yaml
 
-from crossi2p.calib_io import yaml_problem
+from crossi2p.calib_io import read_yaml
 from crossi2p.camera import CameraModel
 from crossi2p.geometry import invert_transform
 from crossi2p.prior import Prior, load_prior
@@ -69,12 +68,7 @@ def load_rig_file(path: str | Path, reference: Prior, reference_topic: str) -> l
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"rig_calibration {path}: file not found")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except UnicodeDecodeError:
-        raise ValueError(f"rig_calibration {path}: not a text file (expected a rig YAML)") from None
-    except yaml.YAMLError as exc:
-        raise ValueError(f"rig_calibration {path}: not valid YAML ({yaml_problem(exc)})") from None
+    data = read_yaml(path, f"rig_calibration {path}", "a rig YAML")
     cameras = data.get("cameras") if isinstance(data, dict) else None
     if not isinstance(cameras, list) or not cameras:
         raise ValueError(f"rig_calibration {path}: expected a non-empty list 'cameras' of {{image_topic, "
