@@ -22,7 +22,7 @@ import yaml
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.serialization import deserialize_message
-from sensor_msgs.msg import CompressedImage
+from sensor_msgs.msg import CameraInfo, CompressedImage
 from tf2_msgs.msg import TFMessage
 
 from crossi2p.calib_io import load_calibration_yaml
@@ -237,3 +237,30 @@ def test_a_rig_file_without_the_nodes_own_prior_or_unreadable_stops_the_node_in_
     node = start_node("-p", f"prior_calibration:={RECORDING / 'rig_prior_camera_01.yaml'}",
                       "-p", f"rig_calibration:={missing}")
     assert_one_line_error_exit_1(node, f"rig_calibration {missing}: file not found")
+
+
+def test_a_rig_image_in_another_frame_than_its_prior_names_is_refused_with_the_reason(ros_context):
+    """A rig file that gives a camera's topics another camera's prior: its images are refused as
+    bad input naming both frames, not refined on with the wrong relative pose."""
+    rig_file = RECORDING / "rig_cameras.yaml"
+    overrides = [Parameter("prior_calibration", value=str(RECORDING / "rig_prior_camera_01.yaml")),
+                 Parameter("rig_calibration", value=str(rig_file)), Parameter("compressed_image", value=True)]
+    node = CalibrationNode(runtime=NoEstimates(), context=ros_context, parameter_overrides=overrides)
+    try:
+        first = {}
+        for message in BagPlayer(node, RECORDING / "bag").messages():
+            first.setdefault(message.topic, message)
+        rig = node._rig[0]                                    # camera_05
+        assert rig.spec.image_topic == "/camera_05/image_raw/compressed"
+        node._on_rig_camera_info(rig, deserialize_message(first["/camera_05/camera_info"].raw, CameraInfo))
+        image = deserialize_message(first["/camera_05/image_raw/compressed"].raw, CompressedImage)
+        node._on_rig_image(rig, image)
+        assert rig.images_in == 1 and node.counters.bad_images == 0
+        info = deserialize_message(first["/camera_06/camera_info"].raw, CameraInfo)
+        node._on_rig_camera_info(rig, info)                   # camera_06's data under camera_05's prior
+        image = deserialize_message(first["/camera_06/image_raw/compressed"].raw, CompressedImage)
+        node._on_rig_image(rig, image)
+        assert rig.images_in == 1 and node.counters.bad_images == 1
+        assert "refused: prior" in node.counters.last_error and "camera_05_optical" in node.counters.last_error
+    finally:
+        node.destroy_node()

@@ -94,7 +94,7 @@ from crossi2p.overlay import draw_projected_points
 from crossi2p.pointcloud2 import (normalise_intensity, pointcloud2_to_array, stamp_to_sec_nanosec,
                                   structured_point_times, structured_to_xyzi)
 from crossi2p.preprocess import detect_intensity_scale
-from crossi2p.prior import Prior, load_prior
+from crossi2p.prior import Prior, load_prior, prior_frame_mismatch
 from crossi2p.runtime import CalibrationRuntime, ModelLoadError, RuntimeConfig
 from crossi2p.tf_tree import (FrameMismatchError, StaticTransformTree, check_camera_frame, check_camera_info_frame,
                              points_in_lidar_frame)
@@ -536,6 +536,9 @@ class CalibrationNode(Node):
         if rgb is None:
             return
         frame = msg.header.frame_id.lstrip("/") or rig.spec.prior.camera_frame
+        mismatch = prior_frame_mismatch(rig.spec.prior, "", frame)     # e.g. the rig file's priors swapped
+        if mismatch is not None:
+            return self._bad_input("image", f"image on {rig.spec.image_topic} refused: {mismatch}")
         with self._lock:
             rig.offer_image(stamp_to_s(msg.header.stamp), CameraFrame(rgb, camera, frame))
 
