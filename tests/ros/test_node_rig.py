@@ -204,20 +204,23 @@ def test_a_rig_camera_holds_its_synchronised_pair_of_each_window_sweep_whichever
     camera = CameraModel(np.array([[200.0, 0, 99.5], [0, 200.0, 49.5], [0, 0, 1]]), 200, 100)
     sweeps = {t: LidarSweep(np.zeros((1, 4), np.float32), "lidar") for t in (1.0, 2.0, 3.0)}
 
+    def image(t: float) -> None:
+        rig.offer_image(t, rig.scaled(CameraFrame(np.zeros((100, 200, 3), np.uint8), camera, "camera_05_optical")))
+
     def own_pair(t: float) -> StampedPair:
         return StampedPair(t, None, t, sweeps[t])
 
-    rig.offer_image(0.99, CameraFrame(np.zeros((100, 200, 3), np.uint8), camera, "camera_05_optical"))
+    image(0.99)
     rig.offer_lidar(1.0, sweeps[1.0])
-    rig.offer_image(1.96, CameraFrame(np.zeros((100, 200, 3), np.uint8), camera, "camera_05_optical"))  # pairs 1.0
+    image(1.96)                                     # pairs 1.0
     rig.follow_window([own_pair(1.0)])              # the window takes sweep 1.0 after the pair was made
     assert rig.held == 1
     rig.offer_lidar(2.0, sweeps[2.0])               # 1.96 is 40 ms from it: paired, not synchronised
-    rig.offer_image(2.99, CameraFrame(np.zeros((100, 200, 3), np.uint8), camera, "camera_05_optical"))
+    image(2.99)
     rig.follow_window([own_pair(1.0), own_pair(2.0)])
     rig.offer_lidar(3.0, sweeps[3.0])
     rig.follow_window([own_pair(2.0), own_pair(3.0)])   # sweep 3.0 in the window before its pair exists
-    rig.offer_image(3.5, CameraFrame(np.zeros((100, 200, 3), np.uint8), camera, "camera_05_optical"))  # pairs 3.0
+    image(3.5)                                      # pairs 3.0
     assert rig.pairs_unsynchronised == 1
     held = rig.rig_camera([own_pair(2.0), own_pair(3.0)])
     assert [p.lidar_stamp_s for p in held.pairs] == [3.0]      # 1.0 left the window; 2.0 was not synchronised
@@ -228,7 +231,8 @@ def test_a_rig_camera_holds_its_synchronised_pair_of_each_window_sweep_whichever
     assert rig.held == 0 and rig.rig_camera([own_pair(3.0)]) is None
 
 
-def test_a_rig_file_without_the_nodes_own_prior_or_unreadable_stops_the_node_in_one_line(start_node, tmp_path):  # noqa: F811
+def test_a_rig_file_without_the_nodes_own_prior_or_unreadable_stops_the_node_in_one_line(start_node,  # noqa: F811
+                                                                                         tmp_path):
     rig = RECORDING / "rig_cameras.yaml"
     node = start_node("-p", f"rig_calibration:={rig}")
     assert_one_line_error_exit_1(node, f"rig_calibration {rig}: needs prior_calibration (the cameras' poses "

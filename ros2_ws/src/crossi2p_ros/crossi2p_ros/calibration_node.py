@@ -539,8 +539,9 @@ class CalibrationNode(Node):
         mismatch = prior_frame_mismatch(rig.spec.prior, "", frame)     # e.g. the rig file's priors swapped
         if mismatch is not None:
             return self._bad_input("image", f"image on {rig.spec.image_topic} refused: {mismatch}")
+        held = rig.scaled(CameraFrame(rgb, camera, frame))
         with self._lock:
-            rig.offer_image(stamp_to_s(msg.header.stamp), CameraFrame(rgb, camera, frame))
+            rig.offer_image(stamp_to_s(msg.header.stamp), held)
 
     def _on_image(self, msg) -> None:
         p = self.params.node

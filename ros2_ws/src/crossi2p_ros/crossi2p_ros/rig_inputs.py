@@ -127,15 +127,20 @@ class RigInput:
         the image topic's name with '/' as '_'."""
         return self._frame_id or self.spec.prior.camera_frame or self.spec.image_topic.strip("/").replace("/", "_")
 
+    def scaled(self, frame: CameraFrame) -> CameraFrame:
+        """``frame`` scaled to at most ``max_width_px`` wide, its camera with it (what is held;
+        milliseconds for a large image: the node calls it outside its lock)."""
+        scale = self.max_width_px / frame.camera.width
+        if scale >= 1.0:
+            return frame
+        w, h = int(round(frame.camera.width * scale)), int(round(frame.camera.height * scale))
+        return CameraFrame(cv2.resize(frame.image_rgb, (w, h), interpolation=cv2.INTER_AREA),
+                           frame.camera.resized(w, h), frame.frame_id)
+
     def offer_image(self, stamp_s: float, frame: CameraFrame) -> None:
-        """An image of this camera (its CameraInfo's camera), scaled to ``max_width_px``."""
+        """An image of this camera (its CameraInfo's camera), as ``scaled`` gives it."""
         self.images_in += 1
         self._frame_id = frame.frame_id
-        scale = self.max_width_px / frame.camera.width
-        if scale < 1.0:
-            w, h = int(round(frame.camera.width * scale)), int(round(frame.camera.height * scale))
-            frame = CameraFrame(cv2.resize(frame.image_rgb, (w, h), interpolation=cv2.INTER_AREA),
-                                frame.camera.resized(w, h), frame.frame_id)
         self._keep(self._pairer.add_image(stamp_s, frame))
 
     def offer_lidar(self, stamp_s: float, sweep: LidarSweep) -> None:
