@@ -11,6 +11,8 @@ Pure (no DDS): the rig file's errors, and which pairs a rig camera holds for the
 """
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from types import SimpleNamespace
@@ -143,9 +145,12 @@ def test_the_node_refines_a_real_rig_and_publishes_every_cameras_transform(ros_c
         values = {kv.key: kv.value for kv in status.values}
         assert values["rig_cameras"] == "5" and values["stage"] == "refined"
         assert values["rig_pairs_held"].count(": 3") == 5
-        # ~/save_calibration writes every camera's calibration, the rig's beside the node's own
-        response = node._on_save(None, SimpleNamespace(success=False, message=""))
-        assert response.success, response.message
+        # ~/save_calibration (called as a user without the ros2 CLI calls it) writes every camera's
+        # calibration, the rig's beside the node's own
+        out = subprocess.run([sys.executable, "-m", "crossi2p_ros.save_calibration", "--timeout-s", "60"],
+                             capture_output=True, text=True, timeout=120.0)
+        assert out.returncode == 0 and out.stdout.startswith(f"saved {tmp_path / 'calib.yaml'}"), out.stderr
+        response = SimpleNamespace(message=out.stdout)
         own = load_calibration_yaml(tmp_path / "calib.yaml")
         for camera in CAMERAS[1:]:
             saved = load_calibration_yaml(tmp_path / f"calib.{camera}_optical.yaml")
@@ -154,6 +159,7 @@ def test_the_node_refines_a_real_rig_and_publishes_every_cameras_transform(ros_c
                 load_prior(RECORDING / "rig_prior_camera_01.yaml").T_cam_lidar)
             np.testing.assert_allclose(saved.T_cam_lidar, T_cam_ref @ own.T_cam_lidar, atol=1e-9)
             assert f"calib.{camera}_optical.yaml" in response.message
+            assert f'<child link="{camera}_optical"/>' in (tmp_path / f"calib.{camera}_optical.urdf.xacro").read_text()
     finally:
         executor.shutdown()
         spin.join(timeout=10.0)

@@ -437,3 +437,8 @@ def test_a_params_file_for_another_node_is_warned_and_an_integer_for_a_float_get
                          timeout=60.0)
     assert out.returncode == 1 and "(write a decimal point: 1.0, not 1)" in out.stderr, out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
+    # a value outside a parameter's range: in the node's words, not rclpy's
+    out = subprocess.run([str(NODE), "--ros-args", "-p", "queue_depth:=-1"], capture_output=True, text=True,
+                         timeout=60.0)
+    assert out.returncode == 1 and out.stderr.strip() == "calibration_node: error: parameter queue_depth: -1 outside " \
+                                                          "[1, 1000]", out.stderr

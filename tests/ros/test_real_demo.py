@@ -107,6 +107,8 @@ def test_the_rig_is_calibrated_as_one_better_than_its_prior_within_the_stated_fi
         assert err["rre_geodesic_deg"] == pytest.approx(first["rre_geodesic_deg"], abs=1e-6)
         name = "calib.yaml" if cam is rig["cameras"][0] else f"calib.{cam['camera']}_optical.yaml"
         assert (out / "rig" / name).is_file(), name
+        urdf = (out / "rig" / name).with_suffix(".urdf")                        # every camera's URDF snippet
+        assert f'<child link="{cam["camera"]}_optical"/>' in urdf.read_text(), urdf
     assert f"camera_01    0.200 m / 3.00 deg calibrated: {first['rte_m']:.3f} m" in stdout
     assert (out / "camera_01_rig_before_after.jpg").is_file()
     report = (out / "rig" / "report" / "report.md").read_text()

@@ -173,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
                               "(--ros-args -r /camera/image_raw:=/front/image_raw) to replay a recording under the "
                               "names another rig or a second calibration node listens to.")
     p.add_argument("bag", type=Path, help="rosbag2 folder or .mcap file")
-    p.add_argument("--rate", type=float, default=1.0, help="playback speed factor (0: as fast as possible)")
+    p.add_argument("--rate", type=float, default=1.0,
+                   help="playback speed factor (0: as fast as possible; default %(default)s)")
     p.add_argument("--topics", nargs="+", help=f"topics to play (default: all but {' '.join(DEFAULT_EXCLUDED)})")
     p.add_argument("--wait-s", type=float, default=10.0,
                    help="wait up to this long for a subscriber on every played topic before the first message "

@@ -26,7 +26,7 @@ camera's pairs alone are searched from it, and a camera that prefers a pose more
 away by more than the ambiguity margin refuses it ("rig inconsistent: rig camera k ...", k counting
 the ``--rig-camera`` flags in order): its relative pose is likely wrong (``RefinementConfig.rig_check``).
 Each rig camera's calibration is written
-beside ``--out`` as ``OUT_STEM.<camera frame>.yaml`` (without a covariance: the main YAML's is the
+beside ``--out`` as ``OUT_STEM.<camera frame>.yaml`` and ``.urdf`` (without a covariance: the main YAML's is the
 rig's, about the main camera). All the cameras see the LiDAR's surroundings from every side, so
 one pose must explain every image: on a real 6-camera recording this is accepted where each camera
 alone is refused (docs/benchmarks.md section 8, "A rig of cameras").
@@ -156,7 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
                    metavar=("IMAGE_TOPIC", "CAMERA_INFO_TOPIC", "PRIOR_YAML"),
                    help="rosbag2: another camera of the same rig (repeatable), refined together with the main one; "
                         "its prior must agree with --prior on where the cameras sit relative to each other (see "
-                        "below); its calibration goes beside --out as OUT_STEM.<camera frame>.yaml")
+                        "below); its calibration goes beside --out as OUT_STEM.<camera frame>.yaml, its URDF snippet "
+                        "as OUT_STEM.<camera frame>.urdf")
     p.add_argument("--slop-s", type=float, default=PairingConfig.slop_s,
                    help="pairing slop (s), rosbag2 only (a dataset folder is already paired: warns)")
     add_dataset_arguments(p)
@@ -403,8 +404,11 @@ def _main(argv: list[str] | None) -> int:
         urdf_path = args.out.with_suffix(".urdf")
         urdf_path.write_text(urdf_joint_snippet(T, lidar_frame, camera_frame))
         for m in rig:
+            rig_stem = f"{args.out.stem}.{m.camera_frame.replace('/', '_')}"
+            args.out.with_name(f"{rig_stem}.urdf").write_text(urdf_joint_snippet(m.T_cam_ref @ T, lidar_frame,
+                                                                                 m.camera_frame))
             m.out = save_calibration_yaml(
-                args.out.with_name(f"{args.out.stem}.{m.camera_frame.replace('/', '_')}.yaml"), m.T_cam_ref @ T,
+                args.out.with_name(f"{rig_stem}.yaml"), m.T_cam_ref @ T,
                 m.result.last_sample[0].camera, lidar_frame=lidar_frame, camera_frame=m.camera_frame,
                 metadata={**metadata, "prior": m.prior.source, "rig_reference": camera_frame,
                           "pairs": len(m.result.frames), "pairs_valid": sum(f.valid for f in m.result.frames),

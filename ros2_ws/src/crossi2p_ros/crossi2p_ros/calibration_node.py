@@ -62,6 +62,7 @@ from __future__ import annotations
 
 import array
 import dataclasses
+import re
 import signal
 import sys
 import threading
@@ -1067,8 +1068,11 @@ class CalibrationNode(Node):
                     rig_camera = rig.camera
                 if rig_camera is None:
                     continue          # no CameraInfo of it yet: its intrinsics are unknown
+                rig_stem = f"{path.stem}.{rig.frame_id.replace('/', '_')}"
+                path.with_name(f"{rig_stem}.urdf.xacro").write_text(
+                    urdf_joint_snippet(rig.spec.T_cam_ref @ T, lidar_frame, rig.frame_id))
                 rig_paths.append(save_calibration_yaml(
-                    path.with_name(f"{path.stem}.{rig.frame_id.replace('/', '_')}.yaml"), rig.spec.T_cam_ref @ T,
+                    path.with_name(f"{rig_stem}.yaml"), rig.spec.T_cam_ref @ T,
                     rig_camera, lidar_frame=lidar_frame, camera_frame=rig.frame_id,
                     metadata={"stage": stage, "rig_reference": camera_frame, "prior": rig.spec.prior.source,
                               "covariance_note": f"none here: the rig's covariance is about {camera_frame}, "
@@ -1185,9 +1189,16 @@ def duplicate_name_warning(fully_qualified_name: str, twins: int) -> str:
 
 def _with_type_hint(message: str) -> str:
     """rclpy's refusal of an integer for a floating-point parameter (``-p pairing.slop_s:=1``), with
-    how to write it; other messages as they are."""
+    how to write it; of a value outside a parameter's range (``-p queue_depth:=-1``), in the words
+    ``parameters_from_flat`` uses (rclpy's reads "Invalid parameter value (-1) for parameter.
+    Reason: Parameter queue_depth out of range. Min: 1, Max: 1000, value: -1: queue_depth"); other
+    messages as they are."""
     if "of type 'INTEGER', expecting type 'DOUBLE'" in message:
         return message + " (write a decimal point: 1.0, not 1)"
+    out_of_range = re.search(r"Parameter (\S+) out of range\. Min: ([^,]+), Max: ([^,]+), value: ([^:]+)", message)
+    if out_of_range:
+        name, lo, hi, value = out_of_range.groups()
+        return f"parameter {name}: {value} outside [{lo}, {hi}]"
     return message
 
 

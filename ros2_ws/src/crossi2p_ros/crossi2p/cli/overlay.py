@@ -48,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--extrinsic", type=Path,
                         help="calibration YAML whose T_cam_lidar replaces the input's (e.g. an estimate)")
     parser.add_argument("--out", type=Path, default=Path("overlay.png"), help="output PNG (default overlay.png)")
-    parser.add_argument("--max-depth-m", type=float, default=60.0, help="depth of the far end of the colour map")
+    parser.add_argument("--max-depth-m", type=float, default=60.0,
+                        help="depth of the far end of the colour map, metres (default %(default)s)")
     parser.add_argument("--radius-px", type=int, default=1, help="point radius in pixels (0: single pixels)")
     return parser
 
