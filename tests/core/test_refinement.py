@@ -700,6 +700,26 @@ def test_run_all_keeps_the_order_and_runs_the_tasks_in_other_processes():
     assert _chunks(0, 2) == []
 
 
+def _pids_in_a_pool_worker() -> set[int]:
+    """What ``_run_all(..., 2)`` does inside a pool's worker process: the pids its tasks ran in."""
+    import os
+
+    from crossi2p.refinement import _run_all
+
+    return {pid for pid in _run_all([os.getpid] * 4, 2)} | {-os.getpid()}
+
+
+def test_run_all_stays_in_one_process_inside_another_programs_worker_process():
+    """Outside a program's main process (here a multiprocessing pool's worker) ``_run_all`` forks
+    nothing: a fork there once waited forever on a lock the worker's queue threads held."""
+    import multiprocessing
+
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        pids = pool.apply(_pids_in_a_pool_worker)
+    worker = -min(pids)
+    assert pids == {worker, -worker}                  # every task ran in the worker itself
+
+
 def test_two_workers_give_the_same_result_as_one():
     """``RefinementConfig.workers``: the grid, the descents, the polish and the bootstrap in two
     processes end where one process ends, bit for bit (a 4-frame window: the coarse-to-fine path

@@ -86,7 +86,7 @@ def test_bad_input_exits_1_with_one_line(drive_bag, tmp_path, capsys):
                                  (["--knock-rot-deg", "2"], "--knock-rot-deg: no knock without --knock-at-s", 2),
                                  (["--mode", "live", "--refine-window-frames", "5"],
                                   "--refine-window-frames: offline mode only", 2),
-                                 (["--mode", "live", "--refine-workers", "1"], "--refine-workers: offline mode only", 2)):
+                                 (["--mode", "live", "--refine-workers", "2"], "--refine-workers: offline mode only", 2)):
         assert main([str(drive_bag), "--model", str(MODEL_CARD), *flags]) == code, flags
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1, err

@@ -480,11 +480,11 @@ class RefinementConfig:
     """Processes for the search's independent parts (the grid's scores, each level's descents,
     the polished ends, the profile rivals, the bootstrap's replicates, a rig's per-camera
     checks): forked workers that inherit the window (``_run_all``). The result is the same for
-    any number; 1: all in this process. Where fork is not available (not Linux) it runs in one
-    process. The node keeps 1 (``crossi2p_ros.pipeline.OFFLINE_WORKERS`` says why); the offline
-    commands use 2 (``crossi2p-calibrate --workers``, ``crossi2p-evaluate-bag --refine-workers``).
-    On a 20-pair window, 1.5-1.8x faster with 2 (docs/benchmarks.md section 8, "Measured at stop
-    35")."""
+    any number; 1: all in this process. Where fork is not available (not Linux), and in a process
+    that is not a program's main process, it runs in one process (``_run_all`` says why). Opt-in
+    (``crossi2p-calibrate --workers 2``, ``crossi2p-evaluate-bag --refine-workers 2``); the node
+    keeps 1 (``crossi2p_ros.pipeline.OFFLINE_WORKERS`` says why). On a 20-pair window, 1.5x faster
+    with 2 (docs/benchmarks.md section 8, "Measured at stop 35")."""
 
 
 @dataclass
@@ -1258,11 +1258,17 @@ def _run_all(tasks: Sequence[Callable[[], object]], workers: int) -> list:
     inherit them copy-on-write, so only an index goes to a worker and only its result (poses,
     costs) comes back; nothing is pickled but those. Each task is deterministic, so the results
     are those of one process, in the same order. In one process when ``workers`` <= 1, for a
-    single task, inside a worker (no nested pools) and where fork is not available. Python's
-    standard ``multiprocessing``; the GIL keeps threads from helping here (the objective is many
-    small numpy calls: 1.1x with two threads, measured)."""
+    single task, where fork is not available, and in any process that is not a program's main
+    process (a pool's worker, this one's included: no nested pools). That last rule is from a
+    hang: ``crossi2p-calibrate`` run inside a ``ProcessPoolExecutor`` worker
+    (``scripts/real_demo.py``) forked while that worker's queue threads held a lock, and the
+    forked worker waited on it forever (a multiprocessing semaphore; once in three runs of the
+    demo's test). Forking a process whose other threads hold locks is unsafe in general, which is
+    why ``workers`` is 1 by default everywhere. Python's standard ``multiprocessing``; the GIL
+    keeps threads from helping here (the objective is many small numpy calls: 1.1x with two
+    threads, measured)."""
     global _FORKED_TASKS
-    if (workers <= 1 or len(tasks) <= 1 or multiprocessing.current_process().daemon
+    if (workers <= 1 or len(tasks) <= 1 or multiprocessing.current_process().name != "MainProcess"
             or "fork" not in multiprocessing.get_all_start_methods()):
         return [task() for task in tasks]
     _FORKED_TASKS = tasks

@@ -33,7 +33,6 @@ converged fused one, else nothing (a prior is never published as an estimate).
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Literal, Sequence, get_args
@@ -107,12 +106,13 @@ scene from 3 priors 3 deg / 0.2 m off (``bench/bench_rig.py``, docs/benchmarks.m
 points for the whole rig refused all 3 as ambiguous (searched 0.069 m / 0.13 deg); 10000 per camera
 accepted all 3 (0.046 m / 0.15 deg, about 30 s)."""
 
-OFFLINE_WORKERS = min(2, os.cpu_count() or 1)
+OFFLINE_WORKERS = 1
 """The offline commands' default refinement processes (``crossi2p-calibrate --workers``,
-``crossi2p-evaluate-bag --refine-workers``; ``RefinementConfig.workers``): the machine's cores, at
-most 2, the number measured (a 20-pair window 1.5-1.8x faster, the same result;
-docs/benchmarks.md section 8). The node keeps 1: it forks nothing from a process whose other
-threads (DDS, callbacks) may hold a lock a forked worker would then wait on forever."""
+``crossi2p-evaluate-bag --refine-workers``; ``RefinementConfig.workers``): 1. More are opt-in (2:
+a 20-pair window 1.5x faster, the same result; docs/benchmarks.md section 8): they fork, and a
+fork of a process whose other threads hold a lock can wait on it forever (it happened once, with
+``crossi2p-calibrate`` inside a ``ProcessPoolExecutor`` worker: ``refinement._run_all``). The
+node keeps 1 for the same reason (its DDS and callback threads)."""
 
 EstimateStage = Literal["refined", "fused", "prior"]
 """Where an extrinsic comes from: an accepted refinement, the converged fusion, the user's prior."""
