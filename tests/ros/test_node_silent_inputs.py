@@ -10,10 +10,12 @@ CompressedImage on the image topic without ``compressed_image:=true``: only /dia
 from __future__ import annotations
 
 import array
+from pathlib import Path
 
 import numpy as np
 import pytest
 import rclpy
+import yaml
 from rcl_interfaces.msg import Log
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
@@ -109,6 +111,35 @@ def test_the_warning_says_what_the_graph_has_on_and_near_the_topic(watched, publ
     assert line.endswith(expected), line
 
 
+RIG_IMAGE = WatchedInput("/camera_05/image_raw", "sensor_msgs/msg/Image", "cameras[0].image_topic", "rig.yaml")
+
+
+@pytest.mark.parametrize("publishers, expected", [
+    ([Publisher("/camera_5/image_raw", "sensor_msgs/msg/Image", "/cam", False)],
+     "nobody publishes /camera_05/image_raw; /camera_5/image_raw carries sensor_msgs/msg/Image: "
+     "set cameras[0].image_topic: /camera_5/image_raw in rig.yaml?"),
+    ([Publisher("/camera_05/image_raw/compressed", "sensor_msgs/msg/CompressedImage", "/cam", False)],
+     "/camera_05/image_raw/compressed carries sensor_msgs/msg/CompressedImage: set cameras[0].image_topic: "
+     "/camera_05/image_raw/compressed in rig.yaml and compressed_image:=true?"),
+    ([Publisher("/camera_05/image_raw", "sensor_msgs/msg/CameraInfo", "/cam", False)],
+     "exists with type sensor_msgs/msg/CameraInfo; expected sensor_msgs/msg/Image: set cameras[0].image_topic "
+     "in rig.yaml to a topic of that type"),
+])
+def test_a_rig_cameras_warning_names_the_rig_files_entry_not_a_node_parameter(publishers, expected):
+    line = silent_input_warning(RIG_IMAGE, 10.0, publishers, False)
+    assert line.startswith("nothing received on /camera_05/image_raw (sensor_msgs/msg/Image, "
+                           "cameras[0].image_topic in rig.yaml) in the 10 s since start-up: "), line
+    assert line.endswith(expected), line
+
+
+def test_the_nodes_other_inputs_are_never_suggested_in_a_silent_ones_place():
+    publishers = [Publisher(t, "sensor_msgs/msg/Image", "/cam", False) for t in ("/camera_04/image_raw",
+                                                                                   "/camera_05/image")]
+    line = silent_input_warning(RIG_IMAGE, 10.0, publishers, False, frozenset({"/camera_04/image_raw"}))
+    assert line.endswith("/camera_05/image carries sensor_msgs/msg/Image: set cameras[0].image_topic: "
+                         "/camera_05/image in rig.yaml?"), line
+
+
 # ---------------------------------------------------------------------------- over DDS
 def compressed_msg(stamp_s: float) -> CompressedImage:
     msg = CompressedImage(format="jpeg")
@@ -185,6 +216,29 @@ def test_a_wrong_image_topic_is_named_with_the_topic_that_carries_images(ros_con
 def test_compressed_images_on_the_image_topic_say_to_set_compressed_image(ros_context):
     node_warnings(ros_context, [], {"/camera/image_raw": CompressedImage},
                   "/camera/image_raw exists with type sensor_msgs/msg/CompressedImage; set compressed_image:=true")
+
+
+def test_a_rig_cameras_wrong_topic_is_named_with_its_rig_file_entry(ros_context, tmp_path):
+    """A rig file (``rig_calibration``) whose second camera's image topic nobody publishes: the
+    node names that entry of the file, and the topic that does carry that camera's images."""
+    recording = Path(__file__).resolve().parents[2] / "data" / "real" / "tri_dgp_scene_02"
+    rig = tmp_path / "rig.yaml"
+    rig.write_text(yaml.safe_dump({"cameras": [
+        {"image_topic": f"/{c}/image", "camera_info_topic": f"/{c}/camera_info",
+         "prior_calibration": str(recording / f"rig_prior_{c}.yaml")} for c in ("camera_05", "camera_06")]}))
+    warnings = node_warnings(
+        ros_context, [Parameter("prior_calibration", value=str(recording / "rig_prior_camera_01.yaml")),
+                      Parameter("rig_calibration", value=str(rig))],
+        {"/camera/image_raw": Image, "/camera/camera_info": CameraInfo, "/lidar/points": PointCloud2,
+         "/camera_05/image": Image, "/camera_05/camera_info": CameraInfo, "/camera_06/camera_info": CameraInfo,
+         "/camera_06/image_raw": Image},
+        f"nothing received on /camera_06/image (sensor_msgs/msg/Image, cameras[1].image_topic in {rig})")
+    lines = [m.msg for m in warnings if m.msg.startswith("nothing received on ")]
+    assert any(line.endswith(f"/camera_06/image_raw carries sensor_msgs/msg/Image: set cameras[1].image_topic: "
+                             f"/camera_06/image_raw in {rig}?") for line in lines), lines
+    # the inputs that do get messages are never named
+    assert not [line for line in lines if line.split()[3] in ("/camera_05/image", "/camera_06/camera_info",
+                                                             "/camera/image_raw")], lines
 
 
 def test_a_driver_that_stops_is_named_once_its_inputs_are_silent(ros_context):

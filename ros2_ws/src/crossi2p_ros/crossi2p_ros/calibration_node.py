@@ -41,7 +41,8 @@ Inputs that say nothing (``crossi2p_ros.input_watch``): an input with no message
 ``input_timeout_s`` after start-up is named in a warning with what the ROS graph has there (the
 topic with another type and the parameter to set, a QoS the subscription refuses, similarly named
 topics of the expected type), again every 3x that while nothing comes; an input that stops for
-``input_timeout_s`` after some messages is named too (whether its publisher is still there). A bad input is logged at
+``input_timeout_s`` after some messages is named too (whether its publisher is still there). The rig's
+cameras' topics (``rig_calibration``) are watched alike, their advice naming the rig file's entry. A bad input is logged at
 most every 5 s per kind of problem (``crossi2p.log_once.ThrottleByKind``), so the first of each
 distinct problem always is; ``last_error`` in diagnostics holds the newest.
 
@@ -249,10 +250,16 @@ class CalibrationNode(Node):
             self.create_subscription(CameraInfo, rig.spec.camera_info_topic,
                                      self._counted(lambda msg, rig=rig: self._on_rig_camera_info(rig, msg)), qos)
         # an input with nothing at all after input_timeout_s: a warning saying what the graph has there
+        image_msgtype = f"sensor_msgs/msg/{image_type.__name__}"
+        rig_inputs = [WatchedInput(topic, msgtype, f"cameras[{k}].{key}", p.rig_calibration)
+                      for k, rig in enumerate(self._rig)
+                      for topic, msgtype, key in ((rig.spec.image_topic, image_msgtype, "image_topic"),
+                                                  (rig.spec.camera_info_topic, "sensor_msgs/msg/CameraInfo",
+                                                   "camera_info_topic"))]
         self._input_watch = InputWatch(
-            [WatchedInput(p.image_topic, f"sensor_msgs/msg/{image_type.__name__}", "image_topic"),
+            [WatchedInput(p.image_topic, image_msgtype, "image_topic"),
              WatchedInput(p.camera_info_topic, "sensor_msgs/msg/CameraInfo", "camera_info_topic"),
-             WatchedInput(p.points_topic, "sensor_msgs/msg/PointCloud2", "points_topic")],
+             WatchedInput(p.points_topic, "sensor_msgs/msg/PointCloud2", "points_topic"), *rig_inputs],
             p.input_timeout_s, 3.0 * p.input_timeout_s, time.monotonic())
         if p.input_timeout_s > 0:  # steady time, as diagnostics: under use_sim_time no /clock may come either
             self.create_timer(min(1.0, p.input_timeout_s / 2), self._warn_silent_inputs,
@@ -407,7 +414,10 @@ class CalibrationNode(Node):
         after some (``crossi2p_ros.input_watch``)."""
         with self._lock:
             c = self.counters
-            received = dict(zip(self._input_watch.inputs, (c.images_in, c.camera_infos_in, c.clouds_in)))
+            counts = [c.images_in, c.camera_infos_in, c.clouds_in]
+            for rig in self._rig:     # in the order of the watch's inputs
+                counts += [rig.images_received, rig.camera_infos_received]
+            received = dict(zip(self._input_watch.inputs, counts))
         now = time.monotonic()
         due = self._input_watch.due(now, received)
         stopped = self._input_watch.stopped(now, received)
@@ -415,9 +425,10 @@ class CalibrationNode(Node):
             return
         publishers = self._graph_publishers(due + [watched for watched, _ in stopped])
         reliable = self.params.node.qos == "reliable"
+        subscribed = frozenset(w.topic for w in self._input_watch.inputs)
         for watched in due:
             self.get_logger().warning(silent_input_warning(watched, now - self._input_watch.start_s, publishers,
-                                                           reliable))
+                                                           reliable, subscribed))
         for watched, silent_s in stopped:
             self.get_logger().warning(stopped_input_warning(watched, silent_s, received[watched], publishers))
 
@@ -484,6 +495,7 @@ class CalibrationNode(Node):
     def _on_rig_camera_info(self, rig: RigInput, msg: CameraInfo) -> None:
         """A rig camera's CameraInfo (``rig_calibration``), kept as ``_on_camera_info`` keeps the node's."""
         with self._lock:
+            rig.camera_infos_received += 1
             rig.info = msg
             key = camera_info_key(msg)
             if key != rig.info_key:
@@ -532,6 +544,7 @@ class CalibrationNode(Node):
     def _on_rig_image(self, rig: RigInput, msg) -> None:
         """A rig camera's image: paired with the sweeps and held while its sweep is in the window."""
         with self._lock:
+            rig.images_received += 1
             info, camera, error = rig.info, rig.camera, rig.camera_error
         rgb = self._decoded_image(msg, info, camera, error, rig.spec.image_topic, rig.spec.camera_info_topic)
         if rgb is None:

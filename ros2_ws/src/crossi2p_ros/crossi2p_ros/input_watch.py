@@ -7,7 +7,8 @@ inputs have had no message at all ``input_timeout_s`` after start-up (again ever
 ``repeat_s`` while still nothing came); ``silent_input_warning`` writes the warning for one of
 them from what the graph holds (the publishers of every topic, ``Publisher``): the type the topic
 really has and the parameter to set, a QoS the subscription refuses, or similarly named topics
-that carry the expected type.
+that carry the expected type. The rig's other cameras (``rig_calibration``) are watched too; their
+advice names the rig file's entry instead of a node parameter.
 
 An input that did receive and then has nothing for ``input_timeout_s`` (a camera driver that
 stalled, a LiDAR unplugged, a bag that ended) is ``InputWatch.stopped``; ``stopped_input_warning``
@@ -37,7 +38,23 @@ class WatchedInput:
     msgtype: str
     """ROS type name, ``package/msg/Name``."""
     parameter: str
-    """The node parameter that names the topic (``image_topic``)."""
+    """The node parameter that names the topic (``image_topic``), or the rig file's key
+    (``cameras[1].image_topic``) when ``rig_file`` is set."""
+    rig_file: str = ""
+    """The rig file (``rig_calibration``) whose entry names the topic; '' for a node parameter."""
+
+    @property
+    def named_by(self) -> str:
+        """What names the topic: ``parameter image_topic`` or ``cameras[1].image_topic in rig.yaml``."""
+        return f"{self.parameter} in {self.rig_file}" if self.rig_file else f"parameter {self.parameter}"
+
+    def set_to(self, topic: str = "") -> str:
+        """The advice to name ``topic`` instead (or another topic, without one): ``set
+        image_topic:=/x`` for a node parameter, ``set cameras[1].image_topic: /x in rig.yaml`` for a
+        rig file's entry."""
+        if self.rig_file:
+            return f"set {self.parameter}{': ' + topic if topic else ''} in {self.rig_file}"
+        return f"set {self.parameter}{':=' + topic if topic else ''}"
 
 
 @dataclass(frozen=True)
@@ -118,17 +135,18 @@ def stopped_input_warning(watched: WatchedInput, silent_s: float, received: int,
 
 
 def silent_input_warning(watched: WatchedInput, silent_s: float, publishers: list[Publisher],
-                         reliable: bool) -> str:
+                         reliable: bool, subscribed: frozenset[str] = frozenset()) -> str:
     """One line: nothing arrived on ``watched.topic`` in ``silent_s`` seconds, and why, from the
-    graph's ``publishers`` (other nodes' only) and whether the subscription is ``reliable``."""
-    head = (f"nothing received on {watched.topic} ({watched.msgtype}, parameter {watched.parameter}) in the "
+    graph's ``publishers`` (other nodes' only) and whether the subscription is ``reliable``;
+    ``subscribed``: the node's other inputs' topics, never suggested in its place."""
+    head = (f"nothing received on {watched.topic} ({watched.msgtype}, {watched.named_by}) in the "
             f"{silent_s:.0f} s since start-up")
     on_topic = [p for p in publishers if p.topic == watched.topic]
     other_types = sorted({p.msgtype for p in on_topic if p.msgtype != watched.msgtype})
     if other_types:
         alternate, setting = ALTERNATE_TYPES.get(watched.msgtype, ("", ""))
         fix = (f"set {setting}" if other_types == [alternate]
-               else f"expected {watched.msgtype}: set {watched.parameter} to a topic of that type")
+               else f"expected {watched.msgtype}: {watched.set_to()} to a topic of that type")
         return f"{head}: {watched.topic} exists with type {', '.join(other_types)}; {fix}"
     if on_topic:
         nodes = ", ".join(sorted({p.node for p in on_topic}))
@@ -136,26 +154,27 @@ def silent_input_warning(watched: WatchedInput, silent_s: float, publishers: lis
             return (f"{head}: its publisher ({nodes}) is best effort, which the subscription (qos:=reliable) "
                     f"does not accept; set qos:=sensor_data")
         return f"{head}: it has a publisher of {watched.msgtype} ({nodes}), but no message has arrived yet"
-    return f"{head}: nobody publishes {watched.topic}; {_similar_topics(watched, publishers)}"
+    return f"{head}: nobody publishes {watched.topic}; {_similar_topics(watched, publishers, subscribed)}"
 
 
-def _similar_topics(watched: WatchedInput, publishers: list[Publisher]) -> str:
+def _similar_topics(watched: WatchedInput, publishers: list[Publisher], subscribed: frozenset[str]) -> str:
     """Topics carrying the expected type (or the other image type), the most similarly named first."""
     def ranked(msgtype: str) -> list[str]:
-        # not another calibration node's own overlay image (``<node>/overlay``): no camera stream
+        # not another of the node's inputs (a rig's other camera), nor another calibration node's own
+        # overlay image (``<node>/overlay``): no camera stream
         topics = {p.topic for p in publishers if p.msgtype == msgtype and p.topic != watched.topic
-                  and p.topic != p.node.rstrip("/") + "/overlay"}
+                  and p.topic not in subscribed and p.topic != p.node.rstrip("/") + "/overlay"}
         return sorted(topics, key=lambda t: (-difflib.SequenceMatcher(None, watched.topic, t).ratio(), t))
 
     same = ranked(watched.msgtype)
     if len(same) == 1:
-        return f"{same[0]} carries {watched.msgtype}: set {watched.parameter}:={same[0]}?"
+        return f"{same[0]} carries {watched.msgtype}: {watched.set_to(same[0])}?"
     if same:
         more = f" (and {len(same) - MAX_SIMILAR} more)" if len(same) > MAX_SIMILAR else ""
-        return f"topics carrying {watched.msgtype}: {', '.join(same[:MAX_SIMILAR])}{more}; set {watched.parameter}"
+        return f"topics carrying {watched.msgtype}: {', '.join(same[:MAX_SIMILAR])}{more}; {watched.set_to()}"
     alternate, setting = ALTERNATE_TYPES.get(watched.msgtype, ("", ""))
     other = ranked(alternate) if alternate else []
     if other:
-        return (f"{other[0]} carries {alternate}: set {watched.parameter}:={other[0]} and {setting}?")
+        return f"{other[0]} carries {alternate}: {watched.set_to(other[0])} and {setting}?"
     return (f"no topic in the ROS graph carries {watched.msgtype} (is the driver or the bag playing, "
             f"with the same ROS_DOMAIN_ID?)")

@@ -45,7 +45,7 @@ class NodeConfig:
     """Depth of the sensor subscriptions' QoS history."""
     input_timeout_s: float = 10.0
     """Seconds (steady time) after start-up with no message at all on an input (``image_topic``,
-    ``camera_info_topic``, ``points_topic``) before a warning names it with what the ROS graph has
+    ``camera_info_topic``, ``points_topic``, and the rig cameras' topics of ``rig_calibration``) before a warning names it with what the ROS graph has
     there (the topic with another type and the parameter to set, a QoS the subscription refuses,
     similarly named topics of the expected type); repeated every 3x this while still nothing came.
     An input that had messages and then none for this long is named too (its publisher still in

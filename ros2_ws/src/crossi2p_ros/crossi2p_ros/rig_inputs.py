@@ -112,6 +112,11 @@ class RigInput:
         self._held: dict[float, StampedPair] = {}
         self._window: set[float] = set()          # the sweep stamps of the node's window
         self.images_in = 0
+        """Images offered (decoded and checked)."""
+        self.images_received = 0
+        """Messages on ``image_topic``, usable or not (the node's silent-input watch)."""
+        self.camera_infos_received = 0
+        """Messages on ``camera_info_topic``."""
         self.pairs_unsynchronised = 0
         # its CameraInfo, as the node keeps its own (the node's callbacks set these)
         self.info = None
