@@ -85,6 +85,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_srvs.srv import Trigger
 from tf2_msgs.msg import TFMessage
 
+from crossi2p import refinement
 from crossi2p.calib_io import save_calibration_yaml, urdf_joint_snippet
 from crossi2p.camera import CameraModel, UncalibratedCameraError, camera_from_camera_info, camera_info_key
 from crossi2p.geometry import invert_transform, transform_from_tq, transform_to_tq
@@ -337,6 +338,8 @@ class CalibrationNode(Node):
             return
         self.get_logger().info(f"model {runtime.card.name} ({card}) on {runtime.providers}, loaded in "
                                f"{time.monotonic() - self._load_started_s:.1f} s: ready")
+        if self.params.refinement.enabled:
+            refinement.preload()     # not in the first refinement's time (about 1 s)
 
     # ------------------------------------------------------------------------ parameters
     def _declare_parameters(self) -> CalibrationNodeParameters:
