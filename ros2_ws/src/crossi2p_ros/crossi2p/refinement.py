@@ -1339,8 +1339,8 @@ def _cma_es(fun, x0: np.ndarray, sigma0: float, max_evals: int, seed: int) -> tu
     """CMA-ES (the ``cma`` package, Hansen) from ``x0`` with initial step ``sigma0`` (the same in
     every coordinate) for at most ``max_evals`` evaluations; returns the best point seen, its
     value and the evaluations used."""
-    es = _cma().CMAEvolutionStrategy(x0, sigma0, {"maxfevals": max_evals, "seed": seed + 1, "verbose": -9,
-                                               "tolfun": 1e-7, "tolx": 1e-3})
+    options = {"maxfevals": max_evals, "seed": seed + 1, "verbose": -9, "tolfun": 1e-7, "tolx": 1e-3}
+    es = _cma().CMAEvolutionStrategy(x0, sigma0, options)
     while not es.stop():
         X = es.ask()
         es.tell(X, [fun(x) for x in X])
