@@ -51,12 +51,16 @@ def test_the_direction_of_travel_check_is_counted_and_can_be_turned_off(drive_ba
     args = [str(drive_bag), "--model", str(MODEL_CARD), "--execution-provider", "cpu", "--no-refine"]
     main(args + ["--json", str(tmp_path / "on.json")])
     on = json.loads((tmp_path / "on.json").read_text())
-    assert "direction-of-travel check: " in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "direction-of-travel check: " in captured.out
+    assert "replay: " in captured.err                                 # the progress bar
     assert 0 <= on["rejected_direction_of_travel"] <= on["direction_of_travel_checked"] <= on["frames"]
-    main(args + ["--json", str(tmp_path / "off.json"), "--no-travel-check"])
+    main(args + ["--json", str(tmp_path / "off.json"), "--no-travel-check", "--quiet"])
     off = json.loads((tmp_path / "off.json").read_text())
     assert off["direction_of_travel_checked"] == off["rejected_direction_of_travel"] == 0
-    assert "direction-of-travel check: off" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "direction-of-travel check: off" in captured.out         # --quiet: the summary, no bar
+    assert "replay: " not in captured.err
 
 
 def test_bad_input_exits_1_with_one_line(drive_bag, tmp_path, capsys):

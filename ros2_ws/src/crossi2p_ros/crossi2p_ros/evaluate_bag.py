@@ -391,6 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", type=Path, help="model card YAML (or the .onnx with its card beside it); default: "
                                               "the shipped model")
     p.add_argument("--json", type=Path, help="write the summary figures here too")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (the summary is still printed)")
     p.add_argument("--report", type=Path, default=Path("out/bag_report"), help="report folder (default out/bag_report)")
     p.add_argument("--source", choices=["auto", *SOURCES], default="auto",
                    help="what BAG is (default auto: metadata.yaml or a .mcap -> rosbag2, image_2/ + velodyne/ -> "
@@ -600,16 +601,17 @@ def main(argv: list[str] | None = None) -> int:
             config = LiveReplayConfig(args.pacing, args.rate, args.node_timeout_s, args.slop_s,
                                       domain_id=args.ros_domain_id, refine=not args.no_refine,
                                       travel_check=travel.enabled)
-            result = replay_bag_live(args.bag, runtime, T_gt, topics, config, knock, args.max_frames)
+            result = replay_bag_live(args.bag, runtime, T_gt, topics, config, knock, args.max_frames,
+                                     progress=not args.quiet)
         elif source == "rosbag2":
             result = replay_bag(args.bag, runtime, T_gt, topics, PairingConfig(slop_s=args.slop_s), knock=knock,
                                 max_frames=args.max_frames, lidar_frame=calib and calib.lidar_frame,
                                 camera_frame=calib and calib.camera_frame, prior=prior, schedule=schedule,
-                                deskew=deskew, travel=travel, refinement=refinement)
+                                deskew=deskew, travel=travel, refinement=refinement, progress=not args.quiet)
         else:
             result = replay_samples(samples, runtime, knock=knock, T_gt=T_override, max_frames=args.max_frames,
                                     total=count, prior=prior, schedule=schedule, deskew=deskew, travel=travel,
-                                    refinement=refinement)
+                                    refinement=refinement, progress=not args.quiet)
     except (ValueError, FileNotFoundError, ModelLoadError, OSError) as exc:
         print(f"crossi2p-evaluate-bag: error: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, UsageError) else 1
