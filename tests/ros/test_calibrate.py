@@ -164,7 +164,10 @@ def test_bad_input_exits_1_with_one_line(drive, tmp_path, capsys):
     assert main([str(drive[0]), "--out", "/proc/crossi2p_nope/c.yaml", *MODEL]) == 1
     assert "--out /proc/crossi2p_nope/c.yaml: not writable" in _one_line(capsys.readouterr().err)
     assert main([str(drive[0]), *out, "--report", "/proc/crossi2p_nope/r", *MODEL]) == 1
-    assert "--report" in _one_line(capsys.readouterr().err)
+    assert "--report /proc/crossi2p_nope/r: not writable" in _one_line(capsys.readouterr().err)   # the folder given
+    (tmp_path / "a_file").write_text("")
+    assert main([str(drive[0]), *out, "--report", str(tmp_path / "a_file"), *MODEL]) == 1
+    assert f"--report {tmp_path / 'a_file'}: is a file, expected a folder" in _one_line(capsys.readouterr().err)
     # a folder as the prior: said so, not "not found"
     assert main([str(drive[0]), *out, "--prior", str(tmp_path), *MODEL]) == 1
     assert "is a folder (expected a calibration YAML file)" in _one_line(capsys.readouterr().err)

@@ -84,7 +84,7 @@ import numpy as np
 from tqdm import tqdm
 
 from crossi2p.calib_io import save_calibration_yaml, urdf_joint_snippet
-from crossi2p.cli import ArgumentParser, check_writable
+from crossi2p.cli import ArgumentParser, check_writable, check_writable_folder
 from crossi2p.deskew import describe_deskew
 from crossi2p.geometry import invert_transform
 from crossi2p.interrupt import exit_130_on_ctrl_c, exit_now_if_work_in_flight, interrupt_exit_code, interrupt_name
@@ -275,9 +275,10 @@ def _main(argv: list[str] | None) -> int:
         prior = _load_prior(args)
         rig_priors = _load_rig(args, source, prior)
         check_writable(args.out, "--out")
-        for option, path in (("--report", args.report and args.report / "report.md"), ("--json", args.json)):
-            if path is not None:
-                check_writable(path, option)
+        if args.report is not None:
+            check_writable_folder(args.report, "--report")
+        if args.json is not None:
+            check_writable(args.json, "--json")
         if source == "rosbag2":
             check_bag_topics(args.input, topics)
         else:

@@ -65,7 +65,7 @@ import numpy as np
 from tqdm import tqdm
 
 from crossi2p.calib_io import load_calibration_input
-from crossi2p.cli import ArgumentParser, check_writable
+from crossi2p.cli import ArgumentParser, check_writable, check_writable_folder
 from crossi2p.datasets.rosbag2 import (CameraInfoRecord, ImageRecord, PointCloudRecord, bag_message_counts,
                                        read_bag_ground_truth, read_bag_messages, read_bag_tf_tree,
                                        unfinished_mcap)
@@ -535,9 +535,9 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError(f"--rate: expected bag seconds per wall second >= 0 (0: no limit), got {args.rate}")
         if not args.node_timeout_s > 0:
             raise UsageError(f"--node-timeout-s: expected > 0 seconds, got {args.node_timeout_s}")
-        for option, path in (("--report", args.report / "report.md"), ("--json", args.json)):
-            if path is not None:        # checked now, so that the replay is not lost at its end
-                check_writable(path, option)
+        check_writable_folder(args.report, "--report")     # checked now, so that the replay is not lost
+        if args.json is not None:                           # at its end
+            check_writable(args.json, "--json")
         source = detect_source(args.bag) if args.source == "auto" else args.source
         if args.mode == "live" and source != "rosbag2":
             raise UsageError(f"{args.bag}: live mode plays a rosbag2; a {source} folder is evaluated with "

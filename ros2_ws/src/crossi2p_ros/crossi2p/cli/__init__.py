@@ -6,7 +6,7 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["ArgumentParser", "check_writable"]
+__all__ = ["ArgumentParser", "check_writable", "check_writable_folder"]
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -38,3 +38,14 @@ def check_writable(path: Path, option: str) -> None:
                          f"{exc.strerror or exc})") from None
     if path.exists() and not os.access(path, os.W_OK):
         raise ValueError(f"{option} {path}: not writable")
+
+
+def check_writable_folder(folder: Path, option: str) -> None:
+    """ValueError (one line, naming ``folder``) when files could not be written into ``folder``
+    (a ``--report DIR``): it is a file, or ``check_writable`` refuses a file in it."""
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"{option} {folder}: is a file, expected a folder")
+    try:
+        check_writable(folder / "report.md", option)
+    except ValueError as exc:
+        raise ValueError(str(exc).replace(f"{option} {folder / 'report.md'}:", f"{option} {folder}:", 1)) from None
