@@ -31,3 +31,13 @@ def test_the_project_clis_use_it(module, argv):
                            *argv], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "error:" in proc.stderr and "--help)" in proc.stderr, proc.stderr
+
+
+def test_help_prints_the_docstrings_literals_without_their_rst_quotes(capsys):
+    p = ArgumentParser(prog="tool", description="Writes ``calib.yaml``.")
+    p.add_argument("--span", help="``recent`` or ``spread``")
+    with pytest.raises(SystemExit) as exc:
+        p.parse_args(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "Writes calib.yaml." in out and "recent or spread" in out and "``" not in out

@@ -12,10 +12,16 @@ __all__ = ["ArgumentParser", "check_writable", "check_writable_folder"]
 class ArgumentParser(argparse.ArgumentParser):
     """``argparse.ArgumentParser`` whose usage errors are one line: ``PROG: error: REASON (see
     PROG --help)`` on stderr, exit code 2 (argparse's own code for a usage error). The stock
-    parser prints its whole usage block first, which buries the reason."""
+    parser prints its whole usage block first, which buries the reason.
+
+    ``--help`` is plain text: the reStructuredText literals of the docstrings it is built from
+    (double backquotes) are printed without their quotes."""
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    def format_help(self) -> str:
+        return super().format_help().replace("``", "")
 
 
 def check_writable(path: Path, option: str) -> None:
