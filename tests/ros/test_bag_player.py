@@ -24,6 +24,7 @@ from crossi2p.geometry import make_transform
 from crossi2p.image_encoding import message_to_rgb
 from crossi2p.pointcloud2 import pointcloud2_to_xyzi
 from crossi2p_ros.bag_player import BagPlayer, message_class
+from crossi2p_ros.bag_player import main as player_main
 
 from .conftest import signal_and_wait, spin_until
 
@@ -100,6 +101,15 @@ def test_missing_topic_is_refused_naming_the_topics_present(ros_context, small_b
         BagPlayer(node, small_bag, ["/velodyne_points"])
     with pytest.raises(ValueError, match="cannot be opened"):
         BagPlayer(node, small_bag.parent / "nope")
+
+
+@pytest.mark.parametrize("flag, value", [("--rate", "-1"), ("--rate", "nan"), ("--wait-s", "-2")])
+def test_a_negative_rate_or_wait_is_a_usage_error_in_one_line(small_bag, capsys, flag, value):
+    with pytest.raises(SystemExit) as exc:
+        player_main([str(small_bag), flag, value])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{flag}: expected a finite number >= 0, got {value}" in err, err
 
 
 def test_plays_a_bare_mcap_file_like_its_recording(ros_context, small_bag, tmp_path):

@@ -88,24 +88,25 @@ def test_short_recording_without_prior_exits_3_naming_the_reason(drive, tmp_path
     assert "did not run" in (tmp_path / "r" / "report.md").read_text()
 
 
-def test_rig_camera_bad_input_exits_1_with_one_line_naming_the_flag(drive, tmp_path, capsys):
-    """--rig-camera needs a rosbag2, a --prior (the rig's geometry comes from the priors), topics
-    that exist and another camera than the main one; each is refused before the run."""
+def test_rig_camera_misuse_exits_2_and_bad_input_1_with_one_line_naming_the_flag(drive, tmp_path, capsys):
+    """--rig-camera needs a rosbag2, a --prior (the rig's geometry comes from the priors) and
+    another camera than the main one (usage: exit 2), and topics that exist (input: exit 1); each
+    is refused before the run."""
     out = ["--out", str(tmp_path / "c.yaml")]
     prior = str(_prior_yaml(tmp_path / "prior.yaml", drive))
     rig = ["--rig-camera", "/camera/image_raw", "/camera/camera_info", prior]
-    assert main([str(drive[0]), *out, *rig, *MODEL]) == 1
+    assert main([str(drive[0]), *out, *rig, *MODEL]) == 2
     assert "--rig-camera: needs --prior" in _one_line(capsys.readouterr().err)
-    assert main([str(drive[0]), *out, "--prior", prior, *rig, *MODEL]) == 1
+    assert main([str(drive[0]), *out, "--prior", prior, *rig, *MODEL]) == 2
     assert "--rig-camera /camera/image_raw: that is the main camera (--image-topic)" in _one_line(capsys.readouterr().err)
     other = ["--rig-camera", "/camera_2/image_raw", "/camera_2/camera_info", prior]
     assert main([str(drive[0]), *out, "--prior", prior, *other, *MODEL]) == 1
     assert "topics ['/camera_2/image_raw', '/camera_2/camera_info'] not found" in _one_line(capsys.readouterr().err)
-    assert main([str(drive[0]), *out, "--prior", prior, *other, *other, *MODEL]) == 1
+    assert main([str(drive[0]), *out, "--prior", prior, *other, *other, *MODEL]) == 2
     assert "--rig-camera /camera_2/image_raw: given twice (each camera once)" in _one_line(capsys.readouterr().err)
     empty = tmp_path / "seq"
     (empty / "image_2").mkdir(parents=True)
-    assert main([str(empty), *out, "--source", "kitti", "--prior", prior, *other, *MODEL]) == 1
+    assert main([str(empty), *out, "--source", "kitti", "--prior", prior, *other, *MODEL]) == 2
     assert "--rig-camera: a rosbag2 input only" in _one_line(capsys.readouterr().err)
     assert not (tmp_path / "c.yaml").exists()
 
@@ -124,24 +125,24 @@ def test_a_rig_camera_whose_camera_info_is_another_cameras_is_bad_input(tmp_path
     assert not list(tmp_path.iterdir())
 
 
-def test_bad_input_exits_1_with_one_line(drive, tmp_path, capsys):
+def test_bad_input_exits_1_and_a_flag_out_of_range_2_with_one_line(drive, tmp_path, capsys):
     out = ["--out", str(tmp_path / "c.yaml")]
     assert main([str(tmp_path / "nope"), *out, *MODEL]) == 1
     assert "not found" in _one_line(capsys.readouterr().err)
     assert main([str(drive[0]), *out, "--prior", str(tmp_path / "missing.yaml"), *MODEL]) == 1
     assert "missing.yaml" in _one_line(capsys.readouterr().err)
-    assert main([str(drive[0]), *out, "--prior-max-rotation-deg", "3", *MODEL]) == 1
+    assert main([str(drive[0]), *out, "--prior-max-rotation-deg", "3", *MODEL]) == 2
     assert "need --prior" in _one_line(capsys.readouterr().err)
     prior = _prior_yaml(tmp_path / "prior.yaml", drive)
-    assert main([str(drive[0]), *out, "--prior", str(prior), "--prior-max-rotation-deg", "-5", *MODEL]) == 1
+    assert main([str(drive[0]), *out, "--prior", str(prior), "--prior-max-rotation-deg", "-5", *MODEL]) == 2
     assert "--prior-max-rotation-deg: expected a number > 0 and <= 180, got -5" in _one_line(capsys.readouterr().err)
-    assert main([str(drive[0]), *out, "--prior", str(prior), "--prior-max-rotation-deg", "500", *MODEL]) == 1
+    assert main([str(drive[0]), *out, "--prior", str(prior), "--prior-max-rotation-deg", "500", *MODEL]) == 2
     assert "--prior-max-rotation-deg: expected a number > 0 and <= 180, got 500" in _one_line(capsys.readouterr().err)
-    assert main([str(drive[0]), *out, "--window-frames", "0", *MODEL]) == 1
+    assert main([str(drive[0]), *out, "--window-frames", "0", *MODEL]) == 2
     assert "--window-frames: expected >= 1 pairs, got 0" in _one_line(capsys.readouterr().err)
-    assert main([str(drive[0]), *out, "--max-pair-offset-s", "-1", *MODEL]) == 1
+    assert main([str(drive[0]), *out, "--max-pair-offset-s", "-1", *MODEL]) == 2
     assert "--max-pair-offset-s: expected >= 0 seconds, got -1" in _one_line(capsys.readouterr().err)
-    assert main([str(drive[0]), *out, "--workers", "0", *MODEL]) == 1
+    assert main([str(drive[0]), *out, "--workers", "0", *MODEL]) == 2
     assert "--workers: expected >= 1 processes, got 0" in _one_line(capsys.readouterr().err)
     assert main([str(drive[0]), *out, "--points-topic", "/velodyne_points", *MODEL]) == 1
     assert "/velodyne_points" in _one_line(capsys.readouterr().err)
@@ -152,7 +153,7 @@ def test_bad_input_exits_1_with_one_line(drive, tmp_path, capsys):
                  "/camera/image_raw", *MODEL]) == 1
     assert "has type sensor_msgs/msg/CameraInfo" in _one_line(capsys.readouterr().err)
     # an --out that is not a YAML path (the calibration is written there)
-    assert main([str(drive[0]), "--out", str(tmp_path / "c.png"), *MODEL]) == 1
+    assert main([str(drive[0]), "--out", str(tmp_path / "c.png"), *MODEL]) == 2
     assert "--out" in (err := _one_line(capsys.readouterr().err)) and "expected a calibration .yaml" in err
     # an --out that cannot be written is refused before the run, not after it
     blocker = tmp_path / "a_file"
@@ -192,7 +193,7 @@ def test_rosbag2_only_flags_on_a_dataset_folder_warn_that_they_have_no_effect(tm
     assert warning == ("crossi2p-calibrate: warning: --kitti-camera is read for a KITTI folder only, not for "
                        "this nuscenes input")
     # --slop-s must be a positive stamp difference (crossi2p-evaluate-bag refuses it too)
-    assert main([*args, "--slop-s", "0"]) == 1
+    assert main([*args, "--slop-s", "0"]) == 2
     assert "--slop-s: expected a stamp difference > 0 seconds, got 0.0" in _one_line(capsys.readouterr().err)
 
 
@@ -360,7 +361,7 @@ def test_deskew_flags_are_checked_and_rosbags_are_left_alone_by_default(drive, t
                                 ("--lidar-stamp-azimuth-deg", "nan", "expected -360 to 360 degrees, got nan"),
                                 ("--lidar-stamp-azimuth-deg", "1000", "expected -360 to 360 degrees, got 1000")):
         rc = main([str(bag), "--out", str(tmp_path / "c.yaml"), flag, value, *MODEL])
-        assert rc == 1 and _one_line(capsys.readouterr().err).endswith(f"{flag}: {reason}")
+        assert rc == 2 and _one_line(capsys.readouterr().err).endswith(f"{flag}: {reason}")
     from crossi2p_ros.calibrate import build_parser
     from crossi2p_ros.recordings import deskew_config
     args = build_parser().parse_args([str(bag), "--out", "x.yaml"])

@@ -39,3 +39,17 @@ def test_yaml_number_for_a_string_key_says_to_quote_it(tmp_path):
     with pytest.raises(ValueError, match=rf"^config {path}, key data.train_paths: expected a string, got the "
                                          r"number 0 \(quote it in YAML: unquoted, 00 or 10 is read as a number\)$"):
         load_train_config(path)
+
+
+def test_train_cli_bad_steps_or_broken_config_yaml_is_one_line_exit_2(tmp_path, capsys):
+    """The flag is named; a config that is not valid YAML is located (line, column)."""
+    from crossi2p_training.train import main
+
+    assert main(["--config", "tiny", "--out", str(tmp_path / "run"), "--steps", "-5"]) == 2
+    assert capsys.readouterr().err.strip() == "crossi2p-train: error: --steps: expected > 0 steps, got -5"
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("optim: {steps: [1, 2\nmodel:\n  a: 1\n")
+    assert main(["--config", str(broken), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"crossi2p-train: error: config {broken}: not valid YAML (") and "line 2" in err, err
+    assert not (tmp_path / "run").exists()

@@ -90,12 +90,20 @@ def test_exported_onnx_runs_through_the_runtime(tmp_path, tiny_checkpoint, kitti
     assert json.loads(ref.read_text())["rte_m_mean"] == pytest.approx(summary["rte_m_mean"], rel=0.05)
 
 
-def test_exactly_one_data_source_is_required(tmp_path, tiny_checkpoint):
-    with pytest.raises(SystemExit, match="exactly one data source"):
-        main(["--model", str(tiny_checkpoint), "--json", str(tmp_path / "x.json")])
+def test_exactly_one_data_source_is_required(tmp_path, capsys):
+    """A usage error (exit 2, one line), said before the model is loaded (it does not exist here)."""
+    assert main(["--model", str(tmp_path / "nope.pt"), "--json", str(tmp_path / "x.json")]) == 2
+    assert capsys.readouterr().err.strip() == ("crossi2p-evaluate: error: give exactly one data source (--kitti, "
+                                               "--nuscenes, --bag, --samples or --sim-seed); got none")
+    assert main(["--model", str(tmp_path / "nope.pt"), "--sim-seed", "1", "--kitti", str(tmp_path),
+                 "--json", str(tmp_path / "x.json")]) == 2
+    assert capsys.readouterr().err.strip().endswith("got --kitti, --sim-seed")
+    assert main(["--model", str(tmp_path / "nope.pt"), "--sim-seed", "1", "--sim-drives", "0",
+                 "--json", str(tmp_path / "x.json")]) == 2
+    assert capsys.readouterr().err.strip() == "crossi2p-evaluate: error: --sim-drives: expected >= 1, got 0"
 
 
-def test_bad_data_folder_or_model_is_a_one_line_error(tmp_path, tiny_checkpoint, capsys):
+def test_bad_data_folder_or_model_exits_1_and_a_bad_flag_2_with_one_line(tmp_path, tiny_checkpoint, capsys):
     assert main(["--model", str(tiny_checkpoint), "--nuscenes", str(tmp_path / "missing"),
                  "--json", str(tmp_path / "x.json")]) == 1
     err = capsys.readouterr().err.strip()
@@ -103,7 +111,7 @@ def test_bad_data_folder_or_model_is_a_one_line_error(tmp_path, tiny_checkpoint,
     assert main(["--model", str(tmp_path / "nope.pt"), "--sim-seed", "1", "--json", str(tmp_path / "x.json")]) == 1
     assert "nope.pt" in capsys.readouterr().err
     assert main(["--model", str(tiny_checkpoint), "--fine-peak-radius", "-1", "--sim-seed", "1",
-                 "--json", str(tmp_path / "x.json")]) == 1
+                 "--json", str(tmp_path / "x.json")]) == 2
     assert "expected >= 0" in capsys.readouterr().err
     # --json a folder: refused before the model is even loaded (results are written at the end)
     assert main(["--model", str(tmp_path / "nope.pt"), "--sim-seed", "1", "--json", str(tmp_path)]) == 1
@@ -111,7 +119,7 @@ def test_bad_data_folder_or_model_is_a_one_line_error(tmp_path, tiny_checkpoint,
     assert err.count("\n") == 0 and "--json" in err and "is a folder" in err
     # rosbag2-only flags without --bag: refused (they would be ignored), before the model is loaded
     assert main(["--model", str(tmp_path / "nope.pt"), "--sim-seed", "1", "--slop-s", "0.1", "--points-topic", "/p",
-                 "--json", str(tmp_path / "x.json")]) == 1
+                 "--json", str(tmp_path / "x.json")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "--points-topic, --slop-s: apply to --bag only" in err
 

@@ -69,7 +69,7 @@ def test_refine_protocol_writes_refined_medians_and_global_writes_nulls(tmp_path
 
 def test_refine_range_with_global_protocol_is_a_one_line_error(tmp_path, capsys):
     assert main(["--model", str(tmp_path / "m.pt"), "--sim-seed", "4", "--protocol", "global",
-                 "--refine-max-deg", "2", "--json", str(tmp_path / "x.json")]) == 1
+                 "--refine-max-deg", "2", "--json", str(tmp_path / "x.json")]) == 2
     err = capsys.readouterr().err.strip()
     assert "--protocol refine" in err and len(err.splitlines()) == 1
 
@@ -77,5 +77,5 @@ def test_refine_range_with_global_protocol_is_a_one_line_error(tmp_path, capsys)
 @pytest.mark.parametrize("bad", [["--refine-max-deg", "0"], ["--refine-max-m", "-1"]])
 def test_bad_refine_range_is_a_one_line_error(tmp_path, capsys, bad):
     assert main(["--model", str(tmp_path / "m.pt"), "--sim-seed", "4", "--protocol", "refine", *bad,
-                 "--json", str(tmp_path / "x.json")]) == 1
+                 "--json", str(tmp_path / "x.json")]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1

@@ -100,19 +100,21 @@ def test_runtime_refuses_a_graph_whose_hash_or_interface_does_not_match(exported
     runtime.close()
 
 
-@pytest.mark.parametrize("out, extra, message", [
-    ("model.pt", [], "expected a .onnx path"),
-    ("", [], "expected a .onnx path"),                                  # --out is a folder
-    ("model.onnx", ["--evaluation", "nosuch.json"], "--evaluation nosuch.json: expected a crossi2p-evaluate"),
+@pytest.mark.parametrize("out, extra, message, code", [
+    ("model.pt", [], "expected a .onnx path", 2),
+    ("", [], "expected a .onnx path", 2),                                  # --out is a folder
+    ("model.onnx", ["--evaluation", "nosuch.json"], "--evaluation nosuch.json: expected a crossi2p-evaluate", 1),
     ("model.onnx", ["--evaluation", "eval.json", "--evaluation-command", "a", "--evaluation-command", "b"],
-     "one --evaluation-command per --evaluation"),
+     "one --evaluation-command per --evaluation", 2),
+    ("model.onnx", ["--fine-peak-radius", "-1"], "--fine-peak-radius: expected >= 0 fine cells, got -1", 2),
 ])
 def test_bad_output_or_evaluation_is_one_line_before_any_export(tiny_checkpoint, tmp_path, monkeypatch, capsys,
-                                                                   out, extra, message):
-    """Checked before the (slow) export: nothing is written, one line, exit 1."""
+                                                                   out, extra, message, code):
+    """Checked before the (slow) export: nothing is written, one line, exit 2 for a flag's value
+    (usage), 1 for an input that cannot be read."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "eval.json").write_text("{}")
-    assert export_main(["--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / out), *extra]) == 1
+    assert export_main(["--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / out), *extra]) == code
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1 and err.startswith("crossi2p-export: error:")
     assert not list(tmp_path.glob("*.onnx")) and not list(tmp_path.glob("*.yaml"))

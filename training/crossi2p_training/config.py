@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import yaml
 
+from crossi2p.calib_io import read_yaml
 from crossi2p.config_schema import config_from_dict, config_to_dict, field_docs
 from crossi2p.preprocess import PreprocessConfig
 from crossi2p_training.losses import LossConfig
@@ -267,7 +268,8 @@ class TrainConfig:
             raise ValueError(f"preprocess.num_points {p.num_points} < model.point.num_fine_points "
                              f"{self.model.point.num_fine_points}")
         if self.optim.batch_size <= 0 or (self.optim.steps <= 0 and self.optim.epochs <= 0):
-            raise ValueError("optim: batch_size and steps (or epochs) must be positive")
+            raise ValueError(f"optim: batch_size and steps (or epochs) must be positive, got batch_size "
+                             f"{self.optim.batch_size}, steps {self.optim.steps}, epochs {self.optim.epochs}")
         return self
 
     def to_dict(self) -> dict:
@@ -390,10 +392,7 @@ def load_train_config(path: str | Path, overrides: dict | None = None) -> TrainC
         raise ValueError(f"config {p}: is a folder, expected a YAML file (or a name in {CONFIG_DIR})")
     if not p.is_file():
         raise FileNotFoundError(f"config {p}: file not found (nor a name in {CONFIG_DIR})")
-    try:
-        data = yaml.safe_load(p.read_text()) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ValueError(f"config {p}: not a YAML text file ({str(exc).splitlines()[0]})") from None
+    data = read_yaml(p, f"config {p}", "a training config YAML") or {}   # one line, with the YAML's line
     if not isinstance(data, dict):
         raise ValueError(f"config {p}: expected a YAML mapping of config sections, got a {type(data).__name__}")
     for dotted, value in (overrides or {}).items():

@@ -41,6 +41,10 @@ Written beside ``--json OUT`` (``OUT`` = ``<dir>/<stem>.json``):
   the RTE threshold (RRE < 5 deg);
 - ``<stem>_overlay_{best,median,worst}.png``: those frames' points projected with the estimate
   (top) and with the ground truth (bottom).
+
+Exit codes: 0 evaluated; 2 a usage error (one line: an unknown flag, a flag's value out of its
+range, flags that do not go together, not exactly one data source); 1 bad input (one line: a
+model or data that cannot be read, an output that cannot be written); 130 interrupted (Ctrl-C).
 """
 from __future__ import annotations
 
@@ -66,7 +70,7 @@ from pathlib import Path
 import numpy as np
 
 from crossi2p.camera import CameraModel
-from crossi2p.cli import ArgumentParser, check_writable
+from crossi2p.cli import ArgumentParser, UsageError, check_writable
 from crossi2p.geometry import invert_transform, transform_points
 from crossi2p.interrupt import exit_130_on_ctrl_c, run_interruptibly
 from crossi2p.metrics import (ACC_RRE_DEG, ACC_RTE_M, RegistrationError, registration_error,
@@ -414,17 +418,10 @@ def _build_source(args, estimator):
     from crossi2p_training.data import (KittiSource, NuScenesSource, Rosbag2Source, SampleFolderSource,
                                         SubsetSource)
 
-    chosen = [n for n, v in (("--kitti", args.kitti), ("--nuscenes", args.nuscenes), ("--bag", args.bag),
-                             ("--samples", args.samples), ("--sim-seed", args.sim_seed)) if v not in (None, [])]
-    if len(chosen) != 1:
-        raise SystemExit(f"crossi2p-evaluate: error: give exactly one data source (--kitti, --nuscenes, --bag, "
-                         f"--samples or --sim-seed); got {chosen or 'none'}")
     if args.sim_seed is not None:
         from crossi2p_training.sim import SimConfig, simulate_drive
 
         preset = args.sim_preset or getattr(estimator, "config_dict", {}).get("data", {}).get("sim_preset", "small")
-        if args.sim_drives < 1:
-            raise SystemExit(f"crossi2p-evaluate: error: --sim-drives: expected >= 1, got {args.sim_drives}")
         seeds = range(args.sim_seed, args.sim_seed + args.sim_drives)
         samples = [s for seed in seeds
                    for s in simulate_drive(SimConfig.preset(preset), seed, args.frames or 20).paired_samples()]
@@ -501,22 +498,32 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        # flags first (exit 2): the model takes seconds to load
+        chosen = [n for n, v in (("--kitti", args.kitti), ("--nuscenes", args.nuscenes), ("--bag", args.bag),
+                                 ("--samples", args.samples), ("--sim-seed", args.sim_seed)) if v not in (None, [])]
+        if len(chosen) != 1:
+            raise UsageError(f"give exactly one data source (--kitti, --nuscenes, --bag, --samples or --sim-seed); "
+                             f"got {', '.join(chosen) or 'none'}")
+        if args.sim_drives < 1:
+            raise UsageError(f"--sim-drives: expected >= 1, got {args.sim_drives}")
         if args.protocol != "refine" and (args.refine_max_deg is not None or args.refine_max_m is not None):
-            raise ValueError("--refine-max-deg / --refine-max-m: apply to --protocol refine only")
+            raise UsageError("--refine-max-deg / --refine-max-m: apply to --protocol refine only")
         if not args.bag:                 # the rosbag2-only flags: refused elsewhere, as the protocol's are
             given = [f"--{name.replace('_', '-')}" for name in ("image_topic", "camera_info_topic", "points_topic",
                                                                 "slop_s")
                      if getattr(args, name) != parser.get_default(name)]
             if given:
-                raise ValueError(f"{', '.join(given)}: apply to --bag only (the other sources come paired)")
+                raise UsageError(f"{', '.join(given)}: apply to --bag only (the other sources come paired)")
         check_writable(Path(args.json), "--json")   # before the run: results are written at its end
+        if args.fine_peak_radius is not None and args.fine_peak_radius < 0:
+            raise UsageError(f"--fine-peak-radius: expected >= 0 fine cells, got {args.fine_peak_radius}")
         for flag, value in (("--frames", args.frames), ("--refine-frames", args.refine_frames)):
             if value < 0:
-                raise ValueError(f"{flag}: expected >= 0 (0: {'all' if flag == '--frames' else 'none'}), got {value}")
+                raise UsageError(f"{flag}: expected >= 0 (0: {'all' if flag == '--frames' else 'none'}), got {value}")
         max_deg = 20.0 if args.refine_max_deg is None else args.refine_max_deg
         max_m = 1.5 if args.refine_max_m is None else args.refine_max_m
         if not (0 < max_deg <= 180 and 0 < max_m):
-            raise ValueError(f"--refine-max-deg / --refine-max-m: expected 0 < D <= 180 and M > 0, "
+            raise UsageError(f"--refine-max-deg / --refine-max-m: expected 0 < D <= 180 and M > 0, "
                              f"got {max_deg} / {max_m}")
         if str(args.device).startswith("cuda"):
             import torch
@@ -530,7 +537,7 @@ def main(argv: list[str] | None = None) -> int:
         source, what = _build_source(args, estimator)
     except (ValueError, OSError, KeyError, RuntimeError) as exc:  # bad model or data: one line, exit 1
         print(f"crossi2p-evaluate: error: {exc}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(exc, UsageError) else 1      # a flag's value or combination: exit 2
     read_errors: list[str] = []
     try:
         results = evaluate_source(estimator, source, args.protocol, args.seed, progress=not args.quiet,

@@ -8,7 +8,8 @@ graph of ``model.onnx_graph``: iterations as ONNX ``Loop`` nodes, simplified) an
 ``<out>.yaml`` (crossi2p.model_card: interface, the checkpoint's preprocessing contract, training
 provenance, evaluation figures with their commands, the graph's sha256). Before writing the card
 it checks the graph: ``onnx.checker``, no custom op domains, and PyTorch vs onnxruntime parity on
-the same inputs (pose within 1e-3 rad / 1 mm); a failed check exits 1 with the reason.
+the same inputs (pose within 1e-3 rad / 1 mm); a failed check exits 1 with the reason (a flag's
+value out of its range, or flags that do not go together: exit 2).
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from crossi2p.cli import ArgumentParser, check_writable
+from crossi2p.cli import ArgumentParser, UsageError, check_writable
 from crossi2p.interrupt import exit_130_on_ctrl_c
 from crossi2p.model_card import GRAPH_INPUTS, ModelCard, TensorSpec, sha256_of_file
 from crossi2p.preprocess import PreprocessConfig
@@ -131,11 +132,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # the inputs and outputs first: the export takes seconds to minutes
         if args.out.suffix != ".onnx":
-            raise ValueError(f"--out {args.out}: expected a .onnx path (the card is written beside it, .yaml)")
+            raise UsageError(f"--out {args.out}: expected a .onnx path (the card is written beside it, .yaml)")
         for option, path in (("--out", args.out), ("--out", args.out.with_suffix(".yaml"))):
             check_writable(path, option)
         if len(args.evaluation_command) not in (0, len(args.evaluation)):
-            raise ValueError("give one --evaluation-command per --evaluation JSON")
+            raise UsageError("give one --evaluation-command per --evaluation JSON")
+        if args.fine_peak_radius is not None and args.fine_peak_radius < 0:
+            raise UsageError(f"--fine-peak-radius: expected >= 0 fine cells, got {args.fine_peak_radius}")
         evaluation = []
         for i, path in enumerate(args.evaluation):
             try:
@@ -170,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"{out}: PyTorch/onnxruntime parity failed: {parity}")
     except (ValueError, FileNotFoundError, KeyError, RuntimeError, onnx.checker.ValidationError) as exc:
         print(f"crossi2p-export: error: {exc}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(exc, UsageError) else 1      # a flag's value or combination: exit 2
     H, W = image_hw
     inputs = [TensorSpec("image", [1, 3, H, W]), TensorSpec("points", [1, "num_points", 4]),
               TensorSpec("K", [1, 3, 3]), TensorSpec("T_prior", [1, 4, 4]), TensorSpec("prior_weight", [1])]

@@ -751,6 +751,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         overrides = parse_overrides(args.set)
+        if args.steps is not None and args.steps <= 0:
+            raise ValueError(f"--steps: expected > 0 steps, got {args.steps}")
         if args.steps is not None:
             overrides.update({"optim.steps": args.steps, "optim.epochs": 0})
         cfg = load_train_config(args.config, overrides)

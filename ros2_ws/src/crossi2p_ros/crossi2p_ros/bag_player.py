@@ -26,6 +26,7 @@ if __name__ == "__main__":  # python -m: a signal during the imports below (abou
     exit_at_once_on_termination_signals(prog="bag_player")
 
 import importlib
+import math
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -161,8 +162,9 @@ class BagPlayer:
 
 @exit_130_on_ctrl_c("bag_player", "interrupted (Ctrl-C) while starting")  # a signal before main's own handling
 def main(argv: list[str] | None = None) -> int:
-    """``python -m crossi2p_ros.bag_player``: 0 when the bag was played, 1 with a one-line error, 130 /
-    143 after SIGINT / SIGTERM (one line saying how far it got)."""
+    """``python -m crossi2p_ros.bag_player``: 0 when the bag was played, 1 with a one-line error, 2
+    for a usage error (a flag's value out of its range), 130 / 143 after SIGINT / SIGTERM (one line
+    saying how far it got)."""
     import rclpy
     from rclpy.duration import Duration
     from rclpy.signals import SignalHandlerOptions
@@ -181,6 +183,9 @@ def main(argv: list[str] | None = None) -> int:
                         "(DDS matches them a moment after start: without it the first messages are lost; 0: no wait)")
     full_argv = ["bag_player", *(sys.argv[1:] if argv is None else argv)]
     args = p.parse_args(remove_ros_args(full_argv)[1:])
+    for flag, value in (("--rate", args.rate), ("--wait-s", args.wait_s)):
+        if not (math.isfinite(value) and value >= 0):
+            p.error(f"{flag}: expected a finite number >= 0, got {value:g}")   # exit 2, one line
     node = player = None
     n, code, message = 0, 0, ""
     # SIGINT and SIGTERM arrive as KeyboardInterrupt (exit_130_on_ctrl_c: termination_signals_as_interrupt)

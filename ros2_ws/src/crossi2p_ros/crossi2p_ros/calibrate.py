@@ -58,8 +58,9 @@ camera optical.
 Exit codes: 0 a calibration it trusts was written (refined; fused only with ``--accept-fused``);
 3 it cannot produce one (no pairs; the refinement rejected or not run, and the fusion not
 converged or not accepted; nothing to start from; no pair synchronised within
-``--max-pair-offset-s`` to refine on), with the reason in one line; 2 a usage error (an
-unknown flag or a flag's value of the wrong kind: one line); 1 bad input (one line: a missing or
+``--max-pair-offset-s`` to refine on), with the reason in one line; 2 a usage error (one line:
+an unknown flag, a flag's value of the wrong kind or out of its range, flags that do not go
+together, e.g. ``--rig-camera`` without ``--prior``); 1 bad input (one line: a missing or
 unreadable input or prior, a topic missing or of the wrong message type, an --out that cannot be
 written: checked before the run; a prior whose ``frames`` name another camera or LiDAR than the
 recording's messages: the run stops at the first pair; every message refused, e.g. a CameraInfo
@@ -84,7 +85,7 @@ import numpy as np
 from tqdm import tqdm
 
 from crossi2p.calib_io import save_calibration_yaml, urdf_joint_snippet
-from crossi2p.cli import ArgumentParser, check_writable, check_writable_folder
+from crossi2p.cli import ArgumentParser, UsageError, check_writable, check_writable_folder
 from crossi2p.deskew import describe_deskew
 from crossi2p.geometry import invert_transform
 from crossi2p.interrupt import exit_130_on_ctrl_c, exit_now_if_work_in_flight, interrupt_exit_code, interrupt_name
@@ -210,15 +211,15 @@ def _load_rig(args, source: str, prior: Prior | None) -> list[Prior]:
     if not args.rig_camera:
         return []
     if source != "rosbag2":
-        raise ValueError(f"--rig-camera: a rosbag2 input only (its cameras are topics), got a {source} input")
+        raise UsageError(f"--rig-camera: a rosbag2 input only (its cameras are topics), got a {source} input")
     if prior is None:
-        raise ValueError("--rig-camera: needs --prior (the cameras' poses relative to each other come from the priors)")
+        raise UsageError("--rig-camera: needs --prior (the cameras' poses relative to each other come from the priors)")
     topics = [image_topic for image_topic, _, _ in args.rig_camera]
     for image_topic in topics:
         if image_topic == args.image_topic:
-            raise ValueError(f"--rig-camera {image_topic}: that is the main camera (--image-topic)")
+            raise UsageError(f"--rig-camera {image_topic}: that is the main camera (--image-topic)")
         if topics.count(image_topic) > 1:
-            raise ValueError(f"--rig-camera {image_topic}: given twice (each camera once)")
+            raise UsageError(f"--rig-camera {image_topic}: given twice (each camera once)")
     priors = []
     for image_topic, info_topic, path in args.rig_camera:
         check_bag_topics(args.input, (image_topic, info_topic, args.points_topic))
@@ -229,12 +230,12 @@ def _load_rig(args, source: str, prior: Prior | None) -> list[Prior]:
 def _load_prior(args) -> Prior | None:
     if args.prior is None:
         if args.prior_max_rotation_deg is not None or args.prior_max_translation_m is not None:
-            raise ValueError("--prior-max-rotation-deg / --prior-max-translation-m: need --prior YAML")
+            raise UsageError("--prior-max-rotation-deg / --prior-max-translation-m: need --prior YAML")
         return None
     for flag, value, top in (("--prior-max-rotation-deg", args.prior_max_rotation_deg, MAX_PRIOR_ROTATION_DEG),
                              ("--prior-max-translation-m", args.prior_max_translation_m, np.inf)):
         if value is not None and not (np.isfinite(value) and 0 < value <= top):
-            raise ValueError(f"{flag}: expected a number > 0" + (f" and <= {top:g}" if np.isfinite(top) else "")
+            raise UsageError(f"{flag}: expected a number > 0" + (f" and <= {top:g}" if np.isfinite(top) else "")
                              + f", got {value:g}")
     prior = load_prior(args.prior)
     return dataclasses.replace(
@@ -254,18 +255,21 @@ def _main(argv: list[str] | None) -> int:
     t0 = time.perf_counter()
     try:
         if args.frames is not None and args.frames < 1:
-            raise ValueError(f"--frames: expected >= 1, got {args.frames}")
+            raise UsageError(f"--frames: expected >= 1, got {args.frames}")
         if args.workers < 1:
-            raise ValueError(f"--workers: expected >= 1 processes, got {args.workers}")
+            raise UsageError(f"--workers: expected >= 1 processes, got {args.workers}")
         if not args.slop_s > 0:
-            raise ValueError(f"--slop-s: expected a stamp difference > 0 seconds, got {args.slop_s}")
+            raise UsageError(f"--slop-s: expected a stamp difference > 0 seconds, got {args.slop_s}")
         if args.out.suffix.lower() not in (".yaml", ".yml"):
-            raise ValueError(f"--out {args.out}: expected a calibration .yaml path (the URDF snippet goes beside it)")
-        schedule = schedule_from_flags(
-            {"window_frames": "--window-frames", "max_pair_offset_s": "--max-pair-offset-s",
-             "keyframe_parallax_px": "--keyframe-parallax-px"},
-            enabled=False, window_frames=args.window_frames, window_span=args.window_span,
-            max_pair_offset_s=args.max_pair_offset_s, keyframe_parallax_px=args.keyframe_parallax_px)
+            raise UsageError(f"--out {args.out}: expected a calibration .yaml path (the URDF snippet goes beside it)")
+        try:
+            schedule = schedule_from_flags(
+                {"window_frames": "--window-frames", "max_pair_offset_s": "--max-pair-offset-s",
+                 "keyframe_parallax_px": "--keyframe-parallax-px"},
+                enabled=False, window_frames=args.window_frames, window_span=args.window_span,
+                max_pair_offset_s=args.max_pair_offset_s, keyframe_parallax_px=args.keyframe_parallax_px)
+        except ValueError as exc:       # a flag out of range: a usage error
+            raise UsageError(str(exc)) from None
         if not args.input.exists():
             raise ValueError(f"input {args.input}: not found")
         source = detect_source(args.input) if args.source == "auto" else args.source
@@ -296,7 +300,7 @@ def _main(argv: list[str] | None) -> int:
                                     travel=travel)
     except (ValueError, FileNotFoundError, ModelLoadError, OSError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(exc, UsageError) else 1
     if result.interrupted:  # Ctrl-C during the replay: nothing half-done is written
         print(f"{PROG}: interrupted ({interrupt_name()}) after {len(result.frames)} pairs; no calibration written",
               file=sys.stderr)

@@ -65,7 +65,7 @@ import numpy as np
 from tqdm import tqdm
 
 from crossi2p.calib_io import load_calibration_input
-from crossi2p.cli import ArgumentParser, check_writable, check_writable_folder
+from crossi2p.cli import ArgumentParser, UsageError, check_writable, check_writable_folder
 from crossi2p.datasets.rosbag2 import (CameraInfoRecord, ImageRecord, PointCloudRecord, bag_message_counts,
                                        read_bag_ground_truth, read_bag_messages, read_bag_tf_tree,
                                        unfinished_mcap)
@@ -502,10 +502,6 @@ def _open_dataset(args, source: Source):
     """(samples, count, ground-truth description, ground truth of the first pair) of a dataset folder
     (``crossi2p_ros.recordings.open_dataset`` with the command's options)."""
     return open_dataset(args.bag, source, args.kitti_camera, args.camera_channel, args.lidar_channel)
-
-
-class UsageError(ValueError):
-    """A flag's value or a combination of flags the command does not take (exit 2, one line)."""
 
 
 @exit_130_on_ctrl_c("crossi2p-evaluate-bag")  # Ctrl-C before the first pair (input, model loading) or while reporting

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Literal
 
 from crossi2p.calib_io import load_calibration_yaml
+from crossi2p.cli import UsageError
 from crossi2p.datasets.rosbag2 import bag_topics
 from crossi2p.deskew import DESKEW_MODES, DeskewConfig
 from crossi2p.travel_check import TravelCheckConfig
@@ -233,12 +234,13 @@ def deskew_config(args: argparse.Namespace, source: Source, path: Path) -> Deske
     Warns (stderr, one line) when de-skewing ends up off although ``--lidar-*`` flags were given.
 
     Raises:
-        ValueError: a rate or azimuth outside the node's ranges, or not finite (naming the flag).
+        crossi2p.cli.UsageError: a rate or azimuth outside the node's ranges, or not finite (naming
+            the flag).
     """
     if not 0.1 <= args.lidar_rate_hz <= 100.0:     # the node's deskew.rate_hz range (parameters.RANGES)
-        raise ValueError(f"--lidar-rate-hz: expected 0.1 to 100 revolutions per second, got {args.lidar_rate_hz:g}")
+        raise UsageError(f"--lidar-rate-hz: expected 0.1 to 100 revolutions per second, got {args.lidar_rate_hz:g}")
     if not -360.0 <= args.lidar_stamp_azimuth_deg <= 360.0:
-        raise ValueError(f"--lidar-stamp-azimuth-deg: expected -360 to 360 degrees, "
+        raise UsageError(f"--lidar-stamp-azimuth-deg: expected -360 to 360 degrees, "
                          f"got {args.lidar_stamp_azimuth_deg:g}")
     mode = args.deskew
     if mode == "auto":

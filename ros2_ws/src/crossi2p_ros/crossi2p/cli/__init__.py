@@ -6,7 +6,13 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["ArgumentParser", "check_writable", "check_writable_folder"]
+__all__ = ["ArgumentParser", "UsageError", "check_writable", "check_writable_folder"]
+
+
+class UsageError(ValueError):
+    """A flag's value, or a combination of flags, that the command does not take: one line and
+    exit 2, as argparse's own usage errors (a missing or unreadable input is a ``ValueError``:
+    exit 1)."""
 
 
 class ArgumentParser(argparse.ArgumentParser):
