@@ -21,7 +21,7 @@ import pytest
 from crossi2p.datasets.rosbag2 import read_bag_ground_truth, read_bag_messages
 from crossi2p.fusion import FusionConfig
 from crossi2p_ros.evaluate_bag import Knock, load_runtime, main, replay_bag, summarize_replay
-from crossi2p_ros.live_replay import LiveReplayConfig, replay_bag_live
+from crossi2p_ros.live_replay import LiveReplayConfig, image_topic_to_play, replay_bag_live
 from crossi2p_ros.pipeline import RefinementScheduleConfig
 
 from .conftest import write_simulated_bag
@@ -160,3 +160,17 @@ def test_cli_live_mode_writes_the_offline_report_with_the_same_figures(drive_bag
     for name in ("summary.json", "frames.csv", "errors.png", "report.md"):
         assert (tmp_path / "live" / name).is_file(), name
     assert "Live replay: what the node published" in (tmp_path / "live" / "report.md").read_text()
+
+
+@pytest.mark.parametrize("given, expected", [
+    ("/camera_01/image_raw", ("/camera_01/image_raw/compressed", True)),              # found with its suffix
+    ("/camera_01/image_raw/compressed", ("/camera_01/image_raw/compressed", True)),   # named with it
+    ("/camera/image_raw", ("/camera/image_raw", False)),
+    ("/nope", ("/nope", False)),                                   # missing: refused later, naming it
+])
+def test_the_image_topic_is_played_with_the_type_it_has_in_the_bag(given, expected):
+    """A new-user trial named the real recording's topic with its /compressed suffix, which offline
+    mode takes; live mode subscribed with Image and stopped on DDS's "incompatible type"."""
+    present = {"/camera_01/image_raw/compressed": "sensor_msgs/msg/CompressedImage",
+               "/camera/image_raw": "sensor_msgs/msg/Image", "/lidar/points": "sensor_msgs/msg/PointCloud2"}
+    assert image_topic_to_play(given, present) == expected

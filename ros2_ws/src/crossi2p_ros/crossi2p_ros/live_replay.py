@@ -207,6 +207,18 @@ def _wait_discovery(predicate, timeout_s: float, what: str) -> None:
         time.sleep(0.02)  # discovery polling, not a synchronisation of data
 
 
+def image_topic_to_play(image_topic: str, present: dict[str, str]) -> tuple[str, bool]:
+    """``(topic, compressed)``: the bag's image topic for ``image_topic`` and whether it carries
+    sensor_msgs/CompressedImage (the node then subscribes with ``compressed_image:=true``).
+    ``present``: the bag's ``{topic: type}``. ``/camera/image_raw`` finds
+    ``/camera/image_raw/compressed`` when only that is recorded (as offline); a topic named with
+    its suffix is taken as it is, by its type (one DDS participant cannot have a topic with two
+    types: subscribing with Image to a CompressedImage topic stops the replay)."""
+    if image_topic not in present and image_topic + "/compressed" in present:
+        image_topic += "/compressed"
+    return image_topic, present.get(image_topic) == "sensor_msgs/msg/CompressedImage"
+
+
 def replay_bag_live(bag: Path, runtime: CalibrationRuntime, T_gt: np.ndarray, topics: tuple[str, str, str],
                     config: LiveReplayConfig | None = None, knock: Knock | None = None,
                     max_frames: int | None = None, progress: bool = True,
@@ -218,10 +230,7 @@ def replay_bag_live(bag: Path, runtime: CalibrationRuntime, T_gt: np.ndarray, to
     node's ``fusion.*`` parameters (default: FusionConfig's defaults, as offline)."""
     config = config or LiveReplayConfig()
     image_topic, info_topic, points_topic = topics
-    present = bag_topics(bag)
-    compressed = image_topic not in present and image_topic + "/compressed" in present
-    if compressed:
-        image_topic += "/compressed"
+    image_topic, compressed = image_topic_to_play(image_topic, bag_topics(bag))
     play_topics = (image_topic, info_topic, points_topic)
     result = LiveReplayResult(knock=knock, config=config)
     rec = result.recording
