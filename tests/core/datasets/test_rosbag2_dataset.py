@@ -19,6 +19,7 @@ from crossi2p.datasets.rosbag2 import (
     read_bag_ground_truth,
     read_bag_messages,
     read_bag_transforms,
+    unfinished_mcap,
     write_drive_bag,
 )
 from crossi2p.geometry import invert_transform, make_transform, se3_exp, transform_points, transform_to_tq
@@ -248,9 +249,15 @@ def test_mcap_cut_short_by_a_killed_recorder_yields_its_complete_records(tmp_pat
     sweeps = [(100.03 + 0.1 * k, rng.normal(0, 10, (300, 4)).astype(np.float32)) for k in range(5)]
     bag = write_drive_bag(tmp_path / "bag", frames, sweeps, camera, T_EXAMPLE)  # 0.9 MB images: 1 MiB chunks
     expected = _records(bag)
-    (bag / "metadata.yaml").unlink()
     mcap = next(bag.glob("*.mcap"))
     data = mcap.read_bytes()
+    mcap.write_bytes(data[: int(0.6 * len(data))])       # a copy cut short, metadata.yaml beside it
+    for path in (bag, mcap):
+        got = _records(path)
+        assert 0 < len(got) < 15 and got == expected[: len(got)]
+        assert unfinished_mcap(path).endswith("the MCAP file ends without its footer (the recorder was killed, "
+                                              "or the file was cut); read up to its last complete record")
+    (bag / "metadata.yaml").unlink()
     mcap.write_bytes(data[:-100])                        # summary half written, no footer: all messages
     assert _records(bag) == expected and len(expected) == 15
     np.testing.assert_allclose(read_bag_ground_truth(mcap), T_EXAMPLE, atol=1e-12)
@@ -259,6 +266,11 @@ def test_mcap_cut_short_by_a_killed_recorder_yields_its_complete_records(tmp_pat
     assert 0 < len(got) < 15 and got == expected[: len(got)]
     mcap.write_bytes(data[:20])                          # not even a header
     with pytest.raises(ValueError, match=f"bag {bag}: cannot be opened as a rosbag2 \\(Truncated record"):
+        bag_topics(bag)
+    mcap.write_bytes(data[:200_000])                     # inside the first chunk: no complete record
+    with pytest.raises(ValueError, match=f"^bag {bag}: nothing readable: the MCAP file ends without its footer "
+                                         r"\(the recorder was killed, or the file was cut\), before its first "
+                                         r"complete record$"):
         bag_topics(bag)
 
 

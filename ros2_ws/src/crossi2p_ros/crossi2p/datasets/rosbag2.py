@@ -395,6 +395,9 @@ class _UnfinishedMcapReader(McapReader):
             raise ValueError(f"bag {self.path}: unfinished MCAP unreadable past this point ({exc})") from None
 
 
+_CUT_MCAP = "the MCAP file ends without its footer (the recorder was killed, or the file was cut)"
+
+
 def _mcap_is_finished(path: Path) -> bool:
     """The file ends with the MCAP magic (its footer was written)."""
     with open(path, "rb") as f:
@@ -413,13 +416,20 @@ def unfinished_mcap(bag: str | os.PathLike) -> str:
     except ValueError:
         return ""
     if source.suffix == ".mcap" and not _mcap_is_finished(source):
-        return (f"{source}: the MCAP file ends without its footer (the recorder was killed, or the file was "
-                f"cut); read up to its last complete record")
+        return f"{source}: {_CUT_MCAP}; read up to its last complete record"
     return ""
 
 
 def _reindex_hint(folder: Path, storage: str) -> str:
     return f"rebuild it with `ros2 bag reindex {folder} -s {storage}`"
+
+
+def _cut_single_mcap(folder: Path) -> Path | None:
+    """The folder's one ``.mcap`` when it was cut short (no footer) although ``metadata.yaml`` is
+    there (a copy that stopped, a disk that filled): read from the file itself, up to its last
+    complete record, as without metadata.yaml; None otherwise (rosbags reads the folder)."""
+    mcaps = sorted(folder.glob("*.mcap"))
+    return mcaps[0] if len(mcaps) == 1 and not _mcap_is_finished(mcaps[0]) else None
 
 
 def _bag_source(path: Path) -> Path:
@@ -431,13 +441,14 @@ def _bag_source(path: Path) -> Path:
             raise ValueError(f"bag {path}: expected a rosbag2 folder or its .mcap / .db3 storage file, "
                              f"got a {path.suffix or 'suffix-less'} file")
         if (path.parent / "metadata.yaml").is_file():
-            return path.parent  # a file of a complete recording: the whole recording (split files too)
+            # a file of a complete recording: the whole recording (split files too)
+            return _cut_single_mcap(path.parent) or path.parent
         if path.suffix == ".db3":
             raise ValueError(f"bag {path}: sqlite3 storage without metadata.yaml (the recorder was killed?); "
                              + _reindex_hint(path.parent, "sqlite3"))
         return path
     if (path / "metadata.yaml").is_file():
-        return path
+        return _cut_single_mcap(path) or path
     mcaps, db3s = sorted(path.glob("*.mcap")), sorted(path.glob("*.db3"))
     if db3s:
         raise ValueError(f"bag {path}: sqlite3 storage ({db3s[0].name}) without metadata.yaml (the recorder was "
@@ -461,7 +472,8 @@ def open_bag(bag: str | os.PathLike) -> Reader:
       read from the file itself. MCAP is self-describing (schemas with the message definitions,
       channels with topic, type and QoS), so metadata.yaml adds nothing needed and rosbags' Reader
       opens the storage file directly; a file whose recorder was killed before the footer is read
-      up to its last complete record (``_UnfinishedMcapReader``);
+      up to its last complete record (``_UnfinishedMcapReader``), also when ``metadata.yaml`` is
+      there (a copy cut short; ``_cut_single_mcap``);
     - sqlite3 without ``metadata.yaml``: ``ValueError`` naming ``ros2 bag reindex``. A ``.db3`` left
       by a killed recorder can hold an unfinished transaction (a ``-journal`` / ``-wal`` beside
       it) that only SQLite with write access rolls back; rosbags opens ``.db3`` read-only, while
@@ -485,12 +497,20 @@ _open = open_bag  # the name the readers below use
 
 
 def bag_topics(bag_dir: str | os.PathLike) -> dict[str, str]:
-    """``{topic: message type}`` of a bag."""
+    """``{topic: message type}`` of a bag.
+
+    Raises:
+        ValueError: the bag cannot be opened (``open_bag``), or it is an MCAP cut short before
+            its first complete record (no topic can be read from it: said so, not "no topics").
+    """
     reader = _open(bag_dir)
     try:
-        return {t: info.msgtype for t, info in reader.topics.items()}
+        topics = {t: info.msgtype for t, info in reader.topics.items()}
     finally:
         reader.close()
+    if not topics and unfinished_mcap(bag_dir):
+        raise ValueError(f"bag {bag_dir}: nothing readable: {_CUT_MCAP}, before its first complete record")
+    return topics
 
 
 def bag_message_counts(bag_dir: str | os.PathLike) -> dict[str, int]:
