@@ -7,7 +7,7 @@ import pytest
 from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
-from crossi2p.deskew import DeskewConfig, SweepDeskewer, deskew_points, sweep_times_from_azimuth
+from crossi2p.deskew import DeskewConfig, SweepDeskewer, deskew_points, points_at_time, sweep_times_from_azimuth
 from crossi2p.geometry import invert_transform
 
 
@@ -38,6 +38,26 @@ def test_deskew_undoes_a_constant_velocity_motion():
     np.testing.assert_array_equal(out[:, 3:], intensity)                # other columns kept
     with pytest.raises(ValueError, match="times"):
         deskew_points(fired, tau[:10], w, v)
+
+
+def test_a_sweep_is_moved_to_a_later_instant_as_the_sensor_saw_it_then():
+    """The sensor ``dt`` after the stamp is ``(Exp(dt w), dt v)``: a point of the stamp's frame is
+    ``inv(T_stamp_dt) @ p`` then; ``deskew_points`` with every firing time ``dt`` undoes it."""
+    rng = np.random.default_rng(1)
+    p_stamp = rng.uniform([-30, -30, -2], [30, 30, 5], (300, 3))
+    w, v, dt = np.array([0.01, -0.02, 0.3]), np.array([12.0, 0.5, 0.1]), 0.033
+    T_stamp_dt = np.eye(4)
+    T_stamp_dt[:3, :3], T_stamp_dt[:3, 3] = Rotation.from_rotvec(dt * w).as_matrix(), dt * v
+    expected = (invert_transform(T_stamp_dt) @ np.c_[p_stamp, np.ones(300)].T).T[:, :3]
+    intensity = rng.uniform(0, 1, (300, 1)).astype(np.float32)
+    moved = points_at_time(np.hstack([p_stamp, intensity]).astype(np.float32), dt, w, v)
+    assert moved.dtype == np.float32
+    np.testing.assert_allclose(moved[:, :3], expected, atol=1e-4)      # float32 at 30 m
+    np.testing.assert_array_equal(moved[:, 3:], intensity)
+    np.testing.assert_allclose(deskew_points(moved, np.full(300, dt), w, v)[:, :3], p_stamp, atol=1e-4)
+    np.testing.assert_allclose(points_at_time(p_stamp, 0.0, w, v), p_stamp)
+    with pytest.raises(ValueError, match=r"\(N, 3\+\)"):
+        points_at_time(p_stamp[:, :2], dt, w, v)
 
 
 def test_config_and_inputs_are_checked():
@@ -143,6 +163,13 @@ def test_with_deskewing_off_the_odometry_still_tracks_the_motion_for_the_travel_
     true_travel = (invert_transform(drive.T_world_lidar[0]) @ drive.T_world_lidar[-1])[:3, 3]
     cos = odometry_travel @ true_travel / np.linalg.norm(odometry_travel) / np.linalg.norm(true_travel)
     assert cos > np.cos(np.radians(10)) and deskewer.odometry_run == 0
+    # its twist (for moving a sweep to an image's stamp): the speed within 20 % of the vehicle's over
+    # the last sweeps (KISS-ICP on the small preset's sparse sweeps; a bound, not a figure)
+    (t0, _), (t1, _) = drive.lidar_sweeps[-1 - deskewer.config.velocity_sweeps], drive.lidar_sweeps[-1]
+    true_speed = np.linalg.norm((invert_transform(drive.T_world_lidar[-1 - deskewer.config.velocity_sweeps])
+                                 @ drive.T_world_lidar[-1])[:3, 3]) / (t1 - t0)
+    _, v = deskewer.odometry_velocity
+    assert np.linalg.norm(v) == pytest.approx(true_speed, rel=0.2)
     untracked = SweepDeskewer()           # off, not tracking: KISS-ICP is never run
     untracked(0.0, drive.lidar_sweeps[0][1][:, :4])
-    assert untracked.last_pose is None and untracked._odometry is None
+    assert untracked.last_pose is None and untracked._odometry is None and untracked.odometry_velocity is None

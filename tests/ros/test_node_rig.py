@@ -37,7 +37,7 @@ from crossi2p.runtime import FrameEstimate
 from crossi2p_ros.bag_player import BagPlayer
 from crossi2p_ros.calibration_node import LATCHED, CalibrationNode
 from crossi2p_ros.pairing import StampedPair
-from crossi2p_ros.pipeline import CameraFrame, LidarSweep
+from crossi2p_ros.pipeline import CameraFrame, LidarSweep, RefinementScheduleConfig
 from crossi2p_ros.rig_inputs import RigInput, load_rig_file
 
 from .test_node_signals import assert_one_line_error_exit_1, start_node  # noqa: F401 (a fixture)
@@ -206,7 +206,7 @@ def test_a_rig_camera_holds_its_synchronised_pair_of_each_window_sweep_whichever
     (``max_pair_offset_s``) is never held; images wider than ``max_width_px`` are scaled down."""
     reference = load_prior(RECORDING / "rig_prior_camera_01.yaml")
     spec = load_rig_file(_rig_file(tmp_path / "rig.yaml", ("camera_05",)), reference, "/own")[0]
-    rig = RigInput(spec, max_pair_offset_s=0.02, max_width_px=100)
+    rig = RigInput(spec, schedule=RefinementScheduleConfig(max_pair_offset_s=0.02), max_width_px=100)
     camera = CameraModel(np.array([[200.0, 0, 99.5], [0, 200.0, 49.5], [0, 0, 1]]), 200, 100)
     sweeps = {t: LidarSweep(np.zeros((1, 4), np.float32), "lidar") for t in (1.0, 2.0, 3.0)}
 

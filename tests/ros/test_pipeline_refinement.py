@@ -3,10 +3,13 @@ estimate may be published (refined > converged fused > nothing). Simulated frame
 runtime (the network's estimates are chosen by the test), the real refinement."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
+from crossi2p.deskew import points_at_time
 from crossi2p.fusion import FusionConfig
 from crossi2p.geometry import make_transform
 from crossi2p.metrics import registration_error
@@ -205,6 +208,30 @@ def test_pairs_further_apart_in_time_than_max_pair_offset_are_not_refined_on(sim
     pipeline.process(apart)
     assert pipeline.window == [synced] and pipeline.pairs_unsynchronised == 1
     assert pipeline.pairs_processed == 2  # the network and fusion still saw both
+
+
+def test_with_compensate_pair_offset_a_pair_further_apart_joins_with_its_sweep_at_the_images_stamp(sim):
+    """The sweep's points moved by the odometry's motion over the 33 ms between the stamps
+    (``crossi2p.deskew.points_at_time``); a sweep whose motion is unknown stays out."""
+    samples, T_gt = sim
+    schedule = RefinementScheduleConfig(enabled=False, max_pair_offset_s=0.02, compensate_pair_offset=True)
+    pipeline = CalibrationPipeline(ScriptedRuntime([T_gt]), schedule=schedule)
+    s = samples[0]
+    w, v = np.array([0.0, 0.0, 0.2]), np.array([10.0, 0.0, 0.0])
+    moving = StampedPair(2.033, CameraFrame(s.image, s.camera, "camera"), 2.0,
+                         LidarSweep(s.points, "lidar", velocity=(w, v)))
+    unknown = StampedPair(3.033, CameraFrame(s.image, s.camera, "camera"), 3.0, LidarSweep(s.points, "lidar"))
+    pipeline.process(moving)
+    pipeline.process(unknown)
+    [kept] = pipeline.window
+    assert (kept.image_stamp_s, kept.lidar_stamp_s) == (2.033, 2.0)
+    np.testing.assert_allclose(kept.lidar.points, points_at_time(s.points, 0.033, w, v), atol=1e-6)
+    assert np.abs(kept.lidar.points[:, 0] - s.points[:, 0]).max() > 0.3     # 0.33 m of travel
+    assert pipeline.pairs_time_compensated == 1 and pipeline.pairs_unsynchronised == 1
+    off = CalibrationPipeline(ScriptedRuntime([T_gt]), schedule=dataclasses.replace(schedule,
+                                                                                     compensate_pair_offset=False))
+    off.process(moving)
+    assert off.window == [] and off.pairs_unsynchronised == 1 and off.pairs_time_compensated == 0
 
 
 @pytest.mark.parametrize("window_frames", [4, 5])

@@ -316,6 +316,15 @@ def test_cli_writes_kitti_sequence_and_bag(tmp_path, capsys):
     assert np.allclose(read_bag_ground_truth(bag), truth.T_cam_lidar, atol=1e-6)
 
 
+def test_cli_camera_time_offset_shifts_every_camera_frame(capsys):
+    """A 10 Hz camera 35 ms after a 10 Hz LiDAR: no pair is synchronised (what
+    ``RefinementScheduleConfig.compensate_pair_offset`` is for)."""
+    assert sim_main(["--seed", "3", "--frames", "3", "--preset", "small", "--width", "208", "--no-shadows",
+                     "--camera-rate", "10", "--camera-time-offset", "0.035"]) == 0
+    out = capsys.readouterr().out
+    assert "3 LiDAR sweeps (0.000..0.200 s), 2 camera frames (0.035..0.135 s)" in out, out   # up to the last sweep
+
+
 def test_cli_rejects_an_existing_bag_folder(tmp_path):
     with pytest.raises(SystemExit) as e:
         sim_main(["--frames", "1", "--bag", str(tmp_path)])
@@ -329,6 +338,7 @@ def test_cli_rejects_an_existing_bag_folder(tmp_path):
     (["--seed", "-1"], "--seed: expected an integer >= 0"),
     (["--camera-rate", "0"], "--camera-rate: expected a value > 0"),
     (["--width", "-5"], "--width: expected a value > 0"),
+    (["--camera-time-offset", "-0.1"], "--camera-time-offset: expected 0 <= S < 1 seconds, got -0.1"),
 ])
 def test_cli_refuses_bad_values_and_output_folders_in_one_line(tmp_path, capsys, args, message):
     (tmp_path / "FULL").mkdir()

@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-range", type=float, metavar="M", help="LiDAR maximum range in metres")
     p.add_argument("--camera-rate", type=float, metavar="HZ", help="camera frame rate")
     p.add_argument("--lidar-rate", type=float, metavar="HZ", help="LiDAR sweep rate")
+    p.add_argument("--camera-time-offset", type=float, metavar="S",
+                   help="stamp of the first camera frame after the first sweep's, seconds (default 0: a camera "
+                        "triggered with the LiDAR when the rates allow; e.g. 0.04 with --camera-rate 10: never)")
     p.add_argument("--with-time", action="store_true",
                    help="per-point firing time (bag: PointCloud2 field t; KITTI .bin stays x,y,z,i)")
     p.add_argument("--motion-during-sweep", action="store_true",
@@ -89,6 +92,8 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         lidar = dataclasses.replace(lidar, motion_during_sweep=True)
     if args.camera_rate is not None:
         cam = dataclasses.replace(cam, rate_hz=args.camera_rate)
+    if args.camera_time_offset is not None:
+        cam = dataclasses.replace(cam, time_offset_s=args.camera_time_offset)
     if args.no_shadows:
         cam = dataclasses.replace(cam, shadows=False)
     if args.antialias:
@@ -108,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.frames < 1:
         parser.error("--frames must be at least 1")
+    if args.camera_time_offset is not None and not 0 <= args.camera_time_offset < 1:
+        parser.error(f"--camera-time-offset: expected 0 <= S < 1 seconds, got {args.camera_time_offset}")
     if args.seed < 0:
         parser.error(f"--seed: expected an integer >= 0, got {args.seed}")
     for flag, value in (("--width", args.width), ("--height", args.height), ("--azimuth-step", args.azimuth_step),

@@ -47,8 +47,8 @@ from scipy.spatial.transform import Rotation
 
 from .geometry import check_transform, invert_transform
 
-__all__ = ["DeskewConfig", "SweepDeskewer", "sweep_times_from_azimuth", "deskew_points", "describe_deskew",
-           "DESKEW_MODES"]
+__all__ = ["DeskewConfig", "SweepDeskewer", "sweep_times_from_azimuth", "deskew_points", "points_at_time",
+           "describe_deskew", "DESKEW_MODES"]
 
 DESKEW_MODES = ("off", "azimuth", "time")
 """``off``: sweeps are used as given (already de-skewed, or a standing vehicle). ``azimuth``:
@@ -173,6 +173,36 @@ def deskew_points(points: np.ndarray, times_s: np.ndarray, angular_velocity: np.
     return out
 
 
+def points_at_time(points: np.ndarray, dt_s: float, angular_velocity: np.ndarray,
+                   linear_velocity: np.ndarray) -> np.ndarray:
+    """Move a sweep's points from the sensor frame at its stamp into the sensor frame ``dt_s``
+    later, e.g. at the stamp of an image taken then (a camera not triggered with the LiDAR).
+
+    Constant velocity, as ``deskew_points``: the sensor ``dt_s`` after the stamp is ``(Exp(dt_s *
+    omega), dt_s * v)`` in the stamp's frame, so ``p_dt = Exp(dt_s * omega)^-1 (p_stamp - dt_s * v)``.
+    At 10 m/s an image 30 ms after the sweep sees the scene from 0.3 m further on; a calibration
+    fitted without this absorbs it (docs/benchmarks.md section 8).
+
+    Args:
+        points: (N, 3+) LiDAR-frame points at the stamp (de-skewed); further columns are kept.
+        dt_s: seconds from the stamp to the wanted instant (negative: before it).
+        angular_velocity: (3,) rad/s, LiDAR frame.
+        linear_velocity: (3,) m/s, LiDAR frame.
+    Returns:
+        (N, C) same dtype and columns as ``points``, x, y, z moved.
+    Raises:
+        ValueError: points not (N, 3+).
+    """
+    P = np.asarray(points)
+    if P.ndim != 2 or P.shape[1] < 3:
+        raise ValueError(f"points_at_time: expected points (N, 3+), got {P.shape}")
+    w = np.asarray(angular_velocity, np.float64).reshape(3)
+    v = np.asarray(linear_velocity, np.float64).reshape(3)
+    out = P.copy()
+    out[:, :3] = Rotation.from_rotvec(dt_s * w).inv().apply(P[:, :3].astype(np.float64) - dt_s * v)
+    return out
+
+
 def describe_deskew(summary: dict) -> str:
     """One line for people from ``SweepDeskewer.summary()`` (the CLIs' printed summaries, report.md)."""
     if summary["mode"] == "off":
@@ -237,6 +267,20 @@ class SweepDeskewer:
             self.reset()
         if self._odometry is None:
             self._odometry = self._new_odometry()
+
+    def _twist(self) -> tuple[np.ndarray, np.ndarray]:
+        """(angular rad/s (3,), linear m/s (3,)): the sensor's mean body twist, in its own frame at
+        the last pose, over the poses kept (at least two)."""
+        (t_first, T_first), (t_last, T_last) = self._poses[0], self._poses[-1]
+        dt = t_last - t_first
+        T_prev_cur = invert_transform(T_first) @ T_last     # the motion over the last sweeps
+        return Rotation.from_matrix(T_prev_cur[:3, :3]).as_rotvec() / dt, T_prev_cur[:3, 3] / dt
+
+    @property
+    def odometry_velocity(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The odometry's twist at its last pose (``_twist``), whether the sweeps are de-skewed or
+        only tracked (``track_motion``); None before two poses of one run."""
+        return self._twist() if len(self._poses) >= 2 else None
 
     def _track(self, stamp_s: float, P: np.ndarray) -> None:
         """Register a sweep with the odometry only (``track_motion`` with ``mode`` off)."""
@@ -307,11 +351,7 @@ class SweepDeskewer:
         if len(self._poses) < 2:
             self.velocity = None
             return P
-        t_first, T_first = self._poses[0]
-        dt = float(stamp_s) - t_first
-        T_prev_cur = invert_transform(T_first) @ T_odom_lidar     # the motion over the last sweeps
-        omega = Rotation.from_matrix(T_prev_cur[:3, :3]).as_rotvec() / dt
-        v = T_prev_cur[:3, 3] / dt
+        omega, v = self._twist()
         if np.linalg.norm(v) > cfg.max_speed_mps or np.linalg.norm(omega) > np.pi:
             self.reset()                      # a registration that failed: start again from this sweep
             return P

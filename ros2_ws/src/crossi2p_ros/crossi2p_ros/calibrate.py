@@ -49,7 +49,8 @@ calibration; costs, std, time, ``window_span``), ``pairs``, ``pairs_valid``, ``f
 ``frames_fused``, ``rejected_outside_prior``, ``rejected_direction_of_travel`` (per-frame estimates
 refused by the direction-of-travel check, ``crossi2p.travel_check``), ``direction_of_travel_checked``
 (those it could check: the vehicle moved and the odometry had locked on), ``pairs_left_out`` (pairs kept
-out of the refinement window: ``unsynchronised``, ``not_deskewed``, ``not_keyframes``), ``wall_time_s``, ``deskew`` (``mode``,
+out of the refinement window: ``unsynchronised``, ``not_deskewed``, ``not_keyframes``), ``pairs_time_compensated``
+(pairs kept with their sweep moved to the image's stamp, ``--compensate-pair-offset``), ``wall_time_s``, ``deskew`` (``mode``,
 ``sweeps_deskewed``), ``rig`` (null, or per ``--rig-camera``: ``image_topic``, ``camera_frame``,
 ``prior``, ``pairs``, ``window_pairs``, ``T_cam_lidar`` and ``out``, null on exit 3), ``read_errors`` (what could not be read: a dataset folder's corrupt frame is
 skipped, a bag's ends the reading; also a warning on stderr). Matrices are 4x4 row lists, LiDAR ->
@@ -147,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-pair-offset-s", type=float, default=RefinementScheduleConfig.max_pair_offset_s,
                    help="pairs whose image and LiDAR stamps differ by more are not refined on: the vehicle "
                         "moves in between (default %(default)s s)")
+    p.add_argument("--compensate-pair-offset", action="store_true",
+                   help="keep the pairs further apart too, their sweep moved to the image's stamp with the LiDAR "
+                        "odometry's motion (a camera not triggered with the LiDAR; off by default)")
     p.add_argument("--keyframe-parallax-px", type=float, default=RefinementScheduleConfig.keyframe_parallax_px,
                    help="a pair joins the refinement window once its image's corners moved a median of this many "
                         "pixels (at 640 px wide) since the last one that joined, or 1 s passed: a vehicle "
@@ -267,7 +271,8 @@ def _main(argv: list[str] | None) -> int:
                 {"window_frames": "--window-frames", "max_pair_offset_s": "--max-pair-offset-s",
                  "keyframe_parallax_px": "--keyframe-parallax-px"},
                 enabled=False, window_frames=args.window_frames, window_span=args.window_span,
-                max_pair_offset_s=args.max_pair_offset_s, keyframe_parallax_px=args.keyframe_parallax_px)
+                max_pair_offset_s=args.max_pair_offset_s, keyframe_parallax_px=args.keyframe_parallax_px,
+                compensate_pair_offset=args.compensate_pair_offset)
         except ValueError as exc:       # a flag out of range: a usage error
             raise UsageError(str(exc)) from None
         if not args.input.exists():
@@ -522,7 +527,9 @@ def _no_pair_to_refine_on(pipeline: CalibrationPipeline) -> str:
     ran, or had no start): every pair unsynchronised or its sweep not de-skewable."""
     if pipeline.last_refinement is not None or pipeline.refinement_start() is None or pipeline.window:
         return ""
-    apart = f"more than {pipeline.schedule.max_pair_offset_s * 1000:.0f} ms apart (--max-pair-offset-s)"
+    apart = (f"more than {pipeline.schedule.max_pair_offset_s * 1000:.0f} ms apart (--max-pair-offset-s"
+             + ("" if pipeline.schedule.compensate_pair_offset else
+                "; --compensate-pair-offset moves their sweeps to the images' stamps") + ")")
     skewed = ("could not be de-skewed (too few points, or too few sweeps for the odometry, or no per-point time "
               "field for --deskew time; --deskew off uses them as recorded)")
     if not pipeline.pairs_skewed:
@@ -583,6 +590,7 @@ def _write_json(args, result, pipeline: CalibrationPipeline, T, stage, failure: 
         "rejected_direction_of_travel": pipeline.travel_check.refused,
         "direction_of_travel_checked": pipeline.travel_check.checked,
         "pairs_left_out": pipeline.pairs_left_out,
+        "pairs_time_compensated": pipeline.pairs_time_compensated,
         "wall_time_s": float(elapsed_s),
         "deskew": pipeline.deskewer.summary(), "read_errors": list(result.errors),
         "rig": [{"image_topic": m.image_topic, "camera_frame": m.camera_frame, "prior": m.prior.source,

@@ -734,7 +734,7 @@ class CalibrationNode(Node):
         specs = load_rig_file(p.rig_calibration, self._start_prior, p.image_topic)
         self.get_logger().info(f"rig: {len(specs)} more camera(s) refined with this one: "
                                + ", ".join(s.image_topic for s in specs))
-        return [RigInput(s, self.params.pairing, self.params.refinement.max_pair_offset_s) for s in specs]
+        return [RigInput(s, self.params.pairing, self.params.refinement) for s in specs]
 
     def _bounded(self, prior: Prior) -> Prior:
         """``prior`` with the bounds of ``prior_max_rotation_deg`` / ``prior_max_translation_m`` where
@@ -1028,6 +1028,7 @@ class CalibrationNode(Node):
             "refinement_running": str(self._refining).lower(),
             "refinements_run": c.refinements_run, "refinements_accepted": c.refinements_accepted,
             "refinement_pairs_unsynchronised": self.pipeline.pairs_unsynchronised,
+            "refinement_pairs_time_compensated": self.pipeline.pairs_time_compensated,
             "refinement_pairs_skewed": self.pipeline.pairs_skewed,
             "refinement_pairs_not_keyframes": self.pipeline.pairs_not_keyframes,
             "rig_cameras": len(self._rig),

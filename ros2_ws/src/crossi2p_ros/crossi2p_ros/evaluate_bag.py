@@ -30,7 +30,10 @@ converges. The pipeline refines on its schedule (``RefinementScheduleConfig``: o
 pairs, every 10 pairs; ``--refine-window-span spread``: 20 pairs spread over the whole bag;
 ``--no-refine`` turns it off); the summary's ``refined_rte_m`` /
 ``refined_rre_geodesic_deg`` are the error of the accepted refinement in force at the end,
-``frames_to_refine`` the pairs processed when the first one was accepted (null: none).
+``frames_to_refine`` the pairs processed when the first one was accepted (null: none),
+``pairs_left_out`` the pairs kept out of its window by why (``unsynchronised``, ``not_deskewed``,
+``not_keyframes``) and ``pairs_time_compensated`` those kept with their sweep moved to the
+image's stamp (``--refine-compensate-pair-offset``; both null live).
 
 Decalibration injection (``--knock-at-s T --knock-rot-deg A [--knock-trans-m D]``): from bag
 time T on, the LiDAR points are moved as if the camera had been knocked by a rotation A about its
@@ -319,6 +322,11 @@ def _refined_summary(result: ReplayResult) -> dict:
                # from the frames' reasons: the same offline and live (the node publishes them)
                rejected_direction_of_travel=sum(f.reason.startswith(TRAVEL_REFUSAL) for f in result.frames),
                direction_of_travel_checked=sum(f.travel_angle_deg is not None for f in result.frames),
+               # pairs kept out of the refinement window, by why, and those moved to the image's stamp
+               # (null live: the node's diagnostics say them)
+               pairs_left_out=result.pipeline.pairs_left_out if result.pipeline is not None else None,
+               pairs_time_compensated=(result.pipeline.pairs_time_compensated if result.pipeline is not None
+                                       else None),
                prior_rte_m=None, prior_rre_geodesic_deg=None)
     prior = result.pipeline.prior if result.pipeline is not None else None
     if prior is not None and result.frames and result.frames[-1].T_gt is not None:
@@ -427,6 +435,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--refine-max-pair-offset-s", type=float, default=RefinementScheduleConfig.max_pair_offset_s,
                    help="offline: pairs whose image and LiDAR stamps differ by more are not refined on "
                         "(default %(default)s s)")
+    p.add_argument("--refine-compensate-pair-offset", action="store_true",
+                   help="offline: keep the pairs further apart too, their sweep moved to the image's stamp with "
+                        "the LiDAR odometry's motion (the node's refinement_compensate_pair_offset; off by default)")
     p.add_argument("--refine-keyframe-parallax-px", type=float,
                    default=RefinementScheduleConfig.keyframe_parallax_px,
                    help="offline: a pair joins the refinement window once its image's corners moved a median of "
@@ -550,7 +561,8 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError(f"{flags}: live mode only (offline mode reads every pair in turn, as fast as the CPU "
                              f"allows, with no clock to pace; --mode live plays a rosbag2 with /clock)")
         # the schedule's fields the --refine-* flags set (offline mode)
-        fields = ("window_frames", "every_frames", "window_span", "max_pair_offset_s", "keyframe_parallax_px")
+        fields = ("window_frames", "every_frames", "window_span", "max_pair_offset_s", "keyframe_parallax_px",
+                  "compensate_pair_offset")
         flag_of = {f: f"--refine-{f.replace('_', '-')}" for f in fields}
         refine_flags = [flag_of[f] for f in fields if getattr(args, f"refine_{f}") != parser.get_default(f"refine_{f}")]
         if args.refine_workers != parser.get_default("refine_workers"):
@@ -741,7 +753,11 @@ def _print_summary(s: dict, report_md: Path, refine: bool = True, travel_check: 
             print("refinement: not run (it starts from a converged fused estimate or from a --prior calibration "
                   "YAML; there was neither)")
         else:
-            print("refinement: not run (too few pairs for its window; --refine-window-frames)")
+            apart = (s.get("pairs_left_out") or {}).get("unsynchronised")
+            print("refinement: not run (too few pairs for its window; --refine-window-frames"
+                  + (f"; {apart} pairs left out with image and LiDAR stamps further apart than "
+                     f"--refine-max-pair-offset-s: --refine-compensate-pair-offset moves their sweeps to the "
+                     f"image's stamp" if apart else "") + ")")
     if "direction_of_travel_checked" in s:
         print("direction-of-travel check: " + describe_travel_check(travel_check, s["direction_of_travel_checked"],
                                                                     s["rejected_direction_of_travel"]))

@@ -41,7 +41,7 @@ import cv2
 import numpy as np
 
 from crossi2p.camera import CameraModel
-from crossi2p.deskew import DeskewConfig, SweepDeskewer
+from crossi2p.deskew import DeskewConfig, SweepDeskewer, points_at_time
 from crossi2p.fusion import ExtrinsicFuser, FusionConfig, FusionState
 from crossi2p.prior import Prior, pose_distance, prior_frame_mismatch, prior_violation
 from crossi2p.refinement import (PreparedFrame, Progress, RefinementConfig, RefinementResult, prepare_frame,
@@ -80,6 +80,10 @@ class LidarSweep:
     registered), for the direction-of-travel check."""
     odometry_run: int = 0
     """Which unbroken odometry run ``T_odom_lidar`` belongs to."""
+    velocity: tuple[np.ndarray, np.ndarray] | None = None
+    """(angular rad/s (3,), linear m/s (3,)) the LiDAR's body twist at this sweep, LiDAR frame,
+    from the odometry (``SweepDeskewer.odometry_velocity``; None: not registered, or no twist
+    yet), to move the sweep to an image's stamp (``RefinementScheduleConfig.compensate_pair_offset``)."""
 
 
 @dataclass
@@ -149,6 +153,14 @@ class RefinementScheduleConfig:
     15 Hz camera and a 10 Hz LiDAR, 15 synchronised pairs refined from the ground truth stay at
     0.013 m / 0.10 deg where all 20 pairs drift to 0.031 m / 0.47 deg (docs/benchmarks.md,
     section 8). ``inf``: keep every pair (an unsynchronised rig; expect that bias)."""
+    compensate_pair_offset: bool = False
+    """A pair further apart than ``max_pair_offset_s`` is kept too when the LiDAR odometry knows
+    the vehicle's motion at its sweep (``LidarSweep.velocity``: de-skewing on, or the
+    direction-of-travel check's odometry): the sweep's points are moved to the image's stamp
+    (``crossi2p.deskew.points_at_time``, constant velocity) instead. A camera that is not
+    triggered with the LiDAR (a 15 Hz camera, a constant phase offset) then still gives pairs.
+    Off by default: measured at stop 36 (docs/benchmarks.md section 8, "Pairs moved to the
+    image's stamp")."""
     keyframe_parallax_px: float = 2.0
     """A pair joins the window only as a keyframe: once the image's corners have moved a median of
     at least this many pixels (at 640 px wide) since the last pair that joined, or
@@ -183,6 +195,21 @@ class RefinementScheduleConfig:
         if self.window_span not in WINDOW_SPANS:
             raise ValueError(f"RefinementScheduleConfig.window_span: expected {' or '.join(map(repr, WINDOW_SPANS))}, "
                              f"got {self.window_span!r}")
+
+
+def synchronised(pair: StampedPair, schedule: RefinementScheduleConfig) -> StampedPair | None:
+    """``pair`` as the refinement may use it: itself when its stamps are within
+    ``schedule.max_pair_offset_s``; else, with ``compensate_pair_offset`` and a sweep whose motion
+    the odometry knows (``LidarSweep.velocity``), the pair with the sweep's points moved to the
+    image's stamp (``crossi2p.deskew.points_at_time``; the stamps stay the pair's); else None (an
+    unsynchronised pair: the vehicle moved between the two instants)."""
+    if abs(pair.dt_s) <= schedule.max_pair_offset_s:
+        return pair
+    if not schedule.compensate_pair_offset or pair.lidar.velocity is None:
+        return None
+    moved = points_at_time(pair.lidar.points, pair.dt_s, *pair.lidar.velocity)
+    return StampedPair(pair.image_stamp_s, pair.image, pair.lidar_stamp_s,
+                       dataclasses.replace(pair.lidar, points=moved.astype(pair.lidar.points.dtype, copy=False)))
 
 
 def schedule_from_flags(flags: dict[str, str], **fields) -> RefinementScheduleConfig:
@@ -339,6 +366,9 @@ class CalibrationPipeline:
         """Pairs fused (valid or not) since the last reset."""
         self.pairs_unsynchronised = 0
         """Pairs not kept for the refinement: stamps further apart than ``max_pair_offset_s``."""
+        self.pairs_time_compensated = 0
+        """Pairs kept for the refinement with their sweep moved to the image's stamp
+        (``RefinementScheduleConfig.compensate_pair_offset``)."""
         self.pairs_skewed = 0
         """Pairs not kept for the refinement: their sweep could not be de-skewed (``LidarSweep.skewed``)."""
         self.pairs_not_keyframes = 0
@@ -378,7 +408,8 @@ class CalibrationPipeline:
         last = self.deskewer.last_pose
         T_odom_lidar = last[1] if last is not None and last[0] == float(stamp_s) else None
         return LidarSweep(points, sweep.frame_id, skewed, T_odom_lidar=T_odom_lidar,
-                          odometry_run=self.deskewer.odometry_run)
+                          odometry_run=self.deskewer.odometry_run,
+                          velocity=self.deskewer.odometry_velocity if T_odom_lidar is not None else None)
 
     def estimate(self, pair: StampedPair, T_prior: np.ndarray | None = None) -> FrameEstimate:
         """Per-frame estimate on one pair (the expensive step; touches no shared state)."""
@@ -411,14 +442,16 @@ class CalibrationPipeline:
             self._drift_events = st.drift_events
             self.refined_run = None
             self._clear_window()
-        if abs(pair.dt_s) > self.schedule.max_pair_offset_s:
+        windowed = synchronised(pair, self.schedule)
+        if windowed is None:
             self.pairs_unsynchronised += 1
         elif pair.lidar.skewed:
             self.pairs_skewed += 1
         elif not self._keyframes(pair.lidar_stamp_s, pair.image.image_rgb):
             self.pairs_not_keyframes += 1
         else:
-            self._add_to_window(pair)
+            self.pairs_time_compensated += windowed is not pair
+            self._add_to_window(windowed)
         self.pairs_processed += 1
         self._pairs_since_refine += 1
         snapshot = FusionState(**{**st.__dict__,

@@ -38,7 +38,7 @@ from crossi2p.geometry import invert_transform
 from crossi2p.prior import Prior, load_prior
 
 from .pairing import PairingConfig, StampedPair, StampPairer
-from .pipeline import CameraFrame, LidarSweep, RigCamera
+from .pipeline import CameraFrame, LidarSweep, RefinementScheduleConfig, RigCamera, synchronised
 
 
 @dataclass(frozen=True)
@@ -100,12 +100,13 @@ class RigInput:
     the sweeps in the node's refinement window held for the refinement (module docstring)."""
 
     def __init__(self, spec: RigCameraSpec, pairing: PairingConfig | None = None,
-                 max_pair_offset_s: float = 0.02, max_width_px: int = 1024, recent: int = 20):
-        """``max_pair_offset_s``: a pair whose image and sweep stamps differ by more is not held
-        (as the node's own pairs, ``RefinementScheduleConfig.max_pair_offset_s``); ``recent``:
-        pairs kept while their sweep may still join the window."""
+                 schedule: RefinementScheduleConfig | None = None, max_width_px: int = 1024, recent: int = 20):
+        """``schedule``: the node's refinement schedule; a pair whose image and sweep stamps differ
+        by more than its ``max_pair_offset_s`` is not held, unless its ``compensate_pair_offset``
+        moves the sweep to the image's stamp (``pipeline.synchronised``, as the node's own pairs);
+        ``recent``: pairs kept while their sweep may still join the window."""
         self.spec = spec
-        self.max_pair_offset_s = max_pair_offset_s
+        self.schedule = schedule or RefinementScheduleConfig()
         self.max_width_px = max_width_px
         self._pairer: StampPairer[CameraFrame, LidarSweep] = StampPairer(pairing)
         self._recent: deque[StampedPair] = deque(maxlen=recent)
@@ -154,7 +155,8 @@ class RigInput:
 
     def _keep(self, pairs: list[StampedPair]) -> None:
         for pair in pairs:
-            if abs(pair.dt_s) > self.max_pair_offset_s:
+            pair = synchronised(pair, self.schedule)
+            if pair is None:
                 self.pairs_unsynchronised += 1
             elif pair.lidar_stamp_s in self._window:
                 self._held[pair.lidar_stamp_s] = pair
