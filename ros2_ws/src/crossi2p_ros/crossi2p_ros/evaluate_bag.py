@@ -33,7 +33,7 @@ pairs, every 10 pairs; ``--refine-window-span spread``: 20 pairs spread over the
 ``frames_to_refine`` the pairs processed when the first one was accepted (null: none),
 ``pairs_left_out`` the pairs kept out of its window by why (``unsynchronised``, ``not_deskewed``,
 ``not_keyframes``) and ``pairs_time_compensated`` those kept with their sweep moved to the
-image's stamp (``--refine-compensate-pair-offset``; both null live).
+image's stamp (``--refine-compensate-pair-offset``; live: the node's diagnostics say them).
 
 Decalibration injection (``--knock-at-s T --knock-rot-deg A [--knock-trans-m D]``): from bag
 time T on, the LiDAR points are moved as if the camera had been knocked by a rotation A about its
@@ -323,7 +323,7 @@ def _refined_summary(result: ReplayResult) -> dict:
                rejected_direction_of_travel=sum(f.reason.startswith(TRAVEL_REFUSAL) for f in result.frames),
                direction_of_travel_checked=sum(f.travel_angle_deg is not None for f in result.frames),
                # pairs kept out of the refinement window, by why, and those moved to the image's stamp
-               # (null live: the node's diagnostics say them)
+               # (live: node_refinement_summary reads them from the node's diagnostics)
                pairs_left_out=result.pipeline.pairs_left_out if result.pipeline is not None else None,
                pairs_time_compensated=(result.pipeline.pairs_time_compensated if result.pipeline is not None
                                        else None),

@@ -358,7 +358,8 @@ def live_summary(result: LiveReplayResult) -> dict:
 
 def node_refinement_summary(result: LiveReplayResult) -> dict:
     """The refinement figures of a live run, read from what the node published: its diagnostics
-    counters (``refinements_run``, ``refinements_accepted``, ``refinement_reason``) and, when its
+    counters (``refinements_run``, ``refinements_accepted``, ``refinement_reason``, the
+    ``refinement_pairs_*`` counts: ``pairs_left_out``, ``pairs_time_compensated``) and, when its
     published stage is ``refined``, the error of its last /tf_static against the ground truth;
     ``deskew`` from its diagnostics too.
     Keys as ``evaluate_bag``'s offline ``refined_*`` keys (``frames_to_refine`` stays null: the
@@ -368,7 +369,11 @@ def node_refinement_summary(result: LiveReplayResult) -> dict:
     out = {"deskew": {"mode": st.get("deskew") or "off", "sweeps_deskewed": int(st.get("sweeps_deskewed") or 0)},
            "refinement_runs": runs, "refinement_accepted_runs": int(st.get("refinements_accepted") or 0),
            "refinement_last_reason": st.get("refinement_reason") or (None if not runs else ""),
-           "refinement_start": st.get("refinement_start_stage") or None}
+           "refinement_start": st.get("refinement_start_stage") or None,
+           # the pairs its window left out, and those moved to the image's stamp: its diagnostics
+           "pairs_left_out": {key: int(st.get(f"refinement_pairs_{name}") or 0) for key, name in (
+               ("unsynchronised", "unsynchronised"), ("not_deskewed", "skewed"), ("not_keyframes", "not_keyframes"))},
+           "pairs_time_compensated": int(st.get("refinement_pairs_time_compensated") or 0)}
     T_tf = result.recording.tf_static_T_cam_lidar()
     if st.get("stage") == "refined" and T_tf is not None and result.frames:
         err = registration_error(T_tf, result.frames[-1].T_gt)
