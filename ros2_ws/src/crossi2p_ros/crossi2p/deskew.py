@@ -269,8 +269,9 @@ class SweepDeskewer:
             self._odometry = self._new_odometry()
 
     def _twist(self) -> tuple[np.ndarray, np.ndarray]:
-        """(angular rad/s (3,), linear m/s (3,)): the sensor's mean body twist, in its own frame at
-        the last pose, over the poses kept (at least two)."""
+        """(angular rad/s (3,), linear m/s (3,)): the sensor's mean body twist over the poses kept
+        (at least two), in the frame of the oldest of them (it differs from the newest's by the
+        rotation over those sweeps: a degree or two at 10 Hz, well under 1 cm of a 35 ms move)."""
         (t_first, T_first), (t_last, T_last) = self._poses[0], self._poses[-1]
         dt = t_last - t_first
         T_prev_cur = invert_transform(T_first) @ T_last     # the motion over the last sweeps
