@@ -270,9 +270,8 @@ class SweepDeskewer:
 
     def _twist(self) -> tuple[np.ndarray, np.ndarray]:
         """(angular rad/s (3,), linear m/s (3,)): the sensor's mean body twist over the poses kept
-        (at least two), in the frame of the oldest of them (it differs from the newest's by the
-        rotation over those sweeps: up to a few degrees in a tight turn at 10 Hz, i.e. up to about
-        2 cm of the 0.35 m a 35 ms move covers at 10 m/s; none when driving straight)."""
+        (at least two), the linear part in the frame of the oldest of them (de-skewing uses it so;
+        it differs from the newest's by the rotation over those sweeps, a few degrees at most)."""
         (t_first, T_first), (t_last, T_last) = self._poses[0], self._poses[-1]
         dt = t_last - t_first
         T_prev_cur = invert_transform(T_first) @ T_last     # the motion over the last sweeps
@@ -280,9 +279,14 @@ class SweepDeskewer:
 
     @property
     def odometry_velocity(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """The odometry's twist at its last pose (``_twist``), whether the sweeps are de-skewed or
-        only tracked (``track_motion``); None before two poses of one run."""
-        return self._twist() if len(self._poses) >= 2 else None
+        """(angular rad/s (3,), linear m/s (3,)): the odometry's mean twist over the poses kept,
+        in the frame of the last pose (where ``points_at_time`` moves a sweep from), whether the
+        sweeps are de-skewed or only tracked (``track_motion``); None before two poses of one run."""
+        if len(self._poses) < 2:
+            return None
+        omega, v = self._twist()
+        R_first_last = self._poses[0][1][:3, :3].T @ self._poses[-1][1][:3, :3]
+        return omega, R_first_last.T @ v      # the rotation's axis is the same in both frames
 
     def _track(self, stamp_s: float, P: np.ndarray) -> None:
         """Register a sweep with the odometry only (``track_motion`` with ``mode`` off)."""
