@@ -442,3 +442,8 @@ def test_a_params_file_for_another_node_is_warned_and_an_integer_for_a_float_get
                          timeout=60.0)
     assert out.returncode == 1 and out.stderr.strip() == "calibration_node: error: parameter queue_depth: -1 outside " \
                                                           "[1, 1000]", out.stderr
+    # ... a floating-point one too (rclpy words it without the period), and a choice by its name
+    for setting, expected in (("pairing.slop_s:=5.0", "parameter pairing.slop_s: 5.0 outside [0.0, 1.0]"),
+                              ("qos:=fast", "parameter qos: expected one of ['sensor_data', 'reliable'], got 'fast'")):
+        out = subprocess.run([str(NODE), "--ros-args", "-p", setting], capture_output=True, text=True, timeout=60.0)
+        assert out.returncode == 1 and out.stderr.strip() == f"calibration_node: error: {expected}", out.stderr

@@ -1212,7 +1212,8 @@ def _with_type_hint(message: str) -> str:
     messages as they are."""
     if "of type 'INTEGER', expecting type 'DOUBLE'" in message:
         return message + " (write a decimal point: 1.0, not 1)"
-    out_of_range = re.search(r"Parameter (\S+) out of range\. Min: ([^,]+), Max: ([^,]+), value: ([^:]+)", message)
+    # (rclpy writes "out of range. Min:" for integers, "out of range Min:" for floating point)
+    out_of_range = re.search(r"Parameter (\S+) out of range\.? Min: ([^,]+), Max: ([^,]+), value: ([^:]+)", message)
     if out_of_range:
         name, lo, hi, value = out_of_range.groups()
         return f"parameter {name}: {value} outside [{lo}, {hi}]"

@@ -252,7 +252,15 @@ def parameters_from_flat(values: dict[str, object]) -> CalibrationNodeParameters
         if isinstance(value, tuple):
             value = list(value)
         nested[group][key] = value
-    params = config_from_dict(CalibrationNodeParameters, nested, "parameters")  # types checked here
+    try:
+        params = config_from_dict(CalibrationNodeParameters, nested, "parameters")  # types checked here
+    except ValueError as exc:   # "parameters.node.qos: ..." -> "parameter qos: ...", in the node's names
+        message = str(exc)
+        for group, prefix in _GROUPS.items():
+            if message.startswith(f"parameters.{group}."):
+                message = "parameter " + prefix + message[len(f"parameters.{group}."):]
+                break
+        raise ValueError(message) from None
     for spec in parameter_specs():
         if spec.range is not None and spec.name in values:
             lo, hi = spec.range
