@@ -45,7 +45,7 @@ from typing import Literal
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from .geometry import check_transform, invert_transform
+from .geometry import check_transform, invert_transform, se3_log
 
 __all__ = ["DeskewConfig", "SweepDeskewer", "sweep_times_from_azimuth", "deskew_points", "points_at_time",
            "describe_deskew", "DESKEW_MODES"]
@@ -81,6 +81,13 @@ class DeskewConfig:
     velocity_sweeps: int = 3
     """The velocity is the mean over the motion between the last this-many + 1 sweeps (odometry
     between two sweeps is noisy along a street; a vehicle's speed changes slowly)."""
+    settled_speed_change: float = 0.05
+    """``SweepDeskewer.odometry_velocity`` (moving a sweep to an image's stamp) is given only once
+    the odometry's speed has settled: its last ``velocity_sweeps`` estimates within this fraction
+    of their median (or 0.1 m/s). KISS-ICP starts from zero velocity: on a simulated street at
+    8.2 m/s its speed rose over 14 sweeps (1.7, 2.2, ... 7.7, 8.1 m/s) and wavered by 6 % until
+    the 24th, and pairs moved with the early, low speed put the calibration 5-11 cm off
+    (docs/benchmarks.md section 8, "Pairs moved to the image's stamp")."""
     initial_threshold_m: float = 5.0
     """KISS-ICP's correspondence threshold before it has seen any motion (its own default, 2 m,
     is too tight for a vehicle already moving 1 m or more per sweep: started on simulated
@@ -106,6 +113,9 @@ class DeskewConfig:
             raise ValueError(f"DeskewConfig.mode: expected one of {DESKEW_MODES}, got {self.mode!r}")
         if int(self.odometry_max_points) < 1:
             raise ValueError(f"DeskewConfig.odometry_max_points: expected >= 1, got {self.odometry_max_points!r}")
+        if not 0 < self.settled_speed_change <= 1:
+            raise ValueError(f"DeskewConfig.settled_speed_change: expected a fraction in (0, 1], "
+                             f"got {self.settled_speed_change!r}")
         if int(self.velocity_sweeps) < 1:
             raise ValueError(f"DeskewConfig.velocity_sweeps: expected >= 1, got {self.velocity_sweeps!r}")
         if not 0 < self.rate_hz < np.inf:
@@ -229,6 +239,8 @@ class SweepDeskewer:
         """Counts the odometry's restarts: poses of different runs are in different frames."""
         self._odometry = None
         self._poses: deque[tuple[float, np.ndarray]] = deque(maxlen=self.config.velocity_sweeps + 1)
+        self._speeds: deque[float] = deque(maxlen=self.config.velocity_sweeps)
+        """The odometry's last speeds (m/s), one per registered sweep (``odometry_velocity``)."""
         """(stamp, T_odom_lidar) of the last sweeps."""
         self.velocity: tuple[np.ndarray, np.ndarray] | None = None
         """(angular rad/s (3,), linear m/s (3,)) used for the last sweep, LiDAR frame (None: not
@@ -249,6 +261,7 @@ class SweepDeskewer:
         """Forget the odometry (a new recording, or time jumped back)."""
         self._odometry, self.velocity = None, None
         self._poses.clear()
+        self._speeds.clear()
         self.odometry_run += 1
 
     def _new_odometry(self):
@@ -279,14 +292,29 @@ class SweepDeskewer:
 
     @property
     def odometry_velocity(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """(angular rad/s (3,), linear m/s (3,)): the odometry's mean twist over the poses kept,
-        in the frame of the last pose (where ``points_at_time`` moves a sweep from), whether the
-        sweeps are de-skewed or only tracked (``track_motion``); None before two poses of one run."""
-        if len(self._poses) < 2:
+        """(angular rad/s (3,), linear m/s (3,)): the constant body twist over the poses kept, so
+        also at the last pose (where ``points_at_time`` moves a sweep from), whether the sweeps are
+        de-skewed or only tracked (``track_motion``); None before ``velocity_sweeps`` speeds of one
+        run, and while they differ by more than ``settled_speed_change``."""
+        if len(self._poses) < 2 or len(self._speeds) < self._speeds.maxlen:
             return None
-        omega, v = self._twist()
-        R_first_last = self._poses[0][1][:3, :3].T @ self._poses[-1][1][:3, :3]
-        return omega, R_first_last.T @ v      # the rotation's axis is the same in both frames
+        speeds = np.asarray(self._speeds)
+        if np.ptp(speeds) > max(self.config.settled_speed_change * float(np.median(speeds)), 0.1):
+            return None                       # still settling (KISS-ICP starts from rest), or braking hard
+        return self._body_twist()
+
+    def _body_twist(self) -> tuple[np.ndarray, np.ndarray]:
+        """(angular rad/s (3,), linear m/s (3,)): the constant body twist that carries the first
+        pose kept to the last (SE(3) log): the same in the frame of every pose along the way."""
+        (t_first, T_first), (t_last, T_last) = self._poses[0], self._poses[-1]
+        xi = se3_log(invert_transform(T_first) @ T_last) / (t_last - t_first)
+        return xi[3:], xi[:3]
+
+    def _add_pose(self, stamp_s: float, T_odom_lidar: np.ndarray) -> None:
+        """Keep a registered sweep's pose, and the odometry's speed then (``odometry_velocity``)."""
+        self._poses.append((float(stamp_s), T_odom_lidar))
+        if len(self._poses) >= 2:
+            self._speeds.append(float(np.linalg.norm(self._body_twist()[1])))
 
     def _track(self, stamp_s: float, P: np.ndarray) -> None:
         """Register a sweep with the odometry only (``track_motion`` with ``mode`` off)."""
@@ -305,7 +333,7 @@ class SweepDeskewer:
             if step / max(stamp_s - t_last, 1e-9) > cfg.max_speed_mps:
                 self.reset()                  # a registration that failed: start again
                 return
-        self._poses.append((float(stamp_s), T_odom_lidar))
+        self._add_pose(stamp_s, T_odom_lidar)
 
     def __call__(self, stamp_s: float, points: np.ndarray, times_s: np.ndarray | None = None) -> np.ndarray:
         """The sweep stamped ``stamp_s`` de-skewed to its stamp.
@@ -353,7 +381,7 @@ class SweepDeskewer:
         span = float(t.max() - t.min()) if len(t) else 0.0
         self._odometry.register_frame(xyz, (t - t.min()) / span if span > 0 else np.full(len(t), 0.5))
         T_odom_lidar = check_transform(np.asarray(self._odometry.last_pose, float), "KISS-ICP pose")
-        self._poses.append((float(stamp_s), T_odom_lidar))
+        self._add_pose(stamp_s, T_odom_lidar)
         if len(self._poses) < 2:
             self.velocity = None
             return P
