@@ -289,6 +289,33 @@ def test_rejected_refinement_publishes_nothing_and_diagnostics_give_its_reason(r
         h.close()
 
 
+def test_a_camera_never_synchronised_with_the_lidar_is_said_with_the_setting_that_helps(ros_context, drive,
+                                                                                         prior_yaml):
+    """A 10 Hz camera 35 ms after a 10 Hz LiDAR: no pair is within ``refinement_max_pair_offset_s``,
+    so the refinement never has a window. The node used to stay silent (a new-user trial); it now
+    says why, naming ``refinement_compensate_pair_offset``, in ``last_error`` and its log."""
+    import dataclasses as dc
+
+    from crossi2p_training.sim import SimConfig, simulate_drive
+
+    cfg = SimConfig.preset("small")
+    late = simulate_drive(cfg.replace(camera=dc.replace(cfg.camera, rate_hz=10.0, time_offset_s=0.035)), seed=11,
+                          frames=5)
+    path, _ = prior_yaml
+    runtime = ScriptedRuntime(near=drive.T_cam_lidar, far=drive.T_cam_lidar, far_calls=set())
+    h = PacedHarness(ros_context, runtime, prior_calibration=str(path))
+    try:
+        h.play(late)
+        assert h.node.counters.refinements_run == 0 and h.node.pipeline.pairs_unsynchronised >= 3
+        n = h.node.pipeline.pairs_unsynchronised
+        assert h.node.counters.last_error == (
+            f"no pair to refine on: the image and LiDAR stamps of all {n} pairs are more than 20 ms apart "
+            f"(refinement_max_pair_offset_s; refinement_compensate_pair_offset:=true moves their sweeps to the "
+            f"images' stamps)")
+    finally:
+        h.close()
+
+
 def test_refinement_disabled_never_runs(ros_context, drive, prior_yaml):
     path, _ = prior_yaml
     runtime = ScriptedRuntime(near=drive.T_cam_lidar, far=drive.T_cam_lidar, far_calls=set())

@@ -524,20 +524,12 @@ def _left_out(pipeline: CalibrationPipeline) -> str:
 
 def _no_pair_to_refine_on(pipeline: CalibrationPipeline) -> str:
     """Why the refinement had nothing to run on although it had a start ('' when it had pairs,
-    ran, or had no start): every pair unsynchronised or its sweep not de-skewable."""
-    if pipeline.last_refinement is not None or pipeline.refinement_start() is None or pipeline.window:
+    ran, or had no start), in this command's flags (``CalibrationPipeline.no_pair_to_refine_on``)."""
+    if pipeline.last_refinement is not None:
         return ""
-    apart = (f"more than {pipeline.schedule.max_pair_offset_s * 1000:.0f} ms apart (--max-pair-offset-s"
-             + ("" if pipeline.schedule.compensate_pair_offset else
-                "; --compensate-pair-offset moves their sweeps to the images' stamps") + ")")
-    skewed = ("could not be de-skewed (too few points, or too few sweeps for the odometry, or no per-point time "
-              "field for --deskew time; --deskew off uses them as recorded)")
-    if not pipeline.pairs_skewed:
-        return f"no pair to refine on: the image and LiDAR stamps of all {pipeline.pairs_unsynchronised} pairs are {apart}"
-    if not pipeline.pairs_unsynchronised:
-        return f"no pair to refine on: the sweeps of all {pipeline.pairs_skewed} pairs {skewed}"
-    return (f"no pair to refine on: the stamps of {pipeline.pairs_unsynchronised} pairs are {apart}, the sweeps of "
-            f"the other {pipeline.pairs_skewed} {skewed}")
+    return pipeline.no_pair_to_refine_on({"max_pair_offset_s": "--max-pair-offset-s",
+                                          "compensate_pair_offset": "--compensate-pair-offset",
+                                          "deskew_off": "--deskew off"})
 
 
 def _refinement_summary(run: RefinementRun, window_span: str) -> dict:

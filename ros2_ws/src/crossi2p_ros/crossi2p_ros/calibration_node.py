@@ -110,6 +110,10 @@ from .pipeline import (RIG_POINTS_PER_CAMERA, CalibrationPipeline, CameraFrame, 
 from .parameters import CalibrationNodeParameters, parameter_specs, parameters_from_flat
 from .rig_inputs import RigInput, load_rig_file
 
+REFINEMENT_SETTINGS = {"max_pair_offset_s": "refinement_max_pair_offset_s",
+                       "compensate_pair_offset": "refinement_compensate_pair_offset:=true",
+                       "deskew_off": "deskew.mode:=off"}
+"""How the node's users change what ``CalibrationPipeline.no_pair_to_refine_on`` names."""
 NODE_NAME = "crossi2p_calibration"
 """The node's default name: the section of a parameters file it reads (``ros__parameters``)."""
 LATCHED = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
@@ -839,16 +843,26 @@ class CalibrationNode(Node):
         under the lock, run it outside (seconds: callbacks keep queuing, nothing waits on it at
         shutdown), record it unless ``~/reset`` came meanwhile, and publish what
         ``published_estimate`` then says when the run was accepted. A rejected run publishes
-        nothing; its reason is in diagnostics."""
+        nothing; its reason is in diagnostics. A start without a pair for the window (every pair
+        unsynchronised, or its sweep not de-skewable) is said in the log (throttled) and in
+        ``last_error``."""
         with self._lock:
-            if self._stop or not self.pipeline.refinement_due():
+            if self._stop:
                 return
-            job = self.pipeline.plan_refinement()
-            if job is None:
-                return
-            held = [(r.spec.image_topic, r.rig_camera(job.pairs)) for r in self._rig]
-            generation = self._generation
-            self._refining = True
+            due = self.pipeline.refinement_due()
+            job = self.pipeline.plan_refinement() if due else None
+            # a start but no pair for its window (e.g. a camera not triggered with the LiDAR): said
+            waiting = "" if due else self.pipeline.no_pair_to_refine_on(REFINEMENT_SETTINGS)
+            if waiting:
+                self.counters.last_error = waiting
+            if job is not None:
+                held = [(r.spec.image_topic, r.rig_camera(job.pairs)) for r in self._rig]
+                generation = self._generation
+                self._refining = True
+        if waiting:
+            self._warn_throttled(waiting)
+        if job is None:
+            return
         log = self.get_logger()
         rig = [camera for _, camera in held if camera is not None]
         missing = [topic for topic, camera in held if camera is None]

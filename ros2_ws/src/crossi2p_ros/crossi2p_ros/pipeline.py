@@ -487,6 +487,25 @@ class CalibrationPipeline:
         self._prepared.clear()
         self._offered, self._admit_every = 0, 1
 
+    def no_pair_to_refine_on(self, names: dict[str, str]) -> str:
+        """Why a refinement that has a start has no pair in its window, in one line ('' when it has
+        pairs or no start): every pair unsynchronised (``max_pair_offset_s``), or its sweep not
+        de-skewable. ``names``: how the caller's users set ``max_pair_offset_s``,
+        ``compensate_pair_offset`` and de-skewing off (a command's flags, the node's parameters)."""
+        if self.refinement_start() is None or self._window or not (self.pairs_unsynchronised or self.pairs_skewed):
+            return ""
+        apart = (f"more than {self.schedule.max_pair_offset_s * 1000:.0f} ms apart ({names['max_pair_offset_s']}"
+                 + ("" if self.schedule.compensate_pair_offset else
+                    f"; {names['compensate_pair_offset']} moves their sweeps to the images' stamps") + ")")
+        skewed = ("could not be de-skewed (too few points, or too few sweeps for the odometry, or no per-point time "
+                  f"field for de-skewing by time; {names['deskew_off']} uses them as recorded)")
+        if not self.pairs_skewed:
+            return f"no pair to refine on: the image and LiDAR stamps of all {self.pairs_unsynchronised} pairs are {apart}"
+        if not self.pairs_unsynchronised:
+            return f"no pair to refine on: the sweeps of all {self.pairs_skewed} pairs {skewed}"
+        return (f"no pair to refine on: the stamps of {self.pairs_unsynchronised} pairs are {apart}, the sweeps of "
+                f"the other {self.pairs_skewed} {skewed}")
+
     @property
     def pairs_left_out(self) -> dict[str, int]:
         """Pairs kept out of the refinement window, by why: ``unsynchronised`` (stamps further apart
