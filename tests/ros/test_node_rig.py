@@ -160,6 +160,12 @@ def test_the_node_refines_a_real_rig_and_publishes_every_cameras_transform(ros_c
             np.testing.assert_allclose(saved.T_cam_lidar, T_cam_ref @ own.T_cam_lidar, atol=1e-9)
             assert f"calib.{camera}_optical.yaml" in response.message
             assert f'<child link="{camera}_optical"/>' in (tmp_path / f"calib.{camera}_optical.urdf.xacro").read_text()
+        # python -m crossi2p_ros.show_status prints what it says and publishes, without the ros2 CLI
+        out = subprocess.run([sys.executable, "-m", "crossi2p_ros.show_status", "--timeout-s", "60"],
+                             capture_output=True, text=True, timeout=120.0)
+        assert out.returncode == 0 and "  stage" in out.stdout and "  rig_cameras" in out.stdout, out.stderr
+        for camera in CAMERAS:
+            assert f"/tf_static lidar -> {camera}_optical: translation [" in out.stdout, out.stdout
     finally:
         executor.shutdown()
         spin.join(timeout=10.0)

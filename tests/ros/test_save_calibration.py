@@ -29,4 +29,4 @@ def test_nothing_to_save_is_exit_3_with_the_nodes_reason_and_no_node_is_exit_1(s
         "save_calibration: error: no service /no_such_node/save_calibration within 1 s (is the node running, "
         "under that name and ROS_DOMAIN_ID? --node NAME)")
     out = subprocess.run([*COMMAND, "--timeout-s", "0"], capture_output=True, text=True, timeout=60.0)
-    assert out.returncode == 1 and "--timeout-s: expected > 0 seconds, got 0.0" in out.stderr
+    assert out.returncode == 2 and "--timeout-s: expected > 0 seconds, got 0.0" in out.stderr

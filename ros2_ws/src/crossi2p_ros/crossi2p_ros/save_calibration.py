@@ -8,7 +8,7 @@ answer.
 
 Exit codes: 0 saved; 3 the node has nothing that passed its checks yet (nothing saved; its reason
 printed); 1 no such service within ``--timeout-s`` (node not running, another name, another
-``ROS_DOMAIN_ID``) or the call failed; 130 / 143 on Ctrl-C / SIGTERM.
+``ROS_DOMAIN_ID``) or the call failed; 2 a usage error; 130 / 143 on Ctrl-C / SIGTERM.
 """
 from __future__ import annotations
 
@@ -32,10 +32,10 @@ def build_parser() -> ArgumentParser:
 
 @exit_130_on_ctrl_c("save_calibration", "interrupted (Ctrl-C); the node may still save")
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if not args.timeout_s > 0:
-        print(f"save_calibration: error: --timeout-s: expected > 0 seconds, got {args.timeout_s}", file=sys.stderr)
-        return 1
+        parser.error(f"--timeout-s: expected > 0 seconds, got {args.timeout_s}")   # exit 2, one line
     import rclpy                                 # rclpy after --help and the checks (a second to import)
     from rclpy.executors import SingleThreadedExecutor
     from std_srvs.srv import Trigger
