@@ -23,10 +23,16 @@ def test_nothing_to_save_is_exit_3_with_the_nodes_reason_and_no_node_is_exit_1(s
     assert out.returncode == 3, out.stderr
     assert out.stderr.startswith("save_calibration: nothing saved: no estimate has passed its checks yet")
     assert len(out.stderr.strip().splitlines()) == 1 and not (tmp_path / "calib.yaml").exists()
-    out = subprocess.run([*COMMAND, "--node", "/no_such_node", "--timeout-s", "1"], capture_output=True, text=True,
+    assert_no_node_is_exit_1_and_no_time_exit_2(
+        COMMAND, "save_calibration: error: no service /no_such_node/save_calibration within 1 s")
+
+
+def assert_no_node_is_exit_1_and_no_time_exit_2(command: list[str], no_node: str) -> None:
+    """``command --node /no_such_node``: exit 1, one line starting ``no_node`` and saying what to
+    check; ``--timeout-s 0``: a usage error, exit 2."""
+    out = subprocess.run([*command, "--node", "/no_such_node", "--timeout-s", "1"], capture_output=True, text=True,
                          timeout=60.0)
     assert out.returncode == 1 and out.stderr.strip() == (
-        "save_calibration: error: no service /no_such_node/save_calibration within 1 s (is the node running, "
-        "under that name and ROS_DOMAIN_ID? --node NAME)")
-    out = subprocess.run([*COMMAND, "--timeout-s", "0"], capture_output=True, text=True, timeout=60.0)
+        f"{no_node} (is the node running, under that name and ROS_DOMAIN_ID? --node NAME)"), out.stderr
+    out = subprocess.run([*command, "--timeout-s", "0"], capture_output=True, text=True, timeout=60.0)
     assert out.returncode == 2 and "--timeout-s: expected > 0 seconds, got 0.0" in out.stderr

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 from .test_node_signals import quick_card, start_node, stub_args  # noqa: F401 (fixtures)
+from .test_save_calibration import assert_no_node_is_exit_1_and_no_time_exit_2
 
 COMMAND = [sys.executable, "-m", "crossi2p_ros.show_status"]
 
@@ -22,10 +23,5 @@ def test_the_nodes_status_is_printed_and_no_node_is_exit_1_in_one_line(start_nod
     assert first.startswith("crossi2p_calibration: camera-LiDAR extrinsic: WARN: "), first   # not converged yet
     keys = {line.split()[0] for line in values if line.startswith("  ")}
     assert {"state", "images_in", "pairs_in", "refinements_run", "refinement_pairs_unsynchronised"} <= keys, keys
-    out = subprocess.run([*COMMAND, "--node", "/no_such_node", "--timeout-s", "1"], capture_output=True, text=True,
-                         timeout=60.0)
-    assert out.returncode == 1 and out.stderr.strip() == (
-        "show_status: error: no /diagnostics status 'no_such_node: camera-LiDAR extrinsic' within 1 s (is the node "
-        "running, under that name and ROS_DOMAIN_ID? --node NAME)")
-    out = subprocess.run([*COMMAND, "--timeout-s", "0"], capture_output=True, text=True, timeout=60.0)
-    assert out.returncode == 2 and "--timeout-s: expected > 0 seconds, got 0.0" in out.stderr
+    assert_no_node_is_exit_1_and_no_time_exit_2(
+        COMMAND, "show_status: error: no /diagnostics status 'no_such_node: camera-LiDAR extrinsic' within 1 s")
