@@ -173,16 +173,23 @@ def test_the_odometry_velocity_is_the_body_twist_given_once_its_speed_has_settle
     moving sweeps to an image's stamp until the last ``velocity_sweeps`` speeds agree within
     ``settled_speed_change``; then the constant body twist (SE(3) log), exact on a steady turn."""
     from crossi2p.geometry import se3_exp
-    deskewer = SweepDeskewer(DeskewConfig(velocity_sweeps=3, settled_speed_change=0.05))
     w, v = np.array([0.0, 0.0, 0.3]), np.array([8.0, 0.2, 0.0])      # a steady left turn, rad/s and m/s
-    T, given = np.eye(4), []
-    for k, speed in enumerate([2.0, 4.0, 6.0, 7.5, 8.0, 8.0, 8.0, 8.0, 8.0, 8.0]):
-        T = T @ se3_exp(np.r_[v * speed / 8.0, w] * 0.1)               # 0.1 s at this speed
-        deskewer._add_pose(0.1 * (k + 1), T)
-        given.append(deskewer.odometry_velocity is not None)
-    # each speed is the mean over the last 3 steps (7.2, 7.8, 8.0, 8.0 m/s ...): given once the
-    # last 3 of them are within 5 % of their median
-    assert given == [False] * 7 + [True] * 3
+
+    def given(config: DeskewConfig) -> tuple[list[bool], SweepDeskewer]:
+        deskewer, T, out = SweepDeskewer(config), np.eye(4), []
+        for k, speed in enumerate([2.0, 4.0, 6.0, 7.5, 8.0, 8.0, 8.0, 8.0, 8.0, 8.0, 8.0]):
+            T = T @ se3_exp(np.r_[v * speed / 8.0, w] * 0.1)               # 0.1 s at this speed
+            deskewer._add_pose(0.1 * (k + 1), T)
+            out.append(deskewer.odometry_velocity is not None)
+        return out, deskewer
+
+    # each speed is the mean over the last 3 steps (7.2, 7.8, 8.0, 8.0 m/s ...): given once the last
+    # 3 are within 5 % of their median (0.4 m/s) ...
+    speeds_only, _ = given(DeskewConfig(velocity_sweeps=3, settled_min_sweeps=2))
+    assert speeds_only == [False] * 7 + [True] * 4
+    # ... and (the default) once 10 sweeps of the run are in: a ramp can look steady for 3 sweeps
+    default, deskewer = given(DeskewConfig(velocity_sweeps=3))
+    assert default == [False] * 9 + [True] * 2
     omega, linear = deskewer.odometry_velocity
     np.testing.assert_allclose(omega, w, atol=1e-9)
     np.testing.assert_allclose(linear, v, atol=1e-9)

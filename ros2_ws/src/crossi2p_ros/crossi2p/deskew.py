@@ -81,13 +81,20 @@ class DeskewConfig:
     velocity_sweeps: int = 3
     """The velocity is the mean over the motion between the last this-many + 1 sweeps (odometry
     between two sweeps is noisy along a street; a vehicle's speed changes slowly)."""
-    settled_speed_change: float = 0.05
+    settled_min_sweeps: int = 10
     """``SweepDeskewer.odometry_velocity`` (moving a sweep to an image's stamp) is given only once
-    the odometry's speed has settled: its last ``velocity_sweeps`` estimates within this fraction
-    of their median (or 0.1 m/s). KISS-ICP starts from zero velocity: on a simulated street at
-    8.2 m/s its speed rose over 14 sweeps (1.7, 2.2, ... 7.7, 8.1 m/s) and wavered by 6 % until
-    the 24th, and pairs moved with the early, low speed put the calibration 5-11 cm off
-    (docs/benchmarks.md section 8, "Pairs moved to the image's stamp")."""
+    the odometry has registered this many sweeps since it (re)started, and its speed has settled
+    (``settled_speed_change``). KISS-ICP starts from zero velocity: on a simulated street at
+    8.2 m/s its speed rose over 14 sweeps (1.7, 1.8, 2.2, ... 7.7, 8.1 m/s), and pairs moved with
+    the early, low speed put the calibration 5-11 cm off (docs/benchmarks.md section 8, "Pairs
+    moved to the image's stamp"); a steady ramp can look settled over 3 sweeps, hence the count."""
+    settled_speed_change: float = 0.05
+    """... and its last ``velocity_sweeps`` speeds lie within this fraction of their median, or
+    within ``settled_speed_floor_mps``, whichever is larger."""
+    settled_speed_floor_mps: float = 0.3
+    """0.3 m/s of speed error moves a sweep 1 cm over a 33 ms offset (a 15 Hz camera's worst
+    case). On the real KITTI sequence (about 2 m/s, braking) KISS-ICP's speed varies by 0.1-0.5 m/s
+    from sweep to sweep, where 5 % alone (0.1 m/s) would never call it settled."""
     initial_threshold_m: float = 5.0
     """KISS-ICP's correspondence threshold before it has seen any motion (its own default, 2 m,
     is too tight for a vehicle already moving 1 m or more per sweep: started on simulated
@@ -113,6 +120,9 @@ class DeskewConfig:
             raise ValueError(f"DeskewConfig.mode: expected one of {DESKEW_MODES}, got {self.mode!r}")
         if int(self.odometry_max_points) < 1:
             raise ValueError(f"DeskewConfig.odometry_max_points: expected >= 1, got {self.odometry_max_points!r}")
+        if int(self.settled_min_sweeps) < 2 or not self.settled_speed_floor_mps >= 0:
+            raise ValueError(f"DeskewConfig.settled_min_sweeps / settled_speed_floor_mps: expected >= 2 and >= 0, "
+                             f"got {self.settled_min_sweeps!r} / {self.settled_speed_floor_mps!r}")
         if not 0 < self.settled_speed_change <= 1:
             raise ValueError(f"DeskewConfig.settled_speed_change: expected a fraction in (0, 1], "
                              f"got {self.settled_speed_change!r}")
@@ -241,6 +251,8 @@ class SweepDeskewer:
         self._poses: deque[tuple[float, np.ndarray]] = deque(maxlen=self.config.velocity_sweeps + 1)
         self._speeds: deque[float] = deque(maxlen=self.config.velocity_sweeps)
         """The odometry's last speeds (m/s), one per registered sweep (``odometry_velocity``)."""
+        self._run_sweeps = 0
+        """Sweeps registered since the odometry (re)started."""
         """(stamp, T_odom_lidar) of the last sweeps."""
         self.velocity: tuple[np.ndarray, np.ndarray] | None = None
         """(angular rad/s (3,), linear m/s (3,)) used for the last sweep, LiDAR frame (None: not
@@ -262,6 +274,7 @@ class SweepDeskewer:
         self._odometry, self.velocity = None, None
         self._poses.clear()
         self._speeds.clear()
+        self._run_sweeps = 0
         self.odometry_run += 1
 
     def _new_odometry(self):
@@ -294,12 +307,14 @@ class SweepDeskewer:
     def odometry_velocity(self) -> tuple[np.ndarray, np.ndarray] | None:
         """(angular rad/s (3,), linear m/s (3,)): the constant body twist over the poses kept, so
         also at the last pose (where ``points_at_time`` moves a sweep from), whether the sweeps are
-        de-skewed or only tracked (``track_motion``); None before ``velocity_sweeps`` speeds of one
-        run, and while they differ by more than ``settled_speed_change``."""
-        if len(self._poses) < 2 or len(self._speeds) < self._speeds.maxlen:
+        de-skewed or only tracked (``track_motion``); None before ``settled_min_sweeps`` sweeps of
+        one odometry run, and while its last speeds differ by more than ``settled_speed_change``
+        (or ``settled_speed_floor_mps``)."""
+        cfg = self.config
+        if len(self._poses) < 2 or len(self._speeds) < self._speeds.maxlen or self._run_sweeps < cfg.settled_min_sweeps:
             return None
         speeds = np.asarray(self._speeds)
-        if np.ptp(speeds) > max(self.config.settled_speed_change * float(np.median(speeds)), 0.1):
+        if np.ptp(speeds) > max(cfg.settled_speed_change * float(np.median(speeds)), cfg.settled_speed_floor_mps):
             return None                       # still settling (KISS-ICP starts from rest), or braking hard
         return self._body_twist()
 
@@ -313,6 +328,7 @@ class SweepDeskewer:
     def _add_pose(self, stamp_s: float, T_odom_lidar: np.ndarray) -> None:
         """Keep a registered sweep's pose, and the odometry's speed then (``odometry_velocity``)."""
         self._poses.append((float(stamp_s), T_odom_lidar))
+        self._run_sweeps += 1
         if len(self._poses) >= 2:
             self._speeds.append(float(np.linalg.norm(self._body_twist()[1])))
 
