@@ -51,7 +51,8 @@ from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import PointCloud2
 from tf2_msgs.msg import TFMessage
 
-from crossi2p.datasets.rosbag2 import CameraInfoRecord, ImageRecord, bag_topics, read_bag_messages
+from crossi2p.datasets.rosbag2 import (CameraInfoRecord, ImageRecord, bag_topics, read_bag_messages,
+                                       recorded_image_topic)
 from crossi2p.fusion import FusionConfig
 from crossi2p.geometry import invert_transform, transform_from_tq
 from crossi2p.metrics import registration_error
@@ -214,8 +215,7 @@ def image_topic_to_play(image_topic: str, present: dict[str, str]) -> tuple[str,
     ``/camera/image_raw/compressed`` when only that is recorded (as offline); a topic named with
     its suffix is taken as it is, by its type (one DDS participant cannot have a topic with two
     types: subscribing with Image to a CompressedImage topic stops the replay)."""
-    if image_topic not in present and image_topic + "/compressed" in present:
-        image_topic += "/compressed"
+    image_topic = recorded_image_topic(image_topic, present)
     return image_topic, present.get(image_topic) == "sensor_msgs/msg/CompressedImage"
 
 

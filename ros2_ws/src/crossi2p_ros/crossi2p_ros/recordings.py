@@ -26,7 +26,7 @@ from typing import Literal
 
 from crossi2p.calib_io import load_calibration_yaml
 from crossi2p.cli import UsageError
-from crossi2p.datasets.rosbag2 import bag_topics
+from crossi2p.datasets.rosbag2 import bag_topics, recorded_image_topic
 from crossi2p.deskew import DESKEW_MODES, DeskewConfig
 from crossi2p.travel_check import TravelCheckConfig
 
@@ -120,15 +120,16 @@ def check_bag_topics(bag: Path, topics: tuple[str, str, str]) -> None:
     ``<topic>/compressed``)."""
     present = bag_topics(bag)
     image_topic = topics[0]
-    missing = [t for t in topics if t not in present and not (t == image_topic and t + "/compressed" in present)]
+    recorded = [recorded_image_topic(image_topic, present), *topics[1:]]
+    missing = [t for t, r in zip(topics, recorded) if r not in present]
     if missing:
         raise ValueError(f"bag {bag}: topics {missing} not found; topics in the bag: {sorted(present)}")
     if len(set(topics)) != 3:
         raise ValueError(f"bag {bag}: the image, camera info and points topics must differ, got {list(topics)}")
-    expected = {image_topic: ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage"),
-                topics[1]: ("sensor_msgs/msg/CameraInfo",), topics[2]: ("sensor_msgs/msg/PointCloud2",)}
-    for topic, types in expected.items():
-        found = present.get(topic, present.get(topic + "/compressed"))
+    expected = (("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage"), ("sensor_msgs/msg/CameraInfo",),
+                ("sensor_msgs/msg/PointCloud2",))
+    for topic, on, types in zip(topics, recorded, expected):
+        found = present[on]
         if found not in types:
             raise ValueError(f"bag {bag}: topic {topic} has type {found}, expected {' or '.join(types)}")
 

@@ -496,6 +496,14 @@ def open_bag(bag: str | os.PathLike) -> Reader:
 _open = open_bag  # the name the readers below use
 
 
+def recorded_image_topic(image_topic: str, topics: dict[str, str] | set[str]) -> str:
+    """The topic a bag holds ``image_topic``'s images on: itself, or ``<image_topic>/compressed``
+    when only that is recorded (``topics``: the bag's topics, ``bag_topics``)."""
+    if image_topic not in topics and image_topic + "/compressed" in topics:
+        return image_topic + "/compressed"
+    return image_topic
+
+
 def bag_topics(bag_dir: str | os.PathLike) -> dict[str, str]:
     """``{topic: message type}`` of a bag.
 
@@ -558,9 +566,7 @@ def read_bag_messages(bag_dir: str | os.PathLike,
     topics = bag_topics(bag_dir)
     wanted: dict[str, tuple[str, ...]] = {}
     if image_topic is not None:
-        if image_topic not in topics and image_topic + "/compressed" in topics:
-            image_topic = image_topic + "/compressed"
-        wanted[image_topic] = (IMAGE, COMPRESSED_IMAGE)
+        wanted[recorded_image_topic(image_topic, topics)] = (IMAGE, COMPRESSED_IMAGE)
     if info_topic is not None:
         wanted[info_topic] = (CAMERA_INFO,)
     if lidar_topic is not None:
