@@ -30,26 +30,27 @@ class ArgumentParser(argparse.ArgumentParser):
         return super().format_help().replace("``", "")
 
 
-def check_writable(path: Path, option: str) -> None:
-    """ValueError (one line) when ``path``'s folder could not be made or written: checked before
-    the run, so that a long run is not lost at its end. The nearest existing folder is probed by
-    creating (and deleting) a temporary file in it: ``os.access`` says yes to root even where
-    nothing can be written (e.g. under /proc). No folder is created here (a refused run leaves no
-    empty folder; the folder is made when the file is written)."""
+def check_writable(path: Path, option: str, named: Path | None = None) -> None:
+    """ValueError (one line, naming ``option`` and ``named``, default ``path``) when ``path``'s
+    folder could not be made or written: checked before the run, so that a long run is not lost at
+    its end. The nearest existing folder is probed by creating (and deleting) a temporary file in
+    it: ``os.access`` says yes to root even where nothing can be written (e.g. under /proc). No
+    folder is created here (a refused run leaves no empty folder; the folder is made when the file
+    is written)."""
+    what = f"{option} {path if named is None else named}"
     if path.is_dir():
-        raise ValueError(f"{option} {path}: is a folder, expected a file path")
+        raise ValueError(f"{what}: is a folder, expected a file path")
     folder = path.parent.absolute()
     existing = next(p for p in (folder, *folder.parents) if p.exists())
     if not existing.is_dir():
-        raise ValueError(f"{option} {path}: cannot create its folder ({existing} is a file)")
+        raise ValueError(f"{what}: cannot create its folder ({existing} is a file)")
     try:
         with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as exc:
-        raise ValueError(f"{option} {path}: not writable (cannot create a file in {existing}: "
-                         f"{exc.strerror or exc})") from None
+        raise ValueError(f"{what}: not writable (cannot create a file in {existing}: {exc.strerror or exc})") from None
     if path.exists() and not os.access(path, os.W_OK):
-        raise ValueError(f"{option} {path}: not writable")
+        raise ValueError(f"{what}: not writable")
 
 
 def check_writable_folder(folder: Path, option: str) -> None:
@@ -57,7 +58,4 @@ def check_writable_folder(folder: Path, option: str) -> None:
     (a ``--report DIR``): it is a file, or ``check_writable`` refuses a file in it."""
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"{option} {folder}: is a file, expected a folder")
-    try:
-        check_writable(folder / "report.md", option)
-    except ValueError as exc:
-        raise ValueError(str(exc).replace(f"{option} {folder / 'report.md'}:", f"{option} {folder}:", 1)) from None
+    check_writable(folder / "report.md", option, named=folder)
