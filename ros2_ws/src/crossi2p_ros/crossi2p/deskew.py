@@ -298,10 +298,13 @@ class SweepDeskewer:
         """(angular rad/s (3,), linear m/s (3,)): the sensor's mean body twist over the poses kept
         (at least two), the linear part in the frame of the oldest of them (de-skewing uses it so;
         it differs from the newest's by the rotation over those sweeps, a few degrees at most)."""
-        (t_first, T_first), (t_last, T_last) = self._poses[0], self._poses[-1]
-        dt = t_last - t_first
-        T_prev_cur = invert_transform(T_first) @ T_last     # the motion over the last sweeps
+        T_prev_cur, dt = self._motion()
         return Rotation.from_matrix(T_prev_cur[:3, :3]).as_rotvec() / dt, T_prev_cur[:3, 3] / dt
+
+    def _motion(self) -> tuple[np.ndarray, float]:
+        """``(T_first_last (4, 4), seconds)``: the motion from the first pose kept to the last."""
+        (t_first, T_first), (t_last, T_last) = self._poses[0], self._poses[-1]
+        return invert_transform(T_first) @ T_last, t_last - t_first
 
     @property
     def odometry_velocity(self) -> tuple[np.ndarray, np.ndarray] | None:
@@ -321,8 +324,8 @@ class SweepDeskewer:
     def _body_twist(self) -> tuple[np.ndarray, np.ndarray]:
         """(angular rad/s (3,), linear m/s (3,)): the constant body twist that carries the first
         pose kept to the last (SE(3) log): the same in the frame of every pose along the way."""
-        (t_first, T_first), (t_last, T_last) = self._poses[0], self._poses[-1]
-        xi = se3_log(invert_transform(T_first) @ T_last) / (t_last - t_first)
+        T_first_last, dt = self._motion()
+        xi = se3_log(T_first_last) / dt
         return xi[3:], xi[:3]
 
     def _add_pose(self, stamp_s: float, T_odom_lidar: np.ndarray) -> None:
